@@ -1,0 +1,102 @@
+"""What every klingcost command shares: exit codes, error reporting, --ledger and --json.
+
+Exit codes (documented in ``klingcost --help`` and the README):
+
+    0  ok
+    1  error (the API failed, the ledger is damaged, anything unexpected)
+    2  invalid input (a bad request body, price sheet, budget definition or argument)
+    3  refused by a budget
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from klingcost import errors
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_INVALID = 2
+EXIT_REFUSED = 3
+
+EXIT_CODES_HELP = "Exit codes: 0 ok, 1 error, 2 invalid input, 3 refused by a budget."
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def exit_code_for(exc: BaseException) -> int:
+    if isinstance(exc, errors.BudgetExceeded):
+        return EXIT_REFUSED
+    if isinstance(
+        exc,
+        errors.RequestValidationError
+        | errors.PricingSheetError
+        | errors.BudgetConfigError
+        | errors.BudgetNotFound
+        | errors.HoldNotFound
+        | errors.UnpricedRequestError,
+    ):
+        return EXIT_INVALID
+    return EXIT_ERROR
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
+    """Print ``Error: message`` to stderr and exit with ``code``; never a traceback."""
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+class KlingcostGroup(click.Group):
+    """A click group that turns klingcost's errors into messages and exit codes.
+
+    Library errors become one ``Error:`` paragraph and their exit code; anything unexpected
+    becomes exit 1 with its type and message (set ``KLINGCOST_DEBUG=1`` for the traceback).
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except errors.KlingcostError as exc:
+            fail(str(exc), exit_code_for(exc))
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            fail("interrupted", EXIT_ERROR)
+        except Exception as exc:
+            if os.environ.get("KLINGCOST_DEBUG"):
+                raise
+            fail(f"unexpected {type(exc).__name__}: {exc}", EXIT_ERROR)
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(func)
+
+
+def ledger_option(func: F) -> F:
+    return click.option(
+        "--ledger",
+        "ledger_path",
+        envvar="KLINGCOST_LEDGER",
+        metavar="PATH",
+        help="The ledger file (env KLINGCOST_LEDGER; default $KLINGCOST_HOME/ledger.db).",
+    )(func)
+
+
+def pricing_option(func: F) -> F:
+    return click.option(
+        "--pricing",
+        "pricing_path",
+        envvar="KLINGCOST_PRICING",
+        metavar="FILE",
+        help="A price sheet or overlay to load over the bundled one (env KLINGCOST_PRICING).",
+    )(func)
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False))

@@ -1,0 +1,238 @@
+"""The one exception tree of klingcost.
+
+Every error a caller can meet derives from :class:`KlingcostError`. Errors carry their data as
+keyword-only attributes (as httpx's do), so a caller can act on them without parsing messages,
+and each message says what was given and what is allowed. No message, attribute or repr ever
+holds an API key: the client redacts it before an error is built.
+
+    KlingcostError
+    ├── RequestValidationError      a request body breaks a Kling rule       (CLI exit 2)
+    ├── PricingError
+    │   ├── PricingSheetError       a price sheet cannot be loaded           (CLI exit 2)
+    │   └── UnpricedRequestError    the sheet has no price for a valid request
+    ├── LedgerError
+    │   ├── LedgerSchemaError       a ledger file from a newer klingcost, or not a ledger
+    │   ├── BudgetNotFound
+    │   ├── BudgetConfigError       a budget definition is invalid           (CLI exit 2)
+    │   ├── HoldNotFound
+    │   ├── HoldStateError          an operation that the hold's state forbids
+    │   └── BudgetExceeded          a hold would overspend a budget          (CLI exit 3)
+    └── KlingAPIError               the Kling API (or the transport) failed
+        ├── TransportError          no answer: connection failed or timed out
+        │   ├── ConnectError        failed before the request was sent (safe to retry)
+        │   └── AmbiguousSubmitError  the request may have reached the API (never resent)
+        ├── MalformedResponseError  an answer that is not the documented JSON
+        ├── AuthenticationError     401, codes 1000-1004
+        ├── AccountError            1100-1103 (1102: resource pack used up)
+        ├── InvalidRequestError     400/404, codes 1200-1203
+        ├── PolicyError             1300, 1301, 1304
+        ├── RateLimitError          1302 (rate) and 1303 (concurrency); retried with backoff
+        └── ServerError             5xx, codes 5000-5002
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+class KlingcostError(Exception):
+    """Base of every error klingcost raises on purpose."""
+
+
+# --- request validation -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One broken rule: where, what was given, what is allowed."""
+
+    field: str
+    given: Any
+    allowed: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message} (given {_show(self.given)}; allowed: {self.allowed})"
+
+
+_MISSING = object()
+
+
+def _show(value: Any) -> str:
+    if value is _MISSING:
+        return "nothing"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+class RequestValidationError(KlingcostError, ValueError):
+    """A request body breaks one or more of Kling's rules; ``problems`` lists every one."""
+
+    def __init__(self, *, endpoint: str, problems: Sequence[Problem]) -> None:
+        self.endpoint = endpoint
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        count = len(self.problems)
+        super().__init__(f"invalid {endpoint} request ({count} problem{'s' * (count != 1)}):\n{lines}")
+
+
+# --- pricing ------------------------------------------------------------------------------
+
+
+class PricingError(KlingcostError):
+    """The price sheet cannot price something."""
+
+
+class PricingSheetError(PricingError, ValueError):
+    """A price sheet file is missing, unreadable or breaks the sheet's schema."""
+
+    def __init__(self, *, source: str, problems: Sequence[str]) -> None:
+        self.source = source
+        self.problems = tuple(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"price sheet {source} is invalid:\n{lines}")
+
+
+class UnpricedRequestError(PricingError, LookupError):
+    """A valid request for which the loaded sheet has no price (an overlay removed one)."""
+
+    def __init__(self, *, endpoint: str, model: str, missing: str) -> None:
+        self.endpoint = endpoint
+        self.model = model
+        self.missing = missing
+        super().__init__(f"the price sheet has no price for {endpoint} {model}: {missing}")
+
+
+# --- ledger -------------------------------------------------------------------------------
+
+
+class LedgerError(KlingcostError):
+    """The ledger refused or failed an operation."""
+
+
+class LedgerSchemaError(LedgerError):
+    """The file is not a klingcost ledger, or was written by a newer klingcost."""
+
+
+class BudgetNotFound(LedgerError, LookupError):
+    def __init__(self, *, team: str) -> None:
+        self.team = team
+        super().__init__(f"no budget named {team!r}; create it with: klingcost budget set {team} --limit N")
+
+
+class BudgetConfigError(LedgerError, ValueError):
+    """A budget definition is invalid (a parent cycle, an unknown unit, a bad limit)."""
+
+
+class HoldNotFound(LedgerError, LookupError):
+    def __init__(self, *, hold: str) -> None:
+        self.hold = hold
+        super().__init__(f"no hold {hold!r} in the ledger")
+
+
+class HoldStateError(LedgerError):
+    """An operation that the hold's current state does not allow (settling a voided hold)."""
+
+
+class BudgetExceeded(LedgerError):
+    """A hold would take a budget past its limit. Nothing was written."""
+
+    def __init__(
+        self,
+        *,
+        team: str,
+        needed: int,
+        available: int,
+        limit: int,
+        unit: str,
+        period: str,
+        window: str,
+        requested_by: str | None = None,
+    ) -> None:
+        self.team = team
+        self.needed = needed
+        self.available = available
+        self.limit = limit
+        self.unit = unit
+        self.period = period
+        self.window = window
+        self.requested_by = requested_by
+        via = f" (on the path of {requested_by!r})" if requested_by and requested_by != team else ""
+        super().__init__(
+            f"budget {team!r}{via} refused: needs {needed} {unit}, "
+            f"{available} of {limit} {unit} left in period {period} {window}"
+        )
+
+
+# --- the Kling API ------------------------------------------------------------------------
+
+
+class KlingAPIError(KlingcostError):
+    """The Kling API answered with an error, or could not be reached.
+
+    ``code`` is the API's own code (None when there was no JSON answer), ``status`` the HTTP
+    status (None when there was no answer), ``request_id`` the API's id for the call.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        status: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        self.message = message
+        self.code = code
+        self.status = status
+        self.request_id = request_id
+        parts = [message]
+        if code is not None:
+            parts.append(f"code {code}")
+        if status is not None:
+            parts.append(f"HTTP {status}")
+        if request_id:
+            parts.append(f"request {request_id}")
+        super().__init__(" | ".join(parts))
+
+
+class TransportError(KlingAPIError):
+    """No usable answer arrived."""
+
+
+class ConnectError(TransportError):
+    """The connection failed before the request was sent: safe to retry."""
+
+
+class AmbiguousSubmitError(TransportError):
+    """The request may have reached the API; the outcome is unknown. Never resent."""
+
+
+class MalformedResponseError(KlingAPIError):
+    """The answer was not the documented JSON envelope."""
+
+
+class AuthenticationError(KlingAPIError):
+    """HTTP 401, codes 1000-1004: the key is missing, invalid, not yet valid or expired."""
+
+
+class AccountError(KlingAPIError):
+    """Codes 1100-1103: account abnormal, in arrears, pack used up, or no permission."""
+
+
+class InvalidRequestError(KlingAPIError):
+    """HTTP 400/404, codes 1200-1203: the API refused the parameters."""
+
+
+class PolicyError(KlingAPIError):
+    """Codes 1300, 1301, 1304: platform policy, content safety, IP whitelist."""
+
+
+class RateLimitError(KlingAPIError):
+    """Codes 1302 (rate) and 1303 (parallel tasks over the pack's limit)."""
+
+
+class ServerError(KlingAPIError):
+    """HTTP 5xx, codes 5000-5002."""
