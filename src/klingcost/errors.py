@@ -16,6 +16,7 @@ holds an API key: the client redacts it before an error is built.
     │   ├── BudgetConfigError       a budget definition is invalid           (CLI exit 2)
     │   ├── HoldNotFound
     │   ├── HoldStateError          an operation that the hold's state forbids
+    │   ├── InvalidAmountError      an amount that is not a non-negative int of minor units
     │   └── BudgetExceeded          a hold would overspend a budget          (CLI exit 3)
     └── KlingAPIError               the Kling API (or the transport) failed
         ├── TransportError          no answer: connection failed or timed out
@@ -134,6 +135,10 @@ class HoldNotFound(LedgerError, LookupError):
 
 class HoldStateError(LedgerError):
     """An operation that the hold's current state does not allow (settling a voided hold)."""
+
+
+class InvalidAmountError(LedgerError, ValueError):
+    """An amount handed to the ledger is not a non-negative int in minor units (a float, -1)."""
 
 
 class BudgetExceeded(LedgerError):
