@@ -1,15 +1,123 @@
-"""klingcost: know, cap and check what Kling video and image generation costs."""
+"""klingcost: know, cap and check what Kling video and image generation costs.
+
+    >>> from klingcost import estimate
+    >>> estimate("videos/text2video", {"model_name": "kling-v1-5", "mode": "pro",
+    ...                                "duration": "10", "prompt": "a ship"}).units
+    Fraction(7, 1)
+
+The errors load with the package; every other public name loads on first use.
+"""
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from klingcost.errors import (
+    AccountError,
+    AmbiguousSubmitError,
+    AuthenticationError,
+    BudgetConfigError,
+    BudgetExceeded,
+    BudgetNotFound,
+    ConnectError,
+    HoldNotFound,
+    HoldStateError,
+    InvalidRequestError,
+    KlingAPIError,
     KlingcostError,
+    LedgerError,
+    LedgerSchemaError,
+    MalformedResponseError,
+    PolicyError,
+    PricingError,
+    PricingSheetError,
     Problem,
+    RateLimitError,
     RequestValidationError,
+    ServerError,
+    TransportError,
+    UnpricedRequestError,
 )
+if TYPE_CHECKING:  # pragma: no cover - resolved lazily by __getattr__ below
+    from klingcost.pricing import Cost, Estimate, Step, estimate, price
+    from klingcost.request import (
+        ENDPOINTS,
+        CameraConfig,
+        CameraControl,
+        ImageRequest,
+        ImageToVideoRequest,
+        OmniElement,
+        OmniImage,
+        OmniVideo,
+        OmniVideoRequest,
+        TextToVideoRequest,
+        ValidatedRequest,
+        normalize_endpoint,
+        validate_request,
+    )
+    from klingcost.sheet import PriceSheet, load_sheet
+
+# Every public name but the errors is imported on first access (PEP 562): building pydantic
+# models costs ~60 ms and httpx/sqlite-utils more, so `import klingcost` stays as light as
+# `import pydantic`, and a process pays only for the parts it uses.
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(["Cost", "Estimate", "Step", "estimate", "price"], "klingcost.pricing"),
+    **dict.fromkeys(
+        [
+            "ENDPOINTS",
+            "CameraConfig",
+            "CameraControl",
+            "ImageRequest",
+            "ImageToVideoRequest",
+            "OmniElement",
+            "OmniImage",
+            "OmniVideo",
+            "OmniVideoRequest",
+            "TextToVideoRequest",
+            "ValidatedRequest",
+            "normalize_endpoint",
+            "validate_request",
+        ],
+        "klingcost.request",
+    ),
+    **dict.fromkeys(["PriceSheet", "load_sheet"], "klingcost.sheet"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'klingcost' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
+    "AccountError",
+    "AmbiguousSubmitError",
+    "AuthenticationError",
+    "BudgetConfigError",
+    "BudgetExceeded",
+    "BudgetNotFound",
+    "ConnectError",
+    "HoldNotFound",
+    "HoldStateError",
+    "InvalidRequestError",
+    "KlingAPIError",
     "KlingcostError",
+    "LedgerError",
+    "LedgerSchemaError",
+    "MalformedResponseError",
+    "PolicyError",
+    "PricingError",
+    "PricingSheetError",
     "Problem",
+    "RateLimitError",
     "RequestValidationError",
+    "ServerError",
+    "TransportError",
+    "UnpricedRequestError",
+    *_LAZY,
 ]

@@ -1,9 +1,342 @@
-"""``klingcost estimate`` and ``klingcost prices`` (being written)."""
+"""``klingcost estimate`` (one body or a JSON Lines batch) and ``klingcost prices``."""
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import IO, Any
+
 import click
+
+from klingcost.cli._common import (
+    EXIT_CODES_HELP,
+    EXIT_INVALID,
+    echo_json,
+    json_option,
+    pricing_option,
+)
+from klingcost.errors import _MISSING, KlingcostError, Problem, RequestValidationError
+from klingcost.money import format_amount
+from klingcost.pricing import Estimate, estimate
+from klingcost.request import ENDPOINTS, normalize_endpoint
+from klingcost.sheet import PriceSheet, load_sheet
+
+provider_option = click.option(
+    "--provider",
+    metavar="NAME",
+    help="Provider profile that turns units into cost (default: the sheet's, openai-hk).",
+)
 
 
 def register(main: click.Group) -> None:
-    pass
+    main.add_command(estimate_command)
+    main.add_command(prices_command)
+
+
+@click.command("estimate", epilog=EXIT_CODES_HELP)
+@click.argument("source", type=click.File("r", encoding="utf-8"), metavar="FILE|-")
+@click.option(
+    "--endpoint",
+    "-e",
+    metavar="E",
+    help="Endpoint of bodies that do not name one: " + ", ".join(ENDPOINTS) + " (or text2video...).",
+)
+@provider_option
+@pricing_option
+@json_option
+def estimate_command(
+    source: IO[str],
+    endpoint: str | None,
+    provider: str | None,
+    pricing_path: str | None,
+    as_json: bool,
+) -> None:
+    """Price the JSON body you would POST, before spending anything.
+
+    FILE holds one JSON body, or a JSON Lines batch: one body per line, or
+    {"endpoint": ..., "body": ...} per line. A bad line is reported by its number and
+    the others are still priced (the exit code is then 2).
+
+    \b
+      klingcost estimate -e text2video body.json
+      klingcost estimate batch.jsonl --json
+    """
+    sheet = load_sheet(pricing_path)
+    default_endpoint = normalize_endpoint(endpoint) if endpoint else None
+    text = source.read()
+    single = _single_document(text)
+    if single is not None:
+        line = _Line(1, single)
+        result = _estimate_line(line, default_endpoint, sheet, provider)
+        if isinstance(result, KlingcostError):
+            raise result
+        if as_json:
+            echo_json(result.to_dict())
+        else:
+            click.echo(render_estimate(result))
+        return
+    totals = _run_batch(text, default_endpoint, sheet, provider, as_json)
+    if totals.errors:
+        sys.exit(EXIT_INVALID)
+
+
+@dataclass(frozen=True, slots=True)
+class _Line:
+    number: int
+    value: Any
+
+
+def _single_document(text: str) -> Any | None:
+    """The body when FILE is one JSON object; None when it is a JSON Lines batch."""
+    stripped = text.strip()
+    if not stripped:
+        raise click.BadParameter("the file is empty", param_hint="FILE")
+    try:
+        value = json.loads(stripped)
+    except json.JSONDecodeError:
+        if "\n" not in stripped:
+            raise click.BadParameter("not JSON: " + stripped[:60], param_hint="FILE") from None
+        return None
+    return value
+
+
+def _estimate_line(
+    line: _Line, default_endpoint: str | None, sheet: PriceSheet, provider: str | None
+) -> Estimate | KlingcostError:
+    value = line.value
+    endpoint = default_endpoint
+    body = value
+    if isinstance(value, dict) and "body" in value and set(value) <= {"endpoint", "body"}:
+        endpoint, body = value.get("endpoint") or default_endpoint, value["body"]
+    if endpoint is None:
+        return RequestValidationError(
+            endpoint="(none)",
+            problems=[
+                Problem(
+                    "endpoint",
+                    _MISSING,
+                    'give --endpoint, or write the line as {"endpoint": ..., "body": ...}',
+                    "no endpoint",
+                )
+            ],
+        )
+    try:
+        return estimate(endpoint, body, sheet=sheet, provider=provider)
+    except KlingcostError as exc:
+        return exc
+
+
+@dataclass
+class _Totals:
+    lines: int = 0
+    errors: int = 0
+    units: dict[str, Fraction] = field(default_factory=dict)
+    cost: Fraction = Fraction(0)
+    currency: str = ""
+
+
+def _lines(text: str) -> Iterator[_Line | tuple[int, str]]:
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            yield _Line(number, json.loads(raw))
+        except json.JSONDecodeError as exc:
+            yield number, f"not JSON: {exc.msg} at column {exc.colno}"
+
+
+def _run_batch(
+    text: str, endpoint: str | None, sheet: PriceSheet, provider: str | None, as_json: bool
+) -> _Totals:
+    totals = _Totals()
+    out = sys.stdout
+    # Rows are cached by job class: a batch repeats a few job classes many times.
+    rows: dict[tuple[Any, ...], str] = {}
+    if as_json:
+        out.write('{"results": [\n')
+    else:
+        out.write(f"{'line':>6}  {'endpoint':<20} {'model':<18} {'mode':<4} {'sec':>3} {'n':>2} "
+                  f"{'units':>8} {'pack':<5} {'cost':>12}\n")
+    first = True
+    for item in _lines(text):
+        totals.lines += 1
+        if isinstance(item, tuple):
+            number, message = item
+            error: dict[str, Any] | None = {"message": message}
+            result: Estimate | KlingcostError | None = None
+        else:
+            number = item.number
+            result = _estimate_line(item, endpoint, sheet, provider)
+            error = None if isinstance(result, Estimate) else _error_dict(result)
+        if isinstance(result, Estimate):
+            totals.units[result.pack] = totals.units.get(result.pack, Fraction(0)) + result.units
+            totals.cost += result.cost.amount
+            totals.currency = result.cost.currency
+            key = (result.request.job, result.cost.provider)
+            row = rows.get(key)
+            if row is None:
+                row = rows[key] = (
+                    json.dumps(_row_dict(result)) if as_json else _row_text(result)
+                )
+            if as_json:
+                out.write(("" if first else ",\n") + '{"line": %d, "estimate": %s}' % (number, row))
+            else:
+                out.write(f"{number:>6}  {row}\n")
+        else:
+            totals.errors += 1
+            assert error is not None
+            if as_json:
+                out.write(("" if first else ",\n") + json.dumps({"line": number, "error": error}))
+            else:
+                out.write(f"{number:>6}  invalid: {error['message']}\n")
+        first = False
+    summary = {
+        "lines": totals.lines,
+        "priced": totals.lines - totals.errors,
+        "errors": totals.errors,
+        "units": {pack: format_amount(units) for pack, units in sorted(totals.units.items())},
+        "cost": format_amount(totals.cost),
+        "currency": totals.currency or None,
+    }
+    if as_json:
+        out.write('\n], "totals": ' + json.dumps(summary) + "}\n")
+    else:
+        units = ", ".join(f"{v} {k} units" for k, v in summary["units"].items()) or "no units"
+        out.write(
+            f"total: {summary['priced']} priced, {totals.errors} invalid; {units}; "
+            f"{summary['cost']} {totals.currency or ''}\n".replace(" \n", "\n")
+        )
+    out.flush()
+    return totals
+
+
+def _error_dict(error: KlingcostError) -> dict[str, Any]:
+    if isinstance(error, RequestValidationError):
+        return {
+            "message": "; ".join(str(p) for p in error.problems),
+            "problems": [
+                {
+                    "field": p.field,
+                    "given": None if p.given is _MISSING else _jsonable(p.given),
+                    "allowed": p.allowed,
+                    "message": p.message,
+                }
+                for p in error.problems
+            ],
+        }
+    return {"message": str(error)}
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
+
+
+def _row_dict(result: Estimate) -> dict[str, Any]:
+    data = result.to_dict()
+    del data["breakdown"]
+    return data
+
+
+def _row_text(result: Estimate) -> str:
+    request = result.request
+    return (
+        f"{request.endpoint:<20} {request.model:<18} {request.mode or '-':<4} "
+        f"{request.duration or '-':>3} {request.n:>2} {format_amount(result.units):>8} "
+        f"{result.pack:<5} {format_amount(result.cost.amount):>12}"
+    )
+
+
+def render_estimate(result: Estimate) -> str:
+    """A readable breakdown: each rule, its factor and source, and the total."""
+    request = result.request
+    cost = result.cost
+    head = (
+        f"{request.endpoint}  {request.model}  mode {request.mode or '(none)'}"
+        + (f"  {request.duration} s" if request.duration else "")
+        + (f"  n {request.n}" if request.endpoint == "images/generations" else "")
+        + ("  sound on" if request.sound else "")
+        + ("  video reference" if request.video_reference else "")
+    )
+    lines = [head]
+    width = max(len(step.rule) for step in result.breakdown)
+    for index, step in enumerate(result.breakdown):
+        sign = " " if index == 0 else "x"
+        lines.append(f"  {sign} {step.rule:<{width}}  {format_amount(step.factor):>6}  [{step.source}]")
+    lines.append(f"  = {format_amount(result.units)} {result.pack} units")
+    lines.append(
+        f"  x {format_amount(cost.per_unit)} {cost.currency} per unit [{cost.source}, {cost.provider}]"
+    )
+    lines.append(f"  = {format_amount(cost.amount)} {cost.currency} (rounded up)")
+    return "\n".join(lines)
+
+
+# --- klingcost prices ---------------------------------------------------------------------
+
+
+@click.command("prices", epilog=EXIT_CODES_HELP)
+@provider_option
+@pricing_option
+@json_option
+def prices_command(provider: str | None, pricing_path: str | None, as_json: bool) -> None:
+    """Print the price sheet: model x mode x duration -> units and cost."""
+    sheet = load_sheet(pricing_path)
+    rows = list(price_table(sheet, provider))
+    if as_json:
+        echo_json({"origin": sheet.origin, "rows": rows})
+        return
+    currency = rows[0]["currency"] if rows else ""
+    header = f"{'endpoint':<20} {'model':<18} {'mode':<5} {'sec':>3} {'options':<18} {'units':>6} {'pack':<5} {currency:>10}"
+    click.echo(f"price sheet: {sheet.origin}")
+    click.echo(header)
+    for row in rows:
+        click.echo(
+            f"{row['endpoint']:<20} {row['model']:<18} {row['mode'] or '-':<5} "
+            f"{row['duration'] or '-':>3} {row['options']:<18} {row['units']:>6} {row['pack']:<5} "
+            f"{row['cost']:>10}"
+        )
+
+
+def price_table(sheet: PriceSheet, provider: str | None = None) -> Iterator[dict[str, Any]]:
+    """Every priced combination, priced by the cost function itself (so the table is the truth)."""
+
+    def row(endpoint: str, body: dict[str, Any], options: str) -> dict[str, Any]:
+        result = estimate(endpoint, body, sheet=sheet, provider=provider)
+        return {
+            "endpoint": result.endpoint,
+            "model": result.model,
+            "mode": result.request.mode,
+            "duration": result.request.duration,
+            "options": options,
+            "units": format_amount(result.units),
+            "pack": result.pack,
+            "cost": format_amount(result.cost.amount),
+            "currency": result.cost.currency,
+        }
+
+    for model, modes in sheet.video.models.items():
+        for mode in modes:
+            for seconds in sheet.video.durations:
+                body: dict[str, Any] = {"model_name": model, "prompt": "p", "duration": seconds}
+                if mode != "flat":
+                    body["mode"] = mode
+                yield row("videos/text2video", body, "")
+                if model in sheet.video.sound and mode == "pro":
+                    yield row("videos/text2video", {**body, "sound": "on"}, "sound on")
+    for model in sheet.omni:
+        for mode in ("std", "pro"):
+            for seconds in (5, 10):
+                body = {"model_name": model, "prompt": "p", "mode": mode, "duration": seconds}
+                yield row("videos/omni-video", body, "")
+                video = [{"video_url": "https://example.com/v.mp4"}]
+                yield row("videos/omni-video", {**body, "video_list": video}, "video reference")
+    for model in sheet.images:
+        yield row("images/generations", {"model_name": model, "prompt": "p"}, "per image")
+        reference = {"model_name": model, "prompt": "p", "image": "https://example.com/i.png"}
+        yield row("images/generations", reference, "reference image")

@@ -1,0 +1,419 @@
+"""The Kling HTTP protocol as pure functions: what the sync and async clients share.
+
+Nothing here does I/O. :func:`read_envelope` turns an HTTP status and body into the answer's JSON
+or the matching :class:`~klingcost.errors.KlingAPIError`; :func:`error_for` is the one mapping of
+(HTTP status, Kling ``code``) to the exception tree; :func:`parse_task` and
+:func:`parse_deduction` build the typed results; :class:`RetryPolicy` decides what is retried
+and how long to wait.
+
+Amounts are exact: JSON numbers are read as :class:`~decimal.Decimal` and a deduction is parsed
+with :func:`klingcost.money.exact`, never through a float.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any, Final, Literal, get_args
+
+import httpx
+
+from klingcost import errors
+from klingcost.money import exact
+from klingcost.request import Endpoint
+
+DEFAULT_BASE_URL: Final = "https://api.openai-hk.com/kling"
+#: A single task deducting more units than this is flagged ``absurd`` (Kling's dearest clip,
+#: kling-v2-master at 10 s, is 20 units; a 10-image kling-image-o1 task is 72 image units).
+DEFAULT_DEDUCTION_CAP: Final = Fraction(1000)
+
+TaskStatus = Literal["submitted", "processing", "succeed", "failed"]
+TASK_STATUSES: Final[tuple[str, ...]] = get_args(TaskStatus)
+DeductionFlag = Literal["ok", "absent", "zero", "malformed", "negative", "absurd"]
+
+
+# --- results ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Deduction:
+    """What the API says a task deducted (``final_unit_deduction``), and whether to trust it.
+
+    ``raw`` is the text as sent (None when the field was absent or null); ``units`` the exact
+    amount when the text is a number; ``flag``:
+
+    * ``ok``: a positive amount at most the cap;
+    * ``absent``: no field, null or an empty string (tasks paid from cash balance, or not done);
+    * ``zero``: the API says nothing was deducted;
+    * ``malformed``: not a plain decimal number (``units`` is None);
+    * ``negative``: below zero (``units`` kept, unless its exponent is absurd);
+    * ``absurd``: above the cap (``units`` kept, unless its exponent is absurd, e.g. "1e999999").
+    """
+
+    raw: str | None
+    units: Fraction | None
+    flag: DeductionFlag
+
+    @property
+    def trusted(self) -> bool:
+        """True when ``units`` can be booked as is (``ok`` or ``zero``)."""
+        return self.flag in ("ok", "zero")
+
+
+@dataclass(frozen=True, slots=True)
+class ImageResult:
+    index: int
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class VideoResult:
+    id: str
+    url: str
+    duration: str | None  # seconds, as the API's string ("5.041")
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """A Kling task as a create or query answer describes it."""
+
+    endpoint: Endpoint
+    task_id: str
+    status: TaskStatus
+    status_msg: str = ""
+    created_at: int | None = None  # ms since the epoch
+    updated_at: int | None = None
+    images: tuple[ImageResult, ...] = ()
+    videos: tuple[VideoResult, ...] = ()
+    request_id: str | None = None
+    deduction: Deduction = Deduction(None, None, "absent")
+    #: ``final_balance_deduction`` as sent (Kling's ``{quota, list_price}`` or a string), or None.
+    balance_deduction: object = None
+    external_task_id: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status in ("succeed", "failed")
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "succeed"
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return tuple(i.url for i in self.images) + tuple(v.url for v in self.videos)
+
+
+# --- deduction ----------------------------------------------------------------------------
+
+_NUMBER: Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE]([+-]?\d{1,9}))?")
+_MAX_DEDUCTION_TEXT: Final = 64
+_MAX_EXPONENT: Final = 30  # beyond 10**30 nothing is built exactly: no 10**999999999 Fractions
+
+
+def parse_deduction(value: object, *, cap: Fraction = DEFAULT_DEDUCTION_CAP) -> Deduction:
+    """Parse ``final_unit_deduction`` (documented as a string) without trusting it.
+
+    >>> parse_deduction("4")
+    Deduction(raw='4', units=Fraction(4, 1), flag='ok')
+    >>> parse_deduction("1e100").flag, parse_deduction("abc").flag, parse_deduction(None).flag
+    ('absurd', 'malformed', 'absent')
+    """
+    if value is None:
+        return Deduction(None, None, "absent")
+    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
+        return Deduction(_as_text(value), None, "malformed")
+    raw = value if isinstance(value, str) else str(value)
+    text = raw.strip()
+    if not text:
+        return Deduction(raw, None, "absent")
+    match = _NUMBER.fullmatch(text) if len(text) <= _MAX_DEDUCTION_TEXT else None
+    if match is None:
+        return Deduction(raw, None, "malformed")
+    exponent = int(match.group(1) or 0)
+    if abs(exponent) > _MAX_EXPONENT:
+        number = Decimal(text)
+        if number == 0:
+            return Deduction(raw, Fraction(0), "zero")
+        if exponent < 0:  # a few 1e-31 of a unit: no real deduction looks like that
+            return Deduction(raw, None, "malformed")
+        return Deduction(raw, None, "negative" if number < 0 else "absurd")
+    units = exact(text)
+    if units == 0:
+        return Deduction(raw, units, "zero")
+    if units < 0:
+        return Deduction(raw, units, "negative")
+    if units > cap:
+        return Deduction(raw, units, "absurd")
+    return Deduction(raw, units, "ok")
+
+
+def _as_text(value: object) -> str:
+    try:
+        return json.dumps(value, default=str)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+# --- errors -------------------------------------------------------------------------------
+
+_CODE_CLASSES: Final[tuple[tuple[frozenset[int], type[errors.KlingAPIError]], ...]] = (
+    (frozenset(range(1000, 1005)), errors.AuthenticationError),
+    (frozenset(range(1100, 1104)), errors.AccountError),
+    (frozenset(range(1200, 1204)), errors.InvalidRequestError),
+    (frozenset({1300, 1301, 1304}), errors.PolicyError),
+    (frozenset({1302, 1303}), errors.RateLimitError),
+    (frozenset(range(5000, 5003)), errors.ServerError),
+)
+_STATUS_CLASSES: Final[dict[int, type[errors.KlingAPIError]]] = {
+    401: errors.AuthenticationError,
+    403: errors.AccountError,
+    429: errors.RateLimitError,
+}
+
+
+def error_class(status: int | None, code: int | None) -> type[errors.KlingAPIError] | None:
+    """The exception class for an HTTP status and a Kling ``code``; None if neither says.
+
+    Any 5xx is a :class:`~klingcost.errors.ServerError` whatever its code (on a submission its
+    outcome is unknown); otherwise a known code decides, then the status (401 authentication,
+    403 account, 429 rate limit, other 4xx invalid request).
+    """
+    if status is not None and status >= 500:
+        return errors.ServerError
+    if code is not None:
+        for codes, cls in _CODE_CLASSES:
+            if code in codes:
+                return cls
+    if status is not None:
+        if status in _STATUS_CLASSES:
+            return _STATUS_CLASSES[status]
+        if 400 <= status < 500:
+            return errors.InvalidRequestError
+    return None
+
+
+def error_for(
+    *, status: int | None, code: int | None, message: str, request_id: str | None = None
+) -> errors.KlingAPIError:
+    """The error for an answer that is not a success; unknown codes give a plain KlingAPIError."""
+    cls = error_class(status, code) or errors.KlingAPIError
+    return cls(message, code=code, status=status, request_id=request_id)
+
+
+def read_envelope(status: int, content: bytes) -> dict[str, Any]:
+    """The JSON envelope of a successful answer, or raise the error the answer stands for.
+
+    Success is HTTP 2xx with ``{"code": 0, ...}``. JSON numbers are read as Decimal.
+    """
+    try:
+        payload = json.loads(content, parse_float=Decimal)
+    except (ValueError, UnicodeDecodeError):
+        payload = None
+    if not isinstance(payload, dict):
+        shown = _snippet(content)
+        cls = errors.MalformedResponseError if 200 <= status < 300 else error_class(status, None)
+        what = "not a JSON object" if payload is None else "JSON but not an object"
+        raise (cls or errors.MalformedResponseError)(
+            f"the answer is {what}: {shown}", status=status
+        )
+    request_id = payload.get("request_id")
+    request_id = str(request_id) if isinstance(request_id, str | int) else None
+    code, message = _code_and_message(payload)
+    if code == 0 and 200 <= status < 300:
+        return payload
+    if code is None and 200 <= status < 300:
+        raise errors.MalformedResponseError(
+            f"the answer has no integer 'code': {_snippet(content)}",
+            status=status,
+            request_id=request_id,
+        )
+    text = message or f"the API answered HTTP {status} with code {code}"
+    raise error_for(status=status, code=code or None, message=text, request_id=request_id)
+
+
+def _code_and_message(payload: Mapping[str, Any]) -> tuple[int | None, str]:
+    code: object = payload.get("code")
+    message: object = payload.get("message")
+    error = payload.get("error")
+    if code is None and isinstance(error, Mapping):  # an OpenAI-style proxy error
+        code, message = error.get("code"), error.get("message")
+    if isinstance(code, str) and code.strip().lstrip("-").isdigit():
+        code = int(code)
+    if isinstance(code, bool) or not isinstance(code, int):
+        code = None
+    return code, message if isinstance(message, str) else ""
+
+
+def _snippet(content: bytes, limit: int = 200) -> str:
+    text = content.decode("utf-8", errors="replace")
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+# --- tasks --------------------------------------------------------------------------------
+
+
+def parse_task(
+    endpoint: Endpoint,
+    payload: Mapping[str, Any],
+    *,
+    cap: Fraction = DEFAULT_DEDUCTION_CAP,
+    data: object = None,
+) -> Task:
+    """A :class:`Task` from an answer envelope (``data`` overrides ``payload["data"]``)."""
+    request_id = payload.get("request_id")
+    request_id = str(request_id) if isinstance(request_id, str | int) else None
+    if data is None:
+        data = payload.get("data")
+    if not isinstance(data, Mapping):
+        raise errors.MalformedResponseError(
+            f"the answer's 'data' is not an object (given {_as_text(data)[:80]})",
+            request_id=request_id,
+        )
+    task_id = data.get("task_id")
+    status = data.get("task_status")
+    if isinstance(task_id, bool) or not isinstance(task_id, str | int) or task_id == "":
+        raise _shape("data.task_id", task_id, "a string", request_id)
+    if status not in TASK_STATUSES:
+        raise _shape("data.task_status", status, ", ".join(TASK_STATUSES), request_id)
+    info = data.get("task_info")
+    external = info.get("external_task_id") if isinstance(info, Mapping) else None
+    images, videos = _results(data.get("task_result"), request_id)
+    msg = data.get("task_status_msg")
+    return Task(
+        endpoint=endpoint,
+        task_id=str(task_id),
+        status=status,
+        status_msg=msg if isinstance(msg, str) else "",
+        created_at=_ms(data.get("created_at")),
+        updated_at=_ms(data.get("updated_at")),
+        images=images,
+        videos=videos,
+        request_id=request_id,
+        deduction=parse_deduction(data.get("final_unit_deduction"), cap=cap),
+        balance_deduction=data.get("final_balance_deduction"),
+        external_task_id=str(external) if isinstance(external, str | int) else None,
+    )
+
+
+def _ms(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _results(
+    result: object, request_id: str | None
+) -> tuple[tuple[ImageResult, ...], tuple[VideoResult, ...]]:
+    if result is None:
+        return (), ()
+    if not isinstance(result, Mapping):
+        raise _shape("data.task_result", result, "an object", request_id)
+    images, videos = result.get("images") or [], result.get("videos") or []
+    if not isinstance(images, list) or not isinstance(videos, list):
+        raise _shape("data.task_result", result, "lists of images and videos", request_id)
+    try:
+        return (
+            tuple(ImageResult(int(i.get("index", n)), str(i["url"])) for n, i in enumerate(images)),
+            tuple(
+                VideoResult(str(v.get("id", "")), str(v["url"]), _opt_str(v.get("duration")))
+                for v in videos
+            ),
+        )
+    except (AttributeError, KeyError, TypeError, ValueError):
+        raise _shape("data.task_result", result, "items with a 'url'", request_id) from None
+
+
+def _opt_str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _shape(field: str, given: object, allowed: str, request_id: str | None) -> Exception:
+    return errors.MalformedResponseError(
+        f"the answer's {field} is {_as_text(given)[:80]}; expected {allowed}",
+        request_id=request_id,
+    )
+
+
+# --- retries ------------------------------------------------------------------------------
+
+#: httpx errors raised before the request left the client: always safe to send again.
+NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff with jitter: attempt ``k`` (from 1) waits about ``base * 2**(k-1)``.
+
+    The wait is drawn in ``[d/2, d]`` (d capped at ``max_delay``), raised to the API's
+    ``Retry-After`` when it asks for longer (still capped).
+    """
+
+    max_retries: int = 3
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0 (given {self.max_retries})")
+
+    def delay(self, attempt: int, rand: float, retry_after: float | None = None) -> float:
+        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        wait = ceiling / 2 + rand * ceiling / 2
+        if retry_after is not None:
+            wait = max(wait, min(retry_after, self.max_delay))
+        return wait
+
+    def retryable(self, error: errors.KlingAPIError, *, idempotent: bool) -> bool:
+        """Rate limits and unsent requests always; other transport failures on queries only."""
+        if isinstance(error, errors.RateLimitError | errors.ConnectError):
+            return True
+        return idempotent and type(error) is errors.TransportError
+
+
+def transport_error(
+    exc: httpx.TransportError, *, idempotent: bool, what: str
+) -> errors.TransportError:
+    """Map an httpx failure: unsent -> ConnectError; after sending -> ambiguous (or retryable)."""
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if isinstance(exc, NOT_SENT):
+        return errors.ConnectError(f"{what}: could not connect ({detail})")
+    if idempotent:
+        return errors.TransportError(f"{what}: no answer ({detail})")
+    return errors.AmbiguousSubmitError(
+        f"{what}: the request was sent but no answer came ({detail}); "
+        "the task may exist: it is not resent"
+    )
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("retry-after", "")
+    try:
+        seconds = float(value)  # a time, not an amount
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
+# --- the key ------------------------------------------------------------------------------
+
+
+def redact_key(key: str) -> str:
+    """How a key shows in a repr: its prefix (``hk-``) and nothing more."""
+    prefix = key.split("-", 1)[0] + "-" if "-" in key[:6] and len(key) >= 12 else ""
+    return f"'{prefix}…'redacted"
+
+
+def scrub(error: errors.KlingAPIError, key: str) -> errors.KlingAPIError:
+    """The same error with every occurrence of ``key`` in its message replaced."""
+    if not key or key not in str(error):
+        return error
+    clean = type(error)(
+        error.message.replace(key, "<redacted>"),
+        code=error.code,
+        status=error.status,
+        request_id=error.request_id.replace(key, "<redacted>") if error.request_id else None,
+    )
+    return clean
