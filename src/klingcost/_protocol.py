@@ -360,7 +360,7 @@ class RetryPolicy:
             raise ValueError(f"max_retries must be >= 0 (given {self.max_retries})")
 
     def delay(self, attempt: int, rand: float, retry_after: float | None = None) -> float:
-        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        ceiling = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
         wait = ceiling / 2 + rand * ceiling / 2
         if retry_after is not None:
             wait = max(wait, min(retry_after, self.max_delay))

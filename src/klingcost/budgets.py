@@ -17,7 +17,7 @@ from typing import Final, Literal, get_args
 
 from klingcost.errors import BudgetConfigError, InvalidAmountError
 from klingcost.money import UNIT_EXPONENT, exact, format_minor
-from klingcost.periods import PERIODS, Period, check_period, zone
+from klingcost.periods import PERIODS, Period, Window, check_period, zone
 
 Pack = Literal["video", "image"]
 PACKS: Final[tuple[str, ...]] = get_args(Pack)
@@ -60,7 +60,9 @@ class HoldAmounts:
             if value < 0:
                 raise InvalidAmountError(f"{name} cannot be negative (given {value})")
         if self.pack not in PACKS:
-            raise InvalidAmountError(f"pack must be one of {', '.join(PACKS)} (given {self.pack!r})")
+            raise InvalidAmountError(
+                f"pack must be one of {', '.join(PACKS)} (given {self.pack!r})"
+            )
         if not isinstance(self.currency, str) or not _CURRENCY.match(self.currency):
             raise InvalidAmountError(f"currency must be a lowercase name (given {self.currency!r})")
 
@@ -139,7 +141,8 @@ def make_budget(
     problems: list[str] = []
     if not isinstance(team, str) or not _NAME.match(team):
         problems.append(
-            f"team name {team!r} must be 1-64 letters, digits or _.:@/- (starting with a letter or digit)"
+            f"team name {team!r} must be 1-64 letters, digits or _.:@/-,"
+            " starting with a letter or digit"
         )
     if parent is not None and parent == team:
         problems.append(f"budget {team!r} cannot be its own parent")
@@ -187,34 +190,26 @@ def make_budget(
     )
 
 
-def counted(unit: str, pack: str | None, amounts_units: int, amounts_pack: str, cost: int, currency: str, team: str) -> int:
-    """How much of a hold counts against a budget of ``unit`` (and ``pack``), in its minor units.
+def counted(unit: str, pack: str | None, amounts: HoldAmounts, team: str) -> int:
+    """How much of ``amounts`` counts against a budget of ``unit`` and ``pack`` (minor units).
 
     A units budget counts the hold's units when the packs match, else 0. A currency budget
     counts the cost, and refuses a hold in another currency (BudgetConfigError): the two
     cannot be added.
     """
     if unit == UNITS:
-        return amounts_units if amounts_pack == pack else 0
-    if currency != unit:
+        return amounts.units_milli if amounts.pack == pack else 0
+    if amounts.currency != unit:
         raise BudgetConfigError(
-            f"budget {team!r} counts {unit}, but the hold is priced in {currency}; "
+            f"budget {team!r} counts {unit}, but the hold is priced in {amounts.currency}; "
             "a budget never mixes currencies"
         )
-    return cost
+    return amounts.cost_minor
 
 
 def charge_against(budget: Budget, amounts: HoldAmounts) -> int:
     """How much of ``amounts`` counts against ``budget`` (see :func:`counted`)."""
-    return counted(
-        budget.unit,
-        budget.pack,
-        amounts.units_milli,
-        amounts.pack,
-        amounts.cost_minor,
-        amounts.currency,
-        budget.team,
-    )
+    return counted(budget.unit, budget.pack, amounts, budget.team)
 
 
 def fits(limit: int, posted: int, held: int, amount: int) -> bool:
@@ -239,13 +234,62 @@ def crosses_soft(limit: int, soft: Fraction, before: int, after: int) -> bool:
     return before < threshold <= after and after > 0
 
 
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A budget crossed its soft threshold (``soft``) or, at settlement, its limit (``over``)."""
+
+    kind: Literal["soft", "over"]
+    budget: str
+    period_key: str
+    used: int
+    limit: int
+
+    def __str__(self) -> str:
+        what = "passed its soft threshold" if self.kind == "soft" else "was charged past its limit"
+        return (
+            f"budget {self.budget!r} {what}: {self.used} of {self.limit} used in {self.period_key}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetStatus:
+    """A budget in one period window: what is posted, held and left."""
+
+    budget: Budget
+    window: Window
+    posted: int
+    held: int
+
+    @property
+    def team(self) -> str:
+        return self.budget.team
+
+    @property
+    def limit(self) -> int:
+        return self.budget.limit
+
+    @property
+    def used(self) -> int:
+        return self.posted + self.held
+
+    @property
+    def available(self) -> int:
+        return available(self.budget.limit, self.posted, self.held)
+
+    @property
+    def share_used(self) -> Fraction:
+        return share_used(self.budget.limit, self.used)
+
+
 __all__ = [
     "CURRENCY_EXPONENTS",
     "DEFAULT_SOFT",
     "PACKS",
     "PERIODS",
     "UNITS",
+    "Alert",
     "Budget",
+    "BudgetStatus",
     "HoldAmounts",
     "Pack",
     "available",

@@ -112,7 +112,9 @@ class _BaseKlingClient:
         except errors.KlingAPIError as error:
             raise scrub(error, self._api_key) from None
 
-    def _failed(self, exc: httpx.TransportError, *, idempotent: bool, what: str) -> errors.KlingAPIError:
+    def _failed(
+        self, exc: httpx.TransportError, *, idempotent: bool, what: str
+    ) -> errors.KlingAPIError:
         return scrub(transport_error(exc, idempotent=idempotent, what=what), self._api_key)
 
     def _backoff(
@@ -125,7 +127,9 @@ class _BaseKlingClient:
         headers: Mapping[str, str] | None,
     ) -> float | None:
         """Seconds to wait before attempt ``attempt + 1``, or None to give up."""
-        if attempt >= self.retry.max_retries or not self.retry.retryable(error, idempotent=idempotent):
+        if attempt >= self.retry.max_retries or not self.retry.retryable(
+            error, idempotent=idempotent
+        ):
             return None
         wait = self.retry.delay(attempt + 1, self._random(), retry_after(headers or {}))
         logger.warning(
@@ -214,15 +218,15 @@ class KlingClient(_BaseKlingClient):
 
     def list_tasks(self, endpoint: str, *, page: int = 1, page_size: int = 30) -> list[Task]:
         """One page of the endpoint's tasks, newest first (``GET /v1/{endpoint}?pageNum=...``)."""
-        name, path, what = self._create(endpoint, {})
+        name = normalize_endpoint(endpoint)
         params = {"pageNum": page, "pageSize": page_size}
-        payload = self._send("GET", path, f"GET {name}", idempotent=True, params=params)
+        payload = self._send("GET", f"/v1/{name}", f"GET {name}", idempotent=True, params=params)
         return self._tasks(name, payload)
 
     def wait(
         self, endpoint: str, task_id: str, *, interval: float = 5.0, timeout: float = 900.0
     ) -> Task:
-        """Query the task every ``interval`` seconds until it is done; TimeoutError after ``timeout``."""
+        """Query the task every ``interval`` s until it is done (TimeoutError after ``timeout`` s)."""
         deadline = time.monotonic() + timeout
         while True:
             task = self.get_task(endpoint, task_id)
@@ -323,15 +327,17 @@ class AsyncKlingClient(_BaseKlingClient):
 
     async def list_tasks(self, endpoint: str, *, page: int = 1, page_size: int = 30) -> list[Task]:
         """One page of the endpoint's tasks, newest first (``GET /v1/{endpoint}?pageNum=...``)."""
-        name, path, what = self._create(endpoint, {})
+        name = normalize_endpoint(endpoint)
         params = {"pageNum": page, "pageSize": page_size}
-        payload = await self._send("GET", path, f"GET {name}", idempotent=True, params=params)
+        payload = await self._send(
+            "GET", f"/v1/{name}", f"GET {name}", idempotent=True, params=params
+        )
         return self._tasks(name, payload)
 
     async def wait(
         self, endpoint: str, task_id: str, *, interval: float = 5.0, timeout: float = 900.0
     ) -> Task:
-        """Query the task every ``interval`` seconds until it is done; TimeoutError after ``timeout``."""
+        """Query the task every ``interval`` s until it is done (TimeoutError after ``timeout`` s)."""
         deadline = time.monotonic() + timeout
         while True:
             task = await self.get_task(endpoint, task_id)

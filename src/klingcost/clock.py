@@ -20,7 +20,9 @@ class Clock(Protocol):
 def as_utc(instant: datetime) -> datetime:
     """``instant`` in UTC; a naive datetime is refused (its zone would be a guess)."""
     if instant.tzinfo is None or instant.utcoffset() is None:
-        raise ValueError(f"a naive datetime has no time zone (given {instant!r}); pass an aware one")
+        raise ValueError(
+            f"a naive datetime has no time zone (given {instant!r}); pass an aware one"
+        )
     return instant.astimezone(UTC)
 
 

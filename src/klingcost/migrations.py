@@ -198,9 +198,7 @@ def inspect(conn: sqlite3.Connection, path: Path) -> int:
         app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
         tables = {
             row[0]
-            for row in conn.execute(
-                "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
-            )
+            for row in conn.execute("SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")
         }
         applied: Sequence[str] = ()
         if "_klingcost_migrations" in tables:
@@ -260,9 +258,7 @@ def connect(path: Path, *, timeout: float) -> sqlite3.Connection:
     """Open ``path`` as a klingcost ledger: check it, set WAL, and migrate it."""
     check_header(path)
     try:
-        conn = sqlite3.connect(
-            path, timeout=timeout, isolation_level=None, check_same_thread=False
-        )
+        conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:
         raise LedgerError(f"cannot open the ledger {path}: {exc}") from exc
     try:

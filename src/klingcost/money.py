@@ -85,8 +85,10 @@ def format_amount(amount: Fraction) -> str:
     if denominator != 1:
         return f"{amount.numerator}/{amount.denominator}"
     places = max(twos, fives)
-    digits = Decimal(amount.numerator * (10**places) // amount.denominator).scaleb(-places)
-    return format(digits, "f")
+    # Integer arithmetic only: Decimal.scaleb would round to the context's 28 digits.
+    sign = "-" if amount < 0 else ""
+    digits = str(abs(amount.numerator) * 10**places // amount.denominator).rjust(places + 1, "0")
+    return f"{sign}{digits[:-places]}.{digits[-places:]}"
 
 
 def format_minor(minor: int, exponent: int) -> str:

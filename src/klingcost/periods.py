@@ -47,7 +47,9 @@ def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise ValueError(f"unknown time zone {name!r} (use an IANA name such as 'UTC' or 'Europe/Paris')") from None
+        raise ValueError(
+            f"unknown time zone {name!r} (use an IANA name such as 'UTC' or 'Europe/Paris')"
+        ) from None
 
 
 def check_period(period: str) -> Period:

@@ -94,8 +94,10 @@ CAMERA_TYPES: Final = ("simple", "down_back", "forward_up", "right_turn_forward"
 
 def normalize_endpoint(name: str) -> Endpoint:
     """``videos/text2video``, ``text2video`` or ``/v1/videos/text2video`` -> the canonical name."""
-    key = name.strip().strip("/").removeprefix("kling/").removeprefix("v1/")
-    found = _ENDPOINT_NAMES.get(key)
+    found = None
+    if isinstance(name, str):  # a JSON Lines batch may name an endpoint with a number or a list
+        key = name.strip().strip("/").removeprefix("kling/").removeprefix("v1/")
+        found = _ENDPOINT_NAMES.get(key)
     if found is None:
         problem = Problem("endpoint", name, ", ".join(ENDPOINTS), "unknown endpoint")
         raise RequestValidationError(endpoint=str(name), problems=[problem])
@@ -110,7 +112,10 @@ def _whole_number(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError("a whole number, not a boolean")
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
+        try:
+            return int(value)
+        except ValueError:  # "²" is a digit to isdigit() but not to int(); pydantic reports it
+            return value
     return value
 
 

@@ -1,0 +1,263 @@
+"""``klingcost submit``, ``klingcost sync`` and ``klingcost hooks serve``: the guard in use."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import click
+
+from klingcost.cli._common import (
+    EXIT_CODES_HELP,
+    echo_json,
+    json_option,
+    ledger_option,
+    pricing_option,
+)
+from klingcost.money import format_amount, format_minor
+
+
+def register(main: click.Group) -> None:
+    main.add_command(submit_command)
+    main.add_command(sync_command)
+    main.add_command(hooks_group)
+
+
+base_url_option = click.option(
+    "--base-url",
+    envvar="KLINGCOST_BASE_URL",
+    metavar="URL",
+    help="API base (env KLINGCOST_BASE_URL; default https://api.openai-hk.com/kling).",
+)
+
+
+@click.command("submit", epilog=EXIT_CODES_HELP)
+@click.argument("source", type=click.File("r", encoding="utf-8"), metavar="FILE|-")
+@click.option("--team", "-t", required=True, help="The budget the job is charged to.")
+@click.option("--endpoint", "-e", required=True, metavar="E", help="videos/text2video, text2video, ...")
+@click.option("--wait", is_flag=True, help="Wait for the task to end and settle it.")
+@click.option("--key", metavar="KEY", help="Idempotency key: a retried submit with it sends nothing.")
+@click.option(
+    "--hook-url",
+    envvar="KLINGCOST_HOOK_URL",
+    metavar="URL",
+    help="notify_hook URL of `klingcost hooks serve` (env KLINGCOST_HOOK_URL).",
+)
+@click.option(
+    "--external-ids/--no-external-ids",
+    default=False,
+    help="Send the hold's key as external_task_id, so sync can find a task whose answer was lost.",
+)
+@click.option("--provider", metavar="NAME", help="Provider profile (default: openai-hk).")
+@click.option("--interval", type=float, default=5.0, show_default=True, help="Seconds between polls.")
+@click.option("--timeout", type=float, default=900.0, show_default=True, help="Give up waiting after.")
+@base_url_option
+@ledger_option
+@pricing_option
+@json_option
+def submit_command(
+    source: IO[str],
+    team: str,
+    endpoint: str,
+    wait: bool,
+    key: str | None,
+    hook_url: str | None,
+    external_ids: bool,
+    provider: str | None,
+    interval: float,
+    timeout: float,
+    base_url: str | None,
+    ledger_path: str | None,
+    pricing_path: str | None,
+    as_json: bool,
+) -> None:
+    """Submit one job through the budget guard.
+
+    The job is priced, a hold for its cost is placed on TEAM and every budget above it, and
+    only then is it sent (key from KLINGCOST_API_KEY). A job that does not fit is refused
+    with exit code 3 and nothing is sent.
+    """
+    from klingcost.guard import GuardedClient
+    from klingcost.sheet import load_sheet
+
+    body = _read_body(source)
+    with GuardedClient(
+        team,
+        ledger=ledger_path,
+        base_url=base_url,
+        sheet=load_sheet(pricing_path),
+        provider=provider,
+        hook_url=hook_url,
+        external_ids=external_ids,
+    ) as guard:
+        submission = guard.submit(endpoint, body, key=key)
+        resolution = guard.wait(submission, interval=interval, timeout=timeout) if wait else None
+    priced = submission.estimate
+    hold = resolution.hold if resolution else submission.hold
+    data: dict[str, Any] = {
+        "team": team,
+        "estimate": priced.to_dict(),
+        "hold": hold.id,
+        "key": hold.key,
+        "state": hold.state,
+        "task_id": hold.task_id,
+        "resent": submission.task is None,
+    }
+    if resolution is not None:
+        data["settlement"] = {
+            "action": resolution.action,
+            "note": resolution.note,
+            "units": None if hold.units_milli is None else format_minor(hold.units_milli, 3),
+            "cost": None if hold.cost_minor is None else str(hold.cost_minor),
+        }
+    if as_json:
+        echo_json(data)
+        return
+    cost = priced.cost
+    click.echo(
+        f"estimate: {format_amount(priced.units)} {priced.pack} units = "
+        f"{format_amount(cost.amount)} {cost.currency} ({priced.endpoint} {priced.model})"
+    )
+    if submission.task is None:
+        click.echo(f"hold {hold.id} (key {hold.key}) already existed: nothing was sent again")
+    click.echo(f"hold {hold.id} on {team}: {hold.state}, task {hold.task_id}")
+    if resolution is not None:
+        click.echo(f"{resolution.action}: {resolution.note}")
+
+
+def _read_body(source: IO[str]) -> Any:
+    text = source.read()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc.msg} at line {exc.lineno}", param_hint="FILE") from None
+
+
+@click.command("sync", epilog=EXIT_CODES_HELP)
+@click.option("--team", "-t", help="Only this team's holds (default: every team).")
+@click.option("--wait", is_flag=True, help="Repeat until no task is still running.")
+@click.option("--interval", type=float, default=5.0, show_default=True, help="Seconds between passes.")
+@click.option("--timeout", type=float, default=900.0, show_default=True, help="Give up waiting after.")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=16, show_default=True,
+              help="Task queries in flight at once.")
+@base_url_option
+@ledger_option
+@json_option
+def sync_command(
+    team: str | None,
+    wait: bool,
+    interval: float,
+    timeout: float,
+    concurrency: int,
+    base_url: str | None,
+    ledger_path: str | None,
+    as_json: bool,
+) -> None:
+    """Settle every open task from what the API reports.
+
+    Succeeded tasks are settled at final_unit_deduction, failed ones voided, and holds whose
+    submission outcome was lost are resolved where the API can tell. Safe to interrupt and
+    to run again.
+    """
+    from klingcost.client import AsyncKlingClient
+    from klingcost.ledger import Ledger
+    from klingcost.sync import SyncReport, sync_holds
+
+    deadline = time.monotonic() + timeout
+    show_progress = sys.stdout.isatty() and not as_json
+
+    async def run(ledger: Ledger) -> SyncReport:
+        async with AsyncKlingClient(base_url=base_url) as client:
+            while True:
+                total = sum(1 for _ in ledger.holds(state="open", team=team))
+                if show_progress and total:
+                    with click.progressbar(length=total, label="syncing", file=sys.stderr) as bar:
+                        report = await sync_holds(
+                            ledger, client, team=team, concurrency=concurrency, progress=bar.update
+                        )
+                else:
+                    report = await sync_holds(ledger, client, team=team, concurrency=concurrency)
+                if not wait or report.pending == 0 or time.monotonic() + interval > deadline:
+                    return report
+                await asyncio.sleep(interval)
+
+    with Ledger.open(ledger_path) as ledger:
+        report = asyncio.run(run(ledger))
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        click.echo(
+            f"examined {report.examined}: {report.settled} settled, {report.voided} voided, "
+            f"{report.pending} still running, {len(report.unresolved)} unresolved, "
+            f"{len(report.errors)} errors"
+        )
+        for hold_id, reason in report.unresolved:
+            click.echo(f"  hold {hold_id}: {reason}")
+        for hold_id, error in report.errors:
+            click.echo(f"  hold {hold_id}: {error}")
+    if report.errors:
+        sys.exit(1)
+
+
+@click.group("hooks")
+def hooks_group() -> None:
+    """Receive Kling's notify_hook callbacks and settle tasks as they end."""
+
+
+def _hook_secret(given: str | None) -> str:
+    if given:
+        return given
+    home = Path(os.environ.get("KLINGCOST_HOME") or Path.home() / ".klingcost")
+    path = home / "hook-secret"
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    home.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(24)
+    path.write_text(secret + "\n", encoding="utf-8")
+    path.chmod(0o600)
+    return secret
+
+
+@hooks_group.command("serve", epilog=EXIT_CODES_HELP)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=8787, show_default=True, help="Port to listen on.")
+@click.option(
+    "--secret",
+    envvar="KLINGCOST_HOOK_SECRET",
+    help="The secret URL path (env KLINGCOST_HOOK_SECRET; default: made once, kept in "
+    "$KLINGCOST_HOME/hook-secret).",
+)
+@click.option(
+    "--confirm/--no-confirm",
+    default=True,
+    show_default=True,
+    help="Query each task before settling it, as Kling advises (needs KLINGCOST_API_KEY).",
+)
+@base_url_option
+@ledger_option
+def hooks_serve_command(
+    host: str, port: int, secret: str | None, confirm: bool, base_url: str | None, ledger_path: str | None
+) -> None:
+    """Run the callback server; give its URL to submit as --hook-url."""
+    import uvicorn
+
+    from klingcost.client import AsyncKlingClient
+    from klingcost.hooks import create_app
+    from klingcost.ledger import Ledger
+
+    hook_secret = _hook_secret(secret)
+    ledger = Ledger.open(ledger_path)
+    client = AsyncKlingClient(base_url=base_url) if confirm else None
+    app = create_app(ledger, hook_secret, client=client)
+    click.echo(f"hook URL: http://{host}:{port}/hooks/{hook_secret}")
+    click.echo("set it for submitters: export KLINGCOST_HOOK_URL=<that URL>")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        ledger.close()

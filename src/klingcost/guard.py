@@ -1,0 +1,341 @@
+"""The budget guard: estimate -> reserve -> submit -> attach, for one team.
+
+    with GuardedClient("team-a") as guard:
+        submission = guard.submit("videos/text2video", body)   # BudgetExceeded: nothing sent
+        resolution = guard.wait(submission)                      # settled from the API's charge
+
+What happens on the wire decides what happens to the hold:
+
+* the API accepted the task: the task id is attached to the hold;
+* a **definite** failure (the API refused the request, the key, the account or the rate, or
+  the connection failed before anything was sent): the hold is voided and the error re-raised;
+* an **ambiguous** failure (a timeout after sending, a 5xx, an unreadable answer, a crash or an
+  interrupt): the hold is marked ``unknown`` and keeps counting against every budget until
+  ``klingcost sync`` (or a person) resolves it. The request is never sent twice.
+
+``GuardedClient`` and ``AsyncGuardedClient`` mirror each other over :class:`_GuardCore`. Ledger
+writes stay synchronous in both: each is one short local SQLite transaction.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from klingcost import errors
+from klingcost._protocol import Task
+from klingcost.budgets import HoldAmounts
+from klingcost.client import AsyncKlingClient, KlingClient
+from klingcost.ledger import Hold, Ledger
+from klingcost.money import UNIT_EXPONENT, to_minor
+from klingcost.pricing import Estimate, estimate
+from klingcost.settlement import Resolution, resolve
+from klingcost.sheet import PriceSheet, load_sheet
+
+#: API errors after which the task certainly was not created: the hold is released.
+DEFINITE_FAILURES: tuple[type[errors.KlingAPIError], ...] = (
+    errors.ConnectError,
+    errors.AuthenticationError,
+    errors.AccountError,
+    errors.InvalidRequestError,
+    errors.PolicyError,
+    errors.RateLimitError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """A guarded submission: what it was priced at, its hold, and the task the API created.
+
+    ``task`` is None when an earlier call with the same key already submitted (or tried to).
+    """
+
+    estimate: Estimate
+    hold: Hold
+    task: Task | None
+
+    @property
+    def task_id(self) -> str | None:
+        return self.hold.task_id
+
+
+class _GuardCore:
+    """What the sync and async guards share: pricing, the hold, and the outcome rules."""
+
+    def __init__(
+        self,
+        team: str,
+        ledger: Ledger | str | None,
+        sheet: PriceSheet | None,
+        provider: str | None,
+        hook_url: str | None,
+        external_ids: bool,
+    ) -> None:
+        self.team = team
+        self._owns_ledger = not isinstance(ledger, Ledger)
+        self.ledger = ledger if isinstance(ledger, Ledger) else Ledger.open(ledger)
+        self.sheet = sheet if sheet is not None else load_sheet()
+        self.provider = provider
+        self.hook_url = hook_url
+        self.external_ids = external_ids
+
+    def estimate(self, endpoint: str, body: Mapping[str, Any]) -> Estimate:
+        return estimate(endpoint, body, sheet=self.sheet, provider=self.provider)
+
+    def reserve(
+        self, endpoint: str, body: Mapping[str, Any], key: str | None
+    ) -> tuple[Estimate, Hold, dict[str, Any] | None]:
+        """Price and hold; returns the body to send, or None when the key was used before."""
+        priced = self.estimate(endpoint, body)
+        key = key or uuid.uuid4().hex
+        existing = self.ledger.hold_for_key(key)
+        if existing is not None:
+            return priced, existing, None
+        outgoing = dict(body)
+        if self.hook_url and not outgoing.get("notify_hook"):
+            outgoing["notify_hook"] = self.hook_url
+        if self.external_ids and not outgoing.get("external_task_id"):
+            outgoing["external_task_id"] = key
+        request = priced.request
+        amounts = HoldAmounts(
+            units_milli=to_minor(priced.units, UNIT_EXPONENT),
+            pack=priced.pack,
+            cost_minor=priced.cost.minor,
+            currency=priced.cost.currency,
+        )
+        meta: dict[str, str | int | None] = {
+            "endpoint": request.endpoint,
+            "model": request.model,
+            "mode": request.mode,
+            "duration": request.duration,
+            "sound": int(request.sound),
+            "video_reference": int(request.video_reference),
+            "reference_image": int(request.reference_image),
+            "n": request.n,
+            "provider": priced.cost.provider,
+            "external_task_id": outgoing.get("external_task_id"),
+        }
+        hold = self.ledger.reserve(self.team, amounts, key=key, meta=meta)
+        return priced, hold, outgoing
+
+    def accepted(self, hold: Hold, task: Task) -> Hold:
+        return self.ledger.attach(hold.id, task.task_id)
+
+    def failed(self, hold: Hold, exc: BaseException) -> None:
+        """Void the hold after a definite failure; otherwise keep it counting as unknown."""
+        if isinstance(exc, DEFINITE_FAILURES):
+            self.ledger.void(hold.id, reason=f"submission refused: {type(exc).__name__}: {exc}")
+        else:
+            self.ledger.mark_unknown(hold.id, f"outcome unknown: {type(exc).__name__}: {exc}")
+
+    def endpoint_of(self, hold: Hold) -> str:
+        endpoint = hold.meta.get("endpoint")
+        if not isinstance(endpoint, str):
+            raise errors.HoldStateError(f"hold {hold.id} has no endpoint recorded")
+        return endpoint
+
+    def close(self) -> None:
+        if self._owns_ledger:
+            self.ledger.close()
+
+
+def _hold_of(target: Submission | Hold | int, ledger: Ledger) -> Hold:
+    if isinstance(target, Submission):
+        return ledger.get_hold(target.hold.id)
+    if isinstance(target, Hold):
+        return ledger.get_hold(target.id)
+    return ledger.get_hold(target)
+
+
+class GuardedClient:
+    """A :class:`KlingClient` that refuses over-budget work and books every task.
+
+    ``ledger`` is a :class:`Ledger` or a path (default: ``KLINGCOST_LEDGER``, then
+    ``$KLINGCOST_HOME/ledger.db``). ``hook_url`` fills ``notify_hook`` for ``klingcost hooks
+    serve``; ``external_ids`` sends the hold's key as ``external_task_id`` (Kling's own API
+    supports it; the proxy does not document it), which lets ``sync`` find a task whose
+    submission outcome was lost.
+    """
+
+    def __init__(
+        self,
+        team: str,
+        *,
+        ledger: Ledger | str | None = None,
+        client: KlingClient | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float | httpx.Timeout = 30.0,
+        sheet: PriceSheet | None = None,
+        provider: str | None = None,
+        hook_url: str | None = None,
+        external_ids: bool = False,
+    ) -> None:
+        self._core = _GuardCore(team, ledger, sheet, provider, hook_url, external_ids)
+        self._owns_client = client is None
+        self.client = client or KlingClient(
+            api_key, base_url=base_url, transport=transport, timeout=timeout
+        )
+
+    @property
+    def team(self) -> str:
+        return self._core.team
+
+    @property
+    def ledger(self) -> Ledger:
+        return self._core.ledger
+
+    def __repr__(self) -> str:
+        return f"GuardedClient(team={self.team!r}, ledger={self.ledger!r}, client={self.client!r})"
+
+    def estimate(self, endpoint: str, body: Mapping[str, Any]) -> Estimate:
+        return self._core.estimate(endpoint, body)
+
+    def submit(
+        self, endpoint: str, body: Mapping[str, Any], *, key: str | None = None
+    ) -> Submission:
+        """Reserve the estimate, then send. ``key`` makes a retried call submit at most once."""
+        priced, hold, outgoing = self._core.reserve(endpoint, body, key)
+        if outgoing is None:
+            return Submission(priced, hold, None)
+        try:
+            task = self.client.submit(priced.endpoint, outgoing)
+        except BaseException as exc:
+            self._core.failed(hold, exc)
+            raise
+        return Submission(priced, self._core.accepted(hold, task), task)
+
+    def settle(self, target: Submission | Hold | int) -> Resolution:
+        """Query the task once and settle or void its hold if it has ended."""
+        hold = _hold_of(target, self.ledger)
+        if hold.task_id is None:
+            return Resolution(hold, "unchanged", "no task id: nothing to query")
+        task = self.client.get_task(self._core.endpoint_of(hold), hold.task_id)
+        return resolve(self.ledger, hold, task)
+
+    def wait(
+        self, target: Submission | Hold | int, *, interval: float = 5.0, timeout: float = 900.0
+    ) -> Resolution:
+        """Poll until the task ends, then settle (or void) its hold."""
+        deadline = time.monotonic() + timeout
+        while True:
+            resolution = self.settle(target)
+            if resolution.action != "pending":
+                return resolution
+            if time.monotonic() + interval > deadline:
+                raise TimeoutError(f"hold {resolution.hold.id}: {resolution.note} after {timeout} s")
+            time.sleep(interval)
+
+    def close(self) -> None:
+        if self._owns_client:
+            self.client.close()
+        self._core.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncGuardedClient:
+    """The asynchronous twin of :class:`GuardedClient`, over :class:`AsyncKlingClient`."""
+
+    def __init__(
+        self,
+        team: str,
+        *,
+        ledger: Ledger | str | None = None,
+        client: AsyncKlingClient | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float | httpx.Timeout = 30.0,
+        sheet: PriceSheet | None = None,
+        provider: str | None = None,
+        hook_url: str | None = None,
+        external_ids: bool = False,
+    ) -> None:
+        self._core = _GuardCore(team, ledger, sheet, provider, hook_url, external_ids)
+        self._owns_client = client is None
+        self.client = client or AsyncKlingClient(
+            api_key, base_url=base_url, transport=transport, timeout=timeout
+        )
+
+    @property
+    def team(self) -> str:
+        return self._core.team
+
+    @property
+    def ledger(self) -> Ledger:
+        return self._core.ledger
+
+    def __repr__(self) -> str:
+        return (
+            f"AsyncGuardedClient(team={self.team!r}, ledger={self.ledger!r}, client={self.client!r})"
+        )
+
+    def estimate(self, endpoint: str, body: Mapping[str, Any]) -> Estimate:
+        return self._core.estimate(endpoint, body)
+
+    async def submit(
+        self, endpoint: str, body: Mapping[str, Any], *, key: str | None = None
+    ) -> Submission:
+        priced, hold, outgoing = self._core.reserve(endpoint, body, key)
+        if outgoing is None:
+            return Submission(priced, hold, None)
+        try:
+            task = await self.client.submit(priced.endpoint, outgoing)
+        except BaseException as exc:  # includes cancellation: the request may be out
+            self._core.failed(hold, exc)
+            raise
+        return Submission(priced, self._core.accepted(hold, task), task)
+
+    async def settle(self, target: Submission | Hold | int) -> Resolution:
+        hold = _hold_of(target, self.ledger)
+        if hold.task_id is None:
+            return Resolution(hold, "unchanged", "no task id: nothing to query")
+        task = await self.client.get_task(self._core.endpoint_of(hold), hold.task_id)
+        return resolve(self.ledger, hold, task)
+
+    async def wait(
+        self, target: Submission | Hold | int, *, interval: float = 5.0, timeout: float = 900.0
+    ) -> Resolution:
+        import asyncio
+
+        deadline = time.monotonic() + timeout
+        while True:
+            resolution = await self.settle(target)
+            if resolution.action != "pending":
+                return resolution
+            if time.monotonic() + interval > deadline:
+                raise TimeoutError(f"hold {resolution.hold.id}: {resolution.note} after {timeout} s")
+            await asyncio.sleep(interval)
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self.client.aclose()
+        self._core.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

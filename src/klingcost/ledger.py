@@ -1,0 +1,880 @@
+"""The ledger: budgets, holds and an append-only event log in one SQLite file.
+
+Spending is two-phase, like TigerBeetle's pending transfers::
+
+    hold = ledger.reserve("team-a", HoldAmounts(4000, "video", 60000, "credits"), key=job_id)
+    ledger.attach(hold.id, task_id)                  # the API accepted the job
+    ledger.settle(hold.id, units_milli=4000, cost_minor=60000)   # what it charged
+    ledger.void(hold.id, reason="task failed")       # or: nothing was charged
+
+``reserve`` checks every budget on the team's path (team -> parent -> ...) and writes the hold in
+one ``BEGIN IMMEDIATE`` transaction, so concurrent workers in any number of processes can never
+overspend. Running balances per budget and period are updated in the same transaction, so a
+check costs the same with a million entries as with ten; :meth:`Ledger.check` recomputes them.
+
+A hold whose outcome is unknown (``mark_unknown``: a crash or a timeout after sending) keeps
+counting against its budgets until someone settles or voids it. Nothing releases it silently.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from fractions import Fraction
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Final, Literal, TypeVar
+
+from klingcost import migrations
+from klingcost.budgets import (
+    DEFAULT_SOFT,
+    Alert,
+    Budget,
+    BudgetStatus,
+    HoldAmounts,
+    Pack,
+    available,
+    counted,
+    crosses_soft,
+    fits,
+    make_budget,
+)
+from klingcost.clock import Clock, SystemClock
+from klingcost.errors import (
+    BudgetConfigError,
+    BudgetExceeded,
+    BudgetNotFound,
+    HoldNotFound,
+    HoldStateError,
+    InvalidAmountError,
+    LedgerError,
+)
+from klingcost.money import format_amount
+from klingcost.periods import Period, period_key, window_for
+
+logger = logging.getLogger("klingcost.ledger")
+
+HoldState = Literal["held", "submitted", "unknown", "settled", "voided"]
+HOLD_STATES: Final[tuple[HoldState, ...]] = ("held", "submitted", "unknown", "settled", "voided")
+OPEN_STATES: Final[frozenset[str]] = frozenset({"held", "submitted", "unknown"})
+MetaValue = str | int | None
+T = TypeVar("T")
+
+
+def default_ledger_path(environ: Mapping[str, str] | None = None) -> Path:
+    """``KLINGCOST_LEDGER``, else ``$KLINGCOST_HOME/ledger.db``, else ``~/.klingcost/ledger.db``."""
+    env = os.environ if environ is None else environ
+    if env.get("KLINGCOST_LEDGER"):
+        return Path(env["KLINGCOST_LEDGER"]).expanduser()
+    home = env.get("KLINGCOST_HOME")
+    base = Path(home).expanduser() if home else Path.home() / ".klingcost"
+    return base / "ledger.db"
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    id: int
+    key: str
+    team: str
+    state: HoldState
+    estimate: HoldAmounts
+    reserved_at: datetime
+    updated_at: datetime
+    task_id: str | None = None
+    units_milli: int | None = None
+    cost_minor: int | None = None
+    variance_units_milli: int | None = None
+    variance_cost_minor: int | None = None
+    raw_deduction: str | None = None
+    reason: str | None = None
+    meta: Mapping[str, MetaValue] = field(default_factory=dict)
+    alerts: tuple[Alert, ...] = ()
+
+    @property
+    def is_open(self) -> bool:
+        """Still counting against its budgets as held: held, submitted or unknown."""
+        return self.state in OPEN_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class Discrepancy:
+    """A running balance (or a hold) that does not agree with the entries."""
+
+    what: str
+    budget: str | None = None
+    period_key: str | None = None
+    recorded: int | None = None
+    expected: int | None = None
+    hold_id: int | None = None
+
+    def __str__(self) -> str:
+        where = " ".join(
+            part
+            for part in (
+                f"budget {self.budget!r}" if self.budget else "",
+                f"period {self.period_key}" if self.period_key else "",
+                f"hold {self.hold_id}" if self.hold_id is not None else "",
+            )
+            if part
+        )
+        numbers = (
+            f": recorded {self.recorded}, entries say {self.expected}"
+            if self.recorded is not None or self.expected is not None
+            else ""
+        )
+        return f"{self.what} {where}{numbers}"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: int
+    at: datetime
+    kind: str
+    hold_id: int | None
+    team: str | None
+    data: Mapping[str, Any]
+
+
+@lru_cache(maxsize=256)
+def _soft(text: str) -> Fraction:
+    return Fraction(text)
+
+
+def _meta_json(meta: Mapping[str, MetaValue] | None) -> str:
+    if not meta:
+        return "{}"
+    for name, value in meta.items():
+        if not isinstance(name, str) or not (
+            value is None or (isinstance(value, str | int) and not isinstance(value, bool))
+        ):
+            raise InvalidAmountError(
+                f"hold meta must map names to str, int or None (given {name!r}: {value!r})"
+            )
+    return json.dumps(dict(meta), separators=(",", ":"), sort_keys=True)
+
+
+def _int_amount(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidAmountError(f"{name} must be an int in minor units (given {value!r})")
+    if value < 0:
+        raise InvalidAmountError(f"{name} cannot be negative (given {value})")
+    return value
+
+
+_HOLD_COLUMNS = (
+    "h.id, h.idempotency_key, h.team, h.state, h.pack, h.currency, h.est_units_milli,"
+    " h.est_cost_minor, h.units_milli, h.cost_minor, h.variance_units_milli,"
+    " h.variance_cost_minor, h.raw_deduction, h.reason, h.meta, h.reserved_at, h.updated_at,"
+    " t.task_id"
+)
+_HOLD_SELECT = f"SELECT {_HOLD_COLUMNS} FROM holds AS h LEFT JOIN tasks AS t ON t.hold_id = h.id"
+_PATH_SQL = """
+WITH RECURSIVE path(name, depth) AS (
+    SELECT name, 0 FROM budgets WHERE name = ?
+    UNION ALL
+    SELECT b.parent, path.depth + 1 FROM budgets AS b JOIN path ON b.name = path.name
+    WHERE b.parent IS NOT NULL AND path.depth < 64
+)
+SELECT b.name, b.unit, b.pack, b.limit_minor, b.period, b.tz, b.soft, b.exponent
+FROM path JOIN budgets AS b ON b.name = path.name ORDER BY path.depth
+"""
+_BALANCE_SQL = "SELECT posted, held FROM balances WHERE budget = ? AND period_key = ?"
+_ENTRIES_SQL = (
+    "SELECT e.budget, e.period_key, e.reserved, b.unit, b.pack, b.limit_minor, b.soft"
+    " FROM hold_entries AS e JOIN budgets AS b ON b.name = e.budget"
+    " WHERE e.hold_id = ? ORDER BY e.depth"
+)
+_BUDGET_COLUMNS = "name, limit_minor, unit, period, parent, soft, tz, pack, exponent"
+
+
+def _hold_from_row(row: tuple[Any, ...], alerts: tuple[Alert, ...] = ()) -> Hold:
+    return Hold(
+        id=row[0],
+        key=row[1],
+        team=row[2],
+        state=row[3],
+        estimate=HoldAmounts(row[6], row[4], row[7], row[5]),
+        units_milli=row[8],
+        cost_minor=row[9],
+        variance_units_milli=row[10],
+        variance_cost_minor=row[11],
+        raw_deduction=row[12],
+        reason=row[13],
+        meta=json.loads(row[14]),
+        reserved_at=datetime.fromisoformat(row[15]),
+        updated_at=datetime.fromisoformat(row[16]),
+        task_id=row[17],
+        alerts=alerts,
+    )
+
+
+def _budget_from_row(row: tuple[Any, ...]) -> Budget:
+    return Budget(
+        team=row[0],
+        limit=row[1],
+        unit=row[2],
+        period=row[3],
+        parent=row[4],
+        soft=_soft(row[5]),
+        tz=row[6],
+        pack=row[7],
+        exponent=row[8],
+    )
+
+
+class Ledger:
+    """One ledger file. Open with :meth:`open`; use as a context manager to close it."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, *, clock: Clock, timeout: float):
+        self._conn = conn
+        self.path = path
+        self.clock = clock
+        self.timeout = timeout
+        self._lock = threading.RLock()
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        clock: Clock | None = None,
+        timeout: float = 10.0,
+    ) -> Ledger:
+        """Open (creating and migrating as needed) the ledger at ``path`` or the default path.
+
+        Order: ``path``, ``KLINGCOST_LEDGER``, ``$KLINGCOST_HOME/ledger.db``,
+        ``~/.klingcost/ledger.db``. ``timeout`` is how long a write waits for the file's lock.
+        """
+        resolved = Path(path).expanduser() if path is not None else default_ledger_path()
+        resolved.parent.mkdir(parents=True, exist_ok=True)
+        conn = migrations.connect(resolved, timeout=timeout)
+        return cls(conn, resolved, clock=clock or SystemClock(), timeout=timeout)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The raw connection (autocommit: wrap writes in BEGIN IMMEDIATE ... COMMIT)."""
+        return self._conn
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Ledger({str(self.path)!r})"
+
+    # --- transactions ---------------------------------------------------------------------
+
+    def _write(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``operation`` in one BEGIN IMMEDIATE transaction, retrying while SQLite is busy."""
+        deadline = time.monotonic() + self.timeout
+        conn = self._conn
+        with self._lock:
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        result = operation(conn)
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
+                        raise
+                    return result
+                except sqlite3.OperationalError as exc:
+                    code = getattr(exc, "sqlite_errorcode", None)
+                    if code not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                        raise LedgerError(f"ledger {self.path}: {exc}") from exc
+                    if time.monotonic() >= deadline:
+                        message = f"ledger {self.path} stayed busy for {self.timeout} s: {exc}"
+                        raise LedgerError(message) from exc
+
+    def _read(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        """Run reads in one snapshot (a deferred transaction)."""
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                return operation(self._conn)
+            finally:
+                self._conn.execute("COMMIT")
+
+    @staticmethod
+    def _event(
+        conn: sqlite3.Connection,
+        at: str,
+        kind: str,
+        hold: int | None,
+        team: str | None,
+        **data: Any,
+    ) -> None:
+        text = json.dumps(data, separators=(",", ":"), default=str)
+        conn.execute(
+            "INSERT INTO events (at, kind, hold_id, team, data) VALUES (?, ?, ?, ?, ?)",
+            (at, kind, hold, team, text),
+        )
+
+    # --- budgets --------------------------------------------------------------------------
+
+    def set_budget(
+        self,
+        team: str,
+        *,
+        limit: int,
+        unit: str = "credits",
+        period: Period | str = "none",
+        parent: str | None = None,
+        soft: Fraction | str | int = DEFAULT_SOFT,
+        tz: str = "UTC",
+        pack: Pack | str = "video",
+        exponent: int | None = None,
+    ) -> BudgetStatus:
+        """Create or update ``team``'s budget. ``limit`` is an int in minor units of ``unit``.
+
+        ``parent`` must exist and must not make a cycle; a budget that already has entries
+        cannot change its unit. BudgetConfigError or BudgetNotFound otherwise.
+        """
+        b = make_budget(
+            team,
+            limit=limit,
+            unit=unit,
+            period=period,
+            parent=parent,
+            soft=soft,
+            tz=tz,
+            pack=pack,
+            exponent=exponent,
+        )
+        now = self.clock.now().isoformat()
+        soft_text = format_amount(b.soft)
+
+        def operation(conn: sqlite3.Connection) -> None:
+            if parent is not None:
+                ancestors = [row[0] for row in conn.execute(_PATH_SQL, (parent,))]
+                if not ancestors:
+                    raise BudgetNotFound(team=parent)
+                if team in ancestors:
+                    cycle = " -> ".join([team, *ancestors[: ancestors.index(team) + 1]])
+                    raise BudgetConfigError(
+                        f"budget {team!r} cannot have parent {parent!r}: {cycle}"
+                    )
+            old = conn.execute(
+                "SELECT unit, pack, exponent FROM budgets WHERE name = ?", (team,)
+            ).fetchone()
+            if old is not None and tuple(old) != (b.unit, b.pack, b.exponent):
+                sql = "SELECT 1 FROM hold_entries WHERE budget = ? LIMIT 1"
+                if conn.execute(sql, (team,)).fetchone():
+                    raise BudgetConfigError(
+                        f"budget {team!r} already has entries in {old[0]}; its unit cannot "
+                        f"change to {b.unit} (create a new budget instead)"
+                    )
+            conn.execute(
+                "INSERT INTO budgets (name, parent, unit, pack, exponent, limit_minor, period,"
+                " tz, soft, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?10)"
+                " ON CONFLICT (name) DO UPDATE SET parent = excluded.parent,"
+                " unit = excluded.unit, pack = excluded.pack, exponent = excluded.exponent,"
+                " limit_minor = excluded.limit_minor, period = excluded.period,"
+                " tz = excluded.tz, soft = excluded.soft, updated_at = excluded.updated_at",
+                (team, parent, b.unit, b.pack, b.exponent, b.limit, b.period, b.tz, soft_text, now),
+            )
+            self._event(
+                conn,
+                now,
+                "budget_set",
+                None,
+                team,
+                limit=b.limit,
+                unit=b.unit,
+                pack=b.pack,
+                period=b.period,
+                parent=parent,
+                soft=soft_text,
+                tz=b.tz,
+                previous=old,
+            )
+
+        self._write(operation)
+        return self.budget_status(team)
+
+    def get_budget(self, team: str) -> Budget:
+        with self._lock:
+            sql = f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE name = ?"
+            row = self._conn.execute(sql, (team,)).fetchone()
+        if row is None:
+            raise BudgetNotFound(team=team)
+        return _budget_from_row(row)
+
+    @staticmethod
+    def _status(conn: sqlite3.Connection, budget: Budget, now: datetime) -> BudgetStatus:
+        window = window_for(budget.period, now, budget.tz)
+        row = conn.execute(
+            "SELECT posted, held FROM balances WHERE budget = ? AND period_key = ?",
+            (budget.team, window.key),
+        ).fetchone()
+        posted, held = row if row else (0, 0)
+        return BudgetStatus(budget, window, posted, held)
+
+    def budget_status(self, team: str) -> BudgetStatus:
+        """Limit, posted, held and available in the current period of ``team``'s budget."""
+        now = self.clock.now()
+        return self._read(lambda conn: self._status(conn, self.get_budget(team), now))
+
+    def budgets(self) -> list[BudgetStatus]:
+        """Every budget's status in its current period, by name."""
+        now = self.clock.now()
+
+        def operation(conn: sqlite3.Connection) -> list[BudgetStatus]:
+            rows = conn.execute(f"SELECT {_BUDGET_COLUMNS} FROM budgets ORDER BY name")
+            return [self._status(conn, _budget_from_row(row), now) for row in rows.fetchall()]
+
+        return self._read(operation)
+
+    # --- holds ----------------------------------------------------------------------------
+
+    def reserve(
+        self,
+        team: str,
+        amounts: HoldAmounts,
+        *,
+        key: str | None = None,
+        meta: Mapping[str, MetaValue] | None = None,
+    ) -> Hold:
+        """Place a hold for ``amounts`` on ``team`` and every budget above it, or refuse.
+
+        ``key`` makes it idempotent: reserving with a key already used returns that hold and
+        charges nothing more (another team or amount under the same key is a HoldStateError).
+        Raises BudgetExceeded, with nothing written, when any budget on the path lacks room.
+        """
+        if not isinstance(amounts, HoldAmounts):
+            raise TypeError(f"amounts must be HoldAmounts (given {type(amounts).__name__})")
+        meta_json = _meta_json(meta)
+        hold_key = key if key is not None else uuid.uuid4().hex
+        now = self.clock.now()
+        at = now.isoformat()
+
+        def operation(conn: sqlite3.Connection) -> Hold:
+            a = amounts
+            if key is not None:
+                sql = f"{_HOLD_SELECT} WHERE h.idempotency_key = ?"
+                found = conn.execute(sql, (key,)).fetchone()
+                if found is not None:
+                    return _same_reservation(_hold_from_row(found), team, amounts)
+            path = conn.execute(_PATH_SQL, (team,)).fetchall()
+            if not path:
+                raise BudgetNotFound(team=team)
+            entries, alerts = [], []
+            for depth, (name, unit, pack, limit, period, tz, soft, exponent) in enumerate(path):
+                amount = counted(unit, pack, amounts, name)
+                pkey = period_key(period, now, tz)
+                row = conn.execute(_BALANCE_SQL, (name, pkey)).fetchone()
+                posted, held = row if row else (0, 0)
+                if not fits(limit, posted, held, amount):
+                    budget = Budget(
+                        name, limit, unit, period, None, _soft(soft), tz, pack, exponent
+                    )
+                    raise _exceeded(budget, team, amount, posted, held, now)
+                used = posted + held
+                if amount and crosses_soft(limit, _soft(soft), used, used + amount):
+                    alerts.append(Alert("soft", name, pkey, used + amount, limit))
+                entries.append((name, depth, pkey, amount))
+            hold_id = conn.execute(
+                "INSERT INTO holds (idempotency_key, team, state, est_units_milli, pack,"
+                " est_cost_minor, currency, meta, reserved_at, updated_at)"
+                " VALUES (?, ?, 'held', ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    hold_key,
+                    team,
+                    a.units_milli,
+                    a.pack,
+                    a.cost_minor,
+                    a.currency,
+                    meta_json,
+                    at,
+                    at,
+                ),
+            ).lastrowid
+            assert hold_id is not None
+            conn.executemany(
+                "INSERT INTO hold_entries (hold_id, budget, depth, period_key, reserved)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(hold_id, *entry) for entry in entries],
+            )
+            conn.executemany(
+                "INSERT INTO balances (budget, period_key, posted, held) VALUES (?, ?, 0, ?)"
+                " ON CONFLICT (budget, period_key) DO UPDATE SET held = held + excluded.held",
+                [(name, pkey, amount) for name, _, pkey, amount in entries],
+            )
+            self._event(
+                conn,
+                at,
+                "reserve",
+                hold_id,
+                team,
+                key=hold_key,
+                pack=amounts.pack,
+                units_milli=amounts.units_milli,
+                cost_minor=amounts.cost_minor,
+                currency=amounts.currency,
+            )
+            self._record_alerts(conn, at, hold_id, alerts)
+            return Hold(
+                hold_id,
+                hold_key,
+                team,
+                "held",
+                amounts,
+                now,
+                now,
+                meta=json.loads(meta_json),
+                alerts=tuple(alerts),
+            )
+
+        hold = self._write(operation)
+        _log_alerts(hold)
+        return hold
+
+    def _record_alerts(
+        self, conn: sqlite3.Connection, at: str, hold_id: int, alerts: list[Alert]
+    ) -> None:
+        for a in alerts:
+            kind = "soft_threshold" if a.kind == "soft" else "over_limit"
+            self._event(
+                conn,
+                at,
+                kind,
+                hold_id,
+                a.budget,
+                period_key=a.period_key,
+                used=a.used,
+                limit=a.limit,
+            )
+
+    @staticmethod
+    def _load(conn: sqlite3.Connection, hold_id: int) -> Hold:
+        row = conn.execute(f"{_HOLD_SELECT} WHERE h.id = ?", (hold_id,)).fetchone()
+        if row is None:
+            raise HoldNotFound(hold=str(hold_id))
+        return _hold_from_row(row)
+
+    def get_hold(self, hold_id: int) -> Hold:
+        with self._lock:
+            return self._load(self._conn, hold_id)
+
+    def hold_for_task(self, task_id: str) -> Hold | None:
+        """The hold that ``task_id`` was attached to, or None."""
+        with self._lock:
+            sql = "SELECT hold_id FROM tasks WHERE task_id = ?"
+            row = self._conn.execute(sql, (task_id,)).fetchone()
+            return None if row is None else self._load(self._conn, row[0])
+
+    def hold_for_key(self, key: str) -> Hold | None:
+        """The hold reserved under the idempotency ``key``, or None."""
+        with self._lock:
+            sql = f"{_HOLD_SELECT} WHERE h.idempotency_key = ?"
+            row = self._conn.execute(sql, (key,)).fetchone()
+            return None if row is None else _hold_from_row(row)
+
+    def attach(self, hold_id: int, task_id: str) -> Hold:
+        """Record the provider's task id on an open hold (it becomes ``submitted``)."""
+        if not isinstance(task_id, str) or not task_id:
+            raise HoldStateError(f"a task id must be a non-empty string (given {task_id!r})")
+        at = self.clock.now().isoformat()
+
+        def operation(conn: sqlite3.Connection) -> Hold:
+            hold = self._load(conn, hold_id)
+            if hold.task_id == task_id:
+                return hold
+            if hold.task_id is not None:
+                raise HoldStateError(f"hold {hold_id} already has task {hold.task_id!r}")
+            sql = "SELECT hold_id FROM tasks WHERE task_id = ?"
+            other = conn.execute(sql, (task_id,)).fetchone()
+            if other is not None:
+                raise HoldStateError(f"task {task_id!r} already belongs to hold {other[0]}")
+            if not hold.is_open:
+                raise HoldStateError(f"hold {hold_id} is {hold.state}; no task can be attached")
+            sql = "INSERT INTO tasks (task_id, hold_id, attached_at) VALUES (?, ?, ?)"
+            conn.execute(sql, (task_id, hold_id, at))
+            sql = "UPDATE holds SET state = 'submitted', updated_at = ? WHERE id = ?"
+            conn.execute(sql, (at, hold_id))
+            self._event(conn, at, "attach", hold_id, hold.team, task_id=task_id)
+            return replace(hold, state="submitted", task_id=task_id, updated_at=_dt(at))
+
+        return self._write(operation)
+
+    def mark_unknown(self, hold_id: int, reason: str) -> Hold:
+        """The submission's outcome is unknown: the hold keeps counting until resolved."""
+        at = self.clock.now().isoformat()
+
+        def operation(conn: sqlite3.Connection) -> Hold:
+            hold = self._load(conn, hold_id)
+            if hold.state == "unknown":
+                return hold
+            if not hold.is_open:
+                raise HoldStateError(f"hold {hold_id} is already {hold.state}")
+            sql = "UPDATE holds SET state = 'unknown', reason = ?, updated_at = ? WHERE id = ?"
+            conn.execute(sql, (reason, at, hold_id))
+            self._event(conn, at, "unknown", hold_id, hold.team, reason=reason)
+            return replace(hold, state="unknown", reason=reason, updated_at=_dt(at))
+
+        return self._write(operation)
+
+    def settle(
+        self, hold_id: int, *, units_milli: int, cost_minor: int, raw_deduction: str | None = None
+    ) -> Hold:
+        """Post the hold at what the provider charged, recording the variance.
+
+        Never refused for going over a limit (the API has already charged): an ``over_limit``
+        event is recorded instead. Settling again at the same charge changes nothing.
+        """
+        _int_amount("units_milli", units_milli)
+        _int_amount("cost_minor", cost_minor)
+        at = self.clock.now().isoformat()
+
+        def operation(conn: sqlite3.Connection) -> Hold:
+            hold = self._load(conn, hold_id)
+            if hold.state == "settled":
+                if (hold.units_milli, hold.cost_minor) == (units_milli, cost_minor):
+                    return hold
+                raise HoldStateError(
+                    f"hold {hold_id} was settled at {hold.units_milli} milli-units and "
+                    f"{hold.cost_minor} {hold.estimate.currency}; it cannot be settled again at "
+                    f"{units_milli} and {cost_minor}"
+                )
+            if hold.state == "voided":
+                raise HoldStateError(f"hold {hold_id} was voided; it cannot be settled")
+            actual = replace(hold.estimate, units_milli=units_milli, cost_minor=cost_minor)
+            alerts = []
+            for name, pkey, reserved, unit, pack, limit, soft in conn.execute(
+                _ENTRIES_SQL, (hold_id,)
+            ).fetchall():
+                charged = counted(unit, pack, actual, name)
+                posted, held = conn.execute(
+                    "UPDATE balances SET held = held - ?, posted = posted + ?"
+                    " WHERE budget = ? AND period_key = ? RETURNING posted, held",
+                    (reserved, charged, name, pkey),
+                ).fetchone()
+                sql = "UPDATE hold_entries SET charged = ? WHERE hold_id = ? AND budget = ?"
+                conn.execute(sql, (charged, hold_id, name))
+                after = posted + held
+                if after > limit and charged > reserved:
+                    alerts.append(Alert("over", name, pkey, after, limit))
+                elif crosses_soft(limit, _soft(soft), after - charged + reserved, after):
+                    alerts.append(Alert("soft", name, pkey, after, limit))
+            var_units = units_milli - hold.estimate.units_milli
+            var_cost = cost_minor - hold.estimate.cost_minor
+            conn.execute(
+                "UPDATE holds SET state = 'settled', units_milli = ?, cost_minor = ?,"
+                " variance_units_milli = ?, variance_cost_minor = ?, raw_deduction = ?,"
+                " updated_at = ? WHERE id = ?",
+                (units_milli, cost_minor, var_units, var_cost, raw_deduction, at, hold_id),
+            )
+            self._event(
+                conn,
+                at,
+                "settle",
+                hold_id,
+                hold.team,
+                units_milli=units_milli,
+                cost_minor=cost_minor,
+                variance_units_milli=var_units,
+                variance_cost_minor=var_cost,
+                raw_deduction=raw_deduction,
+                was=hold.state,
+            )
+            self._record_alerts(conn, at, hold_id, alerts)
+            return replace(
+                hold,
+                state="settled",
+                units_milli=units_milli,
+                cost_minor=cost_minor,
+                variance_units_milli=var_units,
+                variance_cost_minor=var_cost,
+                raw_deduction=raw_deduction,
+                updated_at=_dt(at),
+                alerts=tuple(alerts),
+            )
+
+        hold = self._write(operation)
+        _log_alerts(hold)
+        return hold
+
+    def void(self, hold_id: int, *, reason: str) -> Hold:
+        """Release the hold: nothing was, or will be, charged for it. Voiding twice is a no-op."""
+        at = self.clock.now().isoformat()
+
+        def operation(conn: sqlite3.Connection) -> Hold:
+            hold = self._load(conn, hold_id)
+            if hold.state == "voided":
+                return hold
+            if hold.state == "settled":
+                raise HoldStateError(f"hold {hold_id} was settled; it cannot be voided")
+            sql = "SELECT reserved, budget, period_key FROM hold_entries WHERE hold_id = ?"
+            conn.executemany(
+                "UPDATE balances SET held = held - ? WHERE budget = ? AND period_key = ?",
+                conn.execute(sql, (hold_id,)).fetchall(),
+            )
+            sql = "UPDATE holds SET state = 'voided', reason = ?, updated_at = ? WHERE id = ?"
+            conn.execute(sql, (reason, at, hold_id))
+            self._event(conn, at, "void", hold_id, hold.team, reason=reason, was=hold.state)
+            return replace(hold, state="voided", reason=reason, updated_at=_dt(at))
+
+        return self._write(operation)
+
+    def holds(
+        self, state: str | None = None, team: str | None = None, *, batch: int = 500
+    ) -> Iterator[Hold]:
+        """Holds in id order, optionally of one state (or ``open``) and of one team."""
+        if state is not None and state != "open" and state not in HOLD_STATES:
+            allowed = ", ".join(("open", *HOLD_STATES))
+            raise HoldStateError(f"unknown hold state {state!r} (allowed: {allowed})")
+        clauses, params = ["h.id > ?"], []
+        if state == "open":
+            clauses.append("h.state IN ('held', 'submitted', 'unknown')")
+        elif state is not None:
+            clauses.append("h.state = ?")
+            params.append(state)
+        if team is not None:
+            clauses.append("h.team = ?")
+            params.append(team)
+        sql = f"{_HOLD_SELECT} WHERE {' AND '.join(clauses)} ORDER BY h.id LIMIT {int(batch)}"
+        last = 0
+        while True:
+            with self._lock:
+                rows = self._conn.execute(sql, (last, *params)).fetchall()
+            yield from (_hold_from_row(row) for row in rows)
+            if len(rows) < batch:
+                return
+            last = rows[-1][0]
+
+    # --- audit ----------------------------------------------------------------------------
+
+    def events(
+        self,
+        *,
+        hold_id: int | None = None,
+        kind: str | None = None,
+        team: str | None = None,
+        after_id: int = 0,
+        limit: int | None = None,
+    ) -> list[Event]:
+        """Events in the order they were recorded, optionally filtered."""
+        clauses, params = ["id > ?"], list[object]([after_id])
+        for column, value in (("hold_id", hold_id), ("kind", kind), ("team", team)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        where = " AND ".join(clauses)
+        sql = f"SELECT id, at, kind, hold_id, team, data FROM events WHERE {where} ORDER BY id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self._lock:
+            rows = self._conn.execute(sql, params).fetchall()
+        return [Event(r[0], _dt(r[1]), r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+
+    def check(self) -> list[Discrepancy]:
+        """Recompute every running balance from the entries; return each difference."""
+        return self._read(_check)
+
+
+def _dt(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _same_reservation(existing: Hold, team: str, amounts: HoldAmounts) -> Hold:
+    if existing.team != team or existing.estimate != amounts:
+        raise HoldStateError(
+            f"key {existing.key!r} already names hold {existing.id} for {existing.team!r} "
+            f"({existing.estimate}); a different reservation needs another key"
+        )
+    return existing
+
+
+def _exceeded(
+    budget: Budget, team: str, amount: int, posted: int, held: int, now: datetime
+) -> BudgetExceeded:
+    return BudgetExceeded(
+        team=budget.team,
+        needed=amount,
+        available=max(0, available(budget.limit, posted, held)),
+        limit=budget.limit,
+        unit=budget.unit_label,
+        period=budget.period,
+        window=window_for(budget.period, now, budget.tz).describe(),
+        requested_by=team,
+    )
+
+
+def _log_alerts(hold: Hold) -> None:
+    for alert in hold.alerts:
+        logger.warning("%s (hold %s)", alert, hold.id)
+
+
+_RECOMPUTE_SQL = """
+WITH recomputed AS (
+    SELECT e.budget, e.period_key,
+        SUM(CASE WHEN h.state = 'settled' THEN COALESCE(e.charged, 0) ELSE 0 END) AS posted,
+        SUM(CASE WHEN h.state IN ('held', 'submitted', 'unknown') THEN e.reserved ELSE 0 END)
+            AS held
+    FROM hold_entries AS e JOIN holds AS h ON h.id = e.hold_id
+    GROUP BY e.budget, e.period_key
+)
+SELECT bal.budget, bal.period_key, bal.posted, bal.held, r.posted, r.held
+FROM balances AS bal LEFT JOIN recomputed AS r
+    ON r.budget = bal.budget AND r.period_key = bal.period_key
+UNION ALL
+SELECT r.budget, r.period_key, NULL, NULL, r.posted, r.held
+FROM recomputed AS r LEFT JOIN balances AS bal
+    ON r.budget = bal.budget AND r.period_key = bal.period_key
+WHERE bal.budget IS NULL
+ORDER BY 1, 2
+"""
+
+
+def _check(conn: sqlite3.Connection) -> list[Discrepancy]:
+    found: list[Discrepancy] = []
+    for budget, pkey, posted, held, want_posted, want_held in conn.execute(_RECOMPUTE_SQL):
+        if (posted or 0) != (want_posted or 0):
+            found.append(Discrepancy("posted differs", budget, pkey, posted, want_posted or 0))
+        if (held or 0) != (want_held or 0):
+            found.append(Discrepancy("held differs", budget, pkey, held, want_held or 0))
+    for (hold_id,) in conn.execute(
+        "SELECT id FROM holds AS h WHERE NOT EXISTS"
+        " (SELECT 1 FROM hold_entries AS e WHERE e.hold_id = h.id AND e.budget = h.team)"
+    ):
+        found.append(Discrepancy("hold has no entry for its own team", hold_id=hold_id))
+    for hold_id, budget in conn.execute(
+        "SELECT e.hold_id, e.budget FROM hold_entries AS e JOIN holds AS h ON h.id = e.hold_id"
+        " WHERE h.state = 'settled' AND e.charged IS NULL"
+    ):
+        found.append(Discrepancy("settled hold has no charge", budget, hold_id=hold_id))
+    for (hold_id,) in conn.execute(
+        "SELECT h.id FROM holds AS h LEFT JOIN tasks AS t ON t.hold_id = h.id"
+        " WHERE h.state = 'submitted' AND t.task_id IS NULL"
+    ):
+        found.append(Discrepancy("submitted hold has no task", hold_id=hold_id))
+    return found
+
+
+__all__ = [
+    "HOLD_STATES",
+    "Alert",
+    "BudgetStatus",
+    "Discrepancy",
+    "Event",
+    "Hold",
+    "HoldAmounts",
+    "HoldState",
+    "Ledger",
+    "default_ledger_path",
+]
