@@ -118,13 +118,9 @@ _SNIPPETS = {
 
 def _timed_snippet(code: str) -> float:
     wrapper = (
-        "import time\n_t = time.perf_counter()\n"
-        + code
-        + "\nprint(time.perf_counter() - _t)\n"
+        "import time\n_t = time.perf_counter()\n" + code + "\nprint(time.perf_counter() - _t)\n"
     )
-    out = subprocess.run(
-        [PYTHON, "-c", wrapper], check=True, capture_output=True, text=True
-    ).stdout
+    out = subprocess.run([PYTHON, "-c", wrapper], check=True, capture_output=True, text=True).stdout
     return float(out.strip().splitlines()[-1])
 
 
@@ -148,25 +144,66 @@ def write_batch(path: Path, lines: int) -> None:
                 kinds.append(
                     {
                         "endpoint": "videos/text2video",
-                        "body": {"model_name": model, "prompt": "a ship", "mode": mode,
-                                 "duration": duration},
+                        "body": {
+                            "model_name": model,
+                            "prompt": "a ship",
+                            "mode": mode,
+                            "duration": duration,
+                        },
                     }
                 )
-    kinds.append({"endpoint": "videos/text2video",
-                  "body": {"model": "kling-v2-6", "prompt": "rain", "sound": "on", "duration": 10}})
-    kinds.append({"endpoint": "videos/text2video",
-                  "body": {"model_name": "kling-v2-master", "prompt": "rain", "duration": 5}})
-    kinds.append({"endpoint": "videos/image2video",
-                  "body": {"model_name": "kling-v1-6", "image": "https://example.com/a.png",
-                           "image_tail": "https://example.com/b.png", "mode": "pro"}})
-    kinds.append({"endpoint": "videos/omni-video",
-                  "body": {"prompt": "snow", "mode": "pro", "duration": 5,
-                           "video_list": [{"video_url": "https://example.com/v.mp4"}]}})
-    kinds.append({"endpoint": "images/generations",
-                  "body": {"model_name": "kling-v1-5", "prompt": "a cat", "n": "4",
-                           "image": "https://example.com/c.png", "aspect_ratio": "4:3"}})
-    kinds.append({"endpoint": "videos/text2video",  # invalid: a 7 s clip
-                  "body": {"prompt": "bad", "duration": "7"}})
+    kinds.append(
+        {
+            "endpoint": "videos/text2video",
+            "body": {"model": "kling-v2-6", "prompt": "rain", "sound": "on", "duration": 10},
+        }
+    )
+    kinds.append(
+        {
+            "endpoint": "videos/text2video",
+            "body": {"model_name": "kling-v2-master", "prompt": "rain", "duration": 5},
+        }
+    )
+    kinds.append(
+        {
+            "endpoint": "videos/image2video",
+            "body": {
+                "model_name": "kling-v1-6",
+                "image": "https://example.com/a.png",
+                "image_tail": "https://example.com/b.png",
+                "mode": "pro",
+            },
+        }
+    )
+    kinds.append(
+        {
+            "endpoint": "videos/omni-video",
+            "body": {
+                "prompt": "snow",
+                "mode": "pro",
+                "duration": 5,
+                "video_list": [{"video_url": "https://example.com/v.mp4"}],
+            },
+        }
+    )
+    kinds.append(
+        {
+            "endpoint": "images/generations",
+            "body": {
+                "model_name": "kling-v1-5",
+                "prompt": "a cat",
+                "n": "4",
+                "image": "https://example.com/c.png",
+                "aspect_ratio": "4:3",
+            },
+        }
+    )
+    kinds.append(
+        {
+            "endpoint": "videos/text2video",  # invalid: a 7 s clip
+            "body": {"prompt": "bad", "duration": "7"},
+        }
+    )
     encoded = [json.dumps(kind, ensure_ascii=False) for kind in kinds]
     with path.open("w", encoding="utf-8") as handle:
         for index in range(lines):
@@ -202,7 +239,7 @@ def main() -> int:
         return "ok" if ok else "MISSED"
 
     print(f"klingcost pricing benchmark  (python {sys.version.split()[0]}, {sys.platform})")
-    print(f"klingcost {getattr(klingcost, '__name__')} from {Path(klingcost.__file__).parent}")
+    print(f"klingcost from {Path(klingcost.__file__).parent}")
     print()
 
     sheet = load_sheet()
@@ -213,22 +250,32 @@ def main() -> int:
     print("per call (median of repeats)")
     floor_plain = per_call(lambda: floor_four_factors(BODY), number=200_000, repeat=repeat)
     floor_pydantic = per_call(lambda: TenFields.model_validate(TEN), number=20_000, repeat=repeat)
-    raw = per_call(lambda: estimate("videos/text2video", BODY, sheet=sheet), number=20_000,
-                   repeat=repeat)
-    raw_default = per_call(lambda: estimate("videos/text2video", BODY), number=20_000,
-                           repeat=repeat)
+    raw = per_call(
+        lambda: estimate("videos/text2video", BODY, sheet=sheet), number=20_000, repeat=repeat
+    )
+    raw_default = per_call(
+        lambda: estimate("videos/text2video", BODY), number=20_000, repeat=repeat
+    )
     priced = per_call(lambda: price(validated, sheet=sheet), number=200_000, repeat=repeat)
     priced_default = per_call(lambda: price(validated), number=200_000, repeat=repeat)
     print(f"  floor: plain function, four factors from dicts   {us(floor_plain)}")
     print(f"  floor: pydantic validates a 10-field dict        {us(floor_pydantic)}")
-    print(f"  estimate() from a raw dict (sheet given)         {us(raw)}"
-          f"   reach <= 10 us: {verdict('estimate raw', raw <= 10e-6)}")
-    print(f"  estimate() from a raw dict (default sheet)       {us(raw_default)}"
-          f"   reach <= 10 us: {verdict('estimate raw default', raw_default <= 10e-6)}")
-    print(f"  price() of a validated request (sheet given)     {us(priced)}"
-          f"   reach <= 2 us: {verdict('price', priced <= 2e-6)}")
-    print(f"  price() of a validated request (default sheet)   {us(priced_default)}"
-          f"   reach <= 2 us: {verdict('price default', priced_default <= 2e-6)}")
+    print(
+        f"  estimate() from a raw dict (sheet given)         {us(raw)}"
+        f"   reach <= 10 us: {verdict('estimate raw', raw <= 10e-6)}"
+    )
+    print(
+        f"  estimate() from a raw dict (default sheet)       {us(raw_default)}"
+        f"   reach <= 10 us: {verdict('estimate raw default', raw_default <= 10e-6)}"
+    )
+    print(
+        f"  price() of a validated request (sheet given)     {us(priced)}"
+        f"   reach <= 2 us: {verdict('price', priced <= 2e-6)}"
+    )
+    print(
+        f"  price() of a validated request (default sheet)   {us(priced_default)}"
+        f"   reach <= 2 us: {verdict('price default', priced_default <= 2e-6)}"
+    )
     print()
 
     print(f"import in a fresh interpreter (median of {import_repeat}, interleaved)")
@@ -236,8 +283,10 @@ def main() -> int:
     for name, seconds in imports.items():
         print(f"  {name:<45} {seconds * 1e3:8.1f} ms")
     ratio = imports["klingcost"] / imports["pydantic"]
-    print(f"  import klingcost / import pydantic = {ratio:.2f}x"
-          f"   reach <= 1.3x: {verdict('import', ratio <= 1.3)}")
+    print(
+        f"  import klingcost / import pydantic = {ratio:.2f}x"
+        f"   reach <= 1.3x: {verdict('import', ratio <= 1.3)}"
+    )
     print()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -249,18 +298,24 @@ def main() -> int:
             "with open(sys.argv[1], encoding='utf-8') as f:\n"
             "    rows = [json.loads(line) for line in f]\n"
         )
-        print(f"klingcost estimate of a 100,000-line batch ({size / 1e6:.1f} MB), "
-              f"median of {cli_repeat}")
+        print(
+            f"klingcost estimate of a 100,000-line batch ({size / 1e6:.1f} MB), "
+            f"median of {cli_repeat}"
+        )
         floor_cli = time_command([PYTHON, "-c", floor_code, str(batch)], cli_repeat)
         env_cli = {**os.environ}
         env_cli.pop("KLINGCOST_PRICING", None)
         table = time_command([KLINGCOST, "estimate", str(batch)], cli_repeat)
         as_json = time_command([KLINGCOST, "estimate", "--json", str(batch)], cli_repeat)
         print(f"  floor: python reads and json-parses the file     {floor_cli:8.2f} s")
-        print(f"  klingcost estimate FILE > /dev/null              {table:8.2f} s"
-              f"   reach <= 3 s: {verdict('cli table', table <= 3)}")
-        print(f"  klingcost estimate --json FILE > /dev/null       {as_json:8.2f} s"
-              f"   reach <= 3 s: {verdict('cli json', as_json <= 3)}")
+        print(
+            f"  klingcost estimate FILE > /dev/null              {table:8.2f} s"
+            f"   reach <= 3 s: {verdict('cli table', table <= 3)}"
+        )
+        print(
+            f"  klingcost estimate --json FILE > /dev/null       {as_json:8.2f} s"
+            f"   reach <= 3 s: {verdict('cli json', as_json <= 3)}"
+        )
     print()
     print("missed: " + (", ".join(missed) if missed else "none"))
     return 1 if (missed and args.check) else 0

@@ -112,7 +112,7 @@ class Task:
 
 _NUMBER: Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE]([+-]?\d{1,9}))?")
 _MAX_DEDUCTION_TEXT: Final = 64
-_MAX_EXPONENT: Final = 30  # beyond 10**30 nothing is built exactly: no 10**999999999 Fractions
+_MAX_EXPONENT: Final = 1000  # beyond it no Fraction is built (no 10**999999999 in memory)
 
 
 def parse_deduction(value: object, *, cap: Fraction = DEFAULT_DEDUCTION_CAP) -> Deduction:
@@ -139,7 +139,7 @@ def parse_deduction(value: object, *, cap: Fraction = DEFAULT_DEDUCTION_CAP) -> 
         number = Decimal(text)
         if number == 0:
             return Deduction(raw, Fraction(0), "zero")
-        if exponent < 0:  # a few 1e-31 of a unit: no real deduction looks like that
+        if exponent < 0:  # 1e-1001 of a unit: no real deduction looks like that
             return Deduction(raw, None, "malformed")
         return Deduction(raw, None, "negative" if number < 0 else "absurd")
     units = exact(text)

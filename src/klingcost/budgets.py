@@ -230,8 +230,9 @@ def share_used(limit: int, used: int) -> Fraction:
 
 def crosses_soft(limit: int, soft: Fraction, before: int, after: int) -> bool:
     """Whether going from ``before`` to ``after`` used crosses ``soft`` x ``limit`` upwards."""
-    threshold = soft * limit
-    return before < threshold <= after and after > 0
+    # In integers: before < soft * limit <= after, with soft = num / den.
+    scaled = soft.numerator * limit
+    return before * soft.denominator < scaled <= after * soft.denominator and after > 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -160,19 +160,17 @@ class _BaseKlingClient:
             raise ValueError(f"not a task id: {task_id!r}")
         return name, f"/v1/{name}/{task}", f"GET {name}/{task}"
 
-    def _task(self, endpoint: Endpoint, payload: Mapping[str, Any]) -> Task:
+    def _task(self, endpoint: Endpoint, payload: Mapping[str, Any], data: object = None) -> Task:
         try:
-            return parse_task(endpoint, payload, cap=self.deduction_cap)
+            return parse_task(endpoint, payload, cap=self.deduction_cap, data=data)
         except errors.KlingAPIError as error:
             raise scrub(error, self._api_key) from None
 
     def _tasks(self, endpoint: Endpoint, payload: Mapping[str, Any]) -> list[Task]:
         data = payload.get("data")
         if not isinstance(data, list):
-            raise errors.MalformedResponseError(
-                "the list answer's 'data' is not a list", request_id=payload.get("request_id")
-            )
-        return [parse_task(endpoint, payload, cap=self.deduction_cap, data=item) for item in data]
+            raise errors.MalformedResponseError("the list answer's 'data' is not a list")
+        return [self._task(endpoint, payload, item) for item in data]
 
 
 class KlingClient(_BaseKlingClient):
@@ -226,7 +224,7 @@ class KlingClient(_BaseKlingClient):
     def wait(
         self, endpoint: str, task_id: str, *, interval: float = 5.0, timeout: float = 900.0
     ) -> Task:
-        """Query the task every ``interval`` s until it is done (TimeoutError after ``timeout`` s)."""
+        """Query the task every ``interval`` s until done; TimeoutError after ``timeout`` s."""
         deadline = time.monotonic() + timeout
         while True:
             task = self.get_task(endpoint, task_id)
@@ -337,7 +335,7 @@ class AsyncKlingClient(_BaseKlingClient):
     async def wait(
         self, endpoint: str, task_id: str, *, interval: float = 5.0, timeout: float = 900.0
     ) -> Task:
-        """Query the task every ``interval`` s until it is done (TimeoutError after ``timeout`` s)."""
+        """Query the task every ``interval`` s until done; TimeoutError after ``timeout`` s."""
         deadline = time.monotonic() + timeout
         while True:
             task = await self.get_task(endpoint, task_id)

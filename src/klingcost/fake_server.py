@@ -279,9 +279,9 @@ class FakeKlingState:
 
     def reset(self) -> None:
         with self._lock:
-            for task in self.tasks.values():
-                if task.hook_delivery is not None:
-                    task.hook_delivery.get_loop().call_soon_threadsafe(task.hook_delivery.cancel)
+            for delivery in self._deliveries():
+                with contextlib.suppress(RuntimeError):  # its loop has closed: nothing to stop
+                    delivery.get_loop().call_soon_threadsafe(delivery.cancel)
             self.tasks.clear()
             self.faults.clear()
             self.requests.clear()
@@ -323,22 +323,36 @@ class FakeKlingState:
         now = time.monotonic()
         with self._lock:
             tasks = list(self.tasks.values())
-        rows = [
-            {
-                "task_id": t.task_id,
-                "endpoint": t.endpoint,
-                "model": t.model,
-                "status": t.status(now),
-                "units": format_amount(t.units if t.status(now) == "succeed" else Fraction(0)),
-                "reported": t.view(t.status(now)).get("final_unit_deduction"),
-            }
-            for t in tasks
-        ]
-        total = sum((exact(row["units"]) for row in rows), Fraction(0))
-        return {"total_units": format_amount(total), "tasks": rows}
+        rows = []
+        for task in tasks:
+            status = task.status(now)
+            rows.append(
+                {
+                    "task_id": task.task_id,
+                    "endpoint": task.endpoint,
+                    "model": task.model,
+                    "status": status,
+                    "units": format_amount(task.units if status == "succeed" else Fraction(0)),
+                    "reported": task.view(status).get("final_unit_deduction"),
+                }
+            )
+        return {"total_units": format_amount(self.charged(now)), "tasks": rows}
 
-    def charged(self) -> Fraction:
-        return exact(self.ledger()["total_units"])
+    def charged(self, now: float | None = None) -> Fraction:
+        """The sum of the units of the tasks that have succeeded by ``now``."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            tasks = list(self.tasks.values())
+        return sum((t.units for t in tasks if t.status(now) == "succeed"), Fraction(0))
+
+    def deliveries(self) -> list[asyncio.Task[None]]:
+        """The callback deliveries still running."""
+        with self._lock:
+            return self._deliveries()
+
+    def _deliveries(self) -> list[asyncio.Task[None]]:
+        hooks = (t.hook_delivery for t in self.tasks.values())
+        return [d for d in hooks if d is not None and not d.done()]
 
 
 # --- the app ------------------------------------------------------------------------------
@@ -360,6 +374,7 @@ def _endpoint(request: Request) -> Endpoint | None:
 
 async def _pause(request: Request, ms: int) -> bool:
     """Sleep ``ms``; False as soon as the client has gone."""
+    await request.body()  # read (and keep) it first: is_disconnected() would swallow it
     deadline = time.monotonic() + ms / 1000
     while (left := deadline - time.monotonic()) > 0:
         await asyncio.sleep(min(left, 0.02))
@@ -511,7 +526,7 @@ def create_app(state: FakeKlingState | None = None) -> Starlette:
         async with httpx.AsyncClient(timeout=2.0) as client:
             app.state.hook_client = client
             yield
-            pending = [t.hook_delivery for t in fake.tasks.values() if t.hook_delivery]
+            pending = fake.deliveries()
             for delivery in pending:
                 delivery.cancel()
             await asyncio.gather(*pending, return_exceptions=True)

@@ -176,16 +176,10 @@ _HOLD_COLUMNS = (
     " t.task_id"
 )
 _HOLD_SELECT = f"SELECT {_HOLD_COLUMNS} FROM holds AS h LEFT JOIN tasks AS t ON t.hold_id = h.id"
-_PATH_SQL = """
-WITH RECURSIVE path(name, depth) AS (
-    SELECT name, 0 FROM budgets WHERE name = ?
-    UNION ALL
-    SELECT b.parent, path.depth + 1 FROM budgets AS b JOIN path ON b.name = path.name
-    WHERE b.parent IS NOT NULL AND path.depth < 64
+_BUDGET_ROW_SQL = (
+    "SELECT name, unit, pack, limit_minor, period, tz, soft, exponent, parent"
+    " FROM budgets WHERE name = ?"
 )
-SELECT b.name, b.unit, b.pack, b.limit_minor, b.period, b.tz, b.soft, b.exponent
-FROM path JOIN budgets AS b ON b.name = path.name ORDER BY path.depth
-"""
 _BALANCE_SQL = "SELECT posted, held FROM balances WHERE budget = ? AND period_key = ?"
 _ENTRIES_SQL = (
     "SELECT e.budget, e.period_key, e.reserved, b.unit, b.pack, b.limit_minor, b.soft"
@@ -193,6 +187,19 @@ _ENTRIES_SQL = (
     " WHERE e.hold_id = ? ORDER BY e.depth"
 )
 _BUDGET_COLUMNS = "name, limit_minor, unit, period, parent, soft, tz, pack, exponent"
+
+
+def _path(conn: sqlite3.Connection, team: str) -> list[tuple[Any, ...]]:
+    """The budget rows from ``team`` up to its root (empty when ``team`` has no budget)."""
+    rows: list[tuple[Any, ...]] = []
+    name: str | None = team
+    while name is not None and len(rows) < 64:  # set_budget refuses cycles; 64 is a backstop
+        row = conn.execute(_BUDGET_ROW_SQL, (name,)).fetchone()
+        if row is None:
+            break
+        rows.append(row)
+        name = row[8]
+    return rows
 
 
 def _hold_from_row(row: tuple[Any, ...], alerts: tuple[Alert, ...] = ()) -> Hold:
@@ -247,15 +254,17 @@ class Ledger:
         *,
         clock: Clock | None = None,
         timeout: float = 10.0,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
     ) -> Ledger:
         """Open (creating and migrating as needed) the ledger at ``path`` or the default path.
 
         Order: ``path``, ``KLINGCOST_LEDGER``, ``$KLINGCOST_HOME/ledger.db``,
         ``~/.klingcost/ledger.db``. ``timeout`` is how long a write waits for the file's lock.
+        ``synchronous="FULL"`` makes every write survive a power loss too (an fsync each).
         """
         resolved = Path(path).expanduser() if path is not None else default_ledger_path()
         resolved.parent.mkdir(parents=True, exist_ok=True)
-        conn = migrations.connect(resolved, timeout=timeout)
+        conn = migrations.connect(resolved, timeout=timeout, synchronous=synchronous)
         return cls(conn, resolved, clock=clock or SystemClock(), timeout=timeout)
 
     @property
@@ -361,7 +370,7 @@ class Ledger:
 
         def operation(conn: sqlite3.Connection) -> None:
             if parent is not None:
-                ancestors = [row[0] for row in conn.execute(_PATH_SQL, (parent,))]
+                ancestors = [row[0] for row in _path(conn, parent)]
                 if not ancestors:
                     raise BudgetNotFound(team=parent)
                 if team in ancestors:
@@ -470,11 +479,11 @@ class Ledger:
                 found = conn.execute(sql, (key,)).fetchone()
                 if found is not None:
                     return _same_reservation(_hold_from_row(found), team, amounts)
-            path = conn.execute(_PATH_SQL, (team,)).fetchall()
+            path = _path(conn, team)
             if not path:
                 raise BudgetNotFound(team=team)
             entries, alerts = [], []
-            for depth, (name, unit, pack, limit, period, tz, soft, exponent) in enumerate(path):
+            for depth, (name, unit, pack, limit, period, tz, soft, exponent, _) in enumerate(path):
                 amount = counted(unit, pack, amounts, name)
                 pkey = period_key(period, now, tz)
                 row = conn.execute(_BALANCE_SQL, (name, pkey)).fetchone()

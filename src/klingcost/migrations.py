@@ -254,8 +254,14 @@ def migrate(conn: sqlite3.Connection, path: Path) -> list[str]:
         done.append(migration.name)
 
 
-def connect(path: Path, *, timeout: float) -> sqlite3.Connection:
-    """Open ``path`` as a klingcost ledger: check it, set WAL, and migrate it."""
+def connect(path: Path, *, timeout: float, synchronous: str = "NORMAL") -> sqlite3.Connection:
+    """Open ``path`` as a klingcost ledger: check it, set WAL, and migrate it.
+
+    ``synchronous`` NORMAL (the default) survives a crash of the process; FULL also survives
+    losing power, at the cost of an fsync per write.
+    """
+    if synchronous not in ("NORMAL", "FULL"):
+        raise ValueError(f"synchronous must be NORMAL or FULL (given {synchronous!r})")
     check_header(path)
     try:
         conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
@@ -266,7 +272,7 @@ def connect(path: Path, *, timeout: float) -> sqlite3.Connection:
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise LedgerError(f"cannot put the ledger {path} in WAL mode (got {mode})")
-        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
         conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
         conn.execute("PRAGMA foreign_keys = ON")
         migrate(conn, path)

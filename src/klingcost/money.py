@@ -62,7 +62,7 @@ def exact(value: object) -> Fraction:
 
 def to_minor(amount: Fraction, exponent: int) -> int:
     """``amount`` in minor units of ``10 ** -exponent``, rounded up (towards +infinity)."""
-    scaled = amount * 10**exponent
+    scaled: Fraction = amount * 10**exponent
     return -((-scaled.numerator) // scaled.denominator)
 
 

@@ -193,7 +193,7 @@ def _run_batch(
             else:
                 out.write(f"{number:>6}  invalid: {error['message']}\n")
         first = False
-    summary = {
+    summary: dict[str, Any] = {
         "lines": totals.lines,
         "priced": totals.lines - totals.errors,
         "errors": totals.errors,
@@ -331,8 +331,8 @@ def price_table(sheet: PriceSheet, provider: str | None = None) -> Iterator[dict
                     yield row("videos/text2video", {**body, "sound": "on"}, "sound on")
     for model in sheet.omni:
         for mode in ("std", "pro"):
-            for seconds in (5, 10):
-                body = {"model_name": model, "prompt": "p", "mode": mode, "duration": seconds}
+            for o1_seconds in (5, 10):
+                body = {"model_name": model, "prompt": "p", "mode": mode, "duration": o1_seconds}
                 yield row("videos/omni-video", body, "")
                 video = [{"video_url": "https://example.com/v.mp4"}]
                 yield row("videos/omni-video", {**body, "video_list": video}, "video reference")

@@ -1,0 +1,408 @@
+"""``klingcost budget``, ``klingcost holds`` and ``klingcost ledger``: the ledger's commands."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import click
+
+from klingcost.budgets import (
+    CURRENCY_EXPONENTS,
+    DEFAULT_SOFT,
+    PACKS,
+    UNITS,
+    BudgetStatus,
+    exponent_for,
+    parse_limit,
+)
+from klingcost.cli._common import EXIT_CODES_HELP, EXIT_ERROR, echo_json, json_option, ledger_option
+from klingcost.errors import BudgetNotFound
+from klingcost.ledger import HOLD_STATES, Hold, Ledger
+from klingcost.money import UNIT_EXPONENT, format_amount, format_minor
+from klingcost.periods import PERIODS
+
+
+def register(main: click.Group) -> None:
+    main.add_command(budget_group)
+    main.add_command(holds_group)
+    main.add_command(ledger_group)
+
+
+def _open(path: str | None) -> Ledger:
+    return Ledger.open(path)
+
+
+def _table(headers: list[str], rows: Iterable[list[str]], right: set[int]) -> str:
+    """An aligned text table; columns in ``right`` are right-aligned (amounts)."""
+    body = [headers, *rows]
+    widths = [max(len(row[i]) for row in body) for i in range(len(headers))]
+    lines = []
+    for row in body:
+        cells = [
+            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+            for i, cell in enumerate(row)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def _percent(status: BudgetStatus) -> str:
+    """Share used for people, to one decimal (the exact share is in --json)."""
+    if status.limit == 0:
+        return "-" if status.used == 0 else "over"
+    tenths = status.used * 1000 // status.limit
+    return f"{tenths // 10}.{tenths % 10}%"
+
+
+# --- budget -------------------------------------------------------------------------------
+
+
+@click.group("budget", epilog=EXIT_CODES_HELP)
+def budget_group() -> None:
+    """Set and show per-team budgets (limits per period, with parents)."""
+
+
+@budget_group.command("set", epilog=EXIT_CODES_HELP)
+@click.argument("team")
+@click.option(
+    "--limit",
+    required=True,
+    metavar="N",
+    help="The limit in major units: credits (500000) or Kling units (12.5). Exact, never a float.",
+)
+@click.option("--period", type=click.Choice(PERIODS), help="Reset period (default: none).")
+@click.option("--parent", metavar="NAME", help="A budget this one also spends from.")
+@click.option(
+    "--unit",
+    metavar="UNIT",
+    help="credits (default), units (Kling units of --pack), or a currency such as usd.",
+)
+@click.option("--pack", type=click.Choice(PACKS), help="Resource pack of a units budget (video).")
+@click.option("--soft", metavar="SHARE", help="Share of the limit that records an alert (0.8).")
+@click.option("--tz", metavar="ZONE", help="IANA time zone of the period calendar (UTC).")
+@ledger_option
+@json_option
+def budget_set(
+    team: str,
+    limit: str,
+    period: str | None,
+    parent: str | None,
+    unit: str | None,
+    pack: str | None,
+    soft: str | None,
+    tz: str | None,
+    ledger_path: str | None,
+    as_json: bool,
+) -> None:
+    """Create or change TEAM's budget. Options left out keep their current value.
+
+    \b
+      klingcost budget set acme --limit 5000000 --period month --tz Europe/Paris
+      klingcost budget set video-team --limit 500000 --parent acme --soft 0.9
+      klingcost budget set pack --unit units --pack video --limit 12.5 --period day
+    """
+    with _open(ledger_path) as ledger:
+        try:
+            old = ledger.get_budget(team)
+        except BudgetNotFound:
+            old = None
+        chosen_unit = unit or (old.unit if old else "credits")
+        status = ledger.set_budget(
+            team,
+            limit=parse_limit(limit, exponent_for(chosen_unit)),
+            unit=chosen_unit,
+            period=period or (old.period if old else "none"),
+            parent=parent if parent is not None else (old.parent if old else None),
+            soft=soft if soft is not None else (old.soft if old else DEFAULT_SOFT),
+            tz=tz or (old.tz if old else "UTC"),
+            pack=pack or ((old.pack or "video") if old else "video"),
+        )
+    if as_json:
+        echo_json(status_dict(status))
+    else:
+        click.echo(f"{'updated' if old else 'created'} budget {team}")
+        click.echo(render_status(status))
+
+
+@budget_group.command("show", epilog=EXIT_CODES_HELP)
+@click.argument("team", required=False)
+@ledger_option
+@json_option
+def budget_show(team: str | None, ledger_path: str | None, as_json: bool) -> None:
+    """Show TEAM's budget in its current period (or every budget): limit, posted, held,
+    available, the period window and the share used."""
+    with _open(ledger_path) as ledger:
+        statuses = [ledger.budget_status(team)] if team else ledger.budgets()
+    if as_json:
+        data = [status_dict(s) for s in statuses]
+        echo_json(data[0] if team else data)
+        return
+    if not statuses:
+        click.echo("no budgets yet; create one with: klingcost budget set TEAM --limit N")
+    click.echo("\n\n".join(render_status(s) for s in statuses))
+
+
+@budget_group.command("list", epilog=EXIT_CODES_HELP)
+@ledger_option
+@json_option
+def budget_list(ledger_path: str | None, as_json: bool) -> None:
+    """List every budget with its current period, in one table."""
+    with _open(ledger_path) as ledger:
+        statuses = ledger.budgets()
+    if as_json:
+        echo_json([status_dict(s) for s in statuses])
+        return
+    if not statuses:
+        click.echo("no budgets yet; create one with: klingcost budget set TEAM --limit N")
+        return
+    headers = ["team", "parent", "unit", "period", "limit", "posted", "held", "available", "used"]
+    rows = [
+        [
+            s.team,
+            s.budget.parent or "-",
+            _unit_name(s),
+            s.window.key,
+            s.budget.format(s.limit),
+            s.budget.format(s.posted),
+            s.budget.format(s.held),
+            s.budget.format(s.available),
+            _percent(s),
+        ]
+        for s in statuses
+    ]
+    click.echo(_table(headers, rows, right={4, 5, 6, 7, 8}))
+
+
+def _unit_name(status: BudgetStatus) -> str:
+    budget = status.budget
+    return f"units ({budget.pack})" if budget.unit == UNITS else budget.unit
+
+
+def status_dict(status: BudgetStatus) -> dict[str, Any]:
+    """A budget status as JSON data: exact decimal strings, and ints in minor units."""
+    b = status.budget
+    window = status.window
+    return {
+        "team": b.team,
+        "parent": b.parent,
+        "unit": b.unit,
+        "pack": b.pack,
+        "exponent": b.exponent,
+        "period": b.period,
+        "tz": b.tz,
+        "window": {
+            "key": window.key,
+            "start": window.start.isoformat() if window.start else None,
+            "end": window.end.isoformat() if window.end else None,
+        },
+        "limit": b.format(status.limit),
+        "posted": b.format(status.posted),
+        "held": b.format(status.held),
+        "available": b.format(status.available),
+        "limit_minor": status.limit,
+        "posted_minor": status.posted,
+        "held_minor": status.held,
+        "available_minor": status.available,
+        "share_used": format_amount(status.share_used),
+        "soft": format_amount(b.soft),
+    }
+
+
+def render_status(status: BudgetStatus) -> str:
+    b = status.budget
+    unit = _unit_name(status)
+    window = status.window
+    span = (
+        f"{window.key} ({window.start.isoformat()} to {window.end.isoformat()}, {b.tz})"
+        if window.start and window.end
+        else "all time (no period)"
+    )
+    rows = [
+        ["budget", f"{b.team}" + (f" (parent {b.parent})" if b.parent else "")],
+        ["period", f"{b.period}: {span}"],
+        ["limit", f"{b.format(status.limit)} {unit}"],
+        ["posted", f"{b.format(status.posted)} {unit}"],
+        ["held", f"{b.format(status.held)} {unit}"],
+        ["available", f"{b.format(status.available)} {unit}"],
+        ["used", f"{_percent(status)} (alert at {format_amount(b.soft * 100)}%)"],
+    ]
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+# --- holds --------------------------------------------------------------------------------
+
+
+@click.group("holds", invoke_without_command=True, epilog=EXIT_CODES_HELP)
+@click.option(
+    "--state",
+    type=click.Choice(["open", *HOLD_STATES]),
+    help="Only holds in this state (open: held, submitted or unknown).",
+)
+@click.option("--team", metavar="NAME", help="Only this team's holds.")
+@ledger_option
+@json_option
+@click.pass_context
+def holds_group(
+    ctx: click.Context,
+    state: str | None,
+    team: str | None,
+    ledger_path: str | None,
+    as_json: bool,
+) -> None:
+    """List holds: money reserved for jobs, until settled at the real charge or voided.
+
+    A hold in state unknown (a crash or a timeout after sending) keeps counting against its
+    budgets until you resolve it: check the task with the provider, then settle or void it.
+
+    \b
+      klingcost holds --state unknown
+      klingcost holds void 42 --reason "the provider has no such task"
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["ledger_path"] = ledger_path
+    if ctx.invoked_subcommand is not None:
+        return
+    with _open(ledger_path) as ledger:
+        found = list(ledger.holds(state=state, team=team))
+    if as_json:
+        echo_json([hold_dict(h) for h in found])
+        return
+    if not found:
+        click.echo("no holds" + (f" in state {state}" if state else ""))
+        return
+    headers = ["id", "team", "state", "task", "estimate", "charged", "units", "reserved", "note"]
+    rows = [
+        [
+            str(h.id),
+            h.team,
+            h.state,
+            h.task_id or "-",
+            _cost(h.estimate.cost_minor, h.estimate.currency),
+            "-" if h.cost_minor is None else _cost(h.cost_minor, h.estimate.currency),
+            format_minor(
+                h.units_milli if h.units_milli is not None else h.estimate.units_milli,
+                UNIT_EXPONENT,
+            ),
+            h.reserved_at.strftime("%Y-%m-%d %H:%M:%S"),
+            h.reason or str(h.meta.get("model") or ""),
+        ]
+        for h in found
+    ]
+    click.echo(_table(headers, rows, right={0, 4, 5, 6}))
+
+
+def _cost(minor: int, currency: str) -> str:
+    exponent = CURRENCY_EXPONENTS.get(currency)
+    if exponent is None:
+        return f"{minor} {currency} (minor units)"
+    return f"{format_minor(minor, exponent)} {currency}"
+
+
+def hold_dict(hold: Hold) -> dict[str, Any]:
+    """A hold as JSON data: exact decimal strings, and ints in minor units."""
+    estimate = hold.estimate
+    exponent = CURRENCY_EXPONENTS.get(estimate.currency, 0)
+
+    def units(value: int | None) -> str | None:
+        return None if value is None else format_minor(value, UNIT_EXPONENT)
+
+    def cost(value: int | None) -> str | None:
+        return None if value is None else format_minor(value, exponent)
+
+    return {
+        "id": hold.id,
+        "key": hold.key,
+        "team": hold.team,
+        "state": hold.state,
+        "task_id": hold.task_id,
+        "pack": estimate.pack,
+        "currency": estimate.currency,
+        "estimate": {"units": units(estimate.units_milli), "cost": cost(estimate.cost_minor)},
+        "charged": {"units": units(hold.units_milli), "cost": cost(hold.cost_minor)},
+        "variance": {
+            "units": units(hold.variance_units_milli),
+            "cost": cost(hold.variance_cost_minor),
+        },
+        "est_units_milli": estimate.units_milli,
+        "est_cost_minor": estimate.cost_minor,
+        "units_milli": hold.units_milli,
+        "cost_minor": hold.cost_minor,
+        "raw_deduction": hold.raw_deduction,
+        "reason": hold.reason,
+        "meta": dict(hold.meta),
+        "reserved_at": hold.reserved_at.isoformat(),
+        "updated_at": hold.updated_at.isoformat(),
+    }
+
+
+@holds_group.command("void", epilog=EXIT_CODES_HELP)
+@click.argument("hold_id", metavar="ID", type=int)
+@click.option("--reason", required=True, metavar="TEXT", help="Why nothing was charged.")
+@ledger_option
+@json_option
+@click.pass_context
+def holds_void(
+    ctx: click.Context, hold_id: int, reason: str, ledger_path: str | None, as_json: bool
+) -> None:
+    """Release hold ID by hand: say why no charge was (or will be) made.
+
+    Use it to resolve a hold in state unknown once you know the submission failed. A settled
+    hold cannot be voided; voiding a voided hold changes nothing.
+    """
+    path = ledger_path or (ctx.obj or {}).get("ledger_path")
+    with _open(path) as ledger:
+        before = ledger.get_hold(hold_id)
+        hold = ledger.void(hold_id, reason=reason)
+    if as_json:
+        echo_json(hold_dict(hold))
+    elif before.state == "voided":
+        click.echo(f"hold {hold_id} was already voided ({before.reason}); nothing changed")
+    else:
+        click.echo(f"voided hold {hold_id} of {hold.team} (was {before.state}): {reason}")
+
+
+# --- ledger -------------------------------------------------------------------------------
+
+
+@click.group("ledger", epilog=EXIT_CODES_HELP)
+def ledger_group() -> None:
+    """Audit the ledger file."""
+
+
+@ledger_group.command("check", epilog=EXIT_CODES_HELP)
+@ledger_option
+@json_option
+@click.pass_context
+def ledger_check(ctx: click.Context, ledger_path: str | None, as_json: bool) -> None:
+    """Recompute every running balance from the entries; exit 1 on any difference."""
+    with _open(ledger_path) as ledger:
+        problems = ledger.check()
+        where = ledger.path
+    if as_json:
+        echo_json(
+            {
+                "ledger": str(where),
+                "ok": not problems,
+                "differences": [
+                    {
+                        "what": p.what,
+                        "budget": p.budget,
+                        "period_key": p.period_key,
+                        "recorded": p.recorded,
+                        "expected": p.expected,
+                        "hold_id": p.hold_id,
+                    }
+                    for p in problems
+                ],
+            }
+        )
+    elif problems:
+        click.echo(f"{len(problems)} difference(s) in {where}:")
+        for problem in problems:
+            click.echo(f"  {problem}")
+    else:
+        click.echo(f"OK: every running balance in {where} agrees with its entries")
+    if problems:
+        ctx.exit(EXIT_ERROR)

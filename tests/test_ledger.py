@@ -1,0 +1,415 @@
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlite_utils
+
+from klingcost import migrations
+from klingcost.budgets import HoldAmounts
+from klingcost.clock import ManualClock
+from klingcost.errors import (
+    BudgetConfigError,
+    BudgetExceeded,
+    BudgetNotFound,
+    HoldNotFound,
+    HoldStateError,
+    InvalidAmountError,
+    LedgerSchemaError,
+)
+from klingcost.ledger import Ledger, default_ledger_path
+
+START = datetime(2026, 11, 30, 22, 0, tzinfo=UTC)
+
+
+def credits(cost: int, units: int = 1000, pack: str = "video") -> HoldAmounts:
+    return HoldAmounts(units_milli=units, pack=pack, cost_minor=cost, currency="credits")  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+@pytest.fixture
+def ledger(tmp_path: Path, clock: ManualClock) -> Iterator[Ledger]:
+    with Ledger.open(tmp_path / "ledger.db", clock=clock) as opened:
+        yield opened
+
+
+def count(ledger: Ledger, table: str) -> int:
+    return int(ledger.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+
+# --- the file -----------------------------------------------------------------------------
+
+
+def test_a_new_file_gets_the_schema_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "dir" / "ledger.db"
+    with Ledger.open(path) as ledger:
+        assert ledger.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert ledger.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 10000
+    db = sqlite_utils.Database(path)
+    assert {"budgets", "holds", "tasks", "events", "balances", "hold_entries"} <= set(
+        db.table_names()
+    )
+    assert {"budget_balances", "hold_summary", "open_holds"} <= set(db.view_names())
+    assert [r["name"] for r in db["_klingcost_migrations"].rows] == ["0001_initial"]
+    assert db.execute("PRAGMA user_version").fetchone()[0] == migrations.schema_version()
+    db.close()
+
+
+def test_reopening_applies_nothing_twice(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    Ledger.open(path).close()
+    with Ledger.open(path) as ledger:
+        assert count(ledger, "_klingcost_migrations") == len(migrations.MIGRATIONS)
+
+
+def test_default_path_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KLINGCOST_LEDGER", raising=False)
+    monkeypatch.setenv("KLINGCOST_HOME", str(tmp_path / "home"))
+    assert default_ledger_path() == tmp_path / "home" / "ledger.db"
+    with Ledger.open() as ledger:
+        assert ledger.path == tmp_path / "home" / "ledger.db"
+    assert (tmp_path / "home" / "ledger.db").exists()
+    monkeypatch.setenv("KLINGCOST_LEDGER", str(tmp_path / "other.db"))
+    assert default_ledger_path() == tmp_path / "other.db"
+    monkeypatch.delenv("KLINGCOST_HOME")
+    monkeypatch.delenv("KLINGCOST_LEDGER")
+    assert default_ledger_path({}) == Path.home() / ".klingcost" / "ledger.db"
+
+
+def test_a_file_from_a_newer_klingcost_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    Ledger.open(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {migrations.schema_version() + 1}")
+    conn.execute("INSERT INTO _klingcost_migrations VALUES ('9999_future', 'x')")
+    conn.commit()
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(LedgerSchemaError, match="newer klingcost"):
+        Ledger.open(path)
+    assert path.read_bytes() == before
+
+
+def test_another_sqlite_database_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "photos.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE photos (id INTEGER PRIMARY KEY)")
+    conn.commit()
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(LedgerSchemaError, match="not a klingcost ledger"):
+        Ledger.open(path)
+    assert path.read_bytes() == before
+
+
+def test_a_file_that_is_not_sqlite_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("these are my notes, not a database\n" * 10)
+    with pytest.raises(LedgerSchemaError, match="not a SQLite file"):
+        Ledger.open(path)
+    assert path.read_text().startswith("these are my notes")
+
+
+# --- budgets ------------------------------------------------------------------------------
+
+
+def test_set_and_update_a_budget(ledger: Ledger) -> None:
+    status = ledger.set_budget("acme", limit=1000, period="month")
+    assert (status.limit, status.posted, status.held, status.available) == (1000, 0, 0, 1000)
+    assert status.window.key == "2026-11"
+    ledger.set_budget("acme", limit=2000, period="month")
+    assert ledger.budget_status("acme").limit == 2000
+    assert [s.team for s in ledger.budgets()] == ["acme"]
+    assert [e.kind for e in ledger.events(team="acme")] == ["budget_set", "budget_set"]
+
+
+def test_parents_must_exist_and_never_cycle(ledger: Ledger) -> None:
+    with pytest.raises(BudgetNotFound):
+        ledger.set_budget("team", limit=1, parent="nobody")
+    ledger.set_budget("company", limit=10)
+    ledger.set_budget("team", limit=5, parent="company")
+    ledger.set_budget("project", limit=5, parent="team")
+    with pytest.raises(BudgetConfigError, match="company -> project -> team -> company"):
+        ledger.set_budget("company", limit=10, parent="project")
+    assert ledger.get_budget("company").parent is None
+
+
+def test_a_budget_with_entries_keeps_its_unit(ledger: Ledger) -> None:
+    ledger.set_budget("a", limit=100)
+    ledger.reserve("a", credits(10))
+    with pytest.raises(BudgetConfigError, match="unit cannot"):
+        ledger.set_budget("a", limit=100, unit="units")
+    ledger.set_budget("b", limit=100)
+    ledger.set_budget("b", limit=100, unit="units")  # no entries yet: allowed
+
+
+def test_unknown_budget(ledger: Ledger) -> None:
+    with pytest.raises(BudgetNotFound):
+        ledger.reserve("ghost", credits(1))
+    with pytest.raises(BudgetNotFound):
+        ledger.budget_status("ghost")
+
+
+# --- holds --------------------------------------------------------------------------------
+
+
+def test_reserve_attach_settle(ledger: Ledger) -> None:
+    ledger.set_budget("a", limit=1000)
+    hold = ledger.reserve("a", credits(300, units=2000), key="job-1", meta={"model": "kling-v1"})
+    assert (hold.state, hold.estimate.cost_minor, hold.meta) == ("held", 300, {"model": "kling-v1"})
+    assert ledger.budget_status("a").held == 300
+    attached = ledger.attach(hold.id, "task-9")
+    assert (attached.state, attached.task_id) == ("submitted", "task-9")
+    assert ledger.hold_for_task("task-9") == ledger.get_hold(hold.id)
+    assert ledger.hold_for_key("job-1") == ledger.get_hold(hold.id)
+    assert ledger.hold_for_task("nope") is None and ledger.hold_for_key("nope") is None
+    settled = ledger.settle(hold.id, units_milli=2500, cost_minor=375, raw_deduction="2.5")
+    assert (settled.state, settled.units_milli, settled.cost_minor) == ("settled", 2500, 375)
+    assert (settled.variance_units_milli, settled.variance_cost_minor) == (500, 75)
+    assert settled == ledger.get_hold(hold.id)
+    status = ledger.budget_status("a")
+    assert (status.posted, status.held, status.available) == (375, 0, 625)
+    kinds = [e.kind for e in ledger.events(hold_id=hold.id)]
+    assert kinds == ["reserve", "attach", "settle"]
+    assert ledger.check() == []
+
+
+def test_the_same_key_never_charges_twice(ledger: Ledger) -> None:
+    ledger.set_budget("a", limit=1000)
+    first = ledger.reserve("a", credits(300), key="k")
+    again = ledger.reserve("a", credits(300), key="k")
+    assert again.id == first.id
+    assert ledger.budget_status("a").held == 300
+    assert count(ledger, "holds") == 1
+    with pytest.raises(HoldStateError, match="another key"):
+        ledger.reserve("a", credits(301), key="k")
+
+
+def test_a_refusal_says_why_and_writes_nothing(ledger: Ledger) -> None:
+    ledger.set_budget("company", limit=1000, period="month")
+    ledger.set_budget("team", limit=10_000, parent="company")
+    ledger.reserve("team", credits(700))
+    events, holds = count(ledger, "events"), count(ledger, "holds")
+    with pytest.raises(BudgetExceeded) as caught:
+        ledger.reserve("team", credits(400))
+    error = caught.value
+    assert (error.team, error.needed, error.available, error.limit) == ("company", 400, 300, 1000)
+    assert (error.period, error.requested_by) == ("month", "team")
+    assert "2026-11" in error.window
+    assert (count(ledger, "events"), count(ledger, "holds")) == (events, holds)
+    assert ledger.budget_status("team").held == 700
+    ledger.reserve("team", credits(300))  # exactly what is left fits
+    assert ledger.budget_status("company").available == 0
+
+
+def test_units_budgets_count_their_own_pack(ledger: Ledger) -> None:
+    ledger.set_budget("videos", limit=5000, unit="units", pack="video")
+    ledger.reserve("videos", credits(1, units=5000))
+    ledger.reserve("videos", credits(1, units=99_000, pack="image"))  # counts 0 here
+    with pytest.raises(BudgetExceeded) as caught:
+        ledger.reserve("videos", credits(1, units=1))
+    assert caught.value.unit.startswith("milli-units")
+    ledger.set_budget("dollars", limit=5000, unit="usd")
+    with pytest.raises(BudgetConfigError, match="mixes currencies"):
+        ledger.reserve("dollars", credits(1))
+
+
+def test_settle_and_void_are_idempotent_and_exclusive(ledger: Ledger) -> None:
+    ledger.set_budget("a", limit=1000)
+    one = ledger.reserve("a", credits(100))
+    two = ledger.reserve("a", credits(100))
+    ledger.settle(one.id, units_milli=1000, cost_minor=90)
+    events = count(ledger, "events")
+    assert ledger.settle(one.id, units_milli=1000, cost_minor=90).state == "settled"
+    with pytest.raises(HoldStateError, match="settled"):
+        ledger.settle(one.id, units_milli=1000, cost_minor=91)
+    with pytest.raises(HoldStateError, match="settled"):
+        ledger.void(one.id, reason="oops")
+    ledger.void(two.id, reason="task failed")
+    events = count(ledger, "events")
+    assert ledger.void(two.id, reason="again").reason == "task failed"
+    assert count(ledger, "events") == events
+    with pytest.raises(HoldStateError, match="voided"):
+        ledger.settle(two.id, units_milli=1, cost_minor=1)
+    with pytest.raises(HoldStateError):
+        ledger.attach(two.id, "late-task")
+    status = ledger.budget_status("a")
+    assert (status.posted, status.held) == (90, 0)
+    with pytest.raises(HoldNotFound):
+        ledger.void(999, reason="x")
+
+
+def test_an_unknown_outcome_keeps_counting_until_resolved(ledger: Ledger) -> None:
+    ledger.set_budget("a", limit=100)
+    hold = ledger.reserve("a", credits(100))
+    unknown = ledger.mark_unknown(hold.id, "timeout after sending")
+    assert unknown.state == "unknown" and unknown.is_open
+    assert ledger.mark_unknown(hold.id, "again").reason == "timeout after sending"
+    assert ledger.budget_status("a").held == 100
+    with pytest.raises(BudgetExceeded):
+        ledger.reserve("a", credits(1))
+    assert [h.id for h in ledger.holds(state="unknown")] == [hold.id]
+    ledger.void(hold.id, reason="provider has no such task")
+    assert ledger.budget_status("a").available == 100
+
+
+def test_an_unknown_hold_can_still_get_its_task_and_settle(ledger: Ledger) -> None:
+    ledger.set_budget("a", limit=100)
+    hold = ledger.reserve("a", credits(100))
+    ledger.mark_unknown(hold.id, "crash")
+    assert ledger.attach(hold.id, "t1").state == "submitted"
+    ledger.settle(hold.id, units_milli=1000, cost_minor=100)
+    assert ledger.budget_status("a").posted == 100
+
+
+def test_a_task_belongs_to_one_hold(ledger: Ledger) -> None:
+    ledger.set_budget("a", limit=1000)
+    one = ledger.reserve("a", credits(1))
+    two = ledger.reserve("a", credits(1))
+    ledger.attach(one.id, "t1")
+    assert ledger.attach(one.id, "t1").task_id == "t1"  # no-op
+    with pytest.raises(HoldStateError, match="already belongs"):
+        ledger.attach(two.id, "t1")
+    with pytest.raises(HoldStateError, match="already has task"):
+        ledger.attach(one.id, "t2")
+    assert count(ledger, "tasks") == 1
+
+
+def test_settling_past_the_limit_is_recorded_never_refused(ledger: Ledger) -> None:
+    ledger.set_budget("a", limit=100)
+    hold = ledger.reserve("a", credits(90))
+    settled = ledger.settle(hold.id, units_milli=1000, cost_minor=150)
+    assert [a.kind for a in settled.alerts] == ["over"]
+    status = ledger.budget_status("a")
+    assert (status.posted, status.available) == (150, -50)
+    assert [e.kind for e in ledger.events(kind="over_limit")] == ["over_limit"]
+
+
+def test_soft_threshold_records_an_alert_and_warns(
+    ledger: Ledger, caplog: pytest.LogCaptureFixture
+) -> None:
+    ledger.set_budget("a", limit=100, soft="0.5")
+    assert ledger.reserve("a", credits(49)).alerts == ()
+    with caplog.at_level(logging.WARNING, logger="klingcost.ledger"):
+        hold = ledger.reserve("a", credits(1))
+    assert [a.kind for a in hold.alerts] == ["soft"]
+    assert "soft threshold" in caplog.text
+    assert ledger.events(kind="soft_threshold")[0].data["used"] == 50
+    assert ledger.reserve("a", credits(1)).alerts == ()  # already past: no new alert
+
+
+def test_periods_roll_over_and_spending_stays_in_its_period(
+    ledger: Ledger, clock: ManualClock
+) -> None:
+    ledger.set_budget("a", limit=100, period="month")
+    november = ledger.reserve("a", credits(100))
+    with pytest.raises(BudgetExceeded):
+        ledger.reserve("a", credits(1))
+    clock.set(datetime(2026, 12, 1, tzinfo=UTC))  # exactly at the boundary
+    status = ledger.budget_status("a")
+    assert (status.window.key, status.available) == ("2026-12", 100)
+    december = ledger.reserve("a", credits(60))
+    ledger.settle(november.id, units_milli=1000, cost_minor=80)  # settled in December
+    assert ledger.budget_status("a").posted == 0  # ... but counted in November
+    rows = {
+        r["period_key"]: (r["posted"], r["held"])
+        for r in sqlite_utils.Database(ledger.conn).query("SELECT * FROM budget_balances")
+    }
+    assert rows == {"2026-11": (80, 0), "2026-12": (0, 60)}
+    ledger.void(december.id, reason="failed")
+    assert ledger.check() == []
+
+
+def test_periods_follow_the_budget_time_zone(ledger: Ledger, clock: ManualClock) -> None:
+    ledger.set_budget("tokyo", limit=100, period="day", tz="Asia/Tokyo")
+    clock.set(datetime(2026, 11, 25, 14, 59, tzinfo=UTC))
+    ledger.reserve("tokyo", credits(100))
+    clock.advance(minutes=1)  # 00:00 on the 26th in Tokyo
+    assert ledger.budget_status("tokyo").window.key == "2026-11-26"
+    ledger.reserve("tokyo", credits(100))
+
+
+def test_the_event_log_is_append_only(ledger: Ledger) -> None:
+    ledger.set_budget("a", limit=100)
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        ledger.conn.execute("UPDATE events SET kind = 'x'")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        ledger.conn.execute("DELETE FROM events")
+
+
+def test_check_finds_every_difference(ledger: Ledger) -> None:
+    ledger.set_budget("company", limit=1000)
+    ledger.set_budget("a", limit=1000, parent="company")
+    hold = ledger.reserve("a", credits(100))
+    ledger.settle(ledger.reserve("a", credits(50)).id, units_milli=1, cost_minor=40)
+    assert ledger.check() == []
+    ledger.conn.execute("UPDATE balances SET held = held + 1 WHERE budget = 'a'")
+    ledger.conn.execute("DELETE FROM balances WHERE budget = 'company'")
+    found = {(d.what, d.budget, d.recorded, d.expected) for d in ledger.check()}
+    assert found == {
+        ("held differs", "a", 101, 100),
+        ("posted differs", "company", None, 40),
+        ("held differs", "company", None, 100),
+    }
+    ledger.conn.execute("UPDATE holds SET state = 'submitted' WHERE id = ?", (hold.id,))
+    assert any(d.what == "submitted hold has no task" for d in ledger.check())
+
+
+def test_amounts_must_be_ints(ledger: Ledger) -> None:
+    ledger.set_budget("a", limit=100)
+    hold = ledger.reserve("a", credits(10))
+    with pytest.raises(InvalidAmountError):
+        ledger.settle(hold.id, units_milli=1, cost_minor=1.5)  # type: ignore[arg-type]
+    with pytest.raises(InvalidAmountError):
+        ledger.settle(hold.id, units_milli=-1, cost_minor=1)
+    with pytest.raises(InvalidAmountError):
+        ledger.reserve("a", credits(1), meta={"duration": 5.0})  # type: ignore[dict-item]
+    with pytest.raises(TypeError):
+        ledger.reserve("a", (1, "video", 1, "credits"))  # type: ignore[arg-type]
+
+
+def test_listing_holds(ledger: Ledger, clock: ManualClock) -> None:
+    ledger.set_budget("a", limit=1000)
+    ledger.set_budget("b", limit=1000)
+    ids = [ledger.reserve(team, credits(1)).id for team in "ababa"]
+    ledger.void(ids[0], reason="x")
+    ledger.attach(ids[1], "t")
+    assert [h.id for h in ledger.holds(batch=2)] == ids
+    assert [h.id for h in ledger.holds(state="open", batch=2)] == ids[1:]
+    assert [h.id for h in ledger.holds(team="a")] == [ids[0], ids[2], ids[4]]
+    assert [h.id for h in ledger.holds(state="submitted")] == [ids[1]]
+    with pytest.raises(HoldStateError, match="unknown hold state"):
+        list(ledger.holds(state="lost"))
+
+
+def test_views_read_well(ledger: Ledger) -> None:
+    ledger.set_budget("a", limit=1000)
+    hold = ledger.reserve("a", credits(5), meta={"model": "kling-v2-6", "duration": "5"})
+    ledger.attach(hold.id, "task-1")
+    db = sqlite_utils.Database(ledger.conn)
+    row = next(iter(db.query("SELECT * FROM hold_summary")))
+    assert (row["model"], row["duration"], row["task_id"]) == ("kling-v2-6", "5", "task-1")
+    balance = next(iter(db.query("SELECT * FROM budget_balances")))
+    assert (balance["budget"], balance["available"]) == ("a", 995)
+    assert [r["id"] for r in db.query("SELECT id FROM open_holds")] == [hold.id]
+
+
+def test_two_connections_see_one_ledger(tmp_path: Path, clock: ManualClock) -> None:
+    path = tmp_path / "shared.db"
+    with Ledger.open(path, clock=clock) as one, Ledger.open(path, clock=clock) as two:
+        one.set_budget("a", limit=100)
+        one.reserve("a", credits(60))
+        with pytest.raises(BudgetExceeded):
+            two.reserve("a", credits(60))
+        clock.advance(timedelta(days=40))  # a budget with no period never resets
+        with pytest.raises(BudgetExceeded):
+            two.reserve("a", credits(41))
