@@ -19,10 +19,11 @@ COST = 7
 AMOUNTS = HoldAmounts(units_milli=1000, pack="video", cost_minor=COST, currency="credits")
 
 
-def _worker(path: str, worker: int, start: Any, results: Any) -> None:
+def _worker(path: str, worker: int, ready: Any, start: Any, results: Any) -> None:
     granted = refused = 0
     errors: list[str] = []
     with Ledger.open(path, timeout=30) as ledger:
+        ready.put(worker)
         start.wait()
         for attempt in range(ATTEMPTS):
             try:
@@ -45,14 +46,15 @@ def test_exactly_k_of_many_concurrent_reserves_succeed(tmp_path: Path) -> None:
         ledger.set_budget("company", limit=K * COST, period="month")  # the binding budget
         ledger.set_budget("team", limit=10**9, parent="company")
     context = mp.get_context("spawn")
-    start = context.Event()
-    results = context.Queue()
+    ready, start, results = context.Queue(), context.Event(), context.Queue()
     workers = [
-        context.Process(target=_worker, args=(str(path), n, start, results))
+        context.Process(target=_worker, args=(str(path), n, ready, start, results))
         for n in range(PROCESSES)
     ]
     for process in workers:
         process.start()
+    for _ in workers:  # every process has the file open before any of them reserves
+        ready.get(timeout=60)
     start.set()
     outcomes = [results.get(timeout=120) for _ in workers]
     for process in workers:

@@ -57,6 +57,19 @@ if TYPE_CHECKING:  # pragma: no cover - resolved lazily by __getattr__ below
         validate_request,
     )
     from klingcost.sheet import PriceSheet, load_sheet
+    from klingcost.client import (
+        AsyncKlingClient,
+        Deduction,
+        ImageResult,
+        KlingClient,
+        Task,
+        VideoResult,
+    )
+    from klingcost.guard import AsyncGuardedClient, GuardedClient, Submission
+    from klingcost.settlement import Resolution
+    from klingcost.ledger import Hold, Ledger
+    from klingcost.budgets import Budget, BudgetStatus, HoldAmounts
+    from klingcost.clock import Clock, ManualClock, SystemClock
 
 # Every public name but the errors is imported on first access (PEP 562): building pydantic
 # models costs ~60 ms and httpx/sqlite-utils more, so `import klingcost` stays as light as
@@ -82,6 +95,17 @@ _LAZY: dict[str, str] = {
         "klingcost.request",
     ),
     **dict.fromkeys(["PriceSheet", "load_sheet"], "klingcost.sheet"),
+    **dict.fromkeys(
+        ["KlingClient", "AsyncKlingClient", "Task", "Deduction", "ImageResult", "VideoResult"],
+        "klingcost.client",
+    ),
+    **dict.fromkeys(
+        ["GuardedClient", "AsyncGuardedClient", "Submission"], "klingcost.guard"
+    ),
+    **dict.fromkeys(["Resolution"], "klingcost.settlement"),
+    **dict.fromkeys(["Ledger", "Hold"], "klingcost.ledger"),
+    **dict.fromkeys(["Budget", "BudgetStatus", "HoldAmounts"], "klingcost.budgets"),
+    **dict.fromkeys(["Clock", "SystemClock", "ManualClock"], "klingcost.clock"),
 }
 
 

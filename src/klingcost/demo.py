@@ -156,19 +156,24 @@ def _percent(share: Fraction) -> str:
 
 
 def _print_spending(ledger: Ledger, echo: Callable[[str], None]) -> None:
-    echo(f"{'team':<8} {'tasks':>5} {'estimated':>10} {'charged':>10} {'units':>7} {'voided':>6}")
-    teams: dict[str, list[int]] = {}
+    echo(
+        f"{'team':<8} {'settled':>7} {'voided':>6} {'estimated':>10} {'charged':>10} "
+        f"{'video units':>11} {'image units':>11}"
+    )
+    teams: dict[str, dict[str, int]] = {}
     for hold in ledger.holds():
-        row = teams.setdefault(hold.team, [0, 0, 0, 0, 0])
+        row = teams.setdefault(
+            hold.team, {"settled": 0, "voided": 0, "estimated": 0, "charged": 0, "video": 0, "image": 0}
+        )
         if hold.state == "settled":
-            row[0] += 1
-            row[1] += hold.estimate.cost_minor
-            row[2] += hold.cost_minor or 0
-            row[3] += hold.units_milli or 0
+            row["settled"] += 1
+            row["estimated"] += hold.estimate.cost_minor
+            row["charged"] += hold.cost_minor or 0
+            row[hold.estimate.pack] += hold.units_milli or 0
         elif hold.state == "voided":
-            row[4] += 1
-    for team, (tasks, estimated, charged, units, voided) in sorted(teams.items()):
+            row["voided"] += 1
+    for team, row in sorted(teams.items()):
         echo(
-            f"{team:<8} {tasks:>5} {estimated:>10,} {charged:>10,} "
-            f"{format_minor(units, 3):>7} {voided:>6}"
+            f"{team:<8} {row['settled']:>7} {row['voided']:>6} {row['estimated']:>10,} "
+            f"{row['charged']:>10,} {format_minor(row['video'], 3):>11} {format_minor(row['image'], 3):>11}"
         )

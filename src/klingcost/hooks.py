@@ -45,9 +45,8 @@ def create_app(ledger: Ledger, secret: str, *, client: AsyncKlingClient | None =
         task_id = data.get("task_id") if isinstance(data, dict) else None
         if not isinstance(task_id, str | int) or isinstance(task_id, bool):
             return JSONResponse({"error": "no task_id in the callback"}, status_code=400)
-        try:
-            hold = ledger.hold_for_task(str(task_id))
-        except errors.HoldNotFound:
+        hold = ledger.hold_for_task(str(task_id))
+        if hold is None:
             return JSONResponse({"status": "ignored", "reason": "unknown task"})
         endpoint = normalize_endpoint(str(hold.meta.get("endpoint") or ""))
         try:

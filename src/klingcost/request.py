@@ -295,8 +295,14 @@ def validate_request(
         problems.extend(_from_pydantic(exc, model))
         # Check the rest of the body too, so that one error lists every problem.
         broken = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
+        rest = {k: v for k, v in prepared.items() if k not in broken}
+        # A missing or broken required field (already reported) must not hide the other rules:
+        # stand in a value that keeps every rule (a URL is not inspected).
+        for key, info in model.model_fields.items():
+            if info.is_required() and key not in rest:
+                rest[key] = "https://placeholder.invalid/" if key == "image" else "-"
         try:
-            parsed = model.model_validate({k: v for k, v in prepared.items() if k not in broken})
+            parsed = model.model_validate(rest)
         except ValidationError:
             raise RequestValidationError(endpoint=name, problems=problems) from None
     request = _resolve(name, parsed, problems)

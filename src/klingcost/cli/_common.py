@@ -60,6 +60,7 @@ class KlingcostGroup(click.Group):
     """
 
     def invoke(self, ctx: click.Context) -> Any:
+        _log_warnings_to_stderr()
         try:
             return super().invoke(ctx)
         except errors.KlingcostError as exc:
@@ -72,6 +73,18 @@ class KlingcostGroup(click.Group):
             if os.environ.get("KLINGCOST_DEBUG"):
                 raise
             fail(f"unexpected {type(exc).__name__}: {exc}", EXIT_ERROR)
+
+
+def _log_warnings_to_stderr() -> None:
+    """Budget alerts and retries are logged; a CLI user sees them as ``warning:`` lines."""
+    import logging
+
+    logger = logging.getLogger("klingcost")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
 
 
 def json_option(func: F) -> F:
