@@ -113,7 +113,9 @@ class LedgerMachine(RuleBasedStateMachine):
         self.ledger = Ledger.open(self.dir / "ledger.db", clock=self.clock)
         for name in ["company", "team-a", "project", "team-b"]:
             parent, unit, period, tz, limit = BUDGETS[name]
-            self.ledger.set_budget(name, limit=limit, unit=unit, period=period, tz=tz, parent=parent)
+            self.ledger.set_budget(
+                name, limit=limit, unit=unit, period=period, tz=tz, parent=parent
+            )
         self.model = Model()
         self.keys: list[str] = []
         self.tasks = 0
@@ -268,7 +270,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
 
 LedgerMachine.TestCase.settings = settings(
-    max_examples=80,
+    max_examples=150,
     stateful_step_count=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

@@ -260,9 +260,7 @@ def test_video_cost_never_falls_when_duration_rises(case: tuple[str, dict[str, A
 def test_omni_cost_never_falls_when_duration_rises(body: dict[str, Any], seconds: int) -> None:
     # An end frame makes every duration from 3 to 10 s allowed.
     frames = [{"image_url": "https://example.com/e.png", "type": "end_frame"}]
-    body = {**body, "image_list": frames}
-    if body.get("video_list"):
-        body = unset(body, "element_list")
+    body = {**unset(body, "element_list"), "image_list": frames}  # 1 image: within every limit
     shorter = cost(O1, {**body, "duration": seconds})
     longer = cost(O1, {**body, "duration": seconds + 1})
     assert longer.units > shorter.units

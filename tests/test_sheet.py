@@ -174,6 +174,19 @@ def test_replace_true_replaces_the_bundled_sheet(tmp_path: Path) -> None:
     assert sheet.omni == {}
 
 
+@pytest.mark.parametrize("value", ['"yes"', "1", "[true]"])
+def test_replace_must_be_a_boolean(tmp_path: Path, value: str) -> None:
+    error = sheet_error(write(tmp_path, f"replace: {value}\ndefault_provider: kling-cn\n"))
+    assert error.problems[0].startswith("replace:")
+    assert "not true or false" in error.problems[0]
+
+
+def test_replace_false_is_an_overlay(tmp_path: Path) -> None:
+    sheet = load_sheet(write(tmp_path, "replace: false\ndefault_provider: kling-cn\n"))
+    assert sheet.default_provider == "kling-cn"
+    assert "kling-v1" in sheet.video.models
+
+
 def test_env_var_names_the_overlay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write(
         tmp_path,

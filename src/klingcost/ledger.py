@@ -186,6 +186,13 @@ _ENTRIES_SQL = (
     " FROM hold_entries AS e JOIN budgets AS b ON b.name = e.budget"
     " WHERE e.hold_id = ? ORDER BY e.depth"
 )
+# Moves a hold's entry in the running balance (an upsert, so a damaged file cannot crash it:
+# ``check()`` reports the difference instead).
+_SETTLE_SQL = (
+    "INSERT INTO balances (budget, period_key, posted, held) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (budget, period_key) DO UPDATE"
+    " SET posted = posted + excluded.posted, held = held + excluded.held RETURNING posted, held"
+)
 _BUDGET_COLUMNS = "name, limit_minor, unit, period, parent, soft, tz, pack, exponent"
 
 
@@ -669,9 +676,7 @@ class Ledger:
             ).fetchall():
                 charged = counted(unit, pack, actual, name)
                 posted, held = conn.execute(
-                    "UPDATE balances SET held = held - ?, posted = posted + ?"
-                    " WHERE budget = ? AND period_key = ? RETURNING posted, held",
-                    (reserved, charged, name, pkey),
+                    _SETTLE_SQL, (name, pkey, charged, -reserved)
                 ).fetchone()
                 sql = "UPDATE hold_entries SET charged = ? WHERE hold_id = ? AND budget = ?"
                 conn.execute(sql, (charged, hold_id, name))
@@ -728,11 +733,9 @@ class Ledger:
                 return hold
             if hold.state == "settled":
                 raise HoldStateError(f"hold {hold_id} was settled; it cannot be voided")
-            sql = "SELECT reserved, budget, period_key FROM hold_entries WHERE hold_id = ?"
-            conn.executemany(
-                "UPDATE balances SET held = held - ? WHERE budget = ? AND period_key = ?",
-                conn.execute(sql, (hold_id,)).fetchall(),
-            )
+            sql = "SELECT budget, period_key, 0, -reserved FROM hold_entries WHERE hold_id = ?"
+            for row in conn.execute(sql, (hold_id,)).fetchall():
+                conn.execute(_SETTLE_SQL, row).fetchall()
             sql = "UPDATE holds SET state = 'voided', reason = ?, updated_at = ? WHERE id = ?"
             conn.execute(sql, (reason, at, hold_id))
             self._event(conn, at, "void", hold_id, hold.team, reason=reason, was=hold.state)

@@ -144,7 +144,12 @@ def _load_cached(overlay: str | None) -> PriceSheet:
     origin = BUNDLED
     if overlay is not None:
         extra = _read_yaml(Path(overlay))
-        if extra.pop("replace", False) is True:
+        replace = extra.pop("replace", False)
+        if not isinstance(replace, bool):
+            raise PricingSheetError(
+                source=overlay, problems=[f"replace: {replace!r} is not true or false"]
+            )
+        if replace:
             data = extra
         else:
             data = _merge(data, extra)

@@ -1,0 +1,215 @@
+"""Benchmarks of the budget guard against the fake Kling API on loopback, in one run.
+
+    .venv/bin/python bench/bench_guard.py                  # the default run, about 30 s
+    .venv/bin/python bench/bench_guard.py --n 3000 --sync-tasks 1000
+
+Targets (from the issue):
+
+* a guarded submission (estimate -> reserve -> POST -> attach) costs <= 1.15x a bare
+  ``httpx.Client.post`` of the same body to the same fake server, medians of many, measured
+  interleaved in rounds so that drift of the machine hits both alike;
+* ``klingcost sync`` settles 1,000 finished tasks from the fake server in <= 5 s (the whole
+  command through CliRunner, and ``sync_holds`` alone).
+
+The fake server runs in a background thread of this process, as in the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from click.testing import CliRunner
+
+from klingcost.cli import main as cli_main
+from klingcost.client import AsyncKlingClient, KlingClient
+from klingcost.fake_server import FakeKling
+from klingcost.guard import GuardedClient
+from klingcost.ledger import Ledger
+from klingcost.sync import sync_holds
+
+KEY = "hk-bench-0123456789abcdef"
+ENDPOINT = "videos/text2video"
+BODY: dict[str, Any] = {
+    "model_name": "kling-v1-5",
+    "prompt": "a ship in space",
+    "mode": "pro",
+    "duration": "10",
+}
+BIG = 10**15
+
+
+def fresh_ledger(path: Path) -> Ledger:
+    ledger = Ledger.open(path)
+    ledger.set_budget("company", limit=BIG, period="month")
+    ledger.set_budget("team", limit=BIG, period="month", parent="company")
+    return ledger
+
+
+def submission_ratio(fake: FakeKling, directory: Path, n: int, rounds: int) -> dict[str, float]:
+    """Median µs of a bare httpx post and of a guarded submit, interleaved in ``rounds``."""
+    bare: list[int] = []
+    guarded: list[int] = []
+    per_round = max(1, n // rounds)
+    headers = {"Authorization": f"Bearer {KEY}", "Accept": "application/json"}
+    with (
+        httpx.Client(base_url=fake.base_url, headers=headers) as http,
+        fresh_ledger(directory / "submit.db") as ledger,
+        GuardedClient("team", ledger=ledger, api_key=KEY, base_url=fake.base_url) as guard,
+    ):
+        for _ in range(50):  # warm up both connections, the sheet's cache and SQLite's pages
+            http.post(f"/v1/{ENDPOINT}", json=BODY).raise_for_status()
+            guard.submit(ENDPOINT, BODY)
+        gc.collect()
+        for _ in range(rounds):
+            for _ in range(per_round):
+                start = time.perf_counter_ns()
+                http.post(f"/v1/{ENDPOINT}", json=BODY).raise_for_status()
+                bare.append(time.perf_counter_ns() - start)
+            for _ in range(per_round):
+                start = time.perf_counter_ns()
+                guard.submit(ENDPOINT, BODY)
+                guarded.append(time.perf_counter_ns() - start)
+        overhead = _guard_overhead_us(guard, 500)
+    bare_us = statistics.median(bare) / 1000
+    guarded_us = statistics.median(guarded) / 1000
+    return {
+        "bare_us": bare_us,
+        "guarded_us": guarded_us,
+        "ratio": guarded_us / bare_us,
+        "bare_p90_us": _quantile(bare, 0.9) / 1000,
+        "guarded_p90_us": _quantile(guarded, 0.9) / 1000,
+        **overhead,
+    }
+
+
+def _guard_overhead_us(guard: GuardedClient, n: int) -> dict[str, float]:
+    """The guard's own steps, without the HTTP round trip, to say where the time goes."""
+    estimate: list[int] = []
+    reserve: list[int] = []
+    attach: list[int] = []
+    for i in range(n):
+        t0 = time.perf_counter_ns()
+        guard.estimate(ENDPOINT, BODY)
+        t1 = time.perf_counter_ns()
+        _, hold, _ = guard._core.reserve(ENDPOINT, BODY, None)
+        t2 = time.perf_counter_ns()
+        guard.ledger.attach(hold.id, f"bench-{i}-{hold.id}")
+        t3 = time.perf_counter_ns()
+        estimate.append(t1 - t0)
+        reserve.append(t2 - t1)
+        attach.append(t3 - t2)
+    return {
+        "estimate_us": statistics.median(estimate) / 1000,
+        "reserve_us": statistics.median(reserve) / 1000,
+        "attach_us": statistics.median(attach) / 1000,
+    }
+
+
+def _quantile(values: list[int], q: float) -> float:
+    ordered = sorted(values)
+    return float(ordered[min(len(ordered) - 1, int(q * len(ordered)))])
+
+
+def prepare_finished(fake: FakeKling, ledger_path: Path, count: int) -> None:
+    """``count`` submitted holds whose tasks have already succeeded on the fake server."""
+    fake.configure(done_after=0)
+    with (
+        fresh_ledger(ledger_path) as ledger,
+        GuardedClient("team", ledger=ledger, api_key=KEY, base_url=fake.base_url) as guard,
+    ):
+        for _ in range(count):
+            guard.submit(ENDPOINT, BODY)
+
+
+def sync_seconds(fake: FakeKling, directory: Path, count: int) -> dict[str, float]:
+    fake.reset()
+    cli_path = directory / f"sync-cli-{count}.db"
+    prepare_finished(fake, cli_path, count)
+    runner = CliRunner()
+    env = {"KLINGCOST_API_KEY": KEY, "KLINGCOST_BASE_URL": fake.base_url}
+    start = time.perf_counter()
+    result = runner.invoke(cli_main, ["sync", "--ledger", str(cli_path), "--json"], env=env)
+    cli_seconds = time.perf_counter() - start
+    if result.exit_code != 0:
+        raise SystemExit(f"klingcost sync failed ({result.exit_code}): {result.output}")
+    report = json.loads(result.output)
+    if report["settled"] != count:
+        raise SystemExit(f"klingcost sync settled {report['settled']} of {count}: {report}")
+
+    lib_path = directory / f"sync-lib-{count}.db"
+    prepare_finished(fake, lib_path, count)
+
+    async def run(ledger: Ledger) -> float:
+        async with AsyncKlingClient(KEY, base_url=fake.base_url) as client:
+            begin = time.perf_counter()
+            done = await sync_holds(ledger, client)
+            took = time.perf_counter() - begin
+        assert done.settled == count, done
+        return took
+
+    with Ledger.open(lib_path) as ledger:
+        lib_seconds = asyncio.run(run(ledger))
+    return {"cli_s": cli_seconds, "library_s": lib_seconds}
+
+
+def bare_query_floor(fake: FakeKling, count: int) -> float:
+    """Seconds for ``count`` sequential task queries with the plain sync client: a floor."""
+    with KlingClient(KEY, base_url=fake.base_url) as client:
+        task = client.submit(ENDPOINT, BODY)
+        start = time.perf_counter()
+        for _ in range(count):
+            client.get_task(ENDPOINT, task.task_id)
+        return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=3000, help="submissions of each kind")
+    parser.add_argument("--rounds", type=int, default=30, help="interleaved rounds")
+    parser.add_argument("--sync-tasks", type=int, default=1000, help="finished tasks to sync")
+    args = parser.parse_args(argv)
+
+    print(f"command: {sys.executable} bench/bench_guard.py " + " ".join(argv or sys.argv[1:]))
+    with tempfile.TemporaryDirectory(prefix="klingcost-bench-") as scratch, FakeKling(
+        api_key=KEY, done_after=0
+    ) as fake:
+        directory = Path(scratch)
+        ratio = submission_ratio(fake, directory, args.n, args.rounds)
+        fake.reset()
+        floor = bare_query_floor(fake, args.sync_tasks)
+        synced = sync_seconds(fake, directory, args.sync_tasks)
+
+    ok_ratio = ratio["ratio"] <= 1.15
+    ok_sync = synced["cli_s"] <= 5.0
+    print(f"submission, median of {args.n} each, {args.rounds} interleaved rounds:")
+    print(f"  bare httpx.Client.post  {ratio['bare_us']:8.1f} µs  (p90 {ratio['bare_p90_us']:.1f})")
+    print(
+        f"  GuardedClient.submit    {ratio['guarded_us']:8.1f} µs  "
+        f"(p90 {ratio['guarded_p90_us']:.1f})"
+    )
+    print(f"  ratio                   {ratio['ratio']:8.3f}    target <= 1.15: "
+          f"{'ok' if ok_ratio else 'MISSED'}")
+    print(
+        f"  guard steps alone: estimate {ratio['estimate_us']:.1f} µs, "
+        f"reserve {ratio['reserve_us']:.1f} µs, attach {ratio['attach_us']:.1f} µs"
+    )
+    print(f"sync of {args.sync_tasks} finished tasks:")
+    print(f"  klingcost sync (CliRunner)  {synced['cli_s']:6.2f} s  target <= 5 s: "
+          f"{'ok' if ok_sync else 'MISSED'}")
+    print(f"  sync_holds alone            {synced['library_s']:6.2f} s")
+    print(f"  floor: {args.sync_tasks} sequential queries, sync client  {floor:6.2f} s")
+    return 0 if ok_ratio and ok_sync else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
