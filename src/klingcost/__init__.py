@@ -23,6 +23,7 @@ from klingcost.errors import (
     ConnectError,
     HoldNotFound,
     HoldStateError,
+    InvalidAmountError,
     InvalidRequestError,
     KlingAPIError,
     KlingcostError,
@@ -69,7 +70,7 @@ if TYPE_CHECKING:  # pragma: no cover - resolved lazily by __getattr__ below
     from klingcost.settlement import Resolution
     from klingcost.ledger import Hold, Ledger
     from klingcost.budgets import Budget, BudgetStatus, HoldAmounts
-    from klingcost.clock import Clock, ManualClock, SystemClock
+    from klingcost.clock import Clock, FixedClock, ManualClock, SystemClock
 
 # Every public name but the errors is imported on first access (PEP 562): building pydantic
 # models costs ~60 ms and httpx/sqlite-utils more, so `import klingcost` stays as light as
@@ -105,7 +106,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(["Resolution"], "klingcost.settlement"),
     **dict.fromkeys(["Ledger", "Hold"], "klingcost.ledger"),
     **dict.fromkeys(["Budget", "BudgetStatus", "HoldAmounts"], "klingcost.budgets"),
-    **dict.fromkeys(["Clock", "SystemClock", "ManualClock"], "klingcost.clock"),
+    **dict.fromkeys(["Clock", "SystemClock", "FixedClock", "ManualClock"], "klingcost.clock"),
 }
 
 
@@ -128,6 +129,7 @@ __all__ = [
     "ConnectError",
     "HoldNotFound",
     "HoldStateError",
+    "InvalidAmountError",
     "InvalidRequestError",
     "KlingAPIError",
     "KlingcostError",

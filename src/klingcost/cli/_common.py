@@ -38,6 +38,7 @@ def exit_code_for(exc: BaseException) -> int:
         errors.RequestValidationError
         | errors.PricingSheetError
         | errors.BudgetConfigError
+        | errors.InvalidAmountError
         | errors.BudgetNotFound
         | errors.HoldNotFound
         | errors.UnpricedRequestError,
