@@ -19,6 +19,7 @@ writes stay synchronous in both: each is one short local SQLite transaction.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Mapping
@@ -78,9 +79,9 @@ class _GuardCore:
         external_ids: bool,
     ) -> None:
         self.team = team
+        self.sheet = sheet if sheet is not None else load_sheet()
         self._owns_ledger = not isinstance(ledger, Ledger)
         self.ledger = ledger if isinstance(ledger, Ledger) else Ledger.open(ledger)
-        self.sheet = sheet if sheet is not None else load_sheet()
         self.provider = provider
         self.hook_url = hook_url
         self.external_ids = external_ids
@@ -91,17 +92,22 @@ class _GuardCore:
     def reserve(
         self, endpoint: str, body: Mapping[str, Any], key: str | None
     ) -> tuple[Estimate, Hold, dict[str, Any] | None]:
-        """Price and hold; returns the body to send, or None when the key was used before."""
+        """Price and hold; returns the body to send, or None when the key was used before.
+
+        With a caller's ``key`` the ledger's reserve is the one arbiter: it returns the hold
+        already under that key (from an earlier call, or a concurrent one that got there
+        first), and only the call whose own ``claim`` comes back sends the request.
+        """
         priced = self.estimate(endpoint, body)
-        key = key or uuid.uuid4().hex
-        existing = self.ledger.hold_for_key(key)
-        if existing is not None:
-            return priced, existing, None
         outgoing = dict(body)
         if self.hook_url and not outgoing.get("notify_hook"):
             outgoing["notify_hook"] = self.hook_url
+        claim = uuid.uuid4().hex
+        given = key is not None
+        key = key if key is not None else claim
         if self.external_ids and not outgoing.get("external_task_id"):
             outgoing["external_task_id"] = key
+        _check_json(priced.endpoint, outgoing)
         request = priced.request
         amounts = HoldAmounts(
             units_milli=to_minor(priced.units, UNIT_EXPONENT),
@@ -121,7 +127,11 @@ class _GuardCore:
             "provider": priced.cost.provider,
             "external_task_id": outgoing.get("external_task_id"),
         }
+        if given:
+            meta["claim"] = claim
         hold = self.ledger.reserve(self.team, amounts, key=key, meta=meta)
+        if given and hold.meta.get("claim") != claim:
+            return priced, hold, None
         return priced, hold, outgoing
 
     def accepted(self, hold: Hold, task: Task) -> Hold:
@@ -143,6 +153,25 @@ class _GuardCore:
     def close(self) -> None:
         if self._owns_ledger:
             self.ledger.close()
+
+
+def _check_json(endpoint: str, body: Mapping[str, Any]) -> None:
+    """Refuse, before any hold, a body that cannot be sent as JSON (a Decimal, a NaN)."""
+    try:
+        json.dumps(body, allow_nan=False)
+    except (TypeError, ValueError):
+        problems = []
+        for name, value in body.items():
+            try:
+                json.dumps(value, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                problems.append(
+                    errors.Problem(name, value, "JSON strings, numbers, lists, objects", str(exc))
+                )
+        problems = problems or [
+            errors.Problem("body", body, "a JSON object", "the body cannot be sent as JSON")
+        ]
+        raise errors.RequestValidationError(endpoint=endpoint, problems=problems) from None
 
 
 def _hold_of(target: Submission | Hold | int, ledger: Ledger) -> Hold:
@@ -180,9 +209,13 @@ class GuardedClient:
     ) -> None:
         self._core = _GuardCore(team, ledger, sheet, provider, hook_url, external_ids)
         self._owns_client = client is None
-        self.client = client or KlingClient(
-            api_key, base_url=base_url, transport=transport, timeout=timeout
-        )
+        try:
+            self.client = client or KlingClient(
+                api_key, base_url=base_url, transport=transport, timeout=timeout
+            )
+        except BaseException:
+            self._core.close()  # no key: do not leak the ledger we opened
+            raise
 
     @property
     def team(self) -> str:
@@ -270,9 +303,13 @@ class AsyncGuardedClient:
     ) -> None:
         self._core = _GuardCore(team, ledger, sheet, provider, hook_url, external_ids)
         self._owns_client = client is None
-        self.client = client or AsyncKlingClient(
-            api_key, base_url=base_url, transport=transport, timeout=timeout
-        )
+        try:
+            self.client = client or AsyncKlingClient(
+                api_key, base_url=base_url, transport=transport, timeout=timeout
+            )
+        except BaseException:
+            self._core.close()  # no key: do not leak the ledger we opened
+            raise
 
     @property
     def team(self) -> str:
