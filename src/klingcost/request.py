@@ -134,6 +134,7 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
 
     notify_hook: str | None = None
+    callback_url: str | None = None  # Kling's own API's name for notify_hook
     external_task_id: str | None = None
 
 

@@ -70,6 +70,11 @@ class KlingcostGroup(click.Group):
             raise
         except KeyboardInterrupt:
             fail("interrupted", EXIT_ERROR)
+        except BrokenPipeError:
+            # The reader went away (`klingcost prices | head`): stop quietly, as cat does.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(EXIT_OK)
         except Exception as exc:
             if os.environ.get("KLINGCOST_DEBUG"):
                 raise
