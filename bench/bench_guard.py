@@ -11,7 +11,10 @@ Targets (from the issue):
 * ``klingcost sync`` settles 1,000 finished tasks from the fake server in <= 5 s (the whole
   command through CliRunner, and ``sync_holds`` alone).
 
-The fake server runs in a background thread of this process, as in the tests.
+By default the fake server runs in its own process (``klingcost fake-server``), as a real API
+would: in a thread of this process it would share the GIL with the guard, so every
+microsecond the guard spends in Python would also stall the server (``--server thread`` shows
+that setting too).
 """
 
 from __future__ import annotations
@@ -20,12 +23,16 @@ import argparse
 import asyncio
 import gc
 import json
+import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from click.testing import CliRunner
@@ -48,6 +55,49 @@ BODY: dict[str, Any] = {
 BIG = 10**15
 
 
+class Server(Protocol):
+    """What the benchmark needs of the fake API: FakeKling, or _ProcessServer."""
+
+    base_url: str
+
+    def configure(self, **settings: Any) -> None: ...
+
+    def reset(self) -> None: ...
+
+
+class _ProcessServer:
+    """``klingcost fake-server`` in a child process, driven through its /_fake controls."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+
+    def configure(self, **settings: Any) -> None:
+        httpx.post(f"{self.base_url}/_fake/config", json=settings).raise_for_status()
+
+    def reset(self) -> None:
+        httpx.post(f"{self.base_url}/_fake/reset").raise_for_status()
+
+
+@contextmanager
+def fake_api(kind: str) -> Iterator[Server]:
+    if kind == "thread":
+        with FakeKling(api_key=KEY, done_after=0) as fake:
+            yield fake
+        return
+    cli = "from klingcost.cli import main; main(prog_name='klingcost')"
+    command = [sys.executable, "-c", cli, "fake-server", "--port", "0", "--key", KEY]
+    child = subprocess.Popen([*command, "--delay", "0"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        found = re.search(r"http://\S+", child.stdout.readline())
+        if found is None:
+            raise SystemExit("klingcost fake-server did not start")
+        yield _ProcessServer(found.group(0))
+    finally:
+        child.terminate()
+        child.wait(timeout=10)
+
+
 def fresh_ledger(path: Path) -> Ledger:
     ledger = Ledger.open(path)
     ledger.set_budget("company", limit=BIG, period="month")
@@ -55,7 +105,7 @@ def fresh_ledger(path: Path) -> Ledger:
     return ledger
 
 
-def submission_ratio(fake: FakeKling, directory: Path, n: int, rounds: int) -> dict[str, float]:
+def submission_ratio(fake: Server, directory: Path, n: int, rounds: int) -> dict[str, float]:
     """Median µs of a bare httpx post and of a guarded submit, interleaved in ``rounds``."""
     bare: list[int] = []
     guarded: list[int] = []
@@ -120,7 +170,7 @@ def _quantile(values: list[int], q: float) -> float:
     return float(ordered[min(len(ordered) - 1, int(q * len(ordered)))])
 
 
-def prepare_finished(fake: FakeKling, ledger_path: Path, count: int) -> None:
+def prepare_finished(fake: Server, ledger_path: Path, count: int) -> None:
     """``count`` submitted holds whose tasks have already succeeded on the fake server."""
     fake.configure(done_after=0)
     with (
@@ -131,7 +181,7 @@ def prepare_finished(fake: FakeKling, ledger_path: Path, count: int) -> None:
             guard.submit(ENDPOINT, BODY)
 
 
-def sync_seconds(fake: FakeKling, directory: Path, count: int) -> dict[str, float]:
+def sync_seconds(fake: Server, directory: Path, count: int) -> dict[str, float]:
     fake.reset()
     cli_path = directory / f"sync-cli-{count}.db"
     prepare_finished(fake, cli_path, count)
@@ -162,7 +212,7 @@ def sync_seconds(fake: FakeKling, directory: Path, count: int) -> dict[str, floa
     return {"cli_s": cli_seconds, "library_s": lib_seconds}
 
 
-def bare_query_floor(fake: FakeKling, count: int) -> float:
+def bare_query_floor(fake: Server, count: int) -> float:
     """Seconds for ``count`` sequential task queries with the plain sync client: a floor."""
     with KlingClient(KEY, base_url=fake.base_url) as client:
         task = client.submit(ENDPOINT, BODY)
@@ -177,12 +227,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=3000, help="submissions of each kind")
     parser.add_argument("--rounds", type=int, default=30, help="interleaved rounds")
     parser.add_argument("--sync-tasks", type=int, default=1000, help="finished tasks to sync")
+    parser.add_argument(
+        "--server",
+        choices=["process", "thread"],
+        default="process",
+        help="run the fake API in a child process (default) or in a thread of this one",
+    )
     args = parser.parse_args(argv)
 
     print(f"command: {sys.executable} bench/bench_guard.py " + " ".join(argv or sys.argv[1:]))
-    with tempfile.TemporaryDirectory(prefix="klingcost-bench-") as scratch, FakeKling(
-        api_key=KEY, done_after=0
-    ) as fake:
+    with (
+        tempfile.TemporaryDirectory(prefix="klingcost-bench-") as scratch,
+        fake_api(args.server) as fake,
+    ):
         directory = Path(scratch)
         ratio = submission_ratio(fake, directory, args.n, args.rounds)
         fake.reset()
@@ -191,21 +248,26 @@ def main(argv: list[str] | None = None) -> int:
 
     ok_ratio = ratio["ratio"] <= 1.15
     ok_sync = synced["cli_s"] <= 5.0
+    print(f"fake server: {args.server}")
     print(f"submission, median of {args.n} each, {args.rounds} interleaved rounds:")
     print(f"  bare httpx.Client.post  {ratio['bare_us']:8.1f} µs  (p90 {ratio['bare_p90_us']:.1f})")
     print(
         f"  GuardedClient.submit    {ratio['guarded_us']:8.1f} µs  "
         f"(p90 {ratio['guarded_p90_us']:.1f})"
     )
-    print(f"  ratio                   {ratio['ratio']:8.3f}    target <= 1.15: "
-          f"{'ok' if ok_ratio else 'MISSED'}")
+    print(
+        f"  ratio                   {ratio['ratio']:8.3f}    target <= 1.15: "
+        f"{'ok' if ok_ratio else 'MISSED'}"
+    )
     print(
         f"  guard steps alone: estimate {ratio['estimate_us']:.1f} µs, "
         f"reserve {ratio['reserve_us']:.1f} µs, attach {ratio['attach_us']:.1f} µs"
     )
     print(f"sync of {args.sync_tasks} finished tasks:")
-    print(f"  klingcost sync (CliRunner)  {synced['cli_s']:6.2f} s  target <= 5 s: "
-          f"{'ok' if ok_sync else 'MISSED'}")
+    print(
+        f"  klingcost sync (CliRunner)  {synced['cli_s']:6.2f} s  target <= 5 s: "
+        f"{'ok' if ok_sync else 'MISSED'}"
+    )
     print(f"  sync_holds alone            {synced['library_s']:6.2f} s")
     print(f"  floor: {args.sync_tasks} sequential queries, sync client  {floor:6.2f} s")
     return 0 if ok_ratio and ok_sync else 1

@@ -101,9 +101,7 @@ async def _no_async_sleep(seconds: float) -> None:
 
 
 @pytest.fixture(params=["sync", "async"])
-def guard(
-    request: pytest.FixtureRequest, fake: FakeKling, ledger: Ledger
-) -> Callable[..., Guard]:
+def guard(request: pytest.FixtureRequest, fake: FakeKling, ledger: Ledger) -> Callable[..., Guard]:
     def make(**options: Any) -> Guard:
         return Guard(request.param, ledger, options.pop("base_url", fake.base_url), **options)
 
@@ -183,7 +181,9 @@ def test_parent_budget_refuses_too(
     assert held(ledger, "studio") == 0
 
 
-def test_a_team_without_a_budget_sends_nothing(guard: Callable[..., Guard], fake: FakeKling) -> None:
+def test_a_team_without_a_budget_sends_nothing(
+    guard: Callable[..., Guard], fake: FakeKling
+) -> None:
     with pytest.raises(errors.BudgetNotFound):
         guard(team="nobody")("submit", ENDPOINT, BODY)
     assert fake.requests() == []
@@ -240,7 +240,9 @@ def test_definite_failure_voids_the_hold(
         guard()("submit", ENDPOINT, BODY)
     [hold] = ledger.holds()
     assert hold.state == "voided"
-    assert hold.reason is not None and hold.reason.startswith(f"submission refused: {error.__name__}")
+    assert hold.reason is not None and hold.reason.startswith(
+        f"submission refused: {error.__name__}"
+    )
     assert held(ledger) == held(ledger, "company") == 0
     assert creates(fake) == 1 and fake.ledger()["tasks"] == []
 
@@ -305,7 +307,10 @@ AMBIGUOUS = [
         {"kind": "malformed", "create": True}, errors.MalformedResponseError, True, id="malformed"
     ),
     pytest.param(
-        {"kind": "malformed", "body": "[1, 2]"}, errors.MalformedResponseError, False, id="not-object"
+        {"kind": "malformed", "body": "[1, 2]"},
+        errors.MalformedResponseError,
+        False,
+        id="not-object",
     ),
     pytest.param(
         {"kind": "malformed", "body": '{"code": 0, "data": {"task_status": "submitted"}}'},
@@ -633,10 +638,26 @@ def test_the_api_key_never_reaches_the_ledger_logs_reprs_or_errors(
     assert os.path.getsize(ledger.path) > 0
 
 
-def test_no_key_leaks_nothing_and_closes_the_ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_key_closes_the_ledger_it_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("KLINGCOST_API_KEY", raising=False)
+    opened: list[Ledger] = []
+    closed: list[Ledger] = []
+    real_open, real_close = Ledger.open, Ledger.close
+
+    def spy_open(*args: Any, **kwargs: Any) -> Ledger:
+        opened.append(real_open(*args, **kwargs))
+        return opened[-1]
+
+    def spy_close(self: Ledger) -> None:
+        closed.append(self)
+        real_close(self)
+
+    monkeypatch.setattr(Ledger, "open", spy_open)
+    monkeypatch.setattr(Ledger, "close", spy_close)
     with pytest.raises(errors.AuthenticationError, match="no Kling API key"):
         GuardedClient("studio", ledger=str(tmp_path / "owned.db"))
     with pytest.raises(errors.AuthenticationError):
         AsyncGuardedClient("studio", ledger=str(tmp_path / "owned.db"))
-    # an unclosed ledger would fail this test with a ResourceWarning (warnings are errors)
+    assert len(opened) == 2 and closed == opened

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
 
@@ -12,9 +13,10 @@ from klingcost._protocol import Task, TaskStatus, parse_deduction
 from klingcost.budgets import HoldAmounts
 from klingcost.errors import HoldStateError
 from klingcost.ledger import Hold, Ledger
+from klingcost.request import Endpoint
 from klingcost.settlement import charge_for, resolve
 
-ENDPOINT = "videos/text2video"
+ENDPOINT: Endpoint = "videos/text2video"
 #: kling-v1-5, pro, 10 s: 7 units at 15,000 credits a unit.
 SEVEN = HoldAmounts(units_milli=7000, pack="video", cost_minor=105_000, currency="credits")
 
@@ -78,12 +80,11 @@ def test_drift_is_charged_at_the_hold_rate_and_recorded_as_variance(ledger: Ledg
 
 
 def test_charge_is_rounded_up() -> None:
-    hold = Hold(
-        1, "k", "team", "submitted", HoldAmounts(3000, "video", 10_000), None, None  # type: ignore[arg-type]
-    )
+    now = datetime.now(UTC)
+    hold = Hold(1, "k", "team", "submitted", HoldAmounts(3000, "video", 10_000), now, now)
     assert charge_for(hold, Fraction(1)) == (1000, 3334)  # 10,000 / 3 = 3,333.3...
     assert charge_for(hold, Fraction(1, 3000)) == (1, 4)  # a third of a milli-unit is one
-    free = Hold(1, "k", "team", "submitted", HoldAmounts(0, "video", 0), None, None)  # type: ignore[arg-type]
+    free = Hold(1, "k", "team", "submitted", HoldAmounts(0, "video", 0), now, now)
     assert charge_for(free, Fraction(2)) == (2000, 0)
 
 

@@ -26,24 +26,86 @@ DEMO_KEY = "hk-demo-key-not-secret"
 
 #: (team, endpoint, body, what the line shows)
 JOBS: tuple[tuple[str, str, dict[str, Any], str], ...] = (
-    ("studio", "text2video", {"model_name": "kling-v1-5", "mode": "pro", "duration": "10",
-                              "prompt": "a spaceship sails through a nebula"}, ""),
-    ("studio", "omni-video", {"model_name": "kling-video-o1", "mode": "pro", "duration": 5,
-                              "prompt": "heavy snow", "video_list": [{"video_url": "https://example.com/ref.mp4"}]}, ""),
-    ("studio", "text2video", {"model_name": "kling-v2-6", "mode": "pro", "sound": "on",
-                              "prompt": "waves on a pebble beach"}, ""),
-    ("studio", "text2video", {"model_name": "kling-v2-master", "duration": "10",
-                              "prompt": "a city wakes up"}, "the answer is lost on the wire"),
-    ("studio", "text2video", {"model_name": "kling-v2-master", "duration": "10",
-                              "prompt": "the city at night"}, "over the studio budget"),
-    ("ads", "images/generations", {"model_name": "kling-v2", "n": 4, "prompt": "a red sneaker"}, ""),
-    ("ads", "image2video", {"model_name": "kling-v1-6", "image": "https://example.com/shoe.png",
-                            "prompt": "the sneaker turns"}, ""),
-    ("ads", "text2video", {"model_name": "kling-v1", "mode": "pro", "duration": "10",
-                           "prompt": "a runner at dawn"}, ""),
-    ("ads", "text2video", {"model_name": "kling-v2-1", "mode": "pro", "duration": "10",
-                           "prompt": "a runner at dusk"}, "over the ads budget"),
-    ("ads", "text2video", {"model_name": "kling-v1", "duration": "7", "prompt": "x"}, "an invalid body"),
+    (
+        "studio",
+        "text2video",
+        {
+            "model_name": "kling-v1-5",
+            "mode": "pro",
+            "duration": "10",
+            "prompt": "a spaceship sails through a nebula",
+        },
+        "",
+    ),
+    (
+        "studio",
+        "omni-video",
+        {
+            "model_name": "kling-video-o1",
+            "mode": "pro",
+            "duration": 5,
+            "prompt": "heavy snow",
+            "video_list": [{"video_url": "https://example.com/ref.mp4"}],
+        },
+        "",
+    ),
+    (
+        "studio",
+        "text2video",
+        {
+            "model_name": "kling-v2-6",
+            "mode": "pro",
+            "sound": "on",
+            "prompt": "waves on a pebble beach",
+        },
+        "",
+    ),
+    (
+        "studio",
+        "text2video",
+        {"model_name": "kling-v2-master", "duration": "10", "prompt": "a city wakes up"},
+        "the answer is lost on the wire",
+    ),
+    (
+        "studio",
+        "text2video",
+        {"model_name": "kling-v2-master", "duration": "10", "prompt": "the city at night"},
+        "over the studio budget",
+    ),
+    (
+        "ads",
+        "images/generations",
+        {"model_name": "kling-v2", "n": 4, "prompt": "a red sneaker"},
+        "",
+    ),
+    (
+        "ads",
+        "image2video",
+        {
+            "model_name": "kling-v1-6",
+            "image": "https://example.com/shoe.png",
+            "prompt": "the sneaker turns",
+        },
+        "",
+    ),
+    (
+        "ads",
+        "text2video",
+        {"model_name": "kling-v1", "mode": "pro", "duration": "10", "prompt": "a runner at dawn"},
+        "",
+    ),
+    (
+        "ads",
+        "text2video",
+        {"model_name": "kling-v2-1", "mode": "pro", "duration": "10", "prompt": "a runner at dusk"},
+        "over the ads budget",
+    ),
+    (
+        "ads",
+        "text2video",
+        {"model_name": "kling-v1", "duration": "7", "prompt": "x"},
+        "an invalid body",
+    ),
 )
 
 BUDGETS: tuple[tuple[str, int, str | None], ...] = (
@@ -68,11 +130,17 @@ def run_demo(echo: Callable[[str], None], *, workdir: Path | None = None) -> Dem
         ledger_path = (workdir or Path(scratch)) / "demo-ledger.db"
         if ledger_path.exists():
             ledger_path.unlink()
-        with FakeKling(api_key=DEMO_KEY, done_after=0.2) as fake, Ledger.open(ledger_path) as ledger:
+        with (
+            FakeKling(api_key=DEMO_KEY, done_after=0.2) as fake,
+            Ledger.open(ledger_path) as ledger,
+        ):
             echo(f"fake Kling API at {fake.base_url}; ledger {ledger_path}")
             for team, limit, parent in BUDGETS:
                 ledger.set_budget(team, limit=limit, unit="credits", period="month", parent=parent)
-                echo(f"budget {team}: {limit:,} credits a month" + (f", inside {parent}" if parent else ""))
+                echo(
+                    f"budget {team}: {limit:,} credits a month"
+                    + (f", inside {parent}" if parent else "")
+                )
             echo("")
             _submit_all(fake, ledger, echo, result)
             echo("")
@@ -85,10 +153,17 @@ def run_demo(echo: Callable[[str], None], *, workdir: Path | None = None) -> Dem
     return result
 
 
-def _submit_all(fake: FakeKling, ledger: Ledger, echo: Callable[[str], None], result: DemoResult) -> None:
+def _submit_all(
+    fake: FakeKling, ledger: Ledger, echo: Callable[[str], None], result: DemoResult
+) -> None:
     guards = {
         team: GuardedClient(
-            team, ledger=ledger, api_key=DEMO_KEY, base_url=fake.base_url, external_ids=True, timeout=5.0
+            team,
+            ledger=ledger,
+            api_key=DEMO_KEY,
+            base_url=fake.base_url,
+            external_ids=True,
+            timeout=5.0,
         )
         for team, _, _ in BUDGETS
     }
@@ -163,7 +238,8 @@ def _print_spending(ledger: Ledger, echo: Callable[[str], None]) -> None:
     teams: dict[str, dict[str, int]] = {}
     for hold in ledger.holds():
         row = teams.setdefault(
-            hold.team, {"settled": 0, "voided": 0, "estimated": 0, "charged": 0, "video": 0, "image": 0}
+            hold.team,
+            {"settled": 0, "voided": 0, "estimated": 0, "charged": 0, "video": 0, "image": 0},
         )
         if hold.state == "settled":
             row["settled"] += 1
@@ -175,5 +251,6 @@ def _print_spending(ledger: Ledger, echo: Callable[[str], None]) -> None:
     for team, row in sorted(teams.items()):
         echo(
             f"{team:<8} {row['settled']:>7} {row['voided']:>6} {row['estimated']:>10,} "
-            f"{row['charged']:>10,} {format_minor(row['video'], 3):>11} {format_minor(row['image'], 3):>11}"
+            f"{row['charged']:>10,} {format_minor(row['video'], 3):>11} "
+            f"{format_minor(row['image'], 3):>11}"
         )

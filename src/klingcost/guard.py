@@ -138,11 +138,19 @@ class _GuardCore:
         return self.ledger.attach(hold.id, task.task_id)
 
     def failed(self, hold: Hold, exc: BaseException) -> None:
-        """Void the hold after a definite failure; otherwise keep it counting as unknown."""
+        """Void the hold after a definite failure; otherwise keep it counting as unknown.
+
+        A note on ``exc`` says which hold it was and what became of it.
+        """
         if isinstance(exc, DEFINITE_FAILURES):
             self.ledger.void(hold.id, reason=f"submission refused: {type(exc).__name__}: {exc}")
+            exc.add_note(f"hold {hold.id} on {self.team!r} was voided: nothing is charged")
         else:
             self.ledger.mark_unknown(hold.id, f"outcome unknown: {type(exc).__name__}: {exc}")
+            exc.add_note(
+                f"hold {hold.id} on {self.team!r} is unknown: it keeps counting until "
+                "`klingcost sync` (or a person) resolves it"
+            )
 
     def endpoint_of(self, hold: Hold) -> str:
         endpoint = hold.meta.get("endpoint")
@@ -263,7 +271,9 @@ class GuardedClient:
             if resolution.action != "pending":
                 return resolution
             if time.monotonic() + interval > deadline:
-                raise TimeoutError(f"hold {resolution.hold.id}: {resolution.note} after {timeout} s")
+                raise TimeoutError(
+                    f"hold {resolution.hold.id}: {resolution.note} after {timeout} s"
+                )
             time.sleep(interval)
 
     def close(self) -> None:
@@ -321,7 +331,8 @@ class AsyncGuardedClient:
 
     def __repr__(self) -> str:
         return (
-            f"AsyncGuardedClient(team={self.team!r}, ledger={self.ledger!r}, client={self.client!r})"
+            f"AsyncGuardedClient(team={self.team!r}, ledger={self.ledger!r}, "
+            f"client={self.client!r})"
         )
 
     def estimate(self, endpoint: str, body: Mapping[str, Any]) -> Estimate:
@@ -358,7 +369,9 @@ class AsyncGuardedClient:
             if resolution.action != "pending":
                 return resolution
             if time.monotonic() + interval > deadline:
-                raise TimeoutError(f"hold {resolution.hold.id}: {resolution.note} after {timeout} s")
+                raise TimeoutError(
+                    f"hold {resolution.hold.id}: {resolution.note} after {timeout} s"
+                )
             await asyncio.sleep(interval)
 
     async def aclose(self) -> None:

@@ -97,6 +97,10 @@ class Hold:
     reason: str | None = None
     meta: Mapping[str, MetaValue] = field(default_factory=dict)
     alerts: tuple[Alert, ...] = ()
+    #: At settlement: how ``raw_deduction`` parsed (``ok``, ``absent``, ``zero``, ``malformed``,
+    #: ``negative`` or ``absurd``) and the task's final status, when the settler said.
+    deduction_flag: str | None = None
+    task_status: str | None = None
 
     @property
     def is_open(self) -> bool:
@@ -173,7 +177,7 @@ _HOLD_COLUMNS = (
     "h.id, h.idempotency_key, h.team, h.state, h.pack, h.currency, h.est_units_milli,"
     " h.est_cost_minor, h.units_milli, h.cost_minor, h.variance_units_milli,"
     " h.variance_cost_minor, h.raw_deduction, h.reason, h.meta, h.reserved_at, h.updated_at,"
-    " t.task_id"
+    " t.task_id, h.deduction_flag, h.task_status"
 )
 _HOLD_SELECT = f"SELECT {_HOLD_COLUMNS} FROM holds AS h LEFT JOIN tasks AS t ON t.hold_id = h.id"
 _BUDGET_ROW_SQL = (
@@ -194,6 +198,18 @@ _SETTLE_SQL = (
     " SET posted = posted + excluded.posted, held = held + excluded.held RETURNING posted, held"
 )
 _BUDGET_COLUMNS = "name, limit_minor, unit, period, parent, soft, tz, pack, exponent"
+# The job class is kept in columns as well as in ``meta``: the rollups and reports read them.
+_INSERT_HOLD_SQL = (
+    "INSERT INTO holds (idempotency_key, team, state, est_units_milli, pack, est_cost_minor,"
+    f" currency, meta, reserved_at, updated_at, {', '.join(migrations.CLASS_COLUMNS)})"
+    f" VALUES (?, ?, 'held', ?, ?, ?, ?, ?, ?, ?{', ?' * len(migrations.CLASS_COLUMNS)})"
+)
+
+
+def _job_class(meta: Mapping[str, MetaValue] | None) -> tuple[MetaValue, ...]:
+    if not meta:
+        return (None,) * len(migrations.CLASS_COLUMNS)
+    return tuple(meta.get(name) for name in migrations.CLASS_COLUMNS)
 
 
 def _path(conn: sqlite3.Connection, team: str) -> list[tuple[Any, ...]]:
@@ -227,6 +243,8 @@ def _hold_from_row(row: tuple[Any, ...], alerts: tuple[Alert, ...] = ()) -> Hold
         updated_at=datetime.fromisoformat(row[16]),
         task_id=row[17],
         alerts=alerts,
+        deduction_flag=row[18],
+        task_status=row[19],
     )
 
 
@@ -475,6 +493,7 @@ class Ledger:
         if not isinstance(amounts, HoldAmounts):
             raise TypeError(f"amounts must be HoldAmounts (given {type(amounts).__name__})")
         meta_json = _meta_json(meta)
+        job_class = _job_class(meta)
         hold_key = key if key is not None else uuid.uuid4().hex
         now = self.clock.now()
         at = now.isoformat()
@@ -505,9 +524,7 @@ class Ledger:
                     alerts.append(Alert("soft", name, pkey, used + amount, limit))
                 entries.append((name, depth, pkey, amount))
             hold_id = conn.execute(
-                "INSERT INTO holds (idempotency_key, team, state, est_units_milli, pack,"
-                " est_cost_minor, currency, meta, reserved_at, updated_at)"
-                " VALUES (?, ?, 'held', ?, ?, ?, ?, ?, ?, ?)",
+                _INSERT_HOLD_SQL,
                 (
                     hold_key,
                     team,
@@ -518,6 +535,7 @@ class Ledger:
                     meta_json,
                     at,
                     at,
+                    *job_class,
                 ),
             ).lastrowid
             assert hold_id is not None
@@ -621,8 +639,8 @@ class Ledger:
                 raise HoldStateError(f"hold {hold_id} is {hold.state}; no task can be attached")
             sql = "INSERT INTO tasks (task_id, hold_id, attached_at) VALUES (?, ?, ?)"
             conn.execute(sql, (task_id, hold_id, at))
-            sql = "UPDATE holds SET state = 'submitted', updated_at = ? WHERE id = ?"
-            conn.execute(sql, (at, hold_id))
+            sql = "UPDATE holds SET state = 'submitted', task_id = ?, updated_at = ? WHERE id = ?"
+            conn.execute(sql, (task_id, at, hold_id))
             self._event(conn, at, "attach", hold_id, hold.team, task_id=task_id)
             return replace(hold, state="submitted", task_id=task_id, updated_at=_dt(at))
 
@@ -646,15 +664,29 @@ class Ledger:
         return self._write(operation)
 
     def settle(
-        self, hold_id: int, *, units_milli: int, cost_minor: int, raw_deduction: str | None = None
+        self,
+        hold_id: int,
+        *,
+        units_milli: int,
+        cost_minor: int,
+        raw_deduction: str | None = None,
+        task_status: str | None = None,
     ) -> Hold:
         """Post the hold at what the provider charged, recording the variance.
 
         Never refused for going over a limit (the API has already charged): an ``over_limit``
         event is recorded instead. Settling again at the same charge changes nothing.
+        ``raw_deduction`` is the API's ``final_unit_deduction`` text as sent (None when absent);
+        ``task_status`` the task's final status (``succeed`` or ``failed``), so that
+        ``klingcost reconcile`` can flag a failed task that was charged.
         """
+        from klingcost._protocol import parse_deduction  # loaded once, on the first settle
+
         _int_amount("units_milli", units_milli)
         _int_amount("cost_minor", cost_minor)
+        if task_status is not None and not isinstance(task_status, str):
+            raise HoldStateError(f"task_status must be a string (given {task_status!r})")
+        flag = parse_deduction(raw_deduction).flag
         at = self.clock.now().isoformat()
 
         def operation(conn: sqlite3.Connection) -> Hold:
@@ -690,8 +722,18 @@ class Ledger:
             conn.execute(
                 "UPDATE holds SET state = 'settled', units_milli = ?, cost_minor = ?,"
                 " variance_units_milli = ?, variance_cost_minor = ?, raw_deduction = ?,"
-                " updated_at = ? WHERE id = ?",
-                (units_milli, cost_minor, var_units, var_cost, raw_deduction, at, hold_id),
+                " deduction_flag = ?, task_status = ?, updated_at = ? WHERE id = ?",
+                (
+                    units_milli,
+                    cost_minor,
+                    var_units,
+                    var_cost,
+                    raw_deduction,
+                    flag,
+                    task_status,
+                    at,
+                    hold_id,
+                ),
             )
             self._event(
                 conn,
@@ -704,6 +746,8 @@ class Ledger:
                 variance_units_milli=var_units,
                 variance_cost_minor=var_cost,
                 raw_deduction=raw_deduction,
+                deduction_flag=flag,
+                task_status=task_status,
                 was=hold.state,
             )
             self._record_alerts(conn, at, hold_id, alerts)
@@ -715,6 +759,8 @@ class Ledger:
                 variance_units_milli=var_units,
                 variance_cost_minor=var_cost,
                 raw_deduction=raw_deduction,
+                deduction_flag=flag,
+                task_status=task_status,
                 updated_at=_dt(at),
                 alerts=tuple(alerts),
             )
@@ -795,8 +841,12 @@ class Ledger:
         return [Event(r[0], _dt(r[1]), r[2], r[3], r[4], json.loads(r[5])) for r in rows]
 
     def check(self) -> list[Discrepancy]:
-        """Recompute every running balance from the entries; return each difference."""
+        """Recompute every running balance and rollup from the entries; return each difference."""
         return self._read(_check)
+
+    def rebuild_rollups(self) -> None:
+        """Recompute the report rollups from the holds (a repair after ``check`` found one off)."""
+        self._write(migrations.rebuild_rollups)
 
 
 def _dt(text: str) -> datetime:
@@ -875,6 +925,30 @@ def _check(conn: sqlite3.Connection) -> list[Discrepancy]:
         " WHERE h.state = 'submitted' AND t.task_id IS NULL"
     ):
         found.append(Discrepancy("submitted hold has no task", hold_id=hold_id))
+    found += _check_rollups(conn)
+    return found
+
+
+def _check_rollups(conn: sqlite3.Connection) -> list[Discrepancy]:
+    """Every rollup row that differs from the holds, once per (table, key)."""
+    found: list[Discrepancy] = []
+    for name, (key, sums, maxes) in migrations.ROLLUPS.items():
+        columns = ", ".join((*key, *sums, *maxes))
+        recomputed = migrations.recompute_sql(name)
+        stored = f"SELECT {columns} FROM {name} WHERE NOT ({' = 0 AND '.join((*sums, *maxes))} = 0)"
+        fresh = f"SELECT * FROM ({recomputed})"
+        seen: set[tuple[Any, ...]] = set()
+        for side, sql in (
+            ("recorded", f"{stored} EXCEPT {fresh}"),
+            ("expected", f"{fresh} EXCEPT {stored}"),
+        ):
+            for row in conn.execute(sql):
+                where = tuple(row[: len(key)])
+                if where in seen:
+                    continue
+                seen.add(where)
+                label = " ".join(f"{c}={v!r}" for c, v in zip(key, where, strict=True))
+                found.append(Discrepancy(f"{name} differs from the holds ({side}) at {label}"))
     return found
 
 

@@ -64,7 +64,10 @@ def resolve(ledger: Ledger, hold: Hold, task: Task) -> Resolution:
             note = f"settled at final_unit_deduction {deduction.raw}"
         else:
             units_milli, cost_minor = hold.estimate.units_milli, hold.estimate.cost_minor
-            note = f"final_unit_deduction {deduction.flag} ({deduction.raw!r}): settled at the estimate"
+            note = (
+                f"final_unit_deduction {deduction.flag} ({deduction.raw!r}): "
+                "settled at the estimate"
+            )
         settled = ledger.settle(
             hold.id, units_milli=units_milli, cost_minor=cost_minor, raw_deduction=deduction.raw
         )

@@ -8,6 +8,10 @@ For each open hold (one team's or all), with a bounded number of queries in flig
   that no such task exists (code 1203, HTTP 404) voids the hold, since nothing was created;
 * a hold without either stays counted: only a person can tell (``klingcost holds void``).
 
+A hold still ``held`` (reserved, no answer recorded yet) may belong to a submission that is in
+flight right now: "no such task" voids it only once it is older than :data:`IN_FLIGHT_GRACE`;
+an ``unknown`` hold (the guard saw its submission fail) is voided at once.
+
 Each hold is resolved in its own ledger transaction, so an interrupted sync loses nothing and a
 rerun picks up where it stopped. Queries run concurrently; ledger writes run one at a time on
 the event loop's thread (each is one short local transaction).
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from klingcost import errors
 from klingcost.client import AsyncKlingClient
@@ -26,6 +31,8 @@ from klingcost.settlement import Resolution, resolve
 
 #: The API's code for "resource or model not found": a task id that does not exist.
 NOT_FOUND_CODES = frozenset({1203})
+#: How long a ``held`` hold without a task may still be a submission in flight.
+IN_FLIGHT_GRACE = timedelta(minutes=15)
 
 
 @dataclass
@@ -73,7 +80,7 @@ async def sync_holds(
         async with gate:
             try:
                 outcome = await _resolve_one(ledger, client, hold)
-            except errors.KlingcostError as exc:
+            except (errors.KlingcostError, ValueError) as exc:  # ValueError: an unusable id
                 report.errors.append((hold.id, f"{type(exc).__name__}: {exc}"))
                 outcome = None
         if isinstance(outcome, Resolution):
@@ -106,6 +113,9 @@ async def _resolve_one(ledger: Ledger, client: AsyncKlingClient, hold: Hold) -> 
         task = await client.get_task(endpoint, external)
     except errors.InvalidRequestError as exc:
         if exc.code in NOT_FOUND_CODES or exc.status == 404:
+            age = ledger.clock.now() - hold.reserved_at
+            if hold.state == "held" and age < IN_FLIGHT_GRACE:
+                return f"held, and no task {external!r} yet: its submission may be in flight"
             reason = f"no task {external!r} exists: the submission never created one"
             return Resolution(ledger.void(hold.id, reason=reason), "voided", reason)
         raise

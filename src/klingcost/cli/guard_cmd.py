@@ -13,9 +13,12 @@ from typing import IO, Any
 
 import click
 
+from klingcost import errors
 from klingcost.cli._common import (
     EXIT_CODES_HELP,
     echo_json,
+    exit_code_for,
+    fail,
     json_option,
     ledger_option,
     pricing_option,
@@ -40,9 +43,13 @@ base_url_option = click.option(
 @click.command("submit", epilog=EXIT_CODES_HELP)
 @click.argument("source", type=click.File("r", encoding="utf-8"), metavar="FILE|-")
 @click.option("--team", "-t", required=True, help="The budget the job is charged to.")
-@click.option("--endpoint", "-e", required=True, metavar="E", help="videos/text2video, text2video, ...")
+@click.option(
+    "--endpoint", "-e", required=True, metavar="E", help="videos/text2video, text2video, ..."
+)
 @click.option("--wait", is_flag=True, help="Wait for the task to end and settle it.")
-@click.option("--key", metavar="KEY", help="Idempotency key: a retried submit with it sends nothing.")
+@click.option(
+    "--key", metavar="KEY", help="Idempotency key: a retried submit with it sends nothing."
+)
 @click.option(
     "--hook-url",
     envvar="KLINGCOST_HOOK_URL",
@@ -55,8 +62,12 @@ base_url_option = click.option(
     help="Send the hold's key as external_task_id, so sync can find a task whose answer was lost.",
 )
 @click.option("--provider", metavar="NAME", help="Provider profile (default: openai-hk).")
-@click.option("--interval", type=float, default=5.0, show_default=True, help="Seconds between polls.")
-@click.option("--timeout", type=float, default=900.0, show_default=True, help="Give up waiting after.")
+@click.option(
+    "--interval", type=float, default=5.0, show_default=True, help="Seconds between polls."
+)
+@click.option(
+    "--timeout", type=float, default=900.0, show_default=True, help="Give up waiting after."
+)
 @base_url_option
 @ledger_option
 @pricing_option
@@ -96,7 +107,10 @@ def submit_command(
         hook_url=hook_url,
         external_ids=external_ids,
     ) as guard:
-        submission = guard.submit(endpoint, body, key=key)
+        try:
+            submission = guard.submit(endpoint, body, key=key)
+        except errors.KlingAPIError as exc:  # say what became of the hold, too
+            fail("\n".join([str(exc), *getattr(exc, "__notes__", ())]), exit_code_for(exc))
         resolution = guard.wait(submission, interval=interval, timeout=timeout) if wait else None
     priced = submission.estimate
     hold = resolution.hold if resolution else submission.hold
@@ -136,16 +150,27 @@ def _read_body(source: IO[str]) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not JSON: {exc.msg} at line {exc.lineno}", param_hint="FILE") from None
+        raise click.BadParameter(
+            f"not JSON: {exc.msg} at line {exc.lineno}", param_hint="FILE"
+        ) from None
 
 
 @click.command("sync", epilog=EXIT_CODES_HELP)
 @click.option("--team", "-t", help="Only this team's holds (default: every team).")
 @click.option("--wait", is_flag=True, help="Repeat until no task is still running.")
-@click.option("--interval", type=float, default=5.0, show_default=True, help="Seconds between passes.")
-@click.option("--timeout", type=float, default=900.0, show_default=True, help="Give up waiting after.")
-@click.option("--concurrency", type=click.IntRange(1, 256), default=16, show_default=True,
-              help="Task queries in flight at once.")
+@click.option(
+    "--interval", type=float, default=5.0, show_default=True, help="Seconds between passes."
+)
+@click.option(
+    "--timeout", type=float, default=900.0, show_default=True, help="Give up waiting after."
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 256),
+    default=16,
+    show_default=True,
+    help="Task queries in flight at once.",
+)
 @base_url_option
 @ledger_option
 @json_option
@@ -242,7 +267,12 @@ def _hook_secret(given: str | None) -> str:
 @base_url_option
 @ledger_option
 def hooks_serve_command(
-    host: str, port: int, secret: str | None, confirm: bool, base_url: str | None, ledger_path: str | None
+    host: str,
+    port: int,
+    secret: str | None,
+    confirm: bool,
+    base_url: str | None,
+    ledger_path: str | None,
 ) -> None:
     """Run the callback server; give its URL to submit as --hook-url."""
     import uvicorn
@@ -252,9 +282,9 @@ def hooks_serve_command(
     from klingcost.ledger import Ledger
 
     hook_secret = _hook_secret(secret)
+    client = AsyncKlingClient(base_url=base_url) if confirm else None  # no key: fails first
     ledger = Ledger.open(ledger_path)
-    client = AsyncKlingClient(base_url=base_url) if confirm else None
-    app = create_app(ledger, hook_secret, client=client)
+    app = create_app(ledger, hook_secret, client=client, close_client=True)
     click.echo(f"hook URL: http://{host}:{port}/hooks/{hook_secret}")
     click.echo("set it for submitters: export KLINGCOST_HOOK_URL=<that URL>")
     try:

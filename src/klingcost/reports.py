@@ -1,0 +1,757 @@
+"""Spending reports: where the credits went, per team, model, mode, endpoint, pack and time.
+
+    report = spending_report(ledger, by=("team", "month"), since=date(2026, 11, 1))
+    for row in report.rows:            # ReportRow: typed, frozen, exact amounts
+        print(row.team, row.period, row.charged)
+    write_csv(report, sys.stdout)      # or write_json, write_markdown, render_table
+    export_tasks_csv(ledger, out)      # one row per task, streamed
+
+A grouped report reads the ledger's rollups (closed holds, per UTC day, team, endpoint, model,
+mode, pack and currency) and the open holds (the jobs in flight, few): its cost does not grow
+with the number of tasks. Weeks (ISO, ``2026-W48``) and months (``2026-11``) are folded from
+days. Days are UTC days of the hold's reservation; ``since`` and ``until`` are inclusive dates.
+
+**Grouped report columns** (CSV header, JSON keys; the same set whatever ``by`` is, a column
+that is not grouped on is empty):
+
+==================  ======================================================================
+``kind``            ``group`` for a group, ``total`` for the total of one currency
+``team``            the team that placed the holds
+``endpoint``        ``videos/text2video``, ``images/generations``, ...
+``model``           ``kling-v1-5``, ...
+``mode``            ``std``, ``pro`` or empty (a model with one price, or an image)
+``pack``            ``video`` or ``image``: the resource pack the units come from
+``period``          the day (``2026-11-25``), ISO week (``2026-W48``) or month (``2026-11``)
+``currency``        what the amounts are in (``credits`` for openai-hk)
+``tasks``           holds that are settled or still open (voided ones cost nothing)
+``settled``         holds settled at what the API charged
+``open``            holds still open (held, submitted or outcome unknown)
+``voided``          holds released without a charge
+``estimated``       the estimates of settled and open holds
+``charged``         what the settled holds were charged
+``held``            the estimates of the open holds, still reserved
+``variance``        ``charged`` minus the estimates of the settled holds
+``budget_limit``    the team's budget limit (only when grouped by team)
+``budget_used``     posted + held in the budget's *current* period (only when grouped by team)
+``budget_share``    ``budget_used / budget_limit``, a decimal rounded to 4 places
+``budget_unit``     the budget's unit (``credits``, or ``units (video)``)
+``budget_period``   the current period's key (``2026-11``, ``all``)
+==================  ======================================================================
+
+Amounts are exact decimals in major units of ``currency`` (whole credits). The budget columns
+describe the budget's current period whatever the report's window: a budget is kept per period,
+and a window of days need not match one. ``budget_used`` counts the team's own holds and its
+children's, as the budget itself does.
+
+**Task export columns** (:data:`TASK_COLUMNS`, one row per hold): ``hold_id``, ``task_id``,
+``team``, ``state``, ``reserved_at``, ``updated_at``, ``endpoint``, ``model``, ``mode``,
+``duration``, ``sound``, ``video_reference``, ``reference_image``, ``n``, ``pack``,
+``currency``, ``estimated``, ``charged``, ``held``, ``variance`` (in ``currency``),
+``estimated_units``, ``charged_units``, ``variance_units`` (Kling units), ``raw_deduction``
+(``final_unit_deduction`` as the API sent it), ``deduction_flag`` (``ok``, ``absent``,
+``zero``, ``malformed``, ``negative``, ``absurd``), ``task_status``, ``reason``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from fractions import Fraction
+from functools import lru_cache
+from typing import IO, Any, Final, Literal
+
+from klingcost.budgets import CURRENCY_EXPONENTS, UNITS, BudgetStatus
+from klingcost.errors import KlingcostError
+from klingcost.ledger import Ledger
+from klingcost.money import UNIT_EXPONENT, format_minor
+
+GroupKey = Literal["team", "endpoint", "model", "mode", "pack", "day", "week", "month"]
+DIMENSIONS: Final[tuple[str, ...]] = ("team", "endpoint", "model", "mode", "pack")
+TIME_KEYS: Final[tuple[str, ...]] = ("day", "week", "month")
+GROUP_KEYS: Final[tuple[str, ...]] = (*DIMENSIONS, *TIME_KEYS)
+
+COLUMNS: Final[tuple[str, ...]] = (
+    "kind",
+    "team",
+    "endpoint",
+    "model",
+    "mode",
+    "pack",
+    "period",
+    "currency",
+    "tasks",
+    "settled",
+    "open",
+    "voided",
+    "estimated",
+    "charged",
+    "held",
+    "variance",
+    "budget_limit",
+    "budget_used",
+    "budget_share",
+    "budget_unit",
+    "budget_period",
+)
+
+TASK_COLUMNS: Final[tuple[str, ...]] = (
+    "hold_id",
+    "task_id",
+    "team",
+    "state",
+    "reserved_at",
+    "updated_at",
+    "endpoint",
+    "model",
+    "mode",
+    "duration",
+    "sound",
+    "video_reference",
+    "reference_image",
+    "n",
+    "pack",
+    "currency",
+    "estimated",
+    "charged",
+    "held",
+    "variance",
+    "estimated_units",
+    "charged_units",
+    "variance_units",
+    "raw_deduction",
+    "deduction_flag",
+    "task_status",
+    "reason",
+)
+
+
+class ReportError(KlingcostError):
+    """A report was asked for in a way that cannot work (which option, what was given)."""
+
+
+def exponent_of(currency: str) -> int:
+    """The exponent klingcost knows for ``currency``; 0 (amounts in minor units) otherwise."""
+    return CURRENCY_EXPONENTS.get(currency, 0)
+
+
+def parse_group_by(text: str | Sequence[str]) -> tuple[GroupKey, ...]:
+    """``"team,month"`` -> ``("team", "month")``; ReportError for an unknown or doubled key."""
+    parts = [p.strip() for p in text.split(",")] if isinstance(text, str) else list(text)
+    parts = [p for p in parts if p]
+    unknown = [p for p in parts if p not in GROUP_KEYS]
+    if unknown:
+        raise ReportError(
+            f"--by: unknown key {unknown[0]!r} (allowed: {', '.join(GROUP_KEYS)}; "
+            "join several with commas, e.g. team,month)"
+        )
+    if len([p for p in parts if p in TIME_KEYS]) > 1:
+        raise ReportError("--by: choose one of day, week or month")
+    if len(set(parts)) != len(parts):
+        raise ReportError(f"--by: a key is repeated in {','.join(parts)}")
+    return tuple(parts)  # type: ignore[return-value]
+
+
+@lru_cache(maxsize=4096)
+def period_of(day: str, unit: str) -> str:
+    """The day, ISO week or month key of a ``YYYY-MM-DD`` day."""
+    if unit == "day":
+        return day
+    if unit == "month":
+        return day[:7]
+    year, week, _ = date.fromisoformat(day).isocalendar()
+    return f"{year:04d}-W{week:02d}"
+
+
+def share_text(share: Fraction | None) -> str:
+    """A share as a decimal rounded half-even to 4 places ("0.8125"); "" for none."""
+    if share is None:
+        return ""
+    scaled = share * 10**4
+    whole = round(scaled)  # Fraction.__round__: exact, half to even
+    sign = "-" if whole < 0 else ""
+    digits = str(abs(whole)).rjust(5, "0")
+    return f"{sign}{digits[:-4]}.{digits[-4:]}"
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetColumns:
+    """A team's budget in its current period, as a report shows it."""
+
+    limit_minor: int
+    used_minor: int
+    exponent: int
+    unit: str
+    period_key: str
+
+    @classmethod
+    def of(cls, status: BudgetStatus) -> BudgetColumns:
+        b = status.budget
+        unit = f"units ({b.pack})" if b.unit == UNITS else b.unit
+        return cls(status.limit, status.used, b.exponent, unit, status.window.key)
+
+    @property
+    def share(self) -> Fraction | None:
+        if self.limit_minor == 0:
+            return None
+        return Fraction(self.used_minor, self.limit_minor)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRow:
+    """One group (or a currency's total) of a spending report. Amounts in minor units."""
+
+    kind: Literal["group", "total"]
+    currency: str
+    team: str | None = None
+    endpoint: str | None = None
+    model: str | None = None
+    mode: str | None = None
+    pack: str | None = None
+    period: str | None = None
+    settled: int = 0
+    open: int = 0
+    voided: int = 0
+    settled_estimate_minor: int = 0
+    charged_minor: int = 0
+    held_minor: int = 0
+    budget: BudgetColumns | None = None
+
+    @property
+    def tasks(self) -> int:
+        return self.settled + self.open
+
+    @property
+    def estimated_minor(self) -> int:
+        return self.settled_estimate_minor + self.held_minor
+
+    @property
+    def variance_minor(self) -> int:
+        return self.charged_minor - self.settled_estimate_minor
+
+    @property
+    def exponent(self) -> int:
+        return exponent_of(self.currency)
+
+    def amount(self, minor: int) -> Fraction:
+        return Fraction(minor, 10**self.exponent)
+
+    @property
+    def estimated(self) -> Fraction:
+        return self.amount(self.estimated_minor)
+
+    @property
+    def charged(self) -> Fraction:
+        return self.amount(self.charged_minor)
+
+    @property
+    def held(self) -> Fraction:
+        return self.amount(self.held_minor)
+
+    @property
+    def variance(self) -> Fraction:
+        return self.amount(self.variance_minor)
+
+    def to_dict(self) -> dict[str, str | int | None]:
+        """The row under :data:`COLUMNS`: ints for counts, decimal strings for amounts."""
+        e = self.exponent
+        b = self.budget
+        return {
+            "kind": self.kind,
+            "team": self.team,
+            "endpoint": self.endpoint,
+            "model": self.model,
+            "mode": self.mode,
+            "pack": self.pack,
+            "period": self.period,
+            "currency": self.currency,
+            "tasks": self.tasks,
+            "settled": self.settled,
+            "open": self.open,
+            "voided": self.voided,
+            "estimated": format_minor(self.estimated_minor, e),
+            "charged": format_minor(self.charged_minor, e),
+            "held": format_minor(self.held_minor, e),
+            "variance": format_minor(self.variance_minor, e),
+            "budget_limit": None if b is None else format_minor(b.limit_minor, b.exponent),
+            "budget_used": None if b is None else format_minor(b.used_minor, b.exponent),
+            "budget_share": None if b is None else (share_text(b.share) or None),
+            "budget_unit": None if b is None else b.unit,
+            "budget_period": None if b is None else b.period_key,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A grouped spending report: its rows, a total per currency, and how it was asked for."""
+
+    by: tuple[GroupKey, ...]
+    since: date | None
+    until: date | None
+    team: str | None
+    rows: tuple[ReportRow, ...]
+    totals: tuple[ReportRow, ...]
+    columns: tuple[str, ...] = field(default=COLUMNS)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "by": list(self.by),
+            "since": None if self.since is None else self.since.isoformat(),
+            "until": None if self.until is None else self.until.isoformat(),
+            "team": self.team,
+            "days": "UTC days of reservation; since and until inclusive",
+            "budget_basis": "the budget's current period",
+            "columns": list(self.columns),
+            "rows": [row.to_dict() for row in self.rows],
+            "totals": [row.to_dict() for row in self.totals],
+        }
+
+
+# --- reading the ledger -------------------------------------------------------------------
+
+_CLOSED_SQL = (
+    "SELECT day, team, endpoint, model, mode, pack, currency, SUM(n_settled), SUM(n_voided),"
+    " SUM(settled_est_minor), SUM(charged_minor) FROM rollup_daily{where}"
+    " GROUP BY day, team, endpoint, model, mode, pack, currency"
+)
+_OPEN_SQL = (
+    "SELECT date(reserved_at), team, COALESCE(endpoint, ''), COALESCE(model, ''),"
+    " COALESCE(mode, ''), pack, currency, COUNT(*), SUM(est_cost_minor) FROM holds"
+    " WHERE state IN ('held', 'submitted', 'unknown'){where} GROUP BY 1, 2, 3, 4, 5, 6, 7"
+)
+
+
+def _window_sql(
+    day_column: str, since: date | None, until: date | None, team: str | None
+) -> tuple[str, list[str]]:
+    clauses, params = [], []
+    if since is not None:
+        clauses.append(f"{day_column} >= ?")
+        params.append(since.isoformat())
+    if until is not None:
+        clauses.append(f"{day_column} <= ?")
+        params.append(until.isoformat())
+    if team is not None:
+        clauses.append("team = ?")
+        params.append(team)
+    return "".join(f" AND {c}" for c in clauses), params
+
+
+@dataclass(slots=True)
+class _Sums:
+    settled: int = 0
+    open: int = 0
+    voided: int = 0
+    settled_est: int = 0
+    charged: int = 0
+    held: int = 0
+
+
+def daily_sums(
+    ledger: Ledger,
+    *,
+    since: date | None = None,
+    until: date | None = None,
+    team: str | None = None,
+) -> Iterator[tuple[tuple[str, ...], tuple[int, int, int, int, int, int]]]:
+    """Per (day, team, endpoint, model, mode, pack, currency): settled, open, voided,
+    settled estimate, charged, held (minor units). Reads rollups and open holds only."""
+    where, params = _window_sql("day", since, until, team)
+    closed_sql = _CLOSED_SQL.format(where=" WHERE 1" + where if where else "")
+    open_where, open_params = _window_sql("date(reserved_at)", since, until, team)
+    conn = ledger.conn
+    merged: dict[tuple[str, ...], list[int]] = {}
+    with ledger._lock:  # one connection: reads take the ledger's lock like its own methods
+        for row in conn.execute(closed_sql, params):
+            merged[tuple(row[:7])] = [row[7], 0, row[8], row[9], row[10], 0]
+        for row in conn.execute(_OPEN_SQL.format(where=open_where), open_params):
+            sums = merged.setdefault(tuple(row[:7]), [0, 0, 0, 0, 0, 0])
+            sums[1] += row[7]
+            sums[5] += row[8]
+    for key in sorted(merged):
+        s = merged[key]
+        if any(s):
+            yield key, (s[0], s[1], s[2], s[3], s[4], s[5])
+
+
+def spending_report(
+    ledger: Ledger,
+    *,
+    by: str | Sequence[str] = ("team",),
+    since: date | None = None,
+    until: date | None = None,
+    team: str | None = None,
+) -> Report:
+    """Group the ledger's spending by ``by`` (see :data:`GROUP_KEYS`) between two dates."""
+    keys = parse_group_by(by)
+    if since is not None and until is not None and until < since:
+        raise ReportError(f"--until {until} is before --since {since}")
+    time_key = next((k for k in keys if k in TIME_KEYS), None)
+    groups: dict[tuple[str | None, ...], _Sums] = {}
+    totals: dict[str, _Sums] = {}
+    for (day, *dims), sums in daily_sums(ledger, since=since, until=until, team=team):
+        values = dict(zip(("team", "endpoint", "model", "mode", "pack", "currency"), dims))
+        group = tuple(values[k] if k in DIMENSIONS else None for k in DIMENSIONS)
+        period = period_of(day, time_key) if time_key else None
+        gkey = (*group, period, values["currency"])
+        for target in (groups.setdefault(gkey, _Sums()), totals.setdefault(dims[5], _Sums())):
+            target.settled += sums[0]
+            target.open += sums[1]
+            target.voided += sums[2]
+            target.settled_est += sums[3]
+            target.charged += sums[4]
+            target.held += sums[5]
+    budgets = _budgets(ledger) if "team" in keys else {}
+    rows = tuple(
+        _row("group", gkey, s, budgets)
+        for gkey, s in sorted(groups.items(), key=lambda item: [v or "" for v in item[0]])
+    )
+    total_rows = tuple(
+        _row("total", (None,) * 6 + (currency,), s, {}) for currency, s in sorted(totals.items())
+    )
+    return Report(keys, since, until, team, rows, total_rows)
+
+
+def _budgets(ledger: Ledger) -> dict[str, BudgetColumns]:
+    return {status.team: BudgetColumns.of(status) for status in ledger.budgets()}
+
+
+def _row(
+    kind: Literal["group", "total"],
+    gkey: tuple[str | None, ...],
+    s: _Sums,
+    budgets: Mapping[str, BudgetColumns],
+) -> ReportRow:
+    team, endpoint, model, mode, pack, period, currency = gkey
+    return ReportRow(
+        kind=kind,
+        currency=currency or "",
+        team=team,
+        endpoint=endpoint,
+        model=model,
+        mode=mode,
+        pack=pack,
+        period=period,
+        settled=s.settled,
+        open=s.open,
+        voided=s.voided,
+        settled_estimate_minor=s.settled_est,
+        charged_minor=s.charged,
+        held_minor=s.held,
+        budget=budgets.get(team) if team is not None else None,
+    )
+
+
+# --- writing a grouped report -------------------------------------------------------------
+
+
+def _cells(report: Report) -> Iterator[dict[str, str | int | None]]:
+    for row in (*report.rows, *report.totals):
+        yield row.to_dict()
+
+
+def write_csv(report: Report, out: IO[str]) -> None:
+    """The report as CSV under :data:`COLUMNS`, totals last (``kind`` = ``total``)."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(report.columns)
+    for cells in _cells(report):
+        writer.writerow(["" if cells[c] is None else cells[c] for c in report.columns])
+
+
+def write_json(report: Report, out: IO[str]) -> None:
+    json.dump(report.to_dict(), out, indent=2, ensure_ascii=False)
+    out.write("\n")
+
+
+#: Columns a person reads in a table (the CSV and JSON carry them all).
+_SHOWN = ("tasks", "settled", "open", "estimated", "charged", "held", "variance")
+_BUDGET_SHOWN = ("budget_used", "budget_limit", "budget_share")
+
+
+def table_columns(report: Report) -> list[str]:
+    keys = [k for k in DIMENSIONS if k in report.by]
+    if any(k in TIME_KEYS for k in report.by):
+        keys.append("period")
+    if len({row.currency for row in report.totals}) > 1:
+        keys.append("currency")
+    shown = [*keys, *_SHOWN]
+    if "team" in report.by:
+        shown += _BUDGET_SHOWN
+    return shown
+
+
+def _text_cells(report: Report, columns: Sequence[str]) -> list[list[str]]:
+    lines = []
+    for cells in _cells(report):
+        line = ["" if cells[c] is None else str(cells[c]) for c in columns]
+        if cells["kind"] == "total":
+            line[0] = f"total ({cells['currency']})"
+        if "budget_share" in columns and cells["budget_share"] is not None:
+            i = list(columns).index("budget_share")
+            line[i] = _percent(str(cells["budget_share"]))
+        lines.append(line)
+    return lines
+
+
+def _percent(share: str) -> str:
+    scaled = Fraction(share) * 100
+    whole = round(scaled * 10)
+    return f"{whole // 10}.{whole % 10}%"
+
+
+_NUMERIC = {"tasks", "settled", "open", "voided", *_SHOWN, *_BUDGET_SHOWN}
+
+
+def render_table(report: Report) -> str:
+    """An aligned text table for a terminal."""
+    columns = table_columns(report)
+    lines = _text_cells(report, columns)
+    if not report.rows:
+        return "no spending in this window"
+    headers = [c.replace("budget_", "budget ") for c in columns]
+    body = [headers, *lines]
+    widths = [max(len(r[i]) for r in body) for i in range(len(columns))]
+    out = []
+    for n, line in enumerate(body):
+        cells = [
+            cell.rjust(widths[i]) if columns[i] in _NUMERIC else cell.ljust(widths[i])
+            for i, cell in enumerate(line)
+        ]
+        out.append("  ".join(cells).rstrip())
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def write_markdown(report: Report, out: IO[str]) -> None:
+    """A GitHub-flavoured Markdown table (amounts right-aligned)."""
+    columns = table_columns(report)
+    out.write("| " + " | ".join(columns) + " |\n")
+    out.write("|" + "|".join("---:" if c in _NUMERIC else "---" for c in columns) + "|\n")
+    for line in _text_cells(report, columns):
+        out.write("| " + " | ".join(_md_escape(cell) for cell in line) + " |\n")
+
+
+# --- one row per task ---------------------------------------------------------------------
+
+
+def _sql_decimal(column: str, exponent: int) -> str:
+    """SQL that prints an integer of minor units as :func:`format_minor` does."""
+    if exponent == 0:
+        return column
+    scale = 10**exponent
+    return (
+        f"CASE WHEN {column} IS NULL THEN NULL WHEN {column} % {scale} = 0 THEN {column} / {scale}"
+        f" ELSE (CASE WHEN {column} < 0 THEN '-' ELSE '' END) || (abs({column}) / {scale}) || '.'"
+        f" || rtrim(printf('%0{exponent}d', abs({column}) % {scale}), '0') END"
+    )
+
+
+def _sql_money(column: str) -> str:
+    cases = " ".join(
+        f"WHEN '{name}' THEN {_sql_decimal(column, e)}"
+        for name, e in sorted(CURRENCY_EXPONENTS.items())
+        if e
+    )
+    return f"CASE h.currency {cases} ELSE {column} END" if cases else column
+
+
+_OPEN_CASE = "h.state IN ('held', 'submitted', 'unknown')"
+_TASK_SQL = (
+    "SELECT h.id, h.task_id, h.team, h.state, h.reserved_at, h.updated_at, h.endpoint, h.model,"
+    " h.mode, h.duration, h.sound, h.video_reference, h.reference_image, h.n, h.pack, h.currency,"
+    f" {_sql_money('h.est_cost_minor')},"
+    f" {_sql_money('h.cost_minor')},"
+    f" {_sql_money(f'(CASE WHEN {_OPEN_CASE} THEN h.est_cost_minor ELSE 0 END)')},"
+    f" {_sql_money('h.variance_cost_minor')},"
+    f" {_sql_decimal('h.est_units_milli', UNIT_EXPONENT)},"
+    f" {_sql_decimal('h.units_milli', UNIT_EXPONENT)},"
+    f" {_sql_decimal('h.variance_units_milli', UNIT_EXPONENT)},"
+    " h.raw_deduction, h.deduction_flag, h.task_status, h.reason FROM holds AS h"
+)
+
+
+def _task_query(
+    since: date | None, until: date | None, team: str | None, state: str | None
+) -> tuple[str, list[str]]:
+    clauses, params = [], []
+    if since is not None:
+        clauses.append("h.reserved_at >= ?")
+        params.append(since.isoformat())
+    if until is not None:
+        clauses.append("h.reserved_at < ?")
+        params.append((until + timedelta(days=1)).isoformat())
+    if team is not None:
+        clauses.append("h.team = ?")
+        params.append(team)
+    if state == "open":
+        clauses.append(_OPEN_CASE)
+    elif state is not None:
+        clauses.append("h.state = ?")
+        params.append(state)
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    return f"{_TASK_SQL}{where} ORDER BY h.id", params
+
+
+def task_rows(
+    ledger: Ledger,
+    *,
+    since: date | None = None,
+    until: date | None = None,
+    team: str | None = None,
+    state: str | None = None,
+) -> Iterator[tuple[Any, ...]]:
+    """One tuple per hold, in :data:`TASK_COLUMNS` order, amounts as decimal strings; streamed
+    from a cursor (memory stays flat however many holds there are)."""
+    sql, params = _task_query(since, until, team, state)
+    # A second connection: a long export never holds the ledger's lock, and reads one snapshot.
+    from klingcost import migrations
+
+    conn = migrations.connect(ledger.path, timeout=ledger.timeout)
+    try:
+        conn.execute("BEGIN")
+        yield from conn.execute(sql, params)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRow:
+    """One task of the ledger as an export row (see the module docstring for the columns)."""
+
+    hold_id: int
+    task_id: str | None
+    team: str
+    state: str
+    reserved_at: str
+    updated_at: str
+    endpoint: str | None
+    model: str | None
+    mode: str | None
+    duration: str | None
+    sound: int | None
+    video_reference: int | None
+    reference_image: int | None
+    n: int | None
+    pack: str
+    currency: str
+    estimated: str
+    charged: str | None
+    held: str
+    variance: str | None
+    estimated_units: str
+    charged_units: str | None
+    variance_units: str | None
+    raw_deduction: str | None
+    deduction_flag: str | None
+    task_status: str | None
+    reason: str | None
+
+
+def iter_tasks(
+    ledger: Ledger,
+    *,
+    since: date | None = None,
+    until: date | None = None,
+    team: str | None = None,
+    state: str | None = None,
+) -> Iterator[TaskRow]:
+    """The ledger's tasks as :class:`TaskRow` objects, streamed."""
+    for row in task_rows(ledger, since=since, until=until, team=team, state=state):
+        yield TaskRow(*(str(v) if isinstance(v, int) and i in _TEXT_INDEXES else v for i, v in enumerate(row)))
+
+
+#: Columns that are text in TaskRow though SQLite may hand back an int (amounts of credits).
+_TEXT_INDEXES = frozenset(
+    TASK_COLUMNS.index(c)
+    for c in (
+        "duration",
+        "estimated",
+        "charged",
+        "held",
+        "variance",
+        "estimated_units",
+        "charged_units",
+        "variance_units",
+    )
+)
+
+
+def export_tasks_csv(rows: Iterable[tuple[Any, ...]], out: IO[str]) -> int:
+    """Write ``rows`` (from :func:`task_rows`) as CSV under :data:`TASK_COLUMNS`; the count."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(TASK_COLUMNS)
+    counter = _Counter(rows)
+    writer.writerows(counter)
+    return counter.count
+
+
+def export_tasks_json(rows: Iterable[tuple[Any, ...]], out: IO[str], *, lines: bool = False) -> int:
+    """Write ``rows`` as a JSON array of objects (or JSON Lines), one task at a time."""
+    count = 0
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    if not lines:
+        out.write("[")
+    for row in rows:
+        text = dumps(dict(zip(TASK_COLUMNS, _json_cells(row), strict=True)))
+        if lines:
+            out.write(text + "\n")
+        else:
+            out.write(("\n" if count == 0 else ",\n") + text)
+        count += 1
+    if not lines:
+        out.write("\n]\n" if count else "]\n")
+    return count
+
+
+def _json_cells(row: tuple[Any, ...]) -> Iterator[Any]:
+    for i, value in enumerate(row):
+        yield str(value) if isinstance(value, int) and i in _TEXT_INDEXES else value
+
+
+class _Counter:
+    """An iterator that counts what passes through it."""
+
+    def __init__(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        self._rows = iter(rows)
+        self.count = 0
+
+    def __iter__(self) -> _Counter:
+        return self
+
+    def __next__(self) -> tuple[Any, ...]:
+        row = next(self._rows)
+        self.count += 1
+        return row
+
+
+__all__ = [
+    "COLUMNS",
+    "GROUP_KEYS",
+    "TASK_COLUMNS",
+    "BudgetColumns",
+    "Report",
+    "ReportError",
+    "ReportRow",
+    "TaskRow",
+    "daily_sums",
+    "export_tasks_csv",
+    "export_tasks_json",
+    "iter_tasks",
+    "parse_group_by",
+    "period_of",
+    "render_table",
+    "share_text",
+    "spending_report",
+    "task_rows",
+    "write_csv",
+    "write_json",
+    "write_markdown",
+]
