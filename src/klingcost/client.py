@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from fractions import Fraction
 from types import TracebackType
 from typing import Any, Final, Self
+from urllib.parse import quote
 
 import anyio
 import httpx
@@ -158,7 +159,8 @@ class _BaseKlingClient:
         task = str(task_id).strip()
         if not task or "/" in task:
             raise ValueError(f"not a task id: {task_id!r}")
-        return name, f"/v1/{name}/{task}", f"GET {name}/{task}"
+        # Ids are the API's or the caller's own (external_task_id): quote what a path cannot hold.
+        return name, f"/v1/{name}/{quote(task, safe='')}", f"GET {name}/{task}"
 
     def _task(self, endpoint: Endpoint, payload: Mapping[str, Any], data: object = None) -> Task:
         try:

@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -313,13 +314,14 @@ class Report:
 
 _CLOSED_SQL = (
     "SELECT day, team, endpoint, model, mode, pack, currency, SUM(n_settled), SUM(n_voided),"
-    " SUM(settled_est_minor), SUM(charged_minor) FROM rollup_daily{where}"
+    " SUM(settled_est_minor), SUM(charged_minor), SUM(charged_units) FROM rollup_daily{where}"
     " GROUP BY day, team, endpoint, model, mode, pack, currency"
 )
 _OPEN_SQL = (
     "SELECT date(reserved_at), team, COALESCE(endpoint, ''), COALESCE(model, ''),"
-    " COALESCE(mode, ''), pack, currency, COUNT(*), SUM(est_cost_minor) FROM holds"
-    " WHERE state IN ('held', 'submitted', 'unknown'){where} GROUP BY 1, 2, 3, 4, 5, 6, 7"
+    " COALESCE(mode, ''), pack, currency, COUNT(*), SUM(est_cost_minor), SUM(est_units_milli)"
+    " FROM holds WHERE state IN ('held', 'submitted', 'unknown'){where}"
+    " GROUP BY 1, 2, 3, 4, 5, 6, 7"
 )
 
 
@@ -355,9 +357,10 @@ def daily_sums(
     since: date | None = None,
     until: date | None = None,
     team: str | None = None,
-) -> Iterator[tuple[tuple[str, ...], tuple[int, int, int, int, int, int]]]:
+) -> Iterator[tuple[tuple[str, ...], tuple[int, ...]]]:
     """Per (day, team, endpoint, model, mode, pack, currency): settled, open, voided,
-    settled estimate, charged, held (minor units). Reads rollups and open holds only."""
+    settled estimate, charged, held (minor units of the currency), charged units and held units
+    (milli-units of the pack). Reads the rollups and the open holds only."""
     where, params = _window_sql("day", since, until, team)
     closed_sql = _CLOSED_SQL.format(where=" WHERE 1" + where if where else "")
     open_where, open_params = _window_sql("date(reserved_at)", since, until, team)
@@ -365,15 +368,15 @@ def daily_sums(
     merged: dict[tuple[str, ...], list[int]] = {}
     with ledger._lock:  # one connection: reads take the ledger's lock like its own methods
         for row in conn.execute(closed_sql, params):
-            merged[tuple(row[:7])] = [row[7], 0, row[8], row[9], row[10], 0]
+            merged[tuple(row[:7])] = [row[7], 0, row[8], row[9], row[10], 0, row[11], 0]
         for row in conn.execute(_OPEN_SQL.format(where=open_where), open_params):
-            sums = merged.setdefault(tuple(row[:7]), [0, 0, 0, 0, 0, 0])
+            sums = merged.setdefault(tuple(row[:7]), [0] * 8)
             sums[1] += row[7]
             sums[5] += row[8]
+            sums[7] += row[9]
     for key in sorted(merged):
-        s = merged[key]
-        if any(s):
-            yield key, (s[0], s[1], s[2], s[3], s[4], s[5])
+        if any(merged[key]):
+            yield key, tuple(merged[key])
 
 
 def spending_report(
@@ -392,8 +395,10 @@ def spending_report(
     groups: dict[tuple[str | None, ...], _Sums] = {}
     totals: dict[str, _Sums] = {}
     for (day, *dims), sums in daily_sums(ledger, since=since, until=until, team=team):
-        values = dict(zip(("team", "endpoint", "model", "mode", "pack", "currency"), dims))
-        group = tuple(values[k] if k in DIMENSIONS else None for k in DIMENSIONS)
+        values = dict(
+            zip(("team", "endpoint", "model", "mode", "pack", "currency"), dims, strict=True)
+        )
+        group = tuple(values[k] if k in keys else None for k in DIMENSIONS)
         period = period_of(day, time_key) if time_key else None
         gkey = (*group, period, values["currency"])
         for target in (groups.setdefault(gkey, _Sums()), totals.setdefault(dims[5], _Sums())):
@@ -610,10 +615,10 @@ def task_rows(
     """One tuple per hold, in :data:`TASK_COLUMNS` order, amounts as decimal strings; streamed
     from a cursor (memory stays flat however many holds there are)."""
     sql, params = _task_query(since, until, team, state)
-    # A second connection: a long export never holds the ledger's lock, and reads one snapshot.
-    from klingcost import migrations
-
-    conn = migrations.connect(ledger.path, timeout=ledger.timeout)
+    # A second, read-only connection: a long export never holds the ledger's lock (nor blocks
+    # writers: WAL), and reads one snapshot.
+    uri = f"{ledger.path.resolve().as_uri()}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, timeout=ledger.timeout, isolation_level=None)
     try:
         conn.execute("BEGIN")
         yield from conn.execute(sql, params)
@@ -665,7 +670,9 @@ def iter_tasks(
 ) -> Iterator[TaskRow]:
     """The ledger's tasks as :class:`TaskRow` objects, streamed."""
     for row in task_rows(ledger, since=since, until=until, team=team, state=state):
-        yield TaskRow(*(str(v) if isinstance(v, int) and i in _TEXT_INDEXES else v for i, v in enumerate(row)))
+        yield TaskRow(
+            *(str(v) if isinstance(v, int) and i in _TEXT_INDEXES else v for i, v in enumerate(row))
+        )
 
 
 #: Columns that are text in TaskRow though SQLite may hand back an int (amounts of credits).
@@ -684,13 +691,15 @@ _TEXT_INDEXES = frozenset(
 )
 
 
-def export_tasks_csv(rows: Iterable[tuple[Any, ...]], out: IO[str]) -> int:
-    """Write ``rows`` (from :func:`task_rows`) as CSV under :data:`TASK_COLUMNS`; the count."""
+def export_tasks_csv(rows: Iterable[tuple[Any, ...]], out: IO[str]) -> None:
+    """Write ``rows`` (from :func:`task_rows`) as CSV under :data:`TASK_COLUMNS`.
+
+    The rows go from the SQLite cursor to ``csv.writer.writerows`` with no Python per row:
+    amounts are formatted by SQLite itself.
+    """
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(TASK_COLUMNS)
-    counter = _Counter(rows)
-    writer.writerows(counter)
-    return counter.count
+    writer.writerows(rows)
 
 
 def export_tasks_json(rows: Iterable[tuple[Any, ...]], out: IO[str], *, lines: bool = False) -> int:
@@ -714,22 +723,6 @@ def export_tasks_json(rows: Iterable[tuple[Any, ...]], out: IO[str], *, lines: b
 def _json_cells(row: tuple[Any, ...]) -> Iterator[Any]:
     for i, value in enumerate(row):
         yield str(value) if isinstance(value, int) and i in _TEXT_INDEXES else value
-
-
-class _Counter:
-    """An iterator that counts what passes through it."""
-
-    def __init__(self, rows: Iterable[tuple[Any, ...]]) -> None:
-        self._rows = iter(rows)
-        self.count = 0
-
-    def __iter__(self) -> _Counter:
-        return self
-
-    def __next__(self) -> tuple[Any, ...]:
-        row = next(self._rows)
-        self.count += 1
-        return row
 
 
 __all__ = [
