@@ -40,7 +40,20 @@ from klingcost.errors import (
     TransportError,
     UnpricedRequestError,
 )
+
 if TYPE_CHECKING:  # pragma: no cover - resolved lazily by __getattr__ below
+    from klingcost.budgets import Budget, BudgetStatus, HoldAmounts
+    from klingcost.client import (
+        AsyncKlingClient,
+        Deduction,
+        ImageResult,
+        KlingClient,
+        Task,
+        VideoResult,
+    )
+    from klingcost.clock import Clock, FixedClock, ManualClock, SystemClock
+    from klingcost.guard import AsyncGuardedClient, GuardedClient, Submission
+    from klingcost.ledger import Hold, Ledger
     from klingcost.pricing import Cost, Estimate, Step, estimate, price
     from klingcost.request import (
         ENDPOINTS,
@@ -57,20 +70,8 @@ if TYPE_CHECKING:  # pragma: no cover - resolved lazily by __getattr__ below
         normalize_endpoint,
         validate_request,
     )
-    from klingcost.sheet import PriceSheet, load_sheet
-    from klingcost.client import (
-        AsyncKlingClient,
-        Deduction,
-        ImageResult,
-        KlingClient,
-        Task,
-        VideoResult,
-    )
-    from klingcost.guard import AsyncGuardedClient, GuardedClient, Submission
     from klingcost.settlement import Resolution
-    from klingcost.ledger import Hold, Ledger
-    from klingcost.budgets import Budget, BudgetStatus, HoldAmounts
-    from klingcost.clock import Clock, FixedClock, ManualClock, SystemClock
+    from klingcost.sheet import PriceSheet, load_sheet
 
 # Every public name but the errors is imported on first access (PEP 562): building pydantic
 # models costs ~60 ms and httpx/sqlite-utils more, so `import klingcost` stays as light as
@@ -100,9 +101,7 @@ _LAZY: dict[str, str] = {
         ["KlingClient", "AsyncKlingClient", "Task", "Deduction", "ImageResult", "VideoResult"],
         "klingcost.client",
     ),
-    **dict.fromkeys(
-        ["GuardedClient", "AsyncGuardedClient", "Submission"], "klingcost.guard"
-    ),
+    **dict.fromkeys(["GuardedClient", "AsyncGuardedClient", "Submission"], "klingcost.guard"),
     **dict.fromkeys(["Resolution"], "klingcost.settlement"),
     **dict.fromkeys(["Ledger", "Hold"], "klingcost.ledger"),
     **dict.fromkeys(["Budget", "BudgetStatus", "HoldAmounts"], "klingcost.budgets"),
@@ -120,30 +119,68 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "ENDPOINTS",
     "AccountError",
     "AmbiguousSubmitError",
+    "AsyncGuardedClient",
+    "AsyncKlingClient",
     "AuthenticationError",
+    "Budget",
     "BudgetConfigError",
     "BudgetExceeded",
     "BudgetNotFound",
+    "BudgetStatus",
+    "CameraConfig",
+    "CameraControl",
+    "Clock",
     "ConnectError",
+    "Cost",
+    "Deduction",
+    "Estimate",
+    "FixedClock",
+    "GuardedClient",
+    "Hold",
+    "HoldAmounts",
     "HoldNotFound",
     "HoldStateError",
+    "ImageRequest",
+    "ImageResult",
+    "ImageToVideoRequest",
     "InvalidAmountError",
     "InvalidRequestError",
     "KlingAPIError",
+    "KlingClient",
     "KlingcostError",
+    "Ledger",
     "LedgerError",
     "LedgerSchemaError",
     "MalformedResponseError",
+    "ManualClock",
+    "OmniElement",
+    "OmniImage",
+    "OmniVideo",
+    "OmniVideoRequest",
     "PolicyError",
+    "PriceSheet",
     "PricingError",
     "PricingSheetError",
     "Problem",
     "RateLimitError",
     "RequestValidationError",
+    "Resolution",
     "ServerError",
+    "Step",
+    "Submission",
+    "SystemClock",
+    "Task",
+    "TextToVideoRequest",
     "TransportError",
     "UnpricedRequestError",
-    *_LAZY,
+    "ValidatedRequest",
+    "VideoResult",
+    "estimate",
+    "load_sheet",
+    "normalize_endpoint",
+    "price",
+    "validate_request",
 ]

@@ -76,7 +76,9 @@ class RequestValidationError(KlingcostError, ValueError):
         self.problems: tuple[Problem, ...] = tuple(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         count = len(self.problems)
-        super().__init__(f"invalid {endpoint} request ({count} problem{'s' * (count != 1)}):\n{lines}")
+        super().__init__(
+            f"invalid {endpoint} request ({count} problem{'s' * (count != 1)}):\n{lines}"
+        )
 
 
 # --- pricing ------------------------------------------------------------------------------
@@ -120,7 +122,9 @@ class LedgerSchemaError(LedgerError):
 class BudgetNotFound(LedgerError, LookupError):
     def __init__(self, *, team: str) -> None:
         self.team = team
-        super().__init__(f"no budget named {team!r}; create it with: klingcost budget set {team} --limit N")
+        super().__init__(
+            f"no budget named {team!r}; create it with: klingcost budget set {team} --limit N"
+        )
 
 
 class BudgetConfigError(LedgerError, ValueError):

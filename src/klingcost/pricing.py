@@ -181,26 +181,36 @@ def _video_steps(request: ValidatedRequest, sheet: PriceSheet) -> list[Step]:
     mode_key = request.mode or "flat"
     if modes is None or mode_key not in modes:
         raise UnpricedRequestError(
-            endpoint=request.endpoint, model=request.model, missing=f"video.models.{request.model}.{mode_key}"
+            endpoint=request.endpoint,
+            model=request.model,
+            missing=f"video.models.{request.model}.{mode_key}",
         )
     base = video.base
     steps = [Step("base: kling-v1, 5 s, std", base.units, base.source, base.note)]
     mode = modes[mode_key]
     if mode.factor != 1:
         label = "one price, no std/pro" if mode_key == "flat" else mode_key
-        steps.append(Step(f"model and mode: {request.model} {label}", mode.factor, mode.source, mode.note))
+        steps.append(
+            Step(f"model and mode: {request.model} {label}", mode.factor, mode.source, mode.note)
+        )
     duration = video.durations.get(str(request.duration))
     if duration is None:
         raise UnpricedRequestError(
-            endpoint=request.endpoint, model=request.model, missing=f"video.durations.{request.duration}"
+            endpoint=request.endpoint,
+            model=request.model,
+            missing=f"video.durations.{request.duration}",
         )
     if duration.factor != 1:
-        steps.append(Step(f"duration: {request.duration} s", duration.factor, duration.source, duration.note))
+        steps.append(
+            Step(f"duration: {request.duration} s", duration.factor, duration.source, duration.note)
+        )
     if request.sound:
         sound = video.sound.get(request.model)
         if sound is None:
             raise UnpricedRequestError(
-                endpoint=request.endpoint, model=request.model, missing=f"video.sound.{request.model}"
+                endpoint=request.endpoint,
+                model=request.model,
+                missing=f"video.sound.{request.model}",
             )
         steps.append(Step("sound: on", sound.factor, sound.source, sound.note))
     return steps
@@ -209,7 +219,9 @@ def _video_steps(request: ValidatedRequest, sheet: PriceSheet) -> list[Step]:
 def _omni_steps(request: ValidatedRequest, sheet: PriceSheet) -> list[Step]:
     omni = sheet.omni.get(request.model)
     if omni is None:
-        raise UnpricedRequestError(endpoint=request.endpoint, model=request.model, missing=f"omni.{request.model}")
+        raise UnpricedRequestError(
+            endpoint=request.endpoint, model=request.model, missing=f"omni.{request.model}"
+        )
     rate = omni.per_second
     steps = [Step(f"base: {request.model} std, per second", rate.units, rate.source, rate.note)]
     if request.mode == "pro":
@@ -218,17 +230,32 @@ def _omni_steps(request: ValidatedRequest, sheet: PriceSheet) -> list[Step]:
         ref = omni.video_reference
         steps.append(Step("video reference", ref.factor, ref.source, ref.note))
     seconds = Fraction(request.duration or 0)
-    steps.append(Step(f"duration: {request.duration} s", seconds, "seed", "O1 is priced per second"))
+    steps.append(
+        Step(f"duration: {request.duration} s", seconds, "seed", "O1 is priced per second")
+    )
     return steps
 
 
 def _image_steps(request: ValidatedRequest, sheet: PriceSheet) -> list[Step]:
     image = sheet.images.get(request.model)
     if image is None:
-        raise UnpricedRequestError(endpoint=request.endpoint, model=request.model, missing=f"images.{request.model}")
+        raise UnpricedRequestError(
+            endpoint=request.endpoint, model=request.model, missing=f"images.{request.model}"
+        )
     per_image = image.reference if request.reference_image else image.text
     kind = "with a reference image" if request.reference_image else "text only"
-    steps = [Step(f"base: {request.model} image, {kind}", per_image.units, per_image.source, per_image.note)]
+    steps = [
+        Step(
+            f"base: {request.model} image, {kind}",
+            per_image.units,
+            per_image.source,
+            per_image.note,
+        )
+    ]
     if request.n != 1:
-        steps.append(Step(f"n: {request.n} images", Fraction(request.n), "seed", "images are billed per image"))
+        steps.append(
+            Step(
+                f"n: {request.n} images", Fraction(request.n), "seed", "images are billed per image"
+            )
+        )
     return steps

@@ -89,7 +89,13 @@ KLING_LIMITS: Final = (2500, 2500)
 MAX_IMAGE_BYTES: Final = 10 * 1024 * 1024
 MIN_IMAGE_SIDE: Final = 300
 CAMERA_AXES: Final = ("horizontal", "vertical", "pan", "tilt", "roll", "zoom")
-CAMERA_TYPES: Final = ("simple", "down_back", "forward_up", "right_turn_forward", "left_turn_forward")
+CAMERA_TYPES: Final = (
+    "simple",
+    "down_back",
+    "forward_up",
+    "right_turn_forward",
+    "left_turn_forward",
+)
 
 
 def normalize_endpoint(name: str) -> Endpoint:
@@ -350,8 +356,8 @@ def _from_pydantic(exc: ValidationError, model: type[BaseModel]) -> list[Problem
         elif kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
             allowed = _range_text(model, error["loc"], ctx)
             message = "out of range"
-        elif kind.startswith("int") or kind == "value_error" and "whole" in str(ctx):
-            allowed = "a whole number, as 5 or \"5\""
+        elif kind.startswith("int") or (kind == "value_error" and "whole" in str(ctx)):
+            allowed = 'a whole number, as 5 or "5"'
             message = "not a whole number"
         else:
             allowed = _expected_type(kind)
@@ -473,7 +479,9 @@ def _rules(
     prompt = body.prompt
     if prompt is not None and len(prompt) > prompt_max:
         problems.append(
-            Problem("prompt", prompt, f"at most {prompt_max} characters", f"{len(prompt)} characters")
+            Problem(
+                "prompt", prompt, f"at most {prompt_max} characters", f"{len(prompt)} characters"
+            )
         )
     negative = getattr(body, "negative_prompt", None)
     if negative is not None and len(negative) > negative_max:
@@ -497,7 +505,9 @@ def _rules(
 
 def _video_rules(request: ValidatedRequest, body: _VideoBody, problems: list[Problem]) -> None:
     if body.duration is not None and body.duration not in VIDEO_DURATIONS:
-        problems.append(Problem("duration", body.duration, '"5" or "10"', "not an allowed duration"))
+        problems.append(
+            Problem("duration", body.duration, '"5" or "10"', "not an allowed duration")
+        )
     if request.sound and request.model not in SOUND_MODELS:
         problems.append(
             Problem("sound", "on", "off, or a kling-v2-6 model", "sound is kling-v2-6 only (seed)")
@@ -517,7 +527,10 @@ def _video_rules(request: ValidatedRequest, body: _VideoBody, problems: list[Pro
             name
             for name, present in (
                 ("image_tail", body.image_tail is not None),
-                ("static_mask/dynamic_masks", body.static_mask is not None or bool(body.dynamic_masks)),
+                (
+                    "static_mask/dynamic_masks",
+                    body.static_mask is not None or bool(body.dynamic_masks),
+                ),
                 ("camera_control", camera is not None),
             )
             if present
@@ -533,7 +546,9 @@ def _video_rules(request: ValidatedRequest, body: _VideoBody, problems: list[Pro
             )
 
 
-def _camera_rules(request: ValidatedRequest, camera: CameraControl, problems: list[Problem]) -> None:
+def _camera_rules(
+    request: ValidatedRequest, camera: CameraControl, problems: list[Problem]
+) -> None:
     if request.duration != 5 or request.mode != "std":
         problems.append(
             Problem(
@@ -556,7 +571,11 @@ def _camera_rules(request: ValidatedRequest, camera: CameraControl, problems: li
         config = camera.config
         moved = [axis for axis in CAMERA_AXES if config is not None and getattr(config, axis)]
         if len(moved) != 1:
-            given = {a: getattr(config, a) for a in CAMERA_AXES if getattr(config, a) is not None} if config else None
+            given = (
+                {a: getattr(config, a) for a in CAMERA_AXES if getattr(config, a) is not None}
+                if config
+                else None
+            )
             problems.append(
                 Problem(
                     "camera_control.config",
@@ -588,13 +607,16 @@ def _omni_rules(request: ValidatedRequest, body: OmniVideoRequest, problems: lis
             Problem(
                 "image_list",
                 len(images) + len(elements),
-                f"at most {most} images and elements together" + (" with a video" if videos else ""),
+                f"at most {most} images and elements together"
+                + (" with a video" if videos else ""),
                 "too many images and elements",
             )
         )
     for index, image in enumerate(images):
         _check_image(f"image_list.{index}.image_url", image.image_url, problems)
-    first_frame_only = not elements and not videos and [i.type for i in images] in ([], ["first_frame"])
+    first_frame_only = (
+        not elements and not videos and [i.type for i in images] in ([], ["first_frame"])
+    )
     duration = request.duration
     if duration not in OMNI_DURATIONS:
         problems.append(Problem("duration", duration, "3 to 10 seconds", "not an allowed duration"))
@@ -618,19 +640,25 @@ def _check_image(field: str, value: str, problems: list[Problem]) -> None:
         return
     if value.startswith("data:"):
         problems.append(
-            Problem(field, value, "plain base64 without a data: prefix, or a URL", "data: URI prefix")
+            Problem(
+                field, value, "plain base64 without a data: prefix, or a URL", "data: URI prefix"
+            )
         )
         return
     try:
         raw = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        problems.append(Problem(field, value, "an http(s) URL or base64 image data", "not a URL or base64"))
+        problems.append(
+            Problem(field, value, "an http(s) URL or base64 image data", "not a URL or base64")
+        )
         return
     if len(raw) > MAX_IMAGE_BYTES:
         problems.append(Problem(field, f"{len(raw)} bytes", "at most 10 MB", "image too large"))
     size = image_size(raw)
     if size is None:
-        problems.append(Problem(field, raw[:8], "a jpg/jpeg or png image", "not a jpg or png image"))
+        problems.append(
+            Problem(field, raw[:8], "a jpg/jpeg or png image", "not a jpg or png image")
+        )
         return
     width, height = size
     if width < MIN_IMAGE_SIDE or height < MIN_IMAGE_SIDE:
@@ -639,7 +667,12 @@ def _check_image(field: str, value: str, problems: list[Problem]) -> None:
         )
     if width * 2 > height * 5 or height * 2 > width * 5:
         problems.append(
-            Problem(field, f"{width}x{height} px", "an aspect ratio from 1:2.5 to 2.5:1", "image too narrow")
+            Problem(
+                field,
+                f"{width}x{height} px",
+                "an aspect ratio from 1:2.5 to 2.5:1",
+                "image too narrow",
+            )
         )
 
 

@@ -31,7 +31,7 @@ BUNDLED = "klingcost/data/pricing.yaml"
 
 def _amount(value: Any) -> Fraction:
     if isinstance(value, float):
-        raise ValueError(f"{value!r} is a YAML float; quote it (\"{value}\") or use an integer")
+        raise ValueError(f'{value!r} is a YAML float; quote it ("{value}") or use an integer')
     if not isinstance(value, int | str) or isinstance(value, bool):
         raise ValueError(f"{value!r} is not an amount; write an integer or a quoted decimal")
     try:
@@ -127,7 +127,9 @@ class PriceSheet(_Strict):
         except KeyError:
             raise PricingSheetError(
                 source=self.origin,
-                problems=[f"providers: no provider {chosen!r}; the sheet has {', '.join(self.providers)}"],
+                problems=[
+                    f"providers: no provider {chosen!r}; the sheet has {', '.join(self.providers)}"
+                ],
             ) from None
 
 
@@ -149,10 +151,7 @@ def _load_cached(overlay: str | None) -> PriceSheet:
             raise PricingSheetError(
                 source=overlay, problems=[f"replace: {replace!r} is not true or false"]
             )
-        if replace:
-            data = extra
-        else:
-            data = _merge(data, extra)
+        data = extra if replace else _merge(data, extra)
         origin = overlay
     return parse_sheet(data, origin=origin)
 

@@ -42,7 +42,9 @@ def register(main: click.Group) -> None:
     "--endpoint",
     "-e",
     metavar="E",
-    help="Endpoint of bodies that do not name one: " + ", ".join(ENDPOINTS) + " (or text2video...).",
+    help="Endpoint of bodies that do not name one: "
+    + ", ".join(ENDPOINTS)
+    + " (or text2video...).",
 )
 @provider_option
 @pricing_option
@@ -158,8 +160,10 @@ def _run_batch(
     if as_json:
         out.write('{"results": [\n')
     else:
-        out.write(f"{'line':>6}  {'endpoint':<20} {'model':<18} {'mode':<4} {'sec':>3} {'n':>2} "
-                  f"{'units':>8} {'pack':<5} {'cost':>12}\n")
+        out.write(
+            f"{'line':>6}  {'endpoint':<20} {'model':<18} {'mode':<4} {'sec':>3} {'n':>2} "
+            f"{'units':>8} {'pack':<5} {'cost':>12}\n"
+        )
     first = True
     for item in _lines(text):
         totals.lines += 1
@@ -178,11 +182,9 @@ def _run_batch(
             key = (result.request.job, result.cost.provider)
             row = rows.get(key)
             if row is None:
-                row = rows[key] = (
-                    json.dumps(_row_dict(result)) if as_json else _row_text(result)
-                )
+                row = rows[key] = json.dumps(_row_dict(result)) if as_json else _row_text(result)
             if as_json:
-                out.write(("" if first else ",\n") + '{"line": %d, "estimate": %s}' % (number, row))
+                out.write(("" if first else ",\n") + f'{{"line": {number}, "estimate": {row}}}')
             else:
                 out.write(f"{number:>6}  {row}\n")
         else:
@@ -268,11 +270,12 @@ def render_estimate(result: Estimate) -> str:
     width = max(len(step.rule) for step in result.breakdown)
     for index, step in enumerate(result.breakdown):
         sign = " " if index == 0 else "x"
-        lines.append(f"  {sign} {step.rule:<{width}}  {format_amount(step.factor):>6}  [{step.source}]")
+        lines.append(
+            f"  {sign} {step.rule:<{width}}  {format_amount(step.factor):>6}  [{step.source}]"
+        )
     lines.append(f"  = {format_amount(result.units)} {result.pack} units")
-    lines.append(
-        f"  x {format_amount(cost.per_unit)} {cost.currency} per unit [{cost.source}, {cost.provider}]"
-    )
+    rate = format_amount(cost.per_unit)
+    lines.append(f"  x {rate} {cost.currency} per unit [{cost.source}, {cost.provider}]")
     lines.append(f"  = {format_amount(cost.amount)} {cost.currency} (rounded up)")
     return "\n".join(lines)
 
@@ -292,7 +295,10 @@ def prices_command(provider: str | None, pricing_path: str | None, as_json: bool
         echo_json({"origin": sheet.origin, "rows": rows})
         return
     currency = rows[0]["currency"] if rows else ""
-    header = f"{'endpoint':<20} {'model':<18} {'mode':<5} {'sec':>3} {'options':<18} {'units':>6} {'pack':<5} {currency:>10}"
+    header = (
+        f"{'endpoint':<20} {'model':<18} {'mode':<5} {'sec':>3} {'options':<18} "
+        f"{'units':>6} {'pack':<5} {currency:>10}"
+    )
     click.echo(f"price sheet: {sheet.origin}")
     click.echo(header)
     for row in rows:

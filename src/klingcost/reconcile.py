@@ -1,0 +1,391 @@
+"""Reconciliation: what each job class was estimated at, against what Kling charged.
+
+    result = reconcile(ledger, since=date(2026, 11, 1), tolerance=Fraction(1, 20))
+    for c in result.classes:
+        print(c.job.label, c.agreement_rate, c.drift, c.largest_variance)
+    result.drifting          # the classes whose drift is beyond the tolerance
+
+A **job class** is what fixes a price: endpoint, model, mode, duration, sound, video reference,
+reference image, ``n`` (and the pack it draws on). For each class, over the settled tasks:
+
+* ``compared``: tasks whose ``final_unit_deduction`` was trusted (a positive number below the
+  cap) and that did not fail: real observations of the price;
+* ``agreeing``: compared tasks charged exactly their estimate; ``agreement_rate`` = agreeing /
+  compared;
+* ``drift`` = (charged - estimated) / estimated over the compared tasks, signed: ``6/5`` means
+  Kling charged 20% more than the sheet says. A class *drifts beyond the tolerance* when
+  ``|drift| > tolerance`` (``--tolerance 0.05`` or ``5%``; the default 0 allows none);
+* ``largest_variance``: the largest ``|charged - estimated|`` of one task, in units.
+
+Charges that look wrong are flagged per task and counted per class:
+
+* ``missing``: settled with no ``final_unit_deduction`` (settled at the estimate);
+* ``zero``: the API said ``"0"`` (Kling billed the cash balance, or forgot);
+* ``absurd``: unparsable, negative or over the cap (``klingcost._protocol.parse_deduction``);
+* ``failed_charged``: the task failed, yet a deduction was reported and booked. This needs the
+  settler to pass ``task_status`` to :meth:`Ledger.settle`.
+
+Everything but the list of tasks comes from the ``rollup_class`` table; the tasks that disagree
+or are flagged come from a partial index that holds only them, so reconcile stays fast however
+many tasks agree.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from fractions import Fraction
+from typing import Any, Final
+
+from klingcost.ledger import Ledger
+from klingcost.money import UNIT_EXPONENT, exact, format_amount, format_minor
+
+FLAGS: Final[tuple[str, ...]] = ("missing", "zero", "absurd", "failed_charged")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class JobClass:
+    """What fixes a task's price. Empty strings and zeros where a field does not apply."""
+
+    endpoint: str
+    model: str
+    mode: str
+    duration: str
+    sound: bool
+    video_reference: bool
+    reference_image: bool
+    n: int
+    pack: str
+
+    @property
+    def label(self) -> str:
+        parts = [self.endpoint or "?", self.model or "?"]
+        if self.mode:
+            parts.append(self.mode)
+        if self.duration:
+            parts.append(f"{self.duration}s")
+        if self.sound:
+            parts.append("sound")
+        if self.video_reference:
+            parts.append("video-ref")
+        if self.reference_image:
+            parts.append("ref-image")
+        if self.pack == "image" or self.n > 1:
+            parts.append(f"n={self.n}")
+        return " ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.endpoint,
+            "model": self.model,
+            "mode": self.mode or None,
+            "duration": self.duration or None,
+            "sound": self.sound,
+            "video_reference": self.video_reference,
+            "reference_image": self.reference_image,
+            "n": self.n,
+            "pack": self.pack,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TaskCheck:
+    """One settled task that disagrees with its estimate or is flagged."""
+
+    hold_id: int
+    task_id: str | None
+    team: str
+    reserved_at: str
+    estimated_units_milli: int
+    charged_units_milli: int
+    raw_deduction: str | None
+    flags: tuple[str, ...]
+
+    @property
+    def variance_units_milli(self) -> int:
+        return self.charged_units_milli - self.estimated_units_milli
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "hold_id": self.hold_id,
+            "task_id": self.task_id,
+            "team": self.team,
+            "reserved_at": self.reserved_at,
+            "estimated_units": format_minor(self.estimated_units_milli, UNIT_EXPONENT),
+            "charged_units": format_minor(self.charged_units_milli, UNIT_EXPONENT),
+            "variance_units": format_minor(self.variance_units_milli, UNIT_EXPONENT),
+            "raw_deduction": self.raw_deduction,
+            "flags": list(self.flags),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ClassReconciliation:
+    """One job class: counts, units compared, drift, flags, and its worst tasks."""
+
+    job: JobClass
+    settled: int
+    voided: int
+    compared: int
+    agreeing: int
+    estimated_units_milli: int
+    charged_units_milli: int
+    abs_variance_units_milli: int
+    largest_variance_units_milli: int
+    flags: dict[str, int]
+    tasks: tuple[TaskCheck, ...] = ()
+    disagreeing: int = 0
+
+    @property
+    def agreement_rate(self) -> Fraction | None:
+        return Fraction(self.agreeing, self.compared) if self.compared else None
+
+    @property
+    def drift(self) -> Fraction | None:
+        """(charged - estimated) / estimated over the compared tasks; None without any."""
+        if not self.compared or not self.estimated_units_milli:
+            return None
+        variance = self.charged_units_milli - self.estimated_units_milli
+        return Fraction(variance, self.estimated_units_milli)
+
+    @property
+    def ratio(self) -> Fraction | None:
+        """charged / estimated over the compared tasks (``6/5``: 20% over the sheet)."""
+        drift = self.drift
+        return None if drift is None else 1 + drift
+
+    @property
+    def flagged(self) -> int:
+        return sum(self.flags.values())
+
+    def beyond(self, tolerance: Fraction) -> bool:
+        drift = self.drift
+        return drift is not None and abs(drift) > tolerance
+
+    def to_dict(self, tolerance: Fraction) -> dict[str, Any]:
+        def units(milli: int) -> str:
+            return format_minor(milli, UNIT_EXPONENT)
+
+        def frac(value: Fraction | None) -> str | None:
+            return None if value is None else format_amount(value)
+
+        return {
+            "class": self.job.to_dict(),
+            "label": self.job.label,
+            "settled": self.settled,
+            "voided": self.voided,
+            "compared": self.compared,
+            "agreeing": self.agreeing,
+            "agreement_rate": frac(self.agreement_rate),
+            "estimated_units": units(self.estimated_units_milli),
+            "charged_units": units(self.charged_units_milli),
+            "drift": frac(self.drift),
+            "ratio": frac(self.ratio),
+            "beyond_tolerance": self.beyond(tolerance),
+            "largest_variance_units": units(self.largest_variance_units_milli),
+            "mean_abs_variance_units": frac(
+                Fraction(self.abs_variance_units_milli, 1000 * self.compared)
+                if self.compared
+                else None
+            ),
+            "flags": dict(self.flags),
+            "disagreeing": self.disagreeing,
+            "tasks": [t.to_dict() for t in self.tasks],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciliation:
+    """Every job class seen in the window, worst first; and the tolerance used."""
+
+    classes: tuple[ClassReconciliation, ...]
+    tolerance: Fraction
+    since: date | None = None
+    until: date | None = None
+    flag_totals: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def drifting(self) -> tuple[ClassReconciliation, ...]:
+        return tuple(c for c in self.classes if c.beyond(self.tolerance))
+
+    @property
+    def ok(self) -> bool:
+        """No class drifts beyond the tolerance (flags alone do not make it fail)."""
+        return not self.drifting
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "since": None if self.since is None else self.since.isoformat(),
+            "until": None if self.until is None else self.until.isoformat(),
+            "tolerance": format_amount(self.tolerance),
+            "ok": self.ok,
+            "drifting": [c.job.label for c in self.drifting],
+            "flags": dict(self.flag_totals),
+            "classes": [c.to_dict(self.tolerance) for c in self.classes],
+        }
+
+
+def parse_tolerance(text: str | Fraction | int) -> Fraction:
+    """``"0.05"``, ``"5%"`` or ``"1/20"`` as an exact share (never a float); ValueError."""
+    if isinstance(text, str) and text.strip().endswith("%"):
+        value = exact(text.strip()[:-1]) / 100
+    else:
+        value = exact(text)
+    if value < 0:
+        raise ValueError(f"a tolerance cannot be negative (given {text!r})")
+    return value
+
+
+_KEY = "endpoint, model, mode, duration, sound, video_reference, reference_image, n, pack"
+_CLASS_SQL = (
+    f"SELECT {_KEY}, SUM(n_settled), SUM(n_voided), SUM(n_compared), SUM(n_agree),"
+    " SUM(est_units), SUM(charged_units), SUM(abs_var_units), MAX(max_abs_var_units),"
+    " SUM(n_missing), SUM(n_zero), SUM(n_absurd), SUM(n_failed_charged)"
+    f" FROM rollup_class{{where}} GROUP BY {_KEY}"
+)
+_DISAGREE = (
+    "state = 'settled' AND (units_milli <> est_units_milli OR deduction_flag IS NOT 'ok'"
+    " OR task_status IS 'failed')"
+)
+_TASKS_SQL = (
+    "SELECT id, task_id, team, reserved_at, est_units_milli, units_milli, raw_deduction,"
+    " deduction_flag, task_status, COALESCE(endpoint, ''), COALESCE(model, ''),"
+    " COALESCE(mode, ''), COALESCE(duration, ''), COALESCE(sound, 0),"
+    " COALESCE(video_reference, 0), COALESCE(reference_image, 0), COALESCE(n, 0), pack"
+    f" FROM holds INDEXED BY holds_disagree WHERE {_DISAGREE}{{where}}"
+)
+
+
+def _job(row: Any) -> JobClass:
+    return JobClass(
+        str(row[0]),
+        str(row[1]),
+        str(row[2]),
+        str(row[3]),
+        bool(row[4]),
+        bool(row[5]),
+        bool(row[6]),
+        int(row[7]),
+        str(row[8]),
+    )
+
+
+def task_flags(deduction_flag: str | None, task_status: str | None) -> tuple[str, ...]:
+    """The flags of one settled task (see the module docstring)."""
+    flags = []
+    if deduction_flag in (None, "absent"):
+        flags.append("missing")
+    elif deduction_flag == "zero":
+        flags.append("zero")
+    elif deduction_flag in ("absurd", "malformed", "negative"):
+        flags.append("absurd")
+    if task_status == "failed":
+        flags.append("failed_charged")
+    return tuple(flags)
+
+
+def _disagreeing(
+    ledger: Ledger, since: date | None, until: date | None, limit: int
+) -> tuple[dict[JobClass, list[tuple[int, int, TaskCheck]]], dict[JobClass, int]]:
+    clauses, params = [], []
+    if since is not None:
+        clauses.append("reserved_at >= ?")
+        params.append(since.isoformat())
+    if until is not None:
+        clauses.append("reserved_at < ?")
+        params.append((until + timedelta(days=1)).isoformat())
+    sql = _TASKS_SQL.format(where="".join(f" AND {c}" for c in clauses))
+    worst: dict[JobClass, list[tuple[int, int, TaskCheck]]] = {}
+    counts: dict[JobClass, int] = {}
+    with ledger._lock:
+        cursor = ledger.conn.execute(sql, params)
+        for row in _rows(cursor):
+            job = _job(row[9:])
+            counts[job] = counts.get(job, 0) + 1
+            if limit <= 0:
+                continue
+            flags = task_flags(row[7], row[8])
+            charged = row[5] if row[5] is not None else row[4]
+            check = TaskCheck(row[0], row[1], row[2], row[3], row[4], charged, row[6], flags)
+            # Keep the ``limit`` worst: flagged first, then the largest variance.
+            rank = (len(flags), abs(check.variance_units_milli))
+            heap = worst.setdefault(job, [])
+            item = (rank[0] * 10**15 + rank[1], -row[0], check)
+            if len(heap) < limit:
+                heapq.heappush(heap, item)
+            elif item[:2] > heap[0][:2]:
+                heapq.heapreplace(heap, item)
+    return worst, counts
+
+
+def _rows(cursor: Any) -> Iterator[Any]:
+    while True:
+        batch = cursor.fetchmany(2000)
+        if not batch:
+            return
+        yield from batch
+
+
+def reconcile(
+    ledger: Ledger,
+    *,
+    since: date | None = None,
+    until: date | None = None,
+    tolerance: Fraction | str | int = 0,
+    limit: int = 10,
+) -> Reconciliation:
+    """Reconcile every job class with tasks settled or voided in the window (UTC days,
+    inclusive). ``limit`` caps the tasks listed per class (flagged first, then the largest
+    variance)."""
+    tol = parse_tolerance(tolerance) if not isinstance(tolerance, Fraction) else tolerance
+    clauses, params = [], []
+    if since is not None:
+        clauses.append("day >= ?")
+        params.append(since.isoformat())
+    if until is not None:
+        clauses.append("day <= ?")
+        params.append(until.isoformat())
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    with ledger._lock:
+        rows = ledger.conn.execute(_CLASS_SQL.format(where=where), params).fetchall()
+    worst, counts = _disagreeing(ledger, since, until, limit)
+    classes = []
+    totals = dict.fromkeys(FLAGS, 0)
+    for row in rows:
+        job = _job(row)
+        flags = dict(zip(FLAGS, (int(v) for v in row[17:21]), strict=True))
+        for name, value in flags.items():
+            totals[name] += value
+        tasks = tuple(t for *_, t in sorted(worst.get(job, []), reverse=True))
+        classes.append(
+            ClassReconciliation(
+                job=job,
+                settled=int(row[9]),
+                voided=int(row[10]),
+                compared=int(row[11]),
+                agreeing=int(row[12]),
+                estimated_units_milli=int(row[13]),
+                charged_units_milli=int(row[14]),
+                abs_variance_units_milli=int(row[15]),
+                largest_variance_units_milli=int(row[16]),
+                flags=flags,
+                tasks=tasks,
+                disagreeing=counts.get(job, 0),
+            )
+        )
+    classes.sort(key=lambda c: (not c.beyond(tol), -c.flagged, -abs(c.drift or 0), c.job))
+    return Reconciliation(tuple(classes), tol, since, until, totals)
+
+
+__all__ = [
+    "FLAGS",
+    "ClassReconciliation",
+    "JobClass",
+    "Reconciliation",
+    "TaskCheck",
+    "parse_tolerance",
+    "reconcile",
+    "task_flags",
+]
