@@ -31,6 +31,7 @@ import httpx
 
 from klingcost import errors
 from klingcost._protocol import Task
+from klingcost._testpoints import reach
 from klingcost.budgets import HoldAmounts
 from klingcost.client import AsyncKlingClient, KlingClient
 from klingcost.ledger import Hold, Ledger
@@ -246,12 +247,16 @@ class GuardedClient:
         priced, hold, outgoing = self._core.reserve(endpoint, body, key)
         if outgoing is None:
             return Submission(priced, hold, None)
+        reach("after_reserve")
         try:
             task = self.client.submit(priced.endpoint, outgoing)
         except BaseException as exc:
             self._core.failed(hold, exc)
             raise
-        return Submission(priced, self._core.accepted(hold, task), task)
+        reach("after_send")
+        attached = self._core.accepted(hold, task)
+        reach("after_attach")
+        return Submission(priced, attached, task)
 
     def settle(self, target: Submission | Hold | int) -> Resolution:
         """Query the task once and settle or void its hold if it has ended."""

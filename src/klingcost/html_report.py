@@ -27,7 +27,7 @@ from klingcost.budgets import UNITS, Budget
 from klingcost.ledger import Ledger
 from klingcost.money import format_minor
 from klingcost.periods import period_key
-from klingcost.reports import Report, daily_sums, table_columns
+from klingcost.reports import Report, daily_sums, table_columns, text_cells
 
 #: Colours of the series, in order (readable on white, distinct for colour-blind readers).
 PALETTE: Final = ("#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#000000")
@@ -93,39 +93,40 @@ def budget_series(
         first_needed = None if None in starts else min(d for d in starts if d is not None)
     by_team_day: dict[tuple[str, str], list[tuple[str, str, int, int]]] = defaultdict(list)
     days: set[str] = set()
-    for (day, holder, _e, _m, _mo, pack, currency), s in daily_sums(
+    for (on, holder, _e, _m, _mo, pack, currency), s in daily_sums(
         ledger, since=first_needed, until=until, team=team
     ):
         # s: settled, open, voided, settled estimate, charged, held, charged units, held units
-        by_team_day[(holder, day)].append((pack, currency, s[4] + s[5], s[6] + s[7]))
-        if since is None or day >= since.isoformat():
-            days.add(day)
+        by_team_day[(holder, on)].append((pack, currency, s[4] + s[5], s[6] + s[7]))
+        if since is None or on >= since.isoformat():
+            days.add(on)
     if not days:
         return []
     start = since or date.fromisoformat(min(days))
     end = until or date.fromisoformat(max(days))
     trees = _subtrees(budgets)
     teams_by_day: dict[str, set[str]] = defaultdict(set)
-    for team, day in by_team_day:
-        teams_by_day[day].add(team)
+    for holder, text in by_team_day:
+        teams_by_day[text].add(holder)
+    earliest = date.fromisoformat(min(text for _, text in by_team_day))
     out = []
     for budget in budgets:
         tree = trees[budget.team]
-        if not any(team in tree for team, _ in by_team_day):
+        if not any(holder in tree for holder, _ in by_team_day):
             continue
-        day = _period_start(budget.period, start) if since is not None else start
-        day = day or date.fromisoformat(min(d for _, d in by_team_day))
-        running, current_key, points = 0, None, []
+        first = _period_start(budget.period, start) if since is not None else start
+        day: date = first if first is not None else earliest
+        running, current_key = 0, None
+        points: list[tuple[date, int]] = []
         while day <= end:
-            key = period_key(
-                budget.period, datetime(day.year, day.month, day.day, 12, tzinfo=UTC), budget.tz
-            )
+            noon = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
+            key = period_key(budget.period, noon, budget.tz)
             if key != current_key:
                 running, current_key = 0, key
             text = day.isoformat()
-            for team in teams_by_day.get(text, ()):
-                if team in tree:
-                    for pack, currency, cost, units in by_team_day[(team, text)]:
+            for holder in teams_by_day.get(text, ()):
+                if holder in tree:
+                    for pack, currency, cost, units in by_team_day[(holder, text)]:
                         running += _counted(budget, pack, currency, cost, units)
             if day >= start:
                 points.append((day, running))
@@ -266,33 +267,19 @@ def _table(report: Report) -> str:
         for c in columns
     )
     rows = []
-    for row in (*report.rows, *report.totals):
-        cells = row.to_dict()
-        values = ["" if cells[c] is None else str(cells[c]) for c in columns]
-        if row.kind == "total":
-            values[0] = f"total ({row.currency})"
-        if "budget_share" in columns and cells["budget_share"]:
-            i = columns.index("budget_share")
-            values[i] = f"{float_free_percent(str(cells['budget_share']))}"
+    kinds = [row.kind for row in (*report.rows, *report.totals)]
+    for kind, values in zip(kinds, text_cells(report, columns), strict=True):
         tds = "".join(
             f'<td class="{"num" if c in _NUMERIC else "text"}">{escape(v)}</td>'
             for c, v in zip(columns, values, strict=True)
         )
-        rows.append(f'<tr class="{row.kind}">{tds}</tr>')
+        rows.append(f'<tr class="{kind}">{tds}</tr>')
     if not report.rows:
         rows = [f'<tr><td colspan="{len(columns)}">No spending in this window.</td></tr>']
     return (
         f'<table class="report"><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
-
-
-def float_free_percent(share: str) -> str:
-    """``"0.8125"`` -> ``"81.3%"``, by integer arithmetic on the decimal string."""
-    whole, _, decimals = share.partition(".")
-    scaled = int(whole) * 10000 + int((decimals + "0000")[:4])  # ten-thousandths
-    tenths = (scaled + 5) // 10  # tenths of a percent, half up
-    return f"{tenths // 10}.{tenths % 10}%"
 
 
 def render_html(

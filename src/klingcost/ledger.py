@@ -751,6 +751,9 @@ class Ledger:
                 was=hold.state,
             )
             self._record_alerts(conn, at, hold_id, alerts)
+            from klingcost._testpoints import reach  # a crash test may stop here, before COMMIT
+
+            reach("during_settle")
             return replace(
                 hold,
                 state="settled",

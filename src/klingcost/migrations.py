@@ -240,8 +240,8 @@ _CLASS_SUMS: dict[str, str] = {
     "n_missing": f"({_SETTLED} AND COALESCE({{r}}.deduction_flag, 'absent') = 'absent')",
     "n_zero": f"({_SETTLED} AND {{r}}.deduction_flag IS 'zero')",
     "n_absurd": (
-        f"({_SETTLED} AND ({{r}}.deduction_flag = 'absurd' OR {{r}}.deduction_flag = 'malformed'"
-        " OR {r}.deduction_flag = 'negative'))"
+        f"({_SETTLED} AND ({{r}}.deduction_flag IS 'absurd' OR {{r}}.deduction_flag IS 'malformed'"
+        " OR {r}.deduction_flag IS 'negative'))"
     ),
     "n_failed_charged": f"({_SETTLED} AND {{r}}.task_status IS 'failed')",
 }
@@ -321,8 +321,15 @@ def rebuild_rollups(conn: sqlite3.Connection) -> None:
 
 
 #: Columns of ``holds`` whose change moves a hold's contribution to the rollups.
-_WATCHED = ("state", "est_cost_minor", "est_units_milli", "cost_minor", "units_milli")
-_WATCHED += ("deduction_flag", "task_status")
+_WATCHED: Final[tuple[str, ...]] = (
+    "state",
+    "est_cost_minor",
+    "est_units_milli",
+    "cost_minor",
+    "units_milli",
+    "deduction_flag",
+    "task_status",
+)
 
 #: The job class columns added to ``holds``, each read from the hold's ``meta`` by ``reserve``.
 CLASS_COLUMNS: Final[tuple[str, ...]] = (
@@ -346,8 +353,19 @@ def _backfill_0002(conn: sqlite3.Connection) -> None:
         "UPDATE holds SET deduction_flag = ? WHERE id = ?",
         [(parse_deduction(raw).flag, hold_id) for hold_id, raw in rows],
     )
+    # The rollups and their triggers come after the flags, so that the backfill above does not
+    # fire a trigger per row; then one pass over the holds fills them.
+    for statement in _ROLLUP_DDL:
+        conn.execute(statement)
     rebuild_rollups(conn)
 
+
+_ROLLUP_DDL: Final[tuple[str, ...]] = (
+    _rollup_table("rollup_daily"),
+    _rollup_table("rollup_class"),
+    *_triggers("rollup_daily"),
+    *_triggers("rollup_class"),
+)
 
 _ROLLUPS_0002 = (
     *(
@@ -364,10 +382,6 @@ _ROLLUPS_0002 = (
     "UPDATE holds SET "
     + ", ".join(f"{c} = json_extract(meta, '$.{c}')" for c in CLASS_COLUMNS)
     + ", task_id = (SELECT t.task_id FROM tasks AS t WHERE t.hold_id = holds.id)",
-    _rollup_table("rollup_daily"),
-    _rollup_table("rollup_class"),
-    *_triggers("rollup_daily"),
-    *_triggers("rollup_class"),
     # The tasks reconcile lists: settled at a charge other than the estimate, or flagged.
     "CREATE INDEX holds_disagree ON holds(reserved_at) WHERE state = 'settled' AND"
     " (units_milli <> est_units_milli OR deduction_flag IS NOT 'ok' OR task_status IS 'failed')",

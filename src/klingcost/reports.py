@@ -58,11 +58,13 @@ import csv
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from fractions import Fraction
 from functools import lru_cache
-from typing import IO, Any, Final, Literal
+from operator import itemgetter
+from typing import IO, Any, Final, Literal, cast
 
 from klingcost.budgets import CURRENCY_EXPONENTS, UNITS, BudgetStatus
 from klingcost.errors import KlingcostError
@@ -152,7 +154,7 @@ def parse_group_by(text: str | Sequence[str]) -> tuple[GroupKey, ...]:
         raise ReportError("--by: choose one of day, week or month")
     if len(set(parts)) != len(parts):
         raise ReportError(f"--by: a key is repeated in {','.join(parts)}")
-    return tuple(parts)  # type: ignore[return-value]
+    return tuple(cast("list[GroupKey]", parts))
 
 
 @lru_cache(maxsize=4096)
@@ -312,17 +314,22 @@ class Report:
 
 # --- reading the ledger -------------------------------------------------------------------
 
-_CLOSED_SQL = (
-    "SELECT day, team, endpoint, model, mode, pack, currency, SUM(n_settled), SUM(n_voided),"
-    " SUM(settled_est_minor), SUM(charged_minor), SUM(charged_units) FROM rollup_daily{where}"
-    " GROUP BY day, team, endpoint, model, mode, pack, currency"
+#: Sums read per group: settled, open, voided, settled estimate, charged, held (minor units of
+#: the currency), charged units, held units (milli-units of the pack).
+_CLOSED_SUMS = (
+    "SUM(n_settled), 0, SUM(n_voided), SUM(settled_est_minor), SUM(charged_minor), 0,"
+    " SUM(charged_units), 0"
 )
-_OPEN_SQL = (
-    "SELECT date(reserved_at), team, COALESCE(endpoint, ''), COALESCE(model, ''),"
-    " COALESCE(mode, ''), pack, currency, COUNT(*), SUM(est_cost_minor), SUM(est_units_milli)"
-    " FROM holds WHERE state IN ('held', 'submitted', 'unknown'){where}"
-    " GROUP BY 1, 2, 3, 4, 5, 6, 7"
-)
+_OPEN_SUMS = "0, COUNT(*), 0, 0, 0, SUM(est_cost_minor), 0, SUM(est_units_milli)"
+_OPEN_COLUMNS = {
+    "day": "date(reserved_at)",
+    "team": "team",
+    "endpoint": "COALESCE(endpoint, '')",
+    "model": "COALESCE(model, '')",
+    "mode": "COALESCE(mode, '')",
+    "pack": "pack",
+    "currency": "currency",
+}
 
 
 def _window_sql(
@@ -341,14 +348,47 @@ def _window_sql(
     return "".join(f" AND {c}" for c in clauses), params
 
 
-@dataclass(slots=True)
-class _Sums:
-    settled: int = 0
-    open: int = 0
-    voided: int = 0
-    settled_est: int = 0
-    charged: int = 0
-    held: int = 0
+def grouped_sums(
+    ledger: Ledger,
+    columns: Sequence[str],
+    *,
+    since: date | None = None,
+    until: date | None = None,
+    team: str | None = None,
+) -> dict[tuple[str, ...], Sequence[int]]:
+    """Sums per group of ``columns`` (any of day, month, team, endpoint, model, mode, pack,
+    currency), grouped by SQLite: from the rollups for closed holds, and from the open holds
+    (few) through their index. Values: settled, open, voided, settled estimate, charged, held,
+    charged units, held units."""
+    closed_cols = [("substr(day, 1, 7)" if c == "month" else c) for c in columns]
+    open_cols = [
+        ("substr(date(reserved_at), 1, 7)" if c == "month" else _OPEN_COLUMNS[c]) for c in columns
+    ]
+    group = ", ".join(str(i + 1) for i in range(len(columns)))
+    group_by = f" GROUP BY {group}" if columns else ""
+    where, params = _window_sql("day", since, until, team)
+    closed_sql = (
+        f"SELECT {', '.join([*closed_cols, _CLOSED_SUMS])} FROM rollup_daily"
+        f" WHERE 1{where}{group_by}"
+    )
+    open_where, open_params = _window_sql("date(reserved_at)", since, until, team)
+    open_sql = (
+        f"SELECT {', '.join([*open_cols, _OPEN_SUMS])} FROM holds"
+        f" WHERE state IN ('held', 'submitted', 'unknown'){open_where}{group_by}"
+    )
+    width = len(columns)
+    merged: dict[tuple[str, ...], Sequence[int]] = {}
+    with ledger._lock:  # one connection: reads take the ledger's lock like its own methods
+        for row in ledger.conn.execute(closed_sql, params):
+            if row[width] is not None:  # a group with no rows at all (no columns) is skipped
+                merged[row[:width]] = row[width:]
+        for row in ledger.conn.execute(open_sql, open_params):
+            if row[width + 1]:
+                sums = list(merged.get(row[:width], (0,) * 8))
+                for i in (1, 5, 7):
+                    sums[i] += row[width + i] or 0
+                merged[row[:width]] = sums
+    return merged
 
 
 def daily_sums(
@@ -358,25 +398,12 @@ def daily_sums(
     until: date | None = None,
     team: str | None = None,
 ) -> Iterator[tuple[tuple[str, ...], tuple[int, ...]]]:
-    """Per (day, team, endpoint, model, mode, pack, currency): settled, open, voided,
-    settled estimate, charged, held (minor units of the currency), charged units and held units
-    (milli-units of the pack). Reads the rollups and the open holds only."""
-    where, params = _window_sql("day", since, until, team)
-    closed_sql = _CLOSED_SQL.format(where=" WHERE 1" + where if where else "")
-    open_where, open_params = _window_sql("date(reserved_at)", since, until, team)
-    conn = ledger.conn
-    merged: dict[tuple[str, ...], list[int]] = {}
-    with ledger._lock:  # one connection: reads take the ledger's lock like its own methods
-        for row in conn.execute(closed_sql, params):
-            merged[tuple(row[:7])] = [row[7], 0, row[8], row[9], row[10], 0, row[11], 0]
-        for row in conn.execute(_OPEN_SQL.format(where=open_where), open_params):
-            sums = merged.setdefault(tuple(row[:7]), [0] * 8)
-            sums[1] += row[7]
-            sums[5] += row[8]
-            sums[7] += row[9]
+    """Per (day, team, endpoint, model, mode, pack, currency), in order: the sums of
+    :func:`grouped_sums`."""
+    columns = ("day", "team", "endpoint", "model", "mode", "pack", "currency")
+    merged = grouped_sums(ledger, columns, since=since, until=until, team=team)
     for key in sorted(merged):
-        if any(merged[key]):
-            yield key, tuple(merged[key])
+        yield key, tuple(merged[key])
 
 
 def spending_report(
@@ -392,27 +419,33 @@ def spending_report(
     if since is not None and until is not None and until < since:
         raise ReportError(f"--until {until} is before --since {since}")
     time_key = next((k for k in keys if k in TIME_KEYS), None)
-    groups: dict[tuple[str | None, ...], _Sums] = {}
-    totals: dict[str, _Sums] = {}
-    for (day, *dims), sums in daily_sums(ledger, since=since, until=until, team=team):
-        values = dict(
-            zip(("team", "endpoint", "model", "mode", "pack", "currency"), dims, strict=True)
-        )
-        group = tuple(values[k] if k in keys else None for k in DIMENSIONS)
-        period = period_of(day, time_key) if time_key else None
-        gkey = (*group, period, values["currency"])
-        for target in (groups.setdefault(gkey, _Sums()), totals.setdefault(dims[5], _Sums())):
-            target.settled += sums[0]
-            target.open += sums[1]
-            target.voided += sums[2]
-            target.settled_est += sums[3]
-            target.charged += sums[4]
-            target.held += sums[5]
+    dims = [k for k in DIMENSIONS if k in keys]
+    # SQLite groups to the final key; ISO weeks are folded from days here (a few hundred rows).
+    sql_time = {"day": ["day"], "week": ["day"], "month": ["month"]}.get(time_key or "", [])
+    columns = [*dims, *sql_time, "currency"]
+    # The report's key (DIMENSIONS, period, currency) picked from the SQL key plus a None.
+    missing = len(columns)
+    picks = [columns.index(k) if k in columns else missing for k in DIMENSIONS]
+    picks += [len(dims) if time_key else missing, len(columns) - 1]
+    pick = itemgetter(*picks)
+    found = grouped_sums(ledger, columns, since=since, until=until, team=team)
+    groups: dict[tuple[str | None, ...], Sequence[int]] = {}
+    if time_key == "week":  # fold days into ISO weeks
+        for key, sums in found.items():
+            parts = list(pick((*key, None)))
+            parts[5] = period_of(parts[5], "week")
+            week = tuple(parts)
+            old = groups.get(week)
+            groups[week] = sums if old is None else [a + b for a, b in zip(old, sums, strict=True)]
+    else:
+        groups = {pick((*key, None)): sums for key, sums in found.items()}
+    totals: dict[str, list[int]] = {}
+    for gkey, group_sums in groups.items():
+        total = totals.setdefault(gkey[6] or "", [0] * 8)
+        for i in range(6):
+            total[i] += group_sums[i]
     budgets = _budgets(ledger) if "team" in keys else {}
-    rows = tuple(
-        _row("group", gkey, s, budgets)
-        for gkey, s in sorted(groups.items(), key=lambda item: [v or "" for v in item[0]])
-    )
+    rows = tuple(_row("group", gkey, groups[gkey], budgets) for gkey in sorted(groups))
     total_rows = tuple(
         _row("total", (None,) * 6 + (currency,), s, {}) for currency, s in sorted(totals.items())
     )
@@ -426,26 +459,26 @@ def _budgets(ledger: Ledger) -> dict[str, BudgetColumns]:
 def _row(
     kind: Literal["group", "total"],
     gkey: tuple[str | None, ...],
-    s: _Sums,
+    s: Sequence[int],
     budgets: Mapping[str, BudgetColumns],
 ) -> ReportRow:
     team, endpoint, model, mode, pack, period, currency = gkey
     return ReportRow(
-        kind=kind,
-        currency=currency or "",
-        team=team,
-        endpoint=endpoint,
-        model=model,
-        mode=mode,
-        pack=pack,
-        period=period,
-        settled=s.settled,
-        open=s.open,
-        voided=s.voided,
-        settled_estimate_minor=s.settled_est,
-        charged_minor=s.charged,
-        held_minor=s.held,
-        budget=budgets.get(team) if team is not None else None,
+        kind,
+        currency or "",
+        team,
+        endpoint,
+        model,
+        mode,
+        pack,
+        period,
+        s[0],
+        s[1],
+        s[2],
+        s[3],
+        s[4],
+        s[5],
+        budgets.get(team) if team is not None else None,
     )
 
 
@@ -476,7 +509,7 @@ _BUDGET_SHOWN = ("budget_used", "budget_limit", "budget_share")
 
 
 def table_columns(report: Report) -> list[str]:
-    keys = [k for k in DIMENSIONS if k in report.by]
+    keys: list[str] = [k for k in DIMENSIONS if k in report.by]
     if any(k in TIME_KEYS for k in report.by):
         keys.append("period")
     if len({row.currency for row in report.totals}) > 1:
@@ -487,10 +520,34 @@ def table_columns(report: Report) -> list[str]:
     return shown
 
 
-def _text_cells(report: Report, columns: Sequence[str]) -> list[list[str]]:
+_AMOUNTS = frozenset({"estimated", "charged", "held", "variance", "budget_used", "budget_limit"})
+
+
+def group_digits(text: str) -> str:
+    """``"-1245000.5"`` -> ``"-1,245,000.5"``: for people; CSV and JSON keep plain decimals."""
+    sign = "-" if text.startswith("-") else ""
+    whole, dot, fraction = text.removeprefix("-").partition(".")
+    if not whole.isdigit():
+        return text
+    groups: list[str] = []
+    while len(whole) > 3:
+        groups.insert(0, whole[-3:])
+        whole = whole[:-3]
+    return sign + ",".join([whole, *groups]) + dot + fraction
+
+
+def text_cells(report: Report, columns: Sequence[str]) -> list[list[str]]:
+    """The report's rows as display strings (digits grouped, shares as percentages)."""
     lines = []
     for cells in _cells(report):
-        line = ["" if cells[c] is None else str(cells[c]) for c in columns]
+        line = [
+            ""
+            if cells[c] is None
+            else group_digits(str(cells[c]))
+            if c in _AMOUNTS
+            else str(cells[c])
+            for c in columns
+        ]
         if cells["kind"] == "total":
             line[0] = f"total ({cells['currency']})"
         if "budget_share" in columns and cells["budget_share"] is not None:
@@ -512,7 +569,7 @@ _NUMERIC = {"tasks", "settled", "open", "voided", *_SHOWN, *_BUDGET_SHOWN}
 def render_table(report: Report) -> str:
     """An aligned text table for a terminal."""
     columns = table_columns(report)
-    lines = _text_cells(report, columns)
+    lines = text_cells(report, columns)
     if not report.rows:
         return "no spending in this window"
     headers = [c.replace("budget_", "budget ") for c in columns]
@@ -539,7 +596,7 @@ def write_markdown(report: Report, out: IO[str]) -> None:
     columns = table_columns(report)
     out.write("| " + " | ".join(columns) + " |\n")
     out.write("|" + "|".join("---:" if c in _NUMERIC else "---" for c in columns) + "|\n")
-    for line in _text_cells(report, columns):
+    for line in text_cells(report, columns):
         out.write("| " + " | ".join(_md_escape(cell) for cell in line) + " |\n")
 
 
@@ -615,13 +672,19 @@ def task_rows(
     """One tuple per hold, in :data:`TASK_COLUMNS` order, amounts as decimal strings; streamed
     from a cursor (memory stays flat however many holds there are)."""
     sql, params = _task_query(since, until, team, state)
-    # A second, read-only connection: a long export never holds the ledger's lock (nor blocks
-    # writers: WAL), and reads one snapshot.
+    with _snapshot(ledger) as conn:
+        yield from conn.execute(sql, params)
+
+
+@contextmanager
+def _snapshot(ledger: Ledger) -> Iterator[sqlite3.Connection]:
+    """A second, read-only connection in one read transaction: a long export never holds the
+    ledger's lock (nor blocks its writers: WAL), and reads one consistent snapshot."""
     uri = f"{ledger.path.resolve().as_uri()}?mode=ro"
     conn = sqlite3.connect(uri, uri=True, timeout=ledger.timeout, isolation_level=None)
     try:
         conn.execute("BEGIN")
-        yield from conn.execute(sql, params)
+        yield conn
         conn.execute("COMMIT")
     finally:
         conn.close()
@@ -670,9 +733,8 @@ def iter_tasks(
 ) -> Iterator[TaskRow]:
     """The ledger's tasks as :class:`TaskRow` objects, streamed."""
     for row in task_rows(ledger, since=since, until=until, team=team, state=state):
-        yield TaskRow(
-            *(str(v) if isinstance(v, int) and i in _TEXT_INDEXES else v for i, v in enumerate(row))
-        )
+        cells: list[Any] = list(_json_cells(row))
+        yield TaskRow(*cells)
 
 
 #: Columns that are text in TaskRow though SQLite may hand back an int (amounts of credits).
@@ -691,15 +753,83 @@ _TEXT_INDEXES = frozenset(
 )
 
 
-def export_tasks_csv(rows: Iterable[tuple[Any, ...]], out: IO[str]) -> None:
-    """Write ``rows`` (from :func:`task_rows`) as CSV under :data:`TASK_COLUMNS`.
+def _task_csv_sql() -> str:
+    """One CSV line per hold, built by SQLite's printf: one string object per row."""
+    select = _TASK_SQL.removeprefix("SELECT ").split(" FROM holds AS h")[0]
+    expressions = _split_columns(select)
+    assert len(expressions) == len(TASK_COLUMNS)
+    template = ",".join(["%s"] * len(expressions))  # printf prints NULL as an empty string
+    return f"SELECT printf('{template}', {', '.join(expressions)}) FROM holds AS h"
 
-    The rows go from the SQLite cursor to ``csv.writer.writerows`` with no Python per row:
-    amounts are formatted by SQLite itself.
+
+def _split_columns(select: str) -> list[str]:
+    """Split a SELECT list on its top-level commas."""
+    parts: list[str] = []
+    current: list[str] = []
+    depth, quoted = 0, False
+    for char in select:
+        if char == "'":
+            quoted = not quoted
+        elif not quoted and char == "(":
+            depth += 1
+        elif not quoted and char == ")":
+            depth -= 1
+        if char == "," and depth == 0 and not quoted:
+            parts.append("".join(current).strip())
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current).strip())
+    return parts
+
+
+_COMMAS = len(TASK_COLUMNS) - 1
+
+
+def export_tasks_csv(
+    ledger: Ledger,
+    out: IO[str],
+    *,
+    since: date | None = None,
+    until: date | None = None,
+    team: str | None = None,
+    state: str | None = None,
+) -> int:
+    """Write one CSV line per task under :data:`TASK_COLUMNS` (``\\n`` line ends); the count.
+
+    SQLite builds each line, so rows reach the file without a Python object per field: faster
+    than a plain cursor -> ``csv.writer`` loop, in flat memory. A batch is checked as a whole
+    (its commas, quotes and line breaks counted); a line whose text holds one of them (a
+    ``reason`` with a comma, say) is written again by ``csv.writer``, quoted as it quotes.
     """
+    sql, params = _task_query(since, until, team, state)
+    suffix = sql.removeprefix(_TASK_SQL)
+    out.write(",".join(TASK_COLUMNS) + "\n")
+    count = 0
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(TASK_COLUMNS)
-    writer.writerows(rows)
+    with _snapshot(ledger) as conn:
+        cursor = conn.execute(_TASK_CSV_SQL + suffix, params)
+        while batch := cursor.fetchmany(5000):
+            text = "\n".join([line for (line,) in batch])
+            if (
+                text.count(",") == _COMMAS * len(batch)
+                and text.count("\n") == len(batch) - 1
+                and '"' not in text
+                and "\r" not in text
+            ):
+                out.write(text)
+                out.write("\n")
+            else:
+                for (line,) in batch:
+                    if line.count(",") == _COMMAS and not any(c in line for c in '"\r\n'):
+                        out.write(line)
+                        out.write("\n")
+                    else:
+                        hold_id = int(line.split(",", 1)[0])
+                        one = conn.execute(f"{_TASK_SQL} WHERE h.id = ?", (hold_id,)).fetchone()
+                        writer.writerow(one)
+            count += len(batch)
+    return count
 
 
 def export_tasks_json(rows: Iterable[tuple[Any, ...]], out: IO[str], *, lines: bool = False) -> int:
@@ -725,6 +855,8 @@ def _json_cells(row: tuple[Any, ...]) -> Iterator[Any]:
         yield str(value) if isinstance(value, int) and i in _TEXT_INDEXES else value
 
 
+_TASK_CSV_SQL = _task_csv_sql()
+
 __all__ = [
     "COLUMNS",
     "GROUP_KEYS",
@@ -737,6 +869,8 @@ __all__ = [
     "daily_sums",
     "export_tasks_csv",
     "export_tasks_json",
+    "group_digits",
+    "grouped_sums",
     "iter_tasks",
     "parse_group_by",
     "period_of",
@@ -744,6 +878,7 @@ __all__ = [
     "share_text",
     "spending_report",
     "task_rows",
+    "text_cells",
     "write_csv",
     "write_json",
     "write_markdown",

@@ -25,7 +25,14 @@ def _register() -> None:
     # the client and the servers load inside the commands that use them.
     from importlib import import_module
 
-    for name in ("estimate_cmd", "ledger_cmd", "guard_cmd", "api_cmd", "demo_cmd"):
+    for name in (
+        "estimate_cmd",
+        "ledger_cmd",
+        "guard_cmd",
+        "api_cmd",
+        "demo_cmd",
+        "report_cmd",
+    ):
         try:
             module = import_module(f"klingcost.cli.{name}")
         except ModuleNotFoundError as exc:  # TEMPORARY while modules are being written

@@ -1,0 +1,499 @@
+"""``klingcost report``, ``reconcile``, ``calibrate`` and ``import-usage``."""
+
+from __future__ import annotations
+
+import calendar
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from typing import IO, TYPE_CHECKING, Any
+
+import click
+
+from klingcost.cli._common import (
+    EXIT_CODES_HELP,
+    EXIT_ERROR,
+    echo_json,
+    json_option,
+    ledger_option,
+    pricing_option,
+)
+
+if TYPE_CHECKING:
+    from klingcost.ledger import Ledger
+
+_DATE = re.compile(r"^(\d{4})-(\d{2})(?:-(\d{2}))?$")
+
+
+def register(main: click.Group) -> None:
+    main.add_command(report_command)
+    main.add_command(reconcile_command)
+    main.add_command(calibrate_command)
+    main.add_command(import_usage_command)
+
+
+def _day(value: str | None, *, end: bool, name: str) -> date | None:
+    """``2026-11-25``; or a month ``2026-11`` (its first day, or its last with ``end``)."""
+    if value is None:
+        return None
+    match = _DATE.match(value.strip())
+    try:
+        if match is None:
+            raise ValueError("not a date")
+        year, month = int(match[1]), int(match[2])
+        if match[3] is not None:
+            return date(year, month, int(match[3]))
+        last = calendar.monthrange(year, month)[1]
+        return date(year, month, last if end else 1)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a date: write 2026-11-25 (a UTC day) or 2026-11 (a month)",
+            param_hint=name,
+        ) from None
+
+
+def _open(path: str | None) -> Ledger:
+    from klingcost.ledger import Ledger
+
+    return Ledger.open(path)
+
+
+@contextmanager
+def _output(path: str | None) -> Iterator[IO[str]]:
+    if path is None or path == "-":
+        yield sys.stdout
+        return
+    try:
+        handle = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc}") from None
+    with handle:
+        yield handle
+
+
+# --- report -------------------------------------------------------------------------------
+
+
+@click.command("report", epilog=EXIT_CODES_HELP)
+@click.option("--team", metavar="NAME", help="Only this team's holds.")
+@click.option("--since", metavar="DATE", help="First UTC day (2026-11-01, or a month: 2026-11).")
+@click.option("--until", metavar="DATE", help="Last UTC day, inclusive (2026-11-30 or 2026-11).")
+@click.option(
+    "--by",
+    default="team",
+    show_default=True,
+    metavar="KEYS",
+    help="Group by any of team, model, mode, endpoint, pack and one of day, week, month,"
+    " joined by commas.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json", "md", "html"]),
+    default="table",
+    show_default=True,
+    help="table for a terminal; csv and json keep stable column names; html is one"
+    " self-contained page with a chart.",
+)
+@click.option("-o", "--output", metavar="FILE", help="Write to FILE instead of standard output.")
+@click.option(
+    "--tasks",
+    is_flag=True,
+    help="One row per task instead of groups (csv or json; streamed, for any ledger size).",
+)
+@ledger_option
+def report_command(
+    team: str | None,
+    since: str | None,
+    until: str | None,
+    by: str,
+    fmt: str,
+    output: str | None,
+    tasks: bool,
+    ledger_path: str | None,
+) -> None:
+    """Spending per group: tasks, estimated, charged, still held, variance and the share of
+    each team's budget used; with totals.
+
+    \b
+      klingcost report --by team,month
+      klingcost report --team video --since 2026-11 --by model,day --format csv -o nov.csv
+      klingcost report --format html -o report.html
+      klingcost report --tasks --format csv -o tasks.csv
+
+    Days are UTC days of the reservation. The budget columns show each team's budget in its
+    current period. Column names of csv and json are stable (see the README).
+    """
+    from klingcost import reports
+
+    first = _day(since, end=False, name="--since")
+    last = _day(until, end=True, name="--until")
+    if first is not None and last is not None and last < first:
+        raise click.BadParameter(f"{until} is before --since {since}", param_hint="--until")
+    try:
+        keys = reports.parse_group_by(by)
+    except reports.ReportError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--by: "), param_hint="--by") from None
+    if tasks and fmt not in ("csv", "json"):
+        raise click.BadParameter("--tasks writes csv or json", param_hint="--format")
+    with _open(ledger_path) as ledger:
+        if tasks:
+            with _output(output) as out:
+                if fmt == "csv":
+                    reports.export_tasks_csv(ledger, out, since=first, until=last, team=team)
+                else:
+                    rows = reports.task_rows(ledger, since=first, until=last, team=team)
+                    reports.export_tasks_json(rows, out)
+            _done(output)
+            return
+        report = reports.spending_report(ledger, by=keys, since=first, until=last, team=team)
+        page = None
+        if fmt == "html":
+            from klingcost.html_report import html_report
+
+            page = html_report(ledger, report)
+    with _output(output) as out:
+        if page is not None:
+            out.write(page)
+        elif fmt == "csv":
+            reports.write_csv(report, out)
+        elif fmt == "json":
+            reports.write_json(report, out)
+        elif fmt == "md":
+            reports.write_markdown(report, out)
+        else:
+            out.write(reports.render_table(report) + "\n")
+    _done(output)
+
+
+def _done(output: str | None) -> None:
+    if output and output != "-":
+        click.echo(f"wrote {output}", err=True)
+
+
+# --- reconcile ----------------------------------------------------------------------------
+
+
+def _tolerance(ctx: click.Context, param: click.Parameter, value: str) -> Any:
+    from klingcost.reconcile import parse_tolerance
+
+    try:
+        return parse_tolerance(value)
+    except (TypeError, ValueError) as exc:
+        raise click.BadParameter(f"{exc} (write 0.05, 5% or 1/20)") from None
+
+
+@click.command("reconcile", epilog=EXIT_CODES_HELP)
+@click.option("--since", metavar="DATE", help="First UTC day (2026-11-01, or 2026-11).")
+@click.option("--until", metavar="DATE", help="Last UTC day, inclusive.")
+@click.option(
+    "--tolerance",
+    default="0",
+    show_default=True,
+    metavar="X",
+    callback=_tolerance,
+    help="Drift allowed per job class, as a share of the estimate: 0.05, 5% or 1/20.",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Exit 1 when any job class drifts beyond the tolerance (for cron and CI).",
+)
+@click.option(
+    "--limit",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Tasks listed per job class (flagged first, then the largest variance).",
+)
+@ledger_option
+@json_option
+def reconcile_command(
+    since: str | None,
+    until: str | None,
+    tolerance: Any,
+    strict: bool,
+    limit: int,
+    ledger_path: str | None,
+    as_json: bool,
+) -> None:
+    """Estimated against charged units per job class (endpoint, model, mode, duration, sound,
+    video reference, n): count, agreement rate, drift, largest variance, the tasks that
+    disagree, and charges that look wrong: missing, zero, absurd, or a failed task charged.
+
+    \b
+      klingcost reconcile --since 2026-11
+      klingcost reconcile --strict --tolerance 2% --json     # from cron: exit 1 on drift
+    """
+    from klingcost.reconcile import reconcile
+
+    first = _day(since, end=False, name="--since")
+    last = _day(until, end=True, name="--until")
+    with _open(ledger_path) as ledger:
+        result = reconcile(ledger, since=first, until=last, tolerance=tolerance, limit=limit)
+    if as_json:
+        echo_json(result.to_dict())
+    else:
+        click.echo(_render_reconciliation(result))
+    if strict and not result.ok:
+        labels = ", ".join(c.job.label for c in result.drifting)
+        click.echo(
+            f"Error: {len(result.drifting)} job class(es) drift beyond the tolerance of "
+            f"{_pct(result.tolerance)}: {labels}",
+            err=True,
+        )
+        sys.exit(EXIT_ERROR)
+
+
+def _pct(share: Any) -> str:
+    from fractions import Fraction
+
+    from klingcost.money import format_amount
+
+    value = Fraction(share) * 100
+    text = format_amount(value) if "/" not in format_amount(value) else f"{round(value, 2)}"
+    return f"{text}%"
+
+
+def _render_reconciliation(result: Any) -> str:
+    from klingcost.money import UNIT_EXPONENT, format_minor
+
+    if not result.classes:
+        return "nothing settled in this window: no charges to reconcile"
+    headers = ["job class", "settled", "compared", "agree", "drift", "largest var", "flags"]
+    rows = []
+    for c in result.classes:
+        rate = c.agreement_rate
+        drift = c.drift
+        flags = ", ".join(f"{k} {v}" for k, v in c.flags.items() if v) or "-"
+        rows.append(
+            [
+                ("! " if c.beyond(result.tolerance) else "  ") + c.job.label,
+                str(c.settled),
+                str(c.compared),
+                "-" if rate is None else _pct(rate),
+                "-" if drift is None else ("+" if drift > 0 else "") + _pct(drift),
+                format_minor(c.largest_variance_units_milli, UNIT_EXPONENT),
+                flags,
+            ]
+        )
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+    lines = []
+    for row in [headers, *rows]:
+        cells = [row[0].ljust(widths[0])] + [
+            cell.rjust(widths[i + 1]) for i, cell in enumerate(row[1:-1])
+        ]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    listed = [c for c in result.classes if c.tasks]
+    for c in listed:
+        lines.append("")
+        lines.append(f"{c.job.label}: {c.disagreeing} task(s) disagree or are flagged")
+        for t in c.tasks:
+            lines.append(
+                f"  hold {t.hold_id} task {t.task_id or '-'} ({t.team}, {t.reserved_at[:19]}):"
+                f" estimated {format_minor(t.estimated_units_milli, UNIT_EXPONENT)},"
+                f" charged {format_minor(t.charged_units_milli, UNIT_EXPONENT)}"
+                f" (final_unit_deduction {t.raw_deduction!r})"
+                + (f" [{', '.join(t.flags)}]" if t.flags else "")
+            )
+    totals = ", ".join(f"{k} {v}" for k, v in result.flag_totals.items() if v)
+    lines.append("")
+    lines.append(
+        f"{len(result.classes)} job class(es); tolerance {_pct(result.tolerance)};"
+        f" {len(result.drifting)} beyond it; flagged: {totals or 'none'}"
+    )
+    return "\n".join(lines)
+
+
+# --- calibrate ----------------------------------------------------------------------------
+
+
+@click.command("calibrate", epilog=EXIT_CODES_HELP)
+@click.option(
+    "--min-samples",
+    default=3,
+    show_default=True,
+    type=click.IntRange(min=1),
+    metavar="K",
+    help="Ignore job classes with fewer trusted charges than K.",
+)
+@click.option(
+    "--write",
+    "write_path",
+    metavar="FILE",
+    help="Write the proposed overlay to FILE (load it with --pricing FILE).",
+)
+@ledger_option
+@pricing_option
+@json_option
+def calibrate_command(
+    min_samples: int,
+    write_path: str | None,
+    ledger_path: str | None,
+    pricing_path: str | None,
+    as_json: bool,
+) -> None:
+    """Learn the units Kling really charges per job class from settled tasks; fit the seed's
+    multipliers (10 s, pro mode, model tier, sound, video reference) to them; propose a
+    price-sheet overlay for what the sheet gets wrong.
+
+    \b
+      klingcost calibrate
+      klingcost calibrate --min-samples 10 --write observed.yaml
+      klingcost estimate videos/text2video --pricing observed.yaml --body '{...}'
+    """
+    from klingcost.calibrate import calibrate, write_overlay
+    from klingcost.sheet import load_sheet
+
+    sheet = load_sheet(pricing_path)
+    with _open(ledger_path) as ledger:
+        result = calibrate(ledger, min_samples=min_samples, sheet=sheet)
+    if write_path and result.overlay:
+        write_overlay(
+            result.overlay,
+            write_path,
+            header="Proposed by `klingcost calibrate` from the charges Kling reported.",
+        )
+    if as_json:
+        data = result.to_dict()
+        data["written"] = write_path if write_path and result.overlay else None
+        echo_json(data)
+        return
+    click.echo(_render_calibration(result))
+    if write_path:
+        if result.overlay:
+            click.echo(f"\nwrote the overlay ({result.changes} entries) to {write_path}")
+        else:
+            click.echo("\nthe sheet matches every observation: no overlay written")
+
+
+def _render_calibration(result: Any) -> str:
+    from klingcost.money import format_amount
+
+    if not result.observed:
+        lines = ["no trusted charges to learn from yet (settled tasks with a final_unit_deduction)"]
+        if result.skipped:
+            lines.append("below --min-samples: " + "; ".join(result.skipped))
+        return "\n".join(lines)
+    lines = ["Units charged per job class (the most common charge; tasks that agree / all):"]
+    width = max(len(o.job.label) for o in result.observed)
+    for o in result.observed:
+        sheet = "?" if o.sheet_units is None else format_amount(o.sheet_units)
+        mark = "" if o.agrees_with_sheet else "   <- sheet says " + sheet
+        units = format_amount(o.units)
+        lines.append(f"  {o.job.label:<{width}}  {units:>7} units  {o.support}/{o.tasks}{mark}")
+    if result.multipliers:
+        lines += ["", "Multipliers fitted (fitted / sheet, tasks supporting, pairs):"]
+        for m in result.multipliers:
+            sheet = "-" if m.sheet is None else format_amount(m.sheet)
+            note = "" if m.consistent else "  (pairs disagree)"
+            basis = "" if m.basis == "pairs" else f"  (against the {m.basis})"
+            flag = "  <- changed" if m.changed else ""
+            lines.append(
+                f"  {m.name:<16} {m.scope:<18} x{format_amount(m.fitted)} / x{sheet}"
+                f"  {m.support} tasks, {m.pairs} pair(s){basis}{note}{flag}"
+            )
+    lines.append("")
+    if result.overlay:
+        lines.append(f"Proposed overlay: {result.changes} entries (write it with --write FILE).")
+        lines.append(
+            f"With it, {len(result.reproduced)} of {len(result.observed)} observed classes"
+            " are priced at what Kling charged."
+        )
+    else:
+        lines.append("The sheet prices every observed class at what Kling charged.")
+    for label in result.not_reproduced:
+        lines.append(f"  not reproduced: {label}")
+    for note in result.notes:
+        lines.append(f"note: {note}")
+    if result.skipped:
+        lines.append("below --min-samples: " + "; ".join(result.skipped))
+    return "\n".join(lines)
+
+
+# --- import-usage -------------------------------------------------------------------------
+
+
+@click.command("import-usage", epilog=EXIT_CODES_HELP)
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--write",
+    "write_path",
+    metavar="FILE",
+    help="Write an overlay with the credits per unit observed to FILE.",
+)
+@click.option(
+    "--newest-first",
+    is_flag=True,
+    help="The file lists the newest row first (used only when rows carry no time).",
+)
+@click.option(
+    "--provider",
+    default="openai-hk",
+    show_default=True,
+    help="The provider profile of the sheet the log belongs to.",
+)
+@ledger_option
+@pricing_option
+@json_option
+def import_usage_command(
+    file: str,
+    write_path: str | None,
+    newest_first: bool,
+    provider: str,
+    ledger_path: str | None,
+    pricing_path: str | None,
+    as_json: bool,
+) -> None:
+    """Load openai-hk's usage log (JSON, {"data": [...]} or JSON Lines; rows with fen, yufen,
+    model, reqid) and learn the credits per unit the provider really charges.
+
+    Rows are kept in the ledger once each (by reqid), so pages of the log can be imported one
+    after another. A row is matched to the hold whose task id or key equals its reqid, else to
+    the settled holds of the same model, newest with newest.
+
+    \b
+      klingcost import-usage log-page-1.json
+      klingcost import-usage log.jsonl --write credits.yaml
+    """
+    from klingcost.calibrate import import_usage, write_overlay
+    from klingcost.sheet import load_sheet
+
+    sheet = load_sheet(pricing_path)
+    with _open(ledger_path) as ledger:
+        result = import_usage(
+            ledger, file, newest_first=newest_first, provider=provider, sheet=sheet
+        )
+    if write_path and result.overlay:
+        write_overlay(
+            result.overlay,
+            write_path,
+            header="Proposed by `klingcost import-usage` from the provider's usage log.",
+        )
+    if as_json:
+        data = result.to_dict()
+        data["written"] = write_path if write_path and result.overlay else None
+        echo_json(data)
+        return
+    from klingcost.money import format_amount
+
+    click.echo(
+        f"read {result.read} rows ({result.new} new); matched by id: {result.matched_by_id},"
+        f" by model and order: {result.matched_by_order}; unmatched: {len(result.unmatched)}"
+    )
+    for rate in result.rates:
+        sheet_text = "-" if rate.sheet is None else format_amount(rate.sheet)
+        spread = "" if len(rate.distinct) == 1 else f" ({len(rate.distinct)} distinct values)"
+        click.echo(
+            f"{rate.pack}: {format_amount(rate.per_unit)} credits per unit over {rate.rows} rows"
+            f"{spread}; the sheet says {sheet_text}"
+        )
+    if not result.rates:
+        click.echo("no row matched a settled hold yet: nothing learned")
+    if write_path:
+        if result.overlay:
+            click.echo(f"wrote the overlay to {write_path}")
+        else:
+            click.echo("the sheet's credits per unit match: no overlay written")

@@ -1,0 +1,257 @@
+"""Calibration against a drifted fake Kling: the known multipliers come back, exactly, and the
+overlay it writes makes ``estimate`` and the guard price what Kling charged."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from fake_fixtures import KEY, _fake_session, fake_server  # noqa: F401
+from klingcost.calibrate import (
+    CalibrationError,
+    calibrate,
+    import_usage,
+    overlay_yaml,
+    parse_usage,
+    write_overlay,
+)
+from klingcost.client import AsyncKlingClient
+from klingcost.errors import PricingSheetError
+from klingcost.fake_server import FakeKling
+from klingcost.guard import GuardedClient
+from klingcost.ledger import Ledger
+from klingcost.pricing import estimate
+from klingcost.sheet import load_sheet
+from klingcost.sync import sync_holds
+
+DRIFT = {"kling-v1-5": "6/5", "kling-video-o1": "5/4"}
+
+T2V = "videos/text2video"
+OMNI = "videos/omni-video"
+IMAGES = "images/generations"
+REF = [{"video_url": "https://example.com/ref.mp4"}]
+
+#: (endpoint, body, how many): every pair the multipliers need.
+JOBS: list[tuple[str, dict[str, Any], int]] = [
+    (T2V, {"model_name": "kling-v1", "mode": "std", "duration": "5"}, 3),
+    (T2V, {"model_name": "kling-v1", "mode": "std", "duration": "10"}, 2),
+    (T2V, {"model_name": "kling-v1", "mode": "pro", "duration": "5"}, 2),
+    (T2V, {"model_name": "kling-v1-5", "mode": "std", "duration": "5"}, 3),
+    (T2V, {"model_name": "kling-v1-5", "mode": "std", "duration": "10"}, 2),
+    (T2V, {"model_name": "kling-v1-5", "mode": "pro", "duration": "5"}, 2),
+    (T2V, {"model_name": "kling-v1-5", "mode": "pro", "duration": "10"}, 2),
+    (T2V, {"model_name": "kling-v2-6", "mode": "pro", "duration": "5"}, 2),
+    (T2V, {"model_name": "kling-v2-6", "mode": "pro", "duration": "5", "sound": "on"}, 2),
+    (OMNI, {"model_name": "kling-video-o1", "mode": "std", "duration": 5}, 2),
+    (OMNI, {"model_name": "kling-video-o1", "mode": "pro", "duration": 5}, 2),
+    (OMNI, {"model_name": "kling-video-o1", "mode": "std", "duration": 5, "video_list": REF}, 2),
+    (IMAGES, {"model_name": "kling-v1-5", "n": 2}, 2),
+]
+
+
+def drifted_ledger(
+    path: Path, fake: FakeKling, jobs: list[tuple[str, dict[str, Any], int]]
+) -> Ledger:
+    """Submit ``jobs`` through the guard to a drifted fake, then settle them with ``sync``."""
+    fake.configure(drift=DRIFT, done_after=0)
+    ledger = Ledger.open(path)
+    ledger.set_budget("studio", limit=10**12)
+    with GuardedClient("studio", ledger=ledger, api_key=KEY, base_url=fake.base_url) as guard:
+        for endpoint, body, count in jobs:
+            for _ in range(count):
+                guard.submit(endpoint, {"prompt": "calibration", **body})
+
+    async def sync() -> None:
+        async with AsyncKlingClient(KEY, base_url=fake.base_url, max_retries=0) as client:
+            report = await sync_holds(ledger, client)
+            assert report.settled == sum(count for *_, count in jobs), report.to_dict()
+
+    anyio.run(sync)
+    return ledger
+
+
+@pytest.fixture
+def ledger(tmp_path: Path, fake: FakeKling) -> Iterator[Ledger]:
+    opened = drifted_ledger(tmp_path / "ledger.db", fake, JOBS)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def charged_by_fake(endpoint: str, body: dict[str, Any]) -> Fraction:
+    priced = estimate(endpoint, {"prompt": "x", **body}, sheet=load_sheet())
+    return priced.units * Fraction(DRIFT.get(priced.model, "1"))
+
+
+def test_calibration_recovers_the_known_multipliers(ledger: Ledger) -> None:
+    result = calibrate(ledger, min_samples=2)
+    fitted = {(m.name, m.scope): m for m in result.multipliers}
+    duration = fitted[("duration", "10 s vs 5 s")]
+    assert (duration.fitted, duration.consistent, duration.changed) == (2, True, False)
+    assert duration.pairs == 3  # kling-v1 std, kling-v1-5 std and pro
+    tier = fitted[("model_tier", "kling-v1-5")]
+    assert (tier.fitted, tier.sheet, tier.basis) == (Fraction(12, 5), 2, "pairs")
+    assert tier.changed and tier.support == 3 + 3 + 2 + 2  # two pairs: 5 s and 10 s
+    assert fitted[("pro_mode", "kling-v1")].fitted == Fraction(7, 2)
+    assert fitted[("pro_mode", "kling-v1-5")].fitted == Fraction(7, 4)  # 3.5 / 2, drift cancels
+    assert fitted[("sound", "kling-v2-6")].fitted == 2
+    assert fitted[("video_reference", "kling-video-o1")].fitted == Fraction(3, 2)
+    assert fitted[("pro_mode", "kling-video-o1")].fitted == Fraction(4, 3)
+    assert not fitted[("pro_mode", "kling-video-o1")].changed
+    observed = {o.job.label: o for o in result.observed}
+    v15 = observed["videos/text2video kling-v1-5 std 5s"]
+    assert (v15.units, v15.support, v15.tasks, v15.sheet_units) == (Fraction(12, 5), 3, 3, 2)
+
+
+def test_the_overlay_reproduces_the_drifted_charges(ledger: Ledger, tmp_path: Path) -> None:
+    result = calibrate(ledger, min_samples=2)
+    assert result.not_reproduced == ()
+    assert len(result.reproduced) == len(result.observed) == len(JOBS)
+    overlay = result.overlay
+    assert overlay["sources"] == {"observed": overlay["sources"]["observed"]}
+    models = overlay["video"]["models"]
+    assert models["kling-v1-5"]["std"]["factor"] == "2.4"
+    assert models["kling-v1-5"]["pro"]["factor"] == "4.2"
+    assert models["kling-v1-5"]["std"]["source"] == "observed"
+    assert "kling-v1" not in models and "durations" not in overlay["video"]
+    assert overlay["omni"]["kling-video-o1"] == {
+        "per_second": {
+            "units": "0.75",
+            "source": "observed",
+            "note": "fitted from 2 charged tasks (the sheet said 0.6)",
+        }
+    }
+    assert overlay["images"]["kling-v1-5"]["text"]["units"] == "4.8"
+    path = tmp_path / "observed.yaml"
+    write_overlay(overlay, path)
+    text = path.read_text()
+    assert "'2.4'" in text or '"2.4"' in text  # quoted: never a YAML float
+    sheet = load_sheet(path)
+    for endpoint, body, _ in JOBS:
+        priced = estimate(endpoint, {"prompt": "x", **body}, sheet=sheet)
+        assert priced.units == charged_by_fake(endpoint, body), (endpoint, body)
+    # Models nobody observed keep their prices.
+    untouched = {"model_name": "kling-v2-1", "mode": "std", "duration": "5", "prompt": "x"}
+    assert estimate(T2V, untouched, sheet=sheet).units == 2
+
+
+def test_the_guard_loads_the_overlay_and_then_agrees_with_kling(
+    ledger: Ledger, fake: FakeKling, tmp_path: Path
+) -> None:
+    path = tmp_path / "observed.yaml"
+    write_overlay(calibrate(ledger, min_samples=2).overlay, path)
+    body = {"model_name": "kling-v1-5", "mode": "pro", "duration": "10", "prompt": "x"}
+    with GuardedClient(
+        "studio", ledger=ledger, api_key=KEY, base_url=fake.base_url, sheet=load_sheet(path)
+    ) as guard:
+        submission = guard.submit(T2V, body)
+        assert submission.estimate.units == Fraction(42, 5)
+        resolution = guard.wait(submission, interval=0.01, timeout=10)
+    assert resolution.hold.units_milli == 8400 == resolution.hold.estimate.units_milli
+
+
+def test_min_samples_and_an_empty_ledger(ledger: Ledger, tmp_path: Path) -> None:
+    result = calibrate(ledger, min_samples=3)
+    assert len(result.observed) == 2  # only the classes with three tasks
+    assert len(result.skipped) == len(JOBS) - 2
+    with Ledger.open(tmp_path / "empty.db") as empty:
+        nothing = calibrate(empty)
+        assert (nothing.observed, nothing.overlay) == ((), {})
+    with pytest.raises(CalibrationError, match="at least 1"):
+        calibrate(ledger, min_samples=0)
+
+
+def test_untrusted_charges_are_not_observations(tmp_path: Path, fake: FakeKling) -> None:
+    job = (T2V, {"model_name": "kling-v1", "mode": "std", "duration": "5"}, 2)
+    with drifted_ledger(tmp_path / "l.db", fake, [job]) as ledger:
+        hold = ledger.reserve(
+            "studio",
+            next(iter(ledger.holds())).estimate,
+            meta=dict(next(iter(ledger.holds())).meta),
+        )
+        ledger.settle(hold.id, units_milli=1000, cost_minor=15000, raw_deduction="1e100")
+        result = calibrate(ledger)
+        [observed] = result.observed
+        assert observed.tasks == 2
+
+
+def test_a_sheet_error_in_the_overlay_is_loud(tmp_path: Path) -> None:
+    bad = {"video": {"models": {"kling-v1": {"std": {"factor": "2", "source": "observed"}}}}}
+    with pytest.raises(PricingSheetError, match="unknown source 'observed'"):
+        write_overlay(bad, tmp_path / "bad.yaml")
+    assert overlay_yaml({}).startswith("# A klingcost price-sheet overlay")
+
+
+# --- the usage log ------------------------------------------------------------------------
+
+
+def usage_rows(ledger: Ledger, per_unit: int) -> list[dict[str, Any]]:
+    rows = []
+    for hold in ledger.holds(state="settled"):
+        assert hold.units_milli is not None and hold.task_id is not None
+        fen = Fraction(hold.units_milli, 1000) * per_unit
+        rows.append(
+            {"reqid": hold.task_id, "model": hold.meta["model"], "fen": str(fen), "yufen": 10**9}
+        )
+    return rows
+
+
+def test_import_usage_learns_credits_per_unit(ledger: Ledger, tmp_path: Path) -> None:
+    rows = [r for r in usage_rows(ledger, 18_000) if r["model"] != "kling-v1-5"]
+    log = tmp_path / "log.json"
+    log.write_text(json.dumps({"data": rows}))
+    result = import_usage(ledger, log)
+    assert (result.read, result.new, result.matched_by_id, result.matched_by_order) == (
+        len(rows),
+        len(rows),
+        len(rows),
+        0,
+    )
+    [video] = result.rates
+    assert (video.pack, video.per_unit, video.sheet, video.distinct) == (
+        "video",
+        18_000,
+        15_000,
+        (Fraction(18_000),),
+    )
+    out = tmp_path / "credits.yaml"
+    write_overlay(result.overlay, out)
+    sheet = load_sheet(out)
+    assert sheet.providers["openai-hk"].per_unit["video"].amount == 18_000
+    assert sheet.providers["openai-hk"].per_unit["video"].source == "observed"
+    again = import_usage(ledger, log)
+    assert (again.new, again.matched_by_id) == (0, len(rows))
+
+
+def test_import_usage_reads_json_lines_and_matches_by_model_and_order(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    rows = [dict(r, reqid=f"log-{i}") for i, r in enumerate(usage_rows(ledger, 15_000))]
+    rows = [r for r in rows if r["model"] == "kling-v1"]
+    log = tmp_path / "log.jsonl"
+    log.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = import_usage(ledger, log)
+    assert (result.matched_by_id, result.matched_by_order) == (0, len(rows))
+    [video] = result.rates
+    assert video.per_unit == 15_000
+    assert result.overlay == {}  # the sheet already says 15,000
+
+
+def test_usage_rows_are_checked() -> None:
+    with pytest.raises(CalibrationError, match="no 'fen'"):
+        parse_usage('[{"reqid": "a", "model": "kling-v1"}]')
+    with pytest.raises(CalibrationError, match="no 'reqid'"):
+        parse_usage('[{"fen": 1}]')
+    with pytest.raises(CalibrationError, match="not JSON"):
+        parse_usage("fen,reqid\n1,a")
+    with pytest.raises(CalibrationError, match="'data' list"):
+        parse_usage('{"rows": []}')
+    [row] = parse_usage('{"reqid": 7, "fen": 15000.5, "model": "kling-v1", "time": "2026-11-25"}')
+    assert (row.reqid, row.fen, row.at) == ("7", Fraction(30001, 2), "2026-11-25")
