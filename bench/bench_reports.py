@@ -314,7 +314,8 @@ def main() -> None:
             print(
                 f"{name:13} median {times[len(times) // 2]:7.3f} s (runs: "
                 f"{', '.join(f'{t:.3f}' for t in times)}); peak RSS {outcome['rss'] / mb:5.1f} MB,"
-                f" Python peak (tracemalloc) {traced['traced_peak'] / mb:5.1f} MB; {outcome['result']}"
+                f" Python peak (tracemalloc) {traced['traced_peak'] / mb:5.1f} MB;"
+                f" {outcome['result']}"
             )
         report = results["report"]["median"]
         fine = results["report_fine"]["median"]
@@ -326,8 +327,9 @@ def main() -> None:
         print(f"grouped report (team,model,mode,day):   {fine:6.3f} s  (target <= 0.5 s)")
         print(f"  a GROUP BY over the raw rows:         {results['raw_group_by']['median']:6.3f} s")
         print(
-            f"CSV export of every task:               {export:6.3f} s  vs plain cursor -> csv.writer"
-            f" {plain:6.3f} s = {export / plain:4.2f}x (target <= 1x)"
+            f"CSV export of every task:               {export:6.3f} s"
+            f"  vs plain cursor -> csv.writer {plain:6.3f} s = {export / plain:4.2f}x"
+            " (target <= 1x)"
         )
         print(f"reconcile:                              {rec:6.3f} s  (target <= 2 s)")
         print(f"peak RSS of any of them:                {peak:6.1f} MB (target <= 100 MB)")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from workers import LoadPlan, LoadRun, fault_label, figures, run_load, violations  # noqa: E402
+from workers import LoadPlan, LoadRun, fault_label, figures, run_load, violations
 
 
 def main() -> int:

@@ -94,10 +94,10 @@ def test_calibration_recovers_the_known_multipliers(ledger: Ledger) -> None:
     result = calibrate(ledger, min_samples=2)
     fitted = {(m.name, m.scope): m for m in result.multipliers}
     duration = fitted[("duration", "10 s vs 5 s")]
-    assert (duration.fitted, duration.consistent, duration.changed) == (2, True, False)
+    assert (duration.fitted, duration.consistent, duration.changed) == (Fraction(2), True, False)
     assert duration.pairs == 3  # kling-v1 std, kling-v1-5 std and pro
     tier = fitted[("model_tier", "kling-v1-5")]
-    assert (tier.fitted, tier.sheet, tier.basis) == (Fraction(12, 5), 2, "pairs")
+    assert (tier.fitted, tier.sheet, tier.basis) == (Fraction(12, 5), Fraction(2), "pairs")
     assert tier.changed and tier.support == 3 + 3 + 2 + 2  # two pairs: 5 s and 10 s
     assert fitted[("pro_mode", "kling-v1")].fitted == Fraction(7, 2)
     assert fitted[("pro_mode", "kling-v1-5")].fitted == Fraction(7, 4)  # 3.5 / 2, drift cancels
@@ -107,7 +107,12 @@ def test_calibration_recovers_the_known_multipliers(ledger: Ledger) -> None:
     assert not fitted[("pro_mode", "kling-video-o1")].changed
     observed = {o.job.label: o for o in result.observed}
     v15 = observed["videos/text2video kling-v1-5 std 5s"]
-    assert (v15.units, v15.support, v15.tasks, v15.sheet_units) == (Fraction(12, 5), 3, 3, 2)
+    assert (v15.units, v15.support, v15.tasks, v15.sheet_units) == (
+        Fraction(12, 5),
+        3,
+        3,
+        Fraction(2),
+    )
 
 
 def test_the_overlay_reproduces_the_drifted_charges(ledger: Ledger, tmp_path: Path) -> None:
@@ -217,8 +222,8 @@ def test_import_usage_learns_credits_per_unit(ledger: Ledger, tmp_path: Path) ->
     [video] = result.rates
     assert (video.pack, video.per_unit, video.sheet, video.distinct) == (
         "video",
-        18_000,
-        15_000,
+        Fraction(18_000),
+        Fraction(15_000),
         (Fraction(18_000),),
     )
     out = tmp_path / "credits.yaml"

@@ -103,7 +103,9 @@ def kill(process: subprocess.Popen[str]) -> None:
     assert process.returncode == -signal.SIGKILL
 
 
-def crash_at(point: str, fake: FakeKling, ledger_path: Path, tmp_path: Path, **options: Any) -> None:
+def crash_at(
+    point: str, fake: FakeKling, ledger_path: Path, tmp_path: Path, **options: Any
+) -> None:
     marker = tmp_path / f"paused-{point}"
     process = worker(fake, ledger_path, pause_at=point, marker=marker, **options)
     try:
@@ -255,7 +257,8 @@ def test_killed_inside_the_settle_transaction_nothing_half_done_survives(
             with pytest.raises(sqlite3.OperationalError, match="locked"):
                 conn.execute("BEGIN IMMEDIATE")
     finally:
-        kill(process)
+        if process.returncode is None:
+            kill(process)
 
     [dead] = holds(ledger_path)
     assert dead.state == "submitted"  # the half-done settle is gone, the lock released
@@ -273,7 +276,7 @@ def test_a_test_point_costs_nothing_when_no_pause_is_asked(
 
     assert "KLINGCOST_PAUSE_AT" not in os.environ
     assert _testpoints.reach is _testpoints._off
-    assert _testpoints.reach("during_settle") is None
+    _testpoints.reach("during_settle")  # returns at once
     restart(fake, ledger_path)  # every point passed through without stopping
 
 

@@ -151,6 +151,7 @@ def test_per_team_rows_match_the_ledger_and_the_budget(ledger: Ledger, clock: Ma
     rows = {r.team: r for r in report.rows}
     assert set(rows) == {"video", "ads"}
     for team, row in rows.items():
+        assert team is not None
         want = raw_totals(ledger, team)
         assert (row.charged_minor, row.held_minor, row.variance_minor) == (
             want["charged"],

@@ -77,7 +77,7 @@ AMBIGUOUS_WITHOUT_TASK = frozenset({"unavailable", "drop"})
 
 def fault_label(spec: dict[str, Any]) -> str:
     """A fault's name in the figures: ``drop+`` is a drop after the task was created."""
-    return spec["kind"] + ("+" if spec["kind"] == "drop" and spec.get("create") else "")
+    return str(spec["kind"]) + ("+" if spec["kind"] == "drop" and spec.get("create") else "")
 
 
 def fault_plan(rounds: int, seed: int) -> list[dict[str, Any]]:
@@ -443,7 +443,7 @@ def run_load(plan: LoadPlan, workdir: Path) -> LoadRun:
         max_used=monitor.max_used,
         limits=limits,
         used_after_load=used_after_load,
-        states_after_load=dict(states_after_load),
+        states_after_load={str(k): n for k, n in states_after_load.items()},
         counted_after_load=counted_after_load,
         planned_faults=faults,
         consumed_faults=consumed,
@@ -607,7 +607,9 @@ def figures(run: LoadRun) -> dict[str, Any]:
         "tasks created on the server": len(run.fake_tasks),
         "tasks settled": len(settled),
         "refusals (one per worker)": sum(1 for o in run.outcomes if o["refused_by"]),
-        "faults injected": dict(sorted(Counter(fault_label(f) for f in run.consumed_faults).items())),
+        "faults injected": dict(
+            sorted(Counter(fault_label(f) for f in run.consumed_faults).items())
+        ),
         "errors the workers saw": dict(
             sum((Counter(o["failures"]) for o in run.outcomes), Counter())
         ),

@@ -20,6 +20,7 @@ from klingcost.errors import (
     BudgetConfigError,
     BudgetExceeded,
     BudgetNotFound,
+    CalibrationError,
     ConnectError,
     HoldNotFound,
     HoldStateError,
@@ -35,6 +36,7 @@ from klingcost.errors import (
     PricingSheetError,
     Problem,
     RateLimitError,
+    ReportError,
     RequestValidationError,
     ServerError,
     TransportError,
@@ -43,6 +45,14 @@ from klingcost.errors import (
 
 if TYPE_CHECKING:  # pragma: no cover - resolved lazily by __getattr__ below
     from klingcost.budgets import Budget, BudgetStatus, HoldAmounts
+    from klingcost.calibrate import (
+        Calibration,
+        Multiplier,
+        Observed,
+        calibrate,
+        import_usage,
+        write_overlay,
+    )
     from klingcost.client import (
         AsyncKlingClient,
         Deduction,
@@ -53,8 +63,28 @@ if TYPE_CHECKING:  # pragma: no cover - resolved lazily by __getattr__ below
     )
     from klingcost.clock import Clock, FixedClock, ManualClock, SystemClock
     from klingcost.guard import AsyncGuardedClient, GuardedClient, Submission
+    from klingcost.html_report import html_report
     from klingcost.ledger import Hold, Ledger
     from klingcost.pricing import Cost, Estimate, Step, estimate, price
+    from klingcost.reconcile import (
+        ClassReconciliation,
+        JobClass,
+        Reconciliation,
+        TaskCheck,
+        reconcile,
+    )
+    from klingcost.reports import (
+        Report,
+        ReportRow,
+        TaskRow,
+        export_tasks_csv,
+        export_tasks_json,
+        iter_tasks,
+        spending_report,
+        write_csv,
+        write_json,
+        write_markdown,
+    )
     from klingcost.request import (
         ENDPOINTS,
         CameraConfig,
@@ -106,6 +136,30 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(["Ledger", "Hold"], "klingcost.ledger"),
     **dict.fromkeys(["Budget", "BudgetStatus", "HoldAmounts"], "klingcost.budgets"),
     **dict.fromkeys(["Clock", "SystemClock", "FixedClock", "ManualClock"], "klingcost.clock"),
+    **dict.fromkeys(
+        [
+            "Report",
+            "ReportRow",
+            "TaskRow",
+            "spending_report",
+            "iter_tasks",
+            "export_tasks_csv",
+            "export_tasks_json",
+            "write_csv",
+            "write_json",
+            "write_markdown",
+        ],
+        "klingcost.reports",
+    ),
+    **dict.fromkeys(["html_report"], "klingcost.html_report"),
+    **dict.fromkeys(
+        ["Reconciliation", "ClassReconciliation", "JobClass", "TaskCheck", "reconcile"],
+        "klingcost.reconcile",
+    ),
+    **dict.fromkeys(
+        ["Calibration", "Multiplier", "Observed", "calibrate", "import_usage", "write_overlay"],
+        "klingcost.calibrate",
+    ),
 }
 
 
@@ -130,8 +184,11 @@ __all__ = [
     "BudgetExceeded",
     "BudgetNotFound",
     "BudgetStatus",
+    "Calibration",
+    "CalibrationError",
     "CameraConfig",
     "CameraControl",
+    "ClassReconciliation",
     "Clock",
     "ConnectError",
     "Cost",
@@ -148,6 +205,7 @@ __all__ = [
     "ImageToVideoRequest",
     "InvalidAmountError",
     "InvalidRequestError",
+    "JobClass",
     "KlingAPIError",
     "KlingClient",
     "KlingcostError",
@@ -156,6 +214,8 @@ __all__ = [
     "LedgerSchemaError",
     "MalformedResponseError",
     "ManualClock",
+    "Multiplier",
+    "Observed",
     "OmniElement",
     "OmniImage",
     "OmniVideo",
@@ -166,6 +226,10 @@ __all__ = [
     "PricingSheetError",
     "Problem",
     "RateLimitError",
+    "Reconciliation",
+    "Report",
+    "ReportError",
+    "ReportRow",
     "RequestValidationError",
     "Resolution",
     "ServerError",
@@ -173,14 +237,28 @@ __all__ = [
     "Submission",
     "SystemClock",
     "Task",
+    "TaskCheck",
+    "TaskRow",
     "TextToVideoRequest",
     "TransportError",
     "UnpricedRequestError",
     "ValidatedRequest",
     "VideoResult",
+    "calibrate",
     "estimate",
+    "export_tasks_csv",
+    "export_tasks_json",
+    "html_report",
+    "import_usage",
+    "iter_tasks",
     "load_sheet",
     "normalize_endpoint",
     "price",
+    "reconcile",
+    "spending_report",
     "validate_request",
+    "write_csv",
+    "write_json",
+    "write_markdown",
+    "write_overlay",
 ]

@@ -37,7 +37,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Final
 
-from klingcost.errors import KlingcostError
+from klingcost.errors import CalibrationError, KlingcostError
 from klingcost.ledger import Ledger
 from klingcost.money import UNIT_EXPONENT, exact, format_amount
 from klingcost.reconcile import JobClass
@@ -47,10 +47,6 @@ OBSERVED_SOURCE: Final = "observed"
 VIDEO_ENDPOINTS: Final = frozenset({"videos/text2video", "videos/image2video"})
 OMNI_ENDPOINT: Final = "videos/omni-video"
 IMAGE_ENDPOINT: Final = "images/generations"
-
-
-class CalibrationError(KlingcostError):
-    """Calibration or a usage import could not proceed: which file or row, and why."""
 
 
 @dataclass(frozen=True, slots=True)

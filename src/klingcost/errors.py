@@ -18,6 +18,8 @@ holds an API key: the client redacts it before an error is built.
     │   ├── HoldStateError          an operation that the hold's state forbids
     │   ├── InvalidAmountError      an amount that is not a non-negative int of minor units
     │   └── BudgetExceeded          a hold would overspend a budget          (CLI exit 3)
+    ├── ReportError                 a report cannot be made as asked         (CLI exit 2)
+    ├── CalibrationError            calibration or a usage import failed     (CLI exit 2)
     └── KlingAPIError               the Kling API (or the transport) failed
         ├── TransportError          no answer: connection failed or timed out
         │   ├── ConnectError        failed before the request was sent (safe to retry)
@@ -173,6 +175,17 @@ class BudgetExceeded(LedgerError):
             f"budget {team!r}{via} refused: needs {needed} {unit}, "
             f"{available} of {limit} {unit} left in period {period} {window}"
         )
+
+
+# --- reports and calibration --------------------------------------------------------------
+
+
+class ReportError(KlingcostError, ValueError):
+    """A report was asked for in a way that cannot work (which option, what was given)."""
+
+
+class CalibrationError(KlingcostError, ValueError):
+    """Calibration or a usage import could not proceed: which file or row, and why."""
 
 
 # --- the Kling API ------------------------------------------------------------------------

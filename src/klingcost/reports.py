@@ -67,7 +67,7 @@ from operator import itemgetter
 from typing import IO, Any, Final, Literal, cast
 
 from klingcost.budgets import CURRENCY_EXPONENTS, UNITS, BudgetStatus
-from klingcost.errors import KlingcostError
+from klingcost.errors import ReportError
 from klingcost.ledger import Ledger
 from klingcost.money import UNIT_EXPONENT, format_minor
 
@@ -129,10 +129,6 @@ TASK_COLUMNS: Final[tuple[str, ...]] = (
     "task_status",
     "reason",
 )
-
-
-class ReportError(KlingcostError):
-    """A report was asked for in a way that cannot work (which option, what was given)."""
 
 
 def exponent_of(currency: str) -> int:

@@ -69,14 +69,22 @@ def resolve(ledger: Ledger, hold: Hold, task: Task) -> Resolution:
                 "settled at the estimate"
             )
         settled = ledger.settle(
-            hold.id, units_milli=units_milli, cost_minor=cost_minor, raw_deduction=deduction.raw
+            hold.id,
+            units_milli=units_milli,
+            cost_minor=cost_minor,
+            raw_deduction=deduction.raw,
+            task_status=task.status,
         )
         return Resolution(settled, "settled", note)
     if task.status == "failed":
         if deduction.flag == "ok" and deduction.units is not None:
             units_milli, cost_minor = charge_for(hold, deduction.units)
             settled = ledger.settle(
-                hold.id, units_milli=units_milli, cost_minor=cost_minor, raw_deduction=deduction.raw
+                hold.id,
+                units_milli=units_milli,
+                cost_minor=cost_minor,
+                raw_deduction=deduction.raw,
+                task_status=task.status,
             )
             return Resolution(settled, "settled", f"failed task charged {deduction.raw} units")
         reason = f"task failed: {task.status_msg}" if task.status_msg else "task failed"

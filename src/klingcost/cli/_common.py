@@ -39,6 +39,8 @@ def exit_code_for(exc: BaseException) -> int:
         | errors.PricingSheetError
         | errors.BudgetConfigError
         | errors.InvalidAmountError
+        | errors.ReportError
+        | errors.CalibrationError
         | errors.BudgetNotFound
         | errors.HoldNotFound
         | errors.UnpricedRequestError,
