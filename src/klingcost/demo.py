@@ -108,6 +108,10 @@ JOBS: tuple[tuple[str, str, dict[str, Any], str], ...] = (
     ),
 )
 
+#: The fake API charges kling-v1-6 a fifth more than the sheet says, as a price change would:
+#: reconcile notices, and calibrate would learn the new price.
+DRIFT = {"kling-v1-6": "6/5"}
+
 BUDGETS: tuple[tuple[str, int, str | None], ...] = (
     ("acme", 900_000, None),
     ("studio", 600_000, "acme"),
@@ -131,7 +135,7 @@ def run_demo(echo: Callable[[str], None], *, workdir: Path | None = None) -> Dem
         if ledger_path.exists():
             ledger_path.unlink()
         with (
-            FakeKling(api_key=DEMO_KEY, done_after=0.2) as fake,
+            FakeKling(api_key=DEMO_KEY, done_after=0.2, drift=DRIFT) as fake,
             Ledger.open(ledger_path) as ledger,
         ):
             echo(f"fake Kling API at {fake.base_url}; ledger {ledger_path}")
@@ -150,6 +154,8 @@ def run_demo(echo: Callable[[str], None], *, workdir: Path | None = None) -> Dem
             _print_budgets(ledger, echo)
             echo("")
             _print_spending(ledger, echo)
+            echo("")
+            _print_reconciliation(ledger, echo)
     return result
 
 
@@ -253,4 +259,18 @@ def _print_spending(ledger: Ledger, echo: Callable[[str], None]) -> None:
             f"{team:<8} {row['settled']:>7} {row['voided']:>6} {row['estimated']:>10,} "
             f"{row['charged']:>10,} {format_minor(row['video'], 3):>11} "
             f"{format_minor(row['image'], 3):>11}"
+        )
+
+
+def _print_reconciliation(ledger: Ledger, echo: Callable[[str], None]) -> None:
+    from klingcost.reconcile import reconcile
+
+    result = reconcile(ledger)
+    drifting = result.drifting
+    echo(f"reconcile: {len(result.classes)} job classes, {len(drifting)} charged off the sheet")
+    for job in drifting:
+        echo(
+            f"  {job.job.label}: estimated {format_minor(job.estimated_units_milli, 3)} units, "
+            f"charged {format_minor(job.charged_units_milli, 3)}"
+            " (klingcost calibrate learns the new price)"
         )
