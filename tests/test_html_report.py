@@ -101,8 +101,13 @@ def test_the_page_parses_and_holds_its_chart(ledger: Ledger) -> None:
         [line] = [e for e in panel.iter(f"{SVG}line") if e.get("class") == "budget-line"]
         assert series.get("data-team") == line.get("data-team") == team
         points = (series.get("points") or "").split()
-        assert len(points) == 6, team  # one point a day of the window
+        # A point a day, from the start of the first period shown (Nov 1, the month of the
+        # first spending) to today (Dec 3); ads has no period, so it starts at its first day.
+        assert len(points) == (7 if team == "ads" else 33), team
         assert line.get("stroke-dasharray")
+        # a dot marks each day the total changed (one day of spending is still visible)
+        dots = [e for e in panel.iter(f"{SVG}circle") if e.get("class") == "point"]
+        assert len(dots) == 6, team
     assert panels["pack"].get("data-unit") == "units (video)"
     assert panels["video"].get("data-limit") == "1000000"
 
@@ -110,17 +115,19 @@ def test_the_page_parses_and_holds_its_chart(ledger: Ledger) -> None:
 def test_the_series_follow_the_budgets(ledger: Ledger) -> None:
     series = {s.team: s for s in budget_series(ledger)}
     video = series["video"].points
+    # The chart starts with the month of the first spending (Nov 1) and runs to today (Dec 3).
     # Nov 27-30 in one month, then a new month starts on Dec 1: the running total restarts.
-    assert [d for d, _ in video][:1] == [date(2026, 11, 27)]
-    assert [v for _, v in video] == [30_000, 60_000, 90_000, 120_000, 30_000, 60_000]
+    assert (video[0][0], video[-1][0]) == (date(2026, 11, 1), date(2026, 12, 3))
+    assert {v for _, v in video[:26]} == {0}  # nothing before Nov 27
+    assert [v for _, v in video[26:]] == [30_000, 60_000, 90_000, 120_000, 30_000, 60_000, 60_000]
     company = [v for _, v in series["company"].points]
-    assert company[3] == 4 * (30_000 + 15_000)  # its children video and ads (not pack)
+    assert company[29] == 4 * (30_000 + 15_000)  # Nov 30: its children video and ads (not pack)
     ads = [v for _, v in series["ads"].points]
     assert ads[-1] == 6 * 15_000  # no period: never restarts
     pack = series["pack"]
     assert (pack.limit, pack.unit_label) == (50_000, "units (video)")
-    assert [v for _, v in pack.points][:3] == [1000, 2000, 3000]  # milli-units, week of Nov 23
-    assert [v for _, v in pack.points][3] == 1000  # Monday Nov 30: a new week
+    assert [v for _, v in pack.points][26:29] == [1000, 2000, 3000]  # milli-units, Nov 27-29
+    assert [v for _, v in pack.points][29] == 1000  # Monday Nov 30: a new week
     assert ledger.budget_status("video").used == video[-1][1]
     # A window starting mid-period still counts the period from its start.
     late = {s.team: s for s in budget_series(ledger, since=date(2026, 11, 29))}

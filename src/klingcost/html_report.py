@@ -17,7 +17,7 @@ opens: it reads the same offline.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from html import escape
@@ -102,8 +102,15 @@ def budget_series(
             days.add(on)
     if not days:
         return []
-    start = since or date.fromisoformat(min(days))
-    end = until or date.fromisoformat(max(days))
+    earliest_day = date.fromisoformat(min(days))
+    if since is None:
+        # Start at the beginning of the first period shown, so each line rises from zero.
+        starts = [_period_start(b.period, earliest_day) for b in budgets]
+        start = min((d for d in starts if d is not None), default=earliest_day)
+    else:
+        start = since
+    today = ledger.clock.now().astimezone(UTC).date()
+    end = until or max(date.fromisoformat(max(days)), today)
     trees = _subtrees(budgets)
     teams_by_day: dict[str, set[str]] = defaultdict(set)
     for holder, text in by_team_day:
@@ -114,7 +121,7 @@ def budget_series(
         tree = trees[budget.team]
         if not any(holder in tree for holder, _ in by_team_day):
             continue
-        first = _period_start(budget.period, start) if since is not None else start
+        first = _period_start(budget.period, start)
         day: date = first if first is not None else earliest
         running, current_key = 0, None
         points: list[tuple[date, int]] = []
@@ -212,6 +219,7 @@ def render_svg(series: Sequence[BudgetSeries]) -> str:
             f"<title>{team} budget: {s.format(s.limit)} {escape(s.unit_label)}</title></line>",
             f'<polyline class="series" data-team="{team}" fill="none" stroke="{colour}"'
             f' stroke-width="2" points="{points}"><title>{team}: used per day</title></polyline>',
+            *_markers(s, x, y, colour, team),
             "</g>",
         ]
     bottom = _TOP + len(series) * (_PANEL + _GAP) - _GAP + 16
@@ -222,6 +230,21 @@ def render_svg(series: Sequence[BudgetSeries]) -> str:
         "</svg>",
     ]
     return "\n".join(parts)
+
+
+def _markers(
+    s: BudgetSeries, x: Callable[[date], str], y: Callable[[int], str], colour: str, team: str
+) -> list[str]:
+    """A dot on each day the total changed, so a single day of spending still shows."""
+    dots, previous = [], 0
+    for day, value in s.points:
+        if value != previous:
+            dots.append(
+                f'<circle class="point" cx="{x(day)}" cy="{y(value)}" r="3" fill="{colour}">'
+                f"<title>{team} {day.isoformat()}: {s.format(value)}</title></circle>"
+            )
+        previous = value
+    return dots
 
 
 # --- the page -----------------------------------------------------------------------------
