@@ -17,6 +17,7 @@ The same run, longer and wider, is ``python bench/soak.py``.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -27,10 +28,11 @@ PLAN = LoadPlan(workers=8, teams=4, jobs=96, small_team_jobs=10, fault_rounds=2)
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3])  # three runs: a race shows in some runs, not all
 def test_eight_workers_against_a_failing_api_never_overspend_or_lose_a_job(
-    tmp_path: Path,
+    tmp_path: Path, seed: int
 ) -> None:
-    run = run_load(PLAN, tmp_path)
+    run = run_load(replace(PLAN, seed=seed), tmp_path)
     problems = violations(run)
     assert problems == [], "\n".join(problems) + f"\nfigures: {figures(run)}"
     # What the run must have exercised, for the figures to mean something.
@@ -40,7 +42,8 @@ def test_eight_workers_against_a_failing_api_never_overspend_or_lose_a_job(
     assert run.monitor_samples >= 20
     first_code, first = run.sync_runs[0]
     assert first_code == 1 and isinstance(first, dict) and len(first["errors"]) == 1
-    assert len({o["refused_by"] for o in run.outcomes}) == 2  # the parent and the small team
+    # The parent refused some (a team's own budget may have refused others first).
+    assert "company" in {o["refused_by"] for o in run.outcomes}
     settled = [h for h in run.holds if h.state == "settled"]
     assert len(settled) <= PLAN.jobs
     assert run.used_after_load["company"] == PLAN.jobs * COST
