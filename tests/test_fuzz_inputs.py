@@ -449,20 +449,9 @@ def test_random_arguments_never_crash_the_cli(
     )
     assert result.exit_code in EXIT_CODES, (argv, result.exit_code, result.output)
     assert "Traceback" not in result.output
-    if KNOWN_CLI_BUG in result.output:  # see test_known_cli_bugs: only these commands
-        assert argv[:2] in (["holds", "void"], ["budget", "set"]), (argv, result.output)
-        return
     assert "Error: unexpected " not in result.output, (argv, result.output)
 
 
-#: What the CLI says today for an integer beyond SQLite's 64 bits (an id or a limit): an
-#: "unexpected" error that names neither the value nor what is allowed.
-KNOWN_CLI_BUG = "Error: unexpected OverflowError: Python int too large to convert to SQLite INTEGER"
-
-
-@pytest.mark.xfail(
-    strict=True, reason="ledger_cmd/budgets: an int over 2**63-1 reaches SQLite unchecked"
-)
 @pytest.mark.parametrize(
     "argv",
     [
@@ -470,9 +459,13 @@ KNOWN_CLI_BUG = "Error: unexpected OverflowError: Python int too large to conver
         ["budget", "set", "studio", "--limit", "1e30"],
     ],
 )
-def test_known_cli_bugs(fake: FakeKling, tmp_path: Path, argv: list[str]) -> None:
+def test_integers_past_64_bits_are_invalid_input(
+    fake: FakeKling, tmp_path: Path, argv: list[str]
+) -> None:
+    # Once found by the fuzzer: such a number reached SQLite and came back "unexpected".
     result = _run_argv(fake, tmp_path, argv)
     assert result.exit_code == 2 and "Error: unexpected" not in result.output, result.output
+    assert "2**63" in result.output or "9223372036854775807" in result.output, result.output
 
 
 def _run_argv(fake: FakeKling, tmp_path: Path, argv: list[str]) -> Result:
@@ -594,13 +587,14 @@ KNOWN_BAD_ANSWERS = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(OverflowError, ValueError),
-    reason="_protocol.py: int() of a non-finite index / a str.isdigit() code is not caught",
-)
 @pytest.mark.parametrize("name", list(KNOWN_BAD_ANSWERS))
 def test_known_bad_answers_are_api_errors(name: str) -> None:
+    # Once found by the fuzzer: int() of an Infinity index, and a "²" code that isdigit().
+    with (
+        KlingClient(KEY, transport=_transport(KNOWN_BAD_ANSWERS[name]), max_retries=0) as client,
+        pytest.raises(errors.KlingAPIError),
+    ):
+        client.get_task(ENDPOINT, "847")
     _client_calls(KNOWN_BAD_ANSWERS[name])
 
 

@@ -242,8 +242,11 @@ def _code_and_message(payload: Mapping[str, Any]) -> tuple[int | None, str]:
     error = payload.get("error")
     if code is None and isinstance(error, Mapping):  # an OpenAI-style proxy error
         code, message = error.get("code"), error.get("message")
-    if isinstance(code, str) and code.strip().lstrip("-").isdigit():
-        code = int(code)
+    if isinstance(code, str):
+        try:  # "1302" is a code; "²" passes isdigit() but is no number
+            code = int(code.strip())
+        except ValueError:
+            code = None
     if isinstance(code, bool) or not isinstance(code, int):
         code = None
     return code, message if isinstance(message, str) else ""
@@ -322,7 +325,8 @@ def _results(
                 for v in videos
             ),
         )
-    except (AttributeError, KeyError, TypeError, ValueError):
+    except (AttributeError, KeyError, TypeError, ValueError, OverflowError, ArithmeticError):
+        # OverflowError: an index of Infinity (numbers arrive as Decimal, and int(inf) fails).
         raise _shape("data.task_result", result, "items with a 'url'", request_id) from None
 
 

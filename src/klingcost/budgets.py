@@ -111,6 +111,10 @@ def exponent_for(unit: str, exponent: int | None = None) -> int:
     return CURRENCY_EXPONENTS[unit]
 
 
+#: The largest amount a ledger column holds (a signed 64-bit integer, as in SQLite).
+MAX_MINOR: Final = 2**63 - 1
+
+
 def parse_limit(text: str | int, exponent: int) -> int:
     """A limit written in major units ('500000', '12.5') as an int of minor units, exactly."""
     try:
@@ -150,6 +154,8 @@ def make_budget(
         problems.append(f"limit must be an int in minor units (given {limit!r})")
     elif limit < 0:
         problems.append(f"limit cannot be negative (given {limit})")
+    elif limit > MAX_MINOR:
+        problems.append(f"limit {limit} is too large: at most {MAX_MINOR} minor units")
     if not isinstance(unit, str) or (unit != UNITS and not _CURRENCY.match(unit)):
         problems.append(f"unit must be 'units' or a lowercase currency name (given {unit!r})")
     try:

@@ -338,7 +338,7 @@ def hold_dict(hold: Hold) -> dict[str, Any]:
 
 
 @holds_group.command("void", epilog=EXIT_CODES_HELP)
-@click.argument("hold_id", metavar="ID", type=int)
+@click.argument("hold_id", metavar="ID", type=click.IntRange(1, 2**63 - 1))
 @click.option("--reason", required=True, metavar="TEXT", help="Why nothing was charged.")
 @ledger_option
 @json_option
