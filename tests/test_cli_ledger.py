@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import click
@@ -14,15 +13,16 @@ from klingcost.ledger import Ledger
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "ledger.db"
+def db(ledger_url: str) -> str:
+    """The ledger on each backend (conftest.py): a file path, or a PostgreSQL URL."""
+    return ledger_url
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> Result:
     return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
 
 
-def test_budget_set_and_show(db: Path) -> None:
+def test_budget_set_and_show(db: str) -> None:
     result = run(
         "budget", "set", "acme", "--limit", "500000", "--period", "month", "--ledger", str(db)
     )
@@ -43,7 +43,7 @@ def test_budget_set_and_show(db: Path) -> None:
     assert [b["team"] for b in every] == ["acme", "video"]
 
 
-def test_updating_keeps_what_is_not_given(db: Path) -> None:
+def test_updating_keeps_what_is_not_given(db: str) -> None:
     run("budget", "set", "acme", "--limit", "10", "--period", "week", "--ledger", str(db))
     run("budget", "set", "team", "--limit", "5", "--parent", "acme", "--tz", "Asia/Tokyo",
         "--ledger", str(db))  # fmt: skip
@@ -52,7 +52,7 @@ def test_updating_keeps_what_is_not_given(db: Path) -> None:
     assert (data["limit_minor"], data["parent"], data["tz"]) == (7, "acme", "Asia/Tokyo")
 
 
-def test_units_limits_are_exact(db: Path) -> None:
+def test_units_limits_are_exact(db: str) -> None:
     result = run("budget", "set", "pack", "--unit", "units", "--pack", "image", "--limit", "12.5",
                  "--json", "--ledger", str(db))  # fmt: skip
     data = json.loads(result.output)
@@ -72,13 +72,13 @@ def test_units_limits_are_exact(db: Path) -> None:
         (["--limit", "5", "--soft", "2"], "soft threshold"),
     ],
 )
-def test_bad_budgets_exit_2(db: Path, args: list[str], message: str) -> None:
+def test_bad_budgets_exit_2(db: str, args: list[str], message: str) -> None:
     result = run("budget", "set", "team", *args, "--ledger", str(db))
     assert result.exit_code == 2
     assert message in result.output
 
 
-def test_budget_list_is_a_table(db: Path) -> None:
+def test_budget_list_is_a_table(db: str) -> None:
     assert "no budgets yet" in run("budget", "list", "--ledger", str(db)).output
     run("budget", "set", "acme", "--limit", "1000", "--ledger", str(db))
     with Ledger.open(db) as ledger:
@@ -94,7 +94,7 @@ def test_budget_list_is_a_table(db: Path) -> None:
     )
 
 
-def test_holds_list_and_void(db: Path) -> None:
+def test_holds_list_and_void(db: str) -> None:
     run("budget", "set", "acme", "--limit", "1000", "--ledger", str(db))
     with Ledger.open(db) as ledger:
         lost = ledger.reserve("acme", HoldAmounts(1000, "video", 300, "credits"))
@@ -127,7 +127,7 @@ def test_holds_list_and_void(db: Path) -> None:
     assert missing.exit_code == 2 and "--reason" in missing.output
 
 
-def test_holds_void_uses_the_group_ledger_and_settled_holds_refuse(db: Path) -> None:
+def test_holds_void_uses_the_group_ledger_and_settled_holds_refuse(db: str) -> None:
     run("budget", "set", "acme", "--limit", "1000", "--ledger", str(db))
     with Ledger.open(db) as ledger:
         hold = ledger.reserve("acme", HoldAmounts(1, "video", 1, "credits"))
@@ -137,16 +137,14 @@ def test_holds_void_uses_the_group_ledger_and_settled_holds_refuse(db: Path) -> 
     assert "cannot be voided" in result.output
 
 
-def test_ledger_check(db: Path) -> None:
+def test_ledger_check(db: str) -> None:
     run("budget", "set", "acme", "--limit", "1000", "--ledger", str(db))
     with Ledger.open(db) as ledger:
         ledger.reserve("acme", HoldAmounts(1, "video", 40, "credits"))
     result = run("ledger", "check", "--ledger", str(db))
     assert result.exit_code == 0 and result.output.startswith("OK")
-    conn = sqlite3.connect(db)
-    conn.execute("UPDATE balances SET held = 7")
-    conn.commit()
-    conn.close()
+    with Ledger.open(db) as ledger:
+        ledger.execute("UPDATE balances SET held = 7")
     result = run("ledger", "check", "--ledger", str(db))
     assert result.exit_code == 1
     assert "held differs budget 'acme' period all: recorded 7, entries say 40" in result.output

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from klingcost.errors import (
     HoldNotFound,
     HoldStateError,
     InvalidAmountError,
+    LedgerError,
     LedgerSchemaError,
 )
 from klingcost.ledger import Ledger, default_ledger_path
@@ -36,13 +37,13 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def ledger(tmp_path: Path, clock: ManualClock) -> Iterator[Ledger]:
-    with Ledger.open(tmp_path / "ledger.db", clock=clock) as opened:
-        yield opened
+def ledger(make_ledger: Callable[..., Ledger], clock: ManualClock) -> Ledger:
+    """A fresh ledger on each backend (SQLite and PostgreSQL: see conftest.py)."""
+    return make_ledger(clock=clock)
 
 
 def count(ledger: Ledger, table: str) -> int:
-    return int(ledger.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+    return int(ledger.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
 
 # --- the file -----------------------------------------------------------------------------
@@ -323,8 +324,10 @@ def test_periods_roll_over_and_spending_stays_in_its_period(
     ledger.settle(november.id, units_milli=1000, cost_minor=80)  # settled in December
     assert ledger.budget_status("a").posted == 0  # ... but counted in November
     rows = {
-        r["period_key"]: (r["posted"], r["held"])
-        for r in sqlite_utils.Database(ledger.conn).query("SELECT * FROM budget_balances")
+        key: (posted, held)
+        for key, posted, held in ledger.execute(
+            "SELECT period_key, posted, held FROM budget_balances"
+        )
     }
     assert rows == {"2026-11": (80, 0), "2026-12": (0, 60)}
     ledger.void(december.id, reason="failed")
@@ -342,10 +345,11 @@ def test_periods_follow_the_budget_time_zone(ledger: Ledger, clock: ManualClock)
 
 def test_the_event_log_is_append_only(ledger: Ledger) -> None:
     ledger.set_budget("a", limit=100)
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        ledger.conn.execute("UPDATE events SET kind = 'x'")
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        ledger.conn.execute("DELETE FROM events")
+    with pytest.raises(LedgerError, match="append-only"):
+        ledger.execute("UPDATE events SET kind = 'x'")
+    with pytest.raises(LedgerError, match="append-only"):
+        ledger.execute("DELETE FROM events")
+    assert count(ledger, "events") == 1
 
 
 def test_check_finds_every_difference(ledger: Ledger) -> None:
@@ -354,15 +358,15 @@ def test_check_finds_every_difference(ledger: Ledger) -> None:
     hold = ledger.reserve("a", credits(100))
     ledger.settle(ledger.reserve("a", credits(50)).id, units_milli=1, cost_minor=40)
     assert ledger.check() == []
-    ledger.conn.execute("UPDATE balances SET held = held + 1 WHERE budget = 'a'")
-    ledger.conn.execute("DELETE FROM balances WHERE budget = 'company'")
+    ledger.execute("UPDATE balances SET held = held + 1 WHERE budget = 'a'")
+    ledger.execute("DELETE FROM balances WHERE budget = 'company'")
     found = {(d.what, d.budget, d.recorded, d.expected) for d in ledger.check()}
     assert found == {
         ("held differs", "a", 101, 100),
         ("posted differs", "company", None, 40),
         ("held differs", "company", None, 100),
     }
-    ledger.conn.execute("UPDATE holds SET state = 'submitted' WHERE id = ?", (hold.id,))
+    ledger.execute("UPDATE holds SET state = 'submitted' WHERE id = ?", (hold.id,))
     assert any(d.what == "submitted hold has no task" for d in ledger.check())
 
 
@@ -397,17 +401,17 @@ def test_views_read_well(ledger: Ledger) -> None:
     ledger.set_budget("a", limit=1000)
     hold = ledger.reserve("a", credits(5), meta={"model": "kling-v2-6", "duration": "5"})
     ledger.attach(hold.id, "task-1")
-    db = sqlite_utils.Database(ledger.conn)
-    row = next(iter(db.query("SELECT * FROM hold_summary")))
-    assert (row["model"], row["duration"], row["task_id"]) == ("kling-v2-6", "5", "task-1")
-    balance = next(iter(db.query("SELECT * FROM budget_balances")))
-    assert (balance["budget"], balance["available"]) == ("a", 995)
-    assert [r["id"] for r in db.query("SELECT id FROM open_holds")] == [hold.id]
+    row = ledger.execute("SELECT model, duration, task_id FROM hold_summary").fetchone()
+    assert tuple(row) == ("kling-v2-6", "5", "task-1")
+    balance = ledger.execute("SELECT budget, available FROM budget_balances").fetchone()
+    assert tuple(balance) == ("a", 995)
+    assert [r[0] for r in ledger.execute("SELECT id FROM open_holds")] == [hold.id]
 
 
-def test_two_connections_see_one_ledger(tmp_path: Path, clock: ManualClock) -> None:
-    path = tmp_path / "shared.db"
-    with Ledger.open(path, clock=clock) as one, Ledger.open(path, clock=clock) as two:
+def test_two_connections_see_one_ledger(
+    make_ledger: Callable[..., Ledger], clock: ManualClock
+) -> None:
+    with make_ledger(clock=clock) as one, make_ledger(clock=clock) as two:
         one.set_budget("a", limit=100)
         one.reserve("a", credits(60))
         with pytest.raises(BudgetExceeded):

@@ -1,9 +1,11 @@
-"""Many processes, one ledger file: a limit that admits exactly K holds grants exactly K."""
+"""Many processes, one ledger: a limit that admits exactly K holds grants exactly K.
+
+On each backend (conftest.py): one SQLite file, or one PostgreSQL database that the processes
+reach over the network as workers on separate machines would."""
 
 from __future__ import annotations
 
 import multiprocessing as mp
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,8 +42,8 @@ def _worker(path: str, worker: int, ready: Any, start: Any, results: Any) -> Non
 
 
 @pytest.mark.slow
-def test_exactly_k_of_many_concurrent_reserves_succeed(tmp_path: Path) -> None:
-    path = tmp_path / "shared.db"
+def test_exactly_k_of_many_concurrent_reserves_succeed(ledger_url: str) -> None:
+    path = ledger_url
     with Ledger.open(path) as ledger:
         ledger.set_budget("company", limit=K * COST, period="month")  # the binding budget
         ledger.set_budget("team", limit=10**9, parent="company")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
@@ -39,10 +39,11 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def ledger(tmp_path: Path, clock: ManualClock) -> Iterator[Ledger]:
-    with Ledger.open(tmp_path / "ledger.db", clock=clock) as opened:
-        opened.set_budget("studio", limit=10**12)
-        yield opened
+def ledger(make_ledger: Callable[..., Ledger], clock: ManualClock) -> Ledger:
+    """A ledger on each backend (conftest.py)."""
+    opened = make_ledger(clock=clock)
+    opened.set_budget("studio", limit=10**12)
+    return opened
 
 
 def book(

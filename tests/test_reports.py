@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
@@ -65,12 +65,13 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def ledger(tmp_path: Path, clock: ManualClock) -> Iterator[Ledger]:
-    with Ledger.open(tmp_path / "ledger.db", clock=clock) as opened:
-        opened.set_budget("company", limit=10_000_000, period="month")
-        opened.set_budget("video", limit=1_000_000, period="month", parent="company")
-        opened.set_budget("ads", limit=500_000, parent="company")
-        yield opened
+def ledger(make_ledger: Callable[..., Ledger], clock: ManualClock) -> Ledger:
+    """A ledger on each backend (conftest.py), with three budgets."""
+    opened = make_ledger(clock=clock)
+    opened.set_budget("company", limit=10_000_000, period="month")
+    opened.set_budget("video", limit=1_000_000, period="month", parent="company")
+    opened.set_budget("ads", limit=500_000, parent="company")
+    return opened
 
 
 def populate(ledger: Ledger, clock: ManualClock) -> None:
@@ -108,9 +109,10 @@ def populate(ledger: Ledger, clock: ManualClock) -> None:
 def raw_totals(ledger: Ledger, team: str | None = None) -> dict[str, int]:
     """The totals computed straight from the holds table, the slow way."""
     where = "" if team is None else f" WHERE team = '{team}'"
-    row = ledger.conn.execute(
-        "SELECT SUM(state = 'settled'), SUM(state IN ('held', 'submitted', 'unknown')),"
-        " SUM(state = 'voided'),"
+    row = ledger.execute(
+        "SELECT SUM(CASE WHEN state = 'settled' THEN 1 ELSE 0 END),"
+        " SUM(CASE WHEN state IN ('held', 'submitted', 'unknown') THEN 1 ELSE 0 END),"
+        " SUM(CASE WHEN state = 'voided' THEN 1 ELSE 0 END),"
         " SUM(CASE WHEN state = 'settled' THEN cost_minor ELSE 0 END),"
         " SUM(CASE WHEN state IN ('held', 'submitted', 'unknown') THEN est_cost_minor ELSE 0 END),"
         " SUM(CASE WHEN state <> 'voided' THEN est_cost_minor ELSE 0 END),"
@@ -256,13 +258,12 @@ def test_table_and_markdown_read_well(ledger: Ledger, clock: ManualClock) -> Non
     )
 
 
-def test_markdown_escapes_pipes(tmp_path: Path, clock: ManualClock) -> None:
-    with Ledger.open(tmp_path / "l.db", clock=clock) as ledger:
-        ledger.set_budget("a", limit=100)
-        ledger.reserve("a", video(5), meta=meta("kling|v1"))
-        out = io.StringIO()
-        write_markdown(spending_report(ledger, by="model"), out)
-        assert "kling\\|v1" in out.getvalue()
+def test_markdown_escapes_pipes(ledger: Ledger) -> None:
+    ledger.set_budget("a", limit=100)
+    ledger.reserve("a", video(5), meta=meta("kling|v1"))
+    out = io.StringIO()
+    write_markdown(spending_report(ledger, by="model"), out)
+    assert "kling\\|v1" in out.getvalue()
 
 
 def test_task_export_streams_every_row_with_exact_amounts(
@@ -274,7 +275,7 @@ def test_task_export_streams_every_row_with_exact_amounts(
     lines = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert count == len(lines)
     assert tuple(lines[0].keys()) == TASK_COLUMNS
-    assert len(lines) == ledger.conn.execute("SELECT COUNT(*) FROM holds").fetchone()[0]
+    assert len(lines) == ledger.execute("SELECT COUNT(*) FROM holds").fetchone()[0]
     settled = [line for line in lines if line["state"] == "settled"]
     assert sum(int(line["charged"]) for line in settled) == raw_totals(ledger)["charged"]
     some = next(line for line in settled if line["model"] == "kling-v1-5" and line["mode"] == "std")
@@ -308,12 +309,21 @@ def test_sql_formatting_matches_format_minor(exponent: int) -> None:
         assert str(text) == format_minor(value, exponent), value
 
 
+@pytest.mark.parametrize("exponent", [0, 2, 3])
+def test_sql_formatting_matches_format_minor_on_each_backend(ledger: Ledger, exponent: int) -> None:
+    values = [0, 1, -1, 5, 10, 99, 100, 101, 1000, 1234, -1234, 12_000, -5000, 10**12 + 7]
+    expression = _sql_decimal("v", exponent, ledger.dialect)
+    for value in values:
+        [(text,)] = ledger.execute(f"SELECT {expression} FROM (SELECT ? AS v) AS t", (value,))
+        assert str(text) == format_minor(value, exponent), value
+
+
 def test_rollups_follow_every_write_and_check_catches_damage(
     ledger: Ledger, clock: ManualClock
 ) -> None:
     populate(ledger, clock)
     assert ledger.check() == []
-    ledger.conn.execute(
+    ledger.execute(
         "UPDATE rollup_daily SET charged_minor = charged_minor + 1"
         " WHERE team = 'ads' AND day = '2026-11-28' AND model = 'kling-v2-master'"
     )

@@ -156,7 +156,7 @@ def observe(ledger: Ledger) -> list[tuple[JobClass, dict[int, int]]]:
     """Per job class, how many trusted tasks were charged each amount (milli-units)."""
     counts: dict[JobClass, dict[int, int]] = defaultdict(dict)
     with ledger._lock:
-        rows = ledger.conn.execute(_OBSERVED_SQL).fetchall()
+        rows = ledger.execute(_OBSERVED_SQL).fetchall()
     for row in rows:
         job = JobClass(
             str(row[0]),
@@ -803,7 +803,7 @@ def import_usage(
     with ledger._lock:
         unmatched = tuple(
             r[0]
-            for r in ledger.conn.execute(
+            for r in ledger.execute(
                 "SELECT reqid FROM usage_rows WHERE hold_id IS NULL ORDER BY reqid LIMIT 50"
             )
         )
@@ -854,7 +854,7 @@ def credit_rates(
     sheet = sheet if sheet is not None else load_sheet()
     sums: dict[str, list[Any]] = {}
     with ledger._lock:
-        rows = ledger.conn.execute(
+        rows = ledger.execute(
             "SELECT h.pack, u.fen, h.units_milli FROM usage_rows AS u JOIN holds AS h"
             " ON h.id = u.hold_id WHERE h.state = 'settled' AND h.units_milli > 0"
         ).fetchall()

@@ -1,4 +1,4 @@
-"""The ledger: budgets, holds and an append-only event log in one SQLite file.
+"""The ledger: budgets, holds and an append-only event log, in one SQLite file or PostgreSQL.
 
 Spending is two-phase, like TigerBeetle's pending transfers::
 
@@ -8,12 +8,17 @@ Spending is two-phase, like TigerBeetle's pending transfers::
     ledger.void(hold.id, reason="task failed")       # or: nothing was charged
 
 ``reserve`` checks every budget on the team's path (team -> parent -> ...) and writes the hold in
-one ``BEGIN IMMEDIATE`` transaction, so concurrent workers in any number of processes can never
-overspend. Running balances per budget and period are updated in the same transaction, so a
-check costs the same with a million entries as with ten; :meth:`Ledger.check` recomputes them.
+one transaction (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: the path's budget rows locked first),
+so concurrent workers in any number of processes, or on any number of machines sharing a
+PostgreSQL ledger, can never overspend. Running balances per budget and period are updated in
+the same transaction, so a check costs the same with a million entries as with ten;
+:meth:`Ledger.check` recomputes them.
 
 A hold whose outcome is unknown (``mark_unknown``: a crash or a timeout after sending) keeps
 counting against its budgets until someone settles or voids it. Nothing releases it silently.
+
+Where the ledger lives: a file path (SQLite, the embedded default) or a ``postgresql://`` URL
+(psycopg 3, ``pip install 'klingcost[postgres]'``); :mod:`klingcost.backends` holds what differs.
 """
 
 from __future__ import annotations
@@ -21,11 +26,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sqlite3
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from fractions import Fraction
@@ -34,6 +37,7 @@ from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
 
 from klingcost import migrations
+from klingcost.backends import DB, Backend, Cursor, Dialect, is_postgres_url, open_backend
 from klingcost.budgets import (
     DEFAULT_SOFT,
     Alert,
@@ -69,10 +73,15 @@ MetaValue = str | int | None
 T = TypeVar("T")
 
 
-def default_ledger_path(environ: Mapping[str, str] | None = None) -> Path:
-    """``KLINGCOST_LEDGER``, else ``$KLINGCOST_HOME/ledger.db``, else ``~/.klingcost/ledger.db``."""
+def default_ledger_path(environ: Mapping[str, str] | None = None) -> Path | str:
+    """``KLINGCOST_LEDGER``, else ``$KLINGCOST_HOME/ledger.db``, else ``~/.klingcost/ledger.db``.
+
+    A ``postgresql://`` URL in ``KLINGCOST_LEDGER`` is returned as it is (a str).
+    """
     env = os.environ if environ is None else environ
     if env.get("KLINGCOST_LEDGER"):
+        if is_postgres_url(env["KLINGCOST_LEDGER"]):
+            return env["KLINGCOST_LEDGER"]
         return Path(env["KLINGCOST_LEDGER"]).expanduser()
     home = env.get("KLINGCOST_HOME")
     base = Path(home).expanduser() if home else Path.home() / ".klingcost"
@@ -184,6 +193,25 @@ _BUDGET_ROW_SQL = (
     "SELECT name, unit, pack, limit_minor, period, tz, soft, exponent, parent"
     " FROM budgets WHERE name = ?"
 )
+#: PostgreSQL: the names on a team's path in one round trip, then their rows locked (always
+#: by name, so that no two transactions wait on each other) before any balance is read.
+_PATH_NAMES_SQL = (
+    "WITH RECURSIVE up(name, depth) AS (SELECT CAST(? AS TEXT) COLLATE \"C\", 0 UNION ALL"
+    " SELECT b.parent, up.depth + 1 FROM budgets AS b JOIN up ON b.name = up.name"
+    " WHERE b.parent IS NOT NULL AND up.depth < 64) SELECT name FROM up"
+)
+_LOCK_BUDGETS_SQL = (
+    "SELECT name, unit, pack, limit_minor, period, tz, soft, exponent, parent"
+    " FROM budgets WHERE name = ANY(?) ORDER BY name"
+)
+_BALANCES_SQL = (
+    "SELECT budget, period_key, posted, held FROM balances"
+    " WHERE budget = ANY(?) AND period_key = ANY(?)"
+)
+_LOCK_ENTRY_BUDGETS_SQL = (
+    "SELECT name FROM budgets WHERE name IN (SELECT budget FROM hold_entries WHERE hold_id = ?)"
+    " ORDER BY name"
+)
 _BALANCE_SQL = "SELECT posted, held FROM balances WHERE budget = ? AND period_key = ?"
 _ENTRIES_SQL = (
     "SELECT e.budget, e.period_key, e.reserved, b.unit, b.pack, b.limit_minor, b.soft"
@@ -195,7 +223,8 @@ _ENTRIES_SQL = (
 _SETTLE_SQL = (
     "INSERT INTO balances (budget, period_key, posted, held) VALUES (?, ?, ?, ?)"
     " ON CONFLICT (budget, period_key) DO UPDATE"
-    " SET posted = posted + excluded.posted, held = held + excluded.held RETURNING posted, held"
+    " SET posted = balances.posted + excluded.posted, held = balances.held + excluded.held"
+    " RETURNING posted, held"
 )
 _BUDGET_COLUMNS = "name, limit_minor, unit, period, parent, soft, tz, pack, exponent"
 # The job class is kept in columns as well as in ``meta``: the rollups and reports read them.
@@ -203,16 +232,38 @@ _INSERT_HOLD_SQL = (
     "INSERT INTO holds (idempotency_key, team, state, est_units_milli, pack, est_cost_minor,"
     f" currency, meta, reserved_at, updated_at, {', '.join(migrations.CLASS_COLUMNS)})"
     f" VALUES (?, ?, 'held', ?, ?, ?, ?, ?, ?, ?{', ?' * len(migrations.CLASS_COLUMNS)})"
+    " RETURNING id"
 )
+_INSERT_ENTRY_SQL = (
+    "INSERT INTO hold_entries (hold_id, budget, depth, period_key, reserved) VALUES (?, ?, ?, ?, ?)"
+)
+_HOLD_BALANCE_SQL = (
+    "INSERT INTO balances (budget, period_key, posted, held) VALUES (?, ?, 0, ?)"
+    " ON CONFLICT (budget, period_key) DO UPDATE SET held = balances.held + excluded.held"
+)
+_BUDGETS_LOCK: Final = migrations.APPLICATION_ID + 1  # pg_advisory_xact_lock key of set_budget
+_EVENT_SQL = "INSERT INTO events (at, kind, hold_id, team, data) VALUES (?, ?, ?, ?, ?)"
+_INT_CLASS_COLUMNS = frozenset({"sound", "video_reference", "reference_image", "n"})
 
 
 def _job_class(meta: Mapping[str, MetaValue] | None) -> tuple[MetaValue, ...]:
     if not meta:
         return (None,) * len(migrations.CLASS_COLUMNS)
-    return tuple(meta.get(name) for name in migrations.CLASS_COLUMNS)
+    return tuple(_class_value(name, meta.get(name)) for name in migrations.CLASS_COLUMNS)
 
 
-def _path(conn: sqlite3.Connection, team: str) -> list[tuple[Any, ...]]:
+def _class_value(name: str, value: MetaValue) -> MetaValue:
+    # A digit string in an integer column is stored as the int, as SQLite's affinity does (and
+    # PostgreSQL's BIGINT needs); a number in a text column as its text.
+    if name in _INT_CLASS_COLUMNS:
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+    elif isinstance(value, int):
+        return str(value)
+    return value
+
+
+def _path(conn: DB, team: str) -> list[tuple[Any, ...]]:
     """The budget rows from ``team`` up to its root (empty when ``team`` has no budget)."""
     rows: list[tuple[Any, ...]] = []
     name: str | None = team
@@ -263,14 +314,19 @@ def _budget_from_row(row: tuple[Any, ...]) -> Budget:
 
 
 class Ledger:
-    """One ledger file. Open with :meth:`open`; use as a context manager to close it."""
+    """One ledger. Open with :meth:`open`; use as a context manager to close it."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, *, clock: Clock, timeout: float):
-        self._conn = conn
-        self.path = path
+    def __init__(self, backend: Backend, *, clock: Clock, timeout: float):
+        self.backend = backend
+        self._db: DB = backend.db
+        #: The file (a Path), or the PostgreSQL URL without its password (a str).
+        self.path: Path | str = backend.location
         self.clock = clock
         self.timeout = timeout
         self._lock = threading.RLock()
+        self._row_lock = backend.row_lock
+        #: PostgreSQL locks rows explicitly; SQLite's write transaction locks the whole file.
+        self._locks_rows = bool(backend.row_lock)
 
     @classmethod
     def open(
@@ -281,24 +337,47 @@ class Ledger:
         timeout: float = 10.0,
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
     ) -> Ledger:
-        """Open (creating and migrating as needed) the ledger at ``path`` or the default path.
+        """Open (creating and migrating as needed) the ledger at ``path`` or the default one.
 
-        Order: ``path``, ``KLINGCOST_LEDGER``, ``$KLINGCOST_HOME/ledger.db``,
-        ``~/.klingcost/ledger.db``. ``timeout`` is how long a write waits for the file's lock.
-        ``synchronous="FULL"`` makes every write survive a power loss too (an fsync each).
+        ``path`` is a file (SQLite) or a ``postgresql://`` URL (PostgreSQL). Order: ``path``,
+        ``KLINGCOST_LEDGER``, ``$KLINGCOST_HOME/ledger.db``, ``~/.klingcost/ledger.db``.
+        ``timeout`` is how long a write waits for a lock (the file's, or a budget row's).
+        ``synchronous="FULL"`` makes every SQLite write survive a power loss too (an fsync
+        each); PostgreSQL's durability is the server's (``synchronous_commit``).
         """
-        resolved = Path(path).expanduser() if path is not None else default_ledger_path()
-        resolved.parent.mkdir(parents=True, exist_ok=True)
-        conn = migrations.connect(resolved, timeout=timeout, synchronous=synchronous)
-        return cls(conn, resolved, clock=clock or SystemClock(), timeout=timeout)
+        location = os.fspath(path) if path is not None else default_ledger_path()
+        backend = open_backend(location, timeout=timeout, synchronous=synchronous)
+        return cls(backend, clock=clock or SystemClock(), timeout=timeout)
 
     @property
-    def conn(self) -> sqlite3.Connection:
-        """The raw connection (autocommit: wrap writes in BEGIN IMMEDIATE ... COMMIT)."""
-        return self._conn
+    def dialect(self) -> Dialect:
+        """``sqlite`` or ``postgres``."""
+        return self.backend.dialect
+
+    @property
+    def conn(self) -> Any:
+        """The driver's connection (sqlite3, or psycopg for PostgreSQL), in autocommit mode.
+
+        Its SQL is the database's own; :meth:`execute` takes the ledger's (``?`` placeholders)
+        on either backend.
+        """
+        return self.backend.raw
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> Cursor:
+        """Run one statement written for SQLite (``?`` placeholders) on either backend, in its
+        own transaction; the driver's errors become LedgerError."""
+        with self._lock:
+            try:
+                return self._db.execute(sql, parameters)
+            except LedgerError:
+                raise
+            except Exception as exc:
+                if type(exc).__module__.split(".")[0] not in ("sqlite3", "psycopg"):
+                    raise
+                raise LedgerError(f"ledger {self.path}: {exc}") from exc
 
     def close(self) -> None:
-        self._conn.close()
+        self.backend.close()
 
     def __enter__(self) -> Ledger:
         return self
@@ -311,42 +390,39 @@ class Ledger:
 
     # --- transactions ---------------------------------------------------------------------
 
-    def _write(self, operation: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``operation`` in one BEGIN IMMEDIATE transaction, retrying while SQLite is busy."""
-        deadline = time.monotonic() + self.timeout
-        conn = self._conn
+    def _write(self, operation: Callable[[DB], T]) -> T:
+        """Run ``operation`` in one write transaction (SQLite: BEGIN IMMEDIATE, retried while
+        the file is busy; PostgreSQL: READ COMMITTED, retried when it loses a race)."""
         with self._lock:
-            while True:
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    try:
-                        result = operation(conn)
-                        conn.execute("COMMIT")
-                    except BaseException:
-                        if conn.in_transaction:
-                            conn.execute("ROLLBACK")
-                        raise
-                    return result
-                except sqlite3.OperationalError as exc:
-                    code = getattr(exc, "sqlite_errorcode", None)
-                    if code not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-                        raise LedgerError(f"ledger {self.path}: {exc}") from exc
-                    if time.monotonic() >= deadline:
-                        message = f"ledger {self.path} stayed busy for {self.timeout} s: {exc}"
-                        raise LedgerError(message) from exc
+            return self.backend.write(operation)
 
-    def _read(self, operation: Callable[[sqlite3.Connection], T]) -> T:
-        """Run reads in one snapshot (a deferred transaction)."""
+    def _read(self, operation: Callable[[DB], T]) -> T:
+        """Run reads in one snapshot."""
         with self._lock:
-            self._conn.execute("BEGIN")
-            try:
-                return operation(self._conn)
-            finally:
-                self._conn.execute("COMMIT")
+            return self.backend.read(operation)
+
+    def _locked_path(self, conn: DB, team: str) -> list[tuple[Any, ...]]:
+        """PostgreSQL: ``team``'s path with its budget rows locked (by name). The rows come
+        from the locking read, so they are current; a parent that changed meanwhile is locked
+        too before anything is decided."""
+        names = {row[0] for row in conn.execute(_PATH_NAMES_SQL, (team,))}
+        rows: dict[str, tuple[Any, ...]] = {}
+        while True:
+            wanted = sorted(names - set(rows))
+            for row in conn.execute(_LOCK_BUDGETS_SQL + self._row_lock, (wanted,)):
+                rows[row[0]] = tuple(row)
+            path: list[tuple[Any, ...]] = []
+            name: str | None = team
+            while name is not None and name in rows and len(path) < 64:
+                path.append(rows[name])
+                name = rows[name][8]
+            if name is None or name not in names or len(path) >= 64:
+                return path  # complete (or the team has no budget: empty)
+            names.add(name)  # a parent set since the path was read: lock it as well
 
     @staticmethod
     def _event(
-        conn: sqlite3.Connection,
+        conn: DB,
         at: str,
         kind: str,
         hold: int | None,
@@ -354,10 +430,7 @@ class Ledger:
         **data: Any,
     ) -> None:
         text = json.dumps(data, separators=(",", ":"), default=str)
-        conn.execute(
-            "INSERT INTO events (at, kind, hold_id, team, data) VALUES (?, ?, ?, ?, ?)",
-            (at, kind, hold, team, text),
-        )
+        conn.execute(_EVENT_SQL, (at, kind, hold, team, text))
 
     # --- budgets --------------------------------------------------------------------------
 
@@ -393,7 +466,9 @@ class Ledger:
         now = self.clock.now().isoformat()
         soft_text = format_amount(b.soft)
 
-        def operation(conn: sqlite3.Connection) -> None:
+        def operation(conn: DB) -> None:
+            if self._locks_rows:  # budget trees change one at a time: no cycle can slip in
+                conn.execute("SELECT pg_advisory_xact_lock(?)", (_BUDGETS_LOCK,)).fetchall()
             if parent is not None:
                 ancestors = [row[0] for row in _path(conn, parent)]
                 if not ancestors:
@@ -404,7 +479,8 @@ class Ledger:
                         f"budget {team!r} cannot have parent {parent!r}: {cycle}"
                     )
             old = conn.execute(
-                "SELECT unit, pack, exponent FROM budgets WHERE name = ?", (team,)
+                "SELECT unit, pack, exponent FROM budgets WHERE name = ?" + self._row_lock,
+                (team,),
             ).fetchone()
             if old is not None and tuple(old) != (b.unit, b.pack, b.exponent):
                 sql = "SELECT 1 FROM hold_entries WHERE budget = ? LIMIT 1"
@@ -415,12 +491,24 @@ class Ledger:
                     )
             conn.execute(
                 "INSERT INTO budgets (name, parent, unit, pack, exponent, limit_minor, period,"
-                " tz, soft, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?10)"
+                " tz, soft, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (name) DO UPDATE SET parent = excluded.parent,"
                 " unit = excluded.unit, pack = excluded.pack, exponent = excluded.exponent,"
                 " limit_minor = excluded.limit_minor, period = excluded.period,"
                 " tz = excluded.tz, soft = excluded.soft, updated_at = excluded.updated_at",
-                (team, parent, b.unit, b.pack, b.exponent, b.limit, b.period, b.tz, soft_text, now),
+                (
+                    team,
+                    parent,
+                    b.unit,
+                    b.pack,
+                    b.exponent,
+                    b.limit,
+                    b.period,
+                    b.tz,
+                    soft_text,
+                    now,
+                    now,
+                ),
             )
             self._event(
                 conn,
@@ -435,7 +523,7 @@ class Ledger:
                 parent=parent,
                 soft=soft_text,
                 tz=b.tz,
-                previous=old,
+                previous=None if old is None else list(old),
             )
 
         self._write(operation)
@@ -444,13 +532,13 @@ class Ledger:
     def get_budget(self, team: str) -> Budget:
         with self._lock:
             sql = f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE name = ?"
-            row = self._conn.execute(sql, (team,)).fetchone()
+            row = self._db.execute(sql, (team,)).fetchone()
         if row is None:
             raise BudgetNotFound(team=team)
         return _budget_from_row(row)
 
     @staticmethod
-    def _status(conn: sqlite3.Connection, budget: Budget, now: datetime) -> BudgetStatus:
+    def _status(conn: DB, budget: Budget, now: datetime) -> BudgetStatus:
         window = window_for(budget.period, now, budget.tz)
         row = conn.execute(
             "SELECT posted, held FROM balances WHERE budget = ? AND period_key = ?",
@@ -468,7 +556,7 @@ class Ledger:
         """Every budget's status in its current period, by name."""
         now = self.clock.now()
 
-        def operation(conn: sqlite3.Connection) -> list[BudgetStatus]:
+        def operation(conn: DB) -> list[BudgetStatus]:
             rows = conn.execute(f"SELECT {_BUDGET_COLUMNS} FROM budgets ORDER BY name")
             return [self._status(conn, _budget_from_row(row), now) for row in rows.fetchall()]
 
@@ -498,22 +586,26 @@ class Ledger:
         now = self.clock.now()
         at = now.isoformat()
 
-        def operation(conn: sqlite3.Connection) -> Hold:
+        def operation(conn: DB) -> Hold:
             a = amounts
             if key is not None:
                 sql = f"{_HOLD_SELECT} WHERE h.idempotency_key = ?"
                 found = conn.execute(sql, (key,)).fetchone()
                 if found is not None:
                     return _same_reservation(_hold_from_row(found), team, amounts)
-            path = _path(conn, team)
+            path = self._locked_path(conn, team) if self._locks_rows else _path(conn, team)
             if not path:
                 raise BudgetNotFound(team=team)
+            balances = self._balances(conn, path, now) if self._locks_rows else None
             entries, alerts = [], []
             for depth, (name, unit, pack, limit, period, tz, soft, exponent, _) in enumerate(path):
                 amount = counted(unit, pack, amounts, name)
                 pkey = period_key(period, now, tz)
-                row = conn.execute(_BALANCE_SQL, (name, pkey)).fetchone()
-                posted, held = row if row else (0, 0)
+                if balances is None:
+                    row = conn.execute(_BALANCE_SQL, (name, pkey)).fetchone()
+                    posted, held = row if row else (0, 0)
+                else:
+                    posted, held = balances.get((name, pkey), (0, 0))
                 if not fits(limit, posted, held, amount):
                     budget = Budget(
                         name, limit, unit, period, None, _soft(soft), tz, pack, exponent
@@ -523,7 +615,7 @@ class Ledger:
                 if amount and crosses_soft(limit, _soft(soft), used, used + amount):
                     alerts.append(Alert("soft", name, pkey, used + amount, limit))
                 entries.append((name, depth, pkey, amount))
-            hold_id = conn.execute(
+            (hold_id,) = conn.execute(
                 _INSERT_HOLD_SQL,
                 (
                     hold_key,
@@ -537,17 +629,10 @@ class Ledger:
                     at,
                     *job_class,
                 ),
-            ).lastrowid
-            assert hold_id is not None
+            ).fetchone()
+            conn.executemany(_INSERT_ENTRY_SQL, [(hold_id, *entry) for entry in entries])
             conn.executemany(
-                "INSERT INTO hold_entries (hold_id, budget, depth, period_key, reserved)"
-                " VALUES (?, ?, ?, ?, ?)",
-                [(hold_id, *entry) for entry in entries],
-            )
-            conn.executemany(
-                "INSERT INTO balances (budget, period_key, posted, held) VALUES (?, ?, 0, ?)"
-                " ON CONFLICT (budget, period_key) DO UPDATE SET held = held + excluded.held",
-                [(name, pkey, amount) for name, _, pkey, amount in entries],
+                _HOLD_BALANCE_SQL, [(name, pkey, amount) for name, _, pkey, amount in entries]
             )
             self._event(
                 conn,
@@ -578,9 +663,7 @@ class Ledger:
         _log_alerts(hold)
         return hold
 
-    def _record_alerts(
-        self, conn: sqlite3.Connection, at: str, hold_id: int, alerts: list[Alert]
-    ) -> None:
+    def _record_alerts(self, conn: DB, at: str, hold_id: int, alerts: list[Alert]) -> None:
         for a in alerts:
             kind = "soft_threshold" if a.kind == "soft" else "over_limit"
             self._event(
@@ -595,28 +678,51 @@ class Ledger:
             )
 
     @staticmethod
-    def _load(conn: sqlite3.Connection, hold_id: int) -> Hold:
-        row = conn.execute(f"{_HOLD_SELECT} WHERE h.id = ?", (hold_id,)).fetchone()
+    def _load(conn: DB, hold_id: int, lock: str = "") -> Hold:
+        row = conn.execute(f"{_HOLD_SELECT} WHERE h.id = ?{lock}", (hold_id,)).fetchone()
         if row is None:
             raise HoldNotFound(hold=str(hold_id))
         return _hold_from_row(row)
 
+    @staticmethod
+    def _balances(
+        conn: DB, path: list[tuple[Any, ...]], now: datetime
+    ) -> dict[tuple[str, str], tuple[int, int]]:
+        """The path's balances in its periods at ``now``, in one round trip (PostgreSQL)."""
+        keys = {(row[0], period_key(row[4], now, row[5])) for row in path}
+        names = sorted({name for name, _ in keys})
+        pkeys = sorted({pkey for _, pkey in keys})
+        return {
+            (r[0], r[1]): (r[2], r[3])
+            for r in conn.execute(_BALANCES_SQL, (names, pkeys))
+            if (r[0], r[1]) in keys
+        }
+
+    def _load_for_update(self, conn: DB, hold_id: int) -> Hold:
+        """The hold, its row locked until the transaction ends (PostgreSQL)."""
+        return self._load(conn, hold_id, f"{self._row_lock} OF h" if self._row_lock else "")
+
+    def _lock_entry_budgets(self, conn: DB, hold_id: int) -> None:
+        """PostgreSQL: lock the budgets a hold counts against (by name), before moving them."""
+        if self._locks_rows:
+            conn.execute(_LOCK_ENTRY_BUDGETS_SQL + self._row_lock, (hold_id,)).fetchall()
+
     def get_hold(self, hold_id: int) -> Hold:
         with self._lock:
-            return self._load(self._conn, hold_id)
+            return self._load(self._db, hold_id)
 
     def hold_for_task(self, task_id: str) -> Hold | None:
         """The hold that ``task_id`` was attached to, or None."""
         with self._lock:
             sql = "SELECT hold_id FROM tasks WHERE task_id = ?"
-            row = self._conn.execute(sql, (task_id,)).fetchone()
-            return None if row is None else self._load(self._conn, row[0])
+            row = self._db.execute(sql, (task_id,)).fetchone()
+            return None if row is None else self._load(self._db, row[0])
 
     def hold_for_key(self, key: str) -> Hold | None:
         """The hold reserved under the idempotency ``key``, or None."""
         with self._lock:
             sql = f"{_HOLD_SELECT} WHERE h.idempotency_key = ?"
-            row = self._conn.execute(sql, (key,)).fetchone()
+            row = self._db.execute(sql, (key,)).fetchone()
             return None if row is None else _hold_from_row(row)
 
     def attach(self, hold_id: int, task_id: str) -> Hold:
@@ -625,8 +731,8 @@ class Ledger:
             raise HoldStateError(f"a task id must be a non-empty string (given {task_id!r})")
         at = self.clock.now().isoformat()
 
-        def operation(conn: sqlite3.Connection) -> Hold:
-            hold = self._load(conn, hold_id)
+        def operation(conn: DB) -> Hold:
+            hold = self._load_for_update(conn, hold_id)
             if hold.task_id == task_id:
                 return hold
             if hold.task_id is not None:
@@ -650,8 +756,8 @@ class Ledger:
         """The submission's outcome is unknown: the hold keeps counting until resolved."""
         at = self.clock.now().isoformat()
 
-        def operation(conn: sqlite3.Connection) -> Hold:
-            hold = self._load(conn, hold_id)
+        def operation(conn: DB) -> Hold:
+            hold = self._load_for_update(conn, hold_id)
             if hold.state == "unknown":
                 return hold
             if not hold.is_open:
@@ -689,8 +795,8 @@ class Ledger:
         flag = parse_deduction(raw_deduction).flag
         at = self.clock.now().isoformat()
 
-        def operation(conn: sqlite3.Connection) -> Hold:
-            hold = self._load(conn, hold_id)
+        def operation(conn: DB) -> Hold:
+            hold = self._load_for_update(conn, hold_id)
             if hold.state == "settled":
                 if (hold.units_milli, hold.cost_minor) == (units_milli, cost_minor):
                     return hold
@@ -701,6 +807,7 @@ class Ledger:
                 )
             if hold.state == "voided":
                 raise HoldStateError(f"hold {hold_id} was voided; it cannot be settled")
+            self._lock_entry_budgets(conn, hold_id)
             actual = replace(hold.estimate, units_milli=units_milli, cost_minor=cost_minor)
             alerts = []
             for name, pkey, reserved, unit, pack, limit, soft in conn.execute(
@@ -776,12 +883,13 @@ class Ledger:
         """Release the hold: nothing was, or will be, charged for it. Voiding twice is a no-op."""
         at = self.clock.now().isoformat()
 
-        def operation(conn: sqlite3.Connection) -> Hold:
-            hold = self._load(conn, hold_id)
+        def operation(conn: DB) -> Hold:
+            hold = self._load_for_update(conn, hold_id)
             if hold.state == "voided":
                 return hold
             if hold.state == "settled":
                 raise HoldStateError(f"hold {hold_id} was settled; it cannot be voided")
+            self._lock_entry_budgets(conn, hold_id)
             sql = "SELECT budget, period_key, 0, -reserved FROM hold_entries WHERE hold_id = ?"
             for row in conn.execute(sql, (hold_id,)).fetchall():
                 conn.execute(_SETTLE_SQL, row).fetchall()
@@ -812,7 +920,7 @@ class Ledger:
         last = 0
         while True:
             with self._lock:
-                rows = self._conn.execute(sql, (last, *params)).fetchall()
+                rows = self._db.execute(sql, (last, *params)).fetchall()
             yield from (_hold_from_row(row) for row in rows)
             if len(rows) < batch:
                 return
@@ -840,16 +948,18 @@ class Ledger:
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         with self._lock:
-            rows = self._conn.execute(sql, params).fetchall()
+            rows = self._db.execute(sql, params).fetchall()
         return [Event(r[0], _dt(r[1]), r[2], r[3], r[4], json.loads(r[5])) for r in rows]
 
     def check(self) -> list[Discrepancy]:
         """Recompute every running balance and rollup from the entries; return each difference."""
-        return self._read(_check)
+        dialect = self.dialect
+        return self._read(lambda conn: _check(conn, dialect))
 
     def rebuild_rollups(self) -> None:
         """Recompute the report rollups from the holds (a repair after ``check`` found one off)."""
-        self._write(migrations.rebuild_rollups)
+        dialect = self.dialect
+        self._write(lambda conn: migrations.rebuild_rollups(conn, dialect))
 
 
 def _dt(text: str) -> datetime:
@@ -906,7 +1016,7 @@ ORDER BY 1, 2
 """
 
 
-def _check(conn: sqlite3.Connection) -> list[Discrepancy]:
+def _check(conn: DB, dialect: str = "sqlite") -> list[Discrepancy]:
     found: list[Discrepancy] = []
     for budget, pkey, posted, held, want_posted, want_held in conn.execute(_RECOMPUTE_SQL):
         if (posted or 0) != (want_posted or 0):
@@ -928,18 +1038,18 @@ def _check(conn: sqlite3.Connection) -> list[Discrepancy]:
         " WHERE h.state = 'submitted' AND t.task_id IS NULL"
     ):
         found.append(Discrepancy("submitted hold has no task", hold_id=hold_id))
-    found += _check_rollups(conn)
+    found += _check_rollups(conn, dialect)
     return found
 
 
-def _check_rollups(conn: sqlite3.Connection) -> list[Discrepancy]:
+def _check_rollups(conn: DB, dialect: str) -> list[Discrepancy]:
     """Every rollup row that differs from the holds, once per (table, key)."""
     found: list[Discrepancy] = []
     for name, (key, sums, maxes) in migrations.ROLLUPS.items():
         columns = ", ".join((*key, *sums, *maxes))
-        recomputed = migrations.recompute_sql(name)
+        recomputed = migrations.recompute_sql(name, dialect)
         stored = f"SELECT {columns} FROM {name} WHERE NOT ({' = 0 AND '.join((*sums, *maxes))} = 0)"
-        fresh = f"SELECT * FROM ({recomputed})"
+        fresh = f"SELECT * FROM ({recomputed}) AS fresh"
         seen: set[tuple[Any, ...]] = set()
         for side, sql in (
             ("recorded", f"{stored} EXCEPT {fresh}"),

@@ -11,12 +11,13 @@ Append new migrations at the end of :data:`MIGRATIONS`; never edit one that has 
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from klingcost.errors import LedgerError, LedgerSchemaError
 
@@ -255,14 +256,49 @@ ROLLUPS: Final[dict[str, tuple[dict[str, str], dict[str, str], dict[str, str]]]]
 }
 
 
-def _rollup_table(name: str) -> str:
+def pg_is(sql: str) -> str:
+    """SQLite's ``x IS y`` and ``x IS NOT y`` (y not NULL) in PostgreSQL's spelling:
+    ``IS NOT DISTINCT FROM`` and ``IS DISTINCT FROM``."""
+    text = re.sub(r"\bIS NOT (?!NULL\b|DISTINCT\b)", "IS DISTINCT FROM ", sql)
+    return re.sub(r"\bIS (?!NOT\b|NULL\b|DISTINCT\b)", "IS NOT DISTINCT FROM ", text)
+
+
+def pg_expression(expression: str) -> str:
+    """A rollup expression in PostgreSQL's SQL: :func:`pg_is`, and the UTC day function
+    (``klingcost_utc_day``) for SQLite's ``date()``."""
+    return pg_is(expression.replace("date(", "klingcost_utc_day("))
+
+
+def _pg_summand(expression: str) -> str:
+    """PostgreSQL cannot sum a boolean: a condition becomes 1 or 0 (a CASE stays as it is)."""
+    text = pg_expression(expression)
+    return text if text.startswith("(CASE") else f"(CASE WHEN {text} THEN 1 ELSE 0 END)"
+
+
+def rollup_expressions(
+    name: str, dialect: str = "sqlite"
+) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """Rollup ``name``'s key, summed and max expressions (``{r}`` for the row) in ``dialect``."""
     key, sums, maxes = ROLLUPS[name]
-    types = {"sound": "INTEGER", "video_reference": "INTEGER", "reference_image": "INTEGER"}
-    columns = [f"{c} {types.get(c, 'INTEGER' if c == 'n' else 'TEXT')} NOT NULL" for c in key]
-    columns += [f"{c} INTEGER NOT NULL DEFAULT 0" for c in (*sums, *maxes)]
+    if dialect == "sqlite":
+        return key, sums, maxes
     return (
-        f"CREATE TABLE {name} ({', '.join(columns)}, PRIMARY KEY ({', '.join(key)})) WITHOUT ROWID"
+        {c: pg_expression(e) for c, e in key.items()},
+        {c: _pg_summand(e) for c, e in sums.items()},
+        {c: pg_expression(e) for c, e in maxes.items()},
     )
+
+
+def rollup_table(name: str, dialect: str = "sqlite") -> str:
+    """The ``CREATE TABLE`` of rollup ``name``."""
+    key, sums, maxes = ROLLUPS[name]
+    text, whole, suffix = "TEXT", "INTEGER", " WITHOUT ROWID"
+    if dialect != "sqlite":
+        text, whole, suffix = 'TEXT COLLATE "C"', "BIGINT", ""
+    ints = ("sound", "video_reference", "reference_image", "n")
+    columns = [f"{c} {whole if c in ints else text} NOT NULL" for c in key]
+    columns += [f"{c} {whole} NOT NULL DEFAULT 0" for c in (*sums, *maxes)]
+    return f"CREATE TABLE {name} ({', '.join(columns)}, PRIMARY KEY ({', '.join(key)})){suffix}"
 
 
 def _upsert(name: str, sign: str) -> str:
@@ -301,9 +337,50 @@ def _triggers(name: str) -> tuple[str, ...]:
     )
 
 
-def recompute_sql(name: str) -> str:
+def pg_rollup_triggers(name: str) -> tuple[str, ...]:
+    """PostgreSQL's triggers for rollup ``name``: the SQLite ones, as one plpgsql function."""
+    key, sums, maxes = rollup_expressions(name, "postgres")
+
+    def upsert(sign: str) -> str:
+        row = "OLD" if sign == "-" else "NEW"
+        keys = [e.format(r=row) for e in key.values()]
+        if sign == "-":
+            deltas = [f"-{e.format(r='OLD')}" for e in sums.values()]
+        elif sign == "+":
+            deltas = [e.format(r="NEW") for e in sums.values()]
+        else:  # NEW minus OLD
+            deltas = [f"{e.format(r='NEW')} - {e.format(r='OLD')}" for e in sums.values()]
+        peaks = [e.format(r=row) if sign != "-" else "0" for e in maxes.values()]
+        updates = [f"{c} = t.{c} + excluded.{c}" for c in sums]
+        updates += [f"{c} = GREATEST(t.{c}, excluded.{c})" for c in maxes]
+        return (
+            f"INSERT INTO {name} AS t ({', '.join((*key, *sums, *maxes))})"
+            f" VALUES ({', '.join((*keys, *deltas, *peaks))})"
+            f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {', '.join(updates)};"
+        )
+
+    changed = " OR ".join(f"OLD.{c} IS DISTINCT FROM NEW.{c}" for c in _WATCHED if c != "state")
+    function = f"klingcost_{name}"
+    return (
+        f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql"
+        " SET search_path FROM CURRENT AS $$ BEGIN"
+        f" IF TG_OP = 'INSERT' THEN {upsert('+')}"
+        f" ELSIF TG_OP = 'UPDATE' THEN {upsert('+-')}"
+        f" ELSE {upsert('-')} END IF; RETURN NULL; END $$",
+        f"CREATE TRIGGER {name}_insert AFTER INSERT ON holds FOR EACH ROW"
+        f" WHEN {_CLOSED.format(r='NEW')} EXECUTE FUNCTION {function}()",
+        f"CREATE TRIGGER {name}_update AFTER UPDATE OF {', '.join(_WATCHED)} ON holds"
+        f" FOR EACH ROW WHEN (({_CLOSED.format(r='OLD')} OR {_CLOSED.format(r='NEW')})"
+        f" AND (OLD.state IS DISTINCT FROM NEW.state OR {changed}))"
+        f" EXECUTE FUNCTION {function}()",
+        f"CREATE TRIGGER {name}_delete AFTER DELETE ON holds FOR EACH ROW"
+        f" WHEN {_CLOSED.format(r='OLD')} EXECUTE FUNCTION {function}()",
+    )
+
+
+def recompute_sql(name: str, dialect: str = "sqlite") -> str:
     """A query that recomputes rollup ``name`` from ``holds`` (its columns in table order)."""
-    key, sums, maxes = ROLLUPS[name]
+    key, sums, maxes = rollup_expressions(name, dialect)
     parts = [f"{e.format(r='h')} AS {c}" for c, e in key.items()]
     parts += [f"SUM({e.format(r='h')}) AS {c}" for c, e in sums.items()]
     parts += [f"MAX({e.format(r='h')}) AS {c}" for c, e in maxes.items()]
@@ -313,11 +390,11 @@ def recompute_sql(name: str) -> str:
     )
 
 
-def rebuild_rollups(conn: sqlite3.Connection) -> None:
+def rebuild_rollups(conn: Any, dialect: str = "sqlite") -> None:
     """Recompute every rollup table from ``holds`` (inside the caller's transaction)."""
     for name in ROLLUPS:
         conn.execute(f"DELETE FROM {name}")
-        conn.execute(f"INSERT INTO {name} {recompute_sql(name)}")
+        conn.execute(f"INSERT INTO {name} {recompute_sql(name, dialect)}")
 
 
 #: Columns of ``holds`` whose change moves a hold's contribution to the rollups.
@@ -361,8 +438,8 @@ def _backfill_0002(conn: sqlite3.Connection) -> None:
 
 
 _ROLLUP_DDL: Final[tuple[str, ...]] = (
-    _rollup_table("rollup_daily"),
-    _rollup_table("rollup_class"),
+    rollup_table("rollup_daily"),
+    rollup_table("rollup_class"),
     *_triggers("rollup_daily"),
     *_triggers("rollup_class"),
 )

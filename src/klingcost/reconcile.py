@@ -300,7 +300,7 @@ def _disagreeing(
     worst: dict[JobClass, list[tuple[int, int, TaskCheck]]] = {}
     counts: dict[JobClass, int] = {}
     with ledger._lock:
-        cursor = ledger.conn.execute(sql, params)
+        cursor = ledger.execute(sql, params)
         for row in _rows(cursor):
             job = _job(row[9:])
             counts[job] = counts.get(job, 0) + 1
@@ -349,7 +349,7 @@ def reconcile(
         params.append(until.isoformat())
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     with ledger._lock:
-        rows = ledger.conn.execute(_CLASS_SQL.format(where=where), params).fetchall()
+        rows = ledger.execute(_CLASS_SQL.format(where=where), params).fetchall()
     worst, counts = _disagreeing(ledger, since, until, limit)
     classes = []
     totals = dict.fromkeys(FLAGS, 0)

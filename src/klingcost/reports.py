@@ -56,9 +56,7 @@ from __future__ import annotations
 
 import csv
 import json
-import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from fractions import Fraction
@@ -318,7 +316,7 @@ _CLOSED_SUMS = (
 )
 _OPEN_SUMS = "0, COUNT(*), 0, 0, 0, SUM(est_cost_minor), 0, SUM(est_units_milli)"
 _OPEN_COLUMNS = {
-    "day": "date(reserved_at)",
+    "day": "{day}",
     "team": "team",
     "endpoint": "COALESCE(endpoint, '')",
     "model": "COALESCE(model, '')",
@@ -356,18 +354,20 @@ def grouped_sums(
     currency), grouped by SQLite: from the rollups for closed holds, and from the open holds
     (few) through their index. Values: settled, open, voided, settled estimate, charged, held,
     charged units, held units."""
+    day = ledger.backend.day("reserved_at")  # the UTC day, in the ledger's SQL
     closed_cols = [("substr(day, 1, 7)" if c == "month" else c) for c in columns]
     open_cols = [
-        ("substr(date(reserved_at), 1, 7)" if c == "month" else _OPEN_COLUMNS[c]) for c in columns
+        (f"substr({day}, 1, 7)" if c == "month" else _OPEN_COLUMNS[c].format(day=day))
+        for c in columns
     ]
     group = ", ".join(str(i + 1) for i in range(len(columns)))
     group_by = f" GROUP BY {group}" if columns else ""
     where, params = _window_sql("day", since, until, team)
     closed_sql = (
         f"SELECT {', '.join([*closed_cols, _CLOSED_SUMS])} FROM rollup_daily"
-        f" WHERE 1{where}{group_by}"
+        f" WHERE TRUE{where}{group_by}"
     )
-    open_where, open_params = _window_sql("date(reserved_at)", since, until, team)
+    open_where, open_params = _window_sql(day, since, until, team)
     open_sql = (
         f"SELECT {', '.join([*open_cols, _OPEN_SUMS])} FROM holds"
         f" WHERE state IN ('held', 'submitted', 'unknown'){open_where}{group_by}"
@@ -375,15 +375,15 @@ def grouped_sums(
     width = len(columns)
     merged: dict[tuple[str, ...], Sequence[int]] = {}
     with ledger._lock:  # one connection: reads take the ledger's lock like its own methods
-        for row in ledger.conn.execute(closed_sql, params):
+        for row in ledger.execute(closed_sql, params):
             if row[width] is not None:  # a group with no rows at all (no columns) is skipped
-                merged[row[:width]] = row[width:]
-        for row in ledger.conn.execute(open_sql, open_params):
+                merged[tuple(row[:width])] = row[width:]
+        for row in ledger.execute(open_sql, open_params):
             if row[width + 1]:
-                sums = list(merged.get(row[:width], (0,) * 8))
+                sums = list(merged.get(tuple(row[:width]), (0,) * 8))
                 for i in (1, 5, 7):
                     sums[i] += row[width + i] or 0
-                merged[row[:width]] = sums
+                merged[tuple(row[:width])] = sums
     return merged
 
 
@@ -599,44 +599,63 @@ def write_markdown(report: Report, out: IO[str]) -> None:
 # --- one row per task ---------------------------------------------------------------------
 
 
-def _sql_decimal(column: str, exponent: int) -> str:
+def _sql_decimal(column: str, exponent: int, dialect: str = "sqlite") -> str:
     """SQL that prints an integer of minor units as :func:`format_minor` does."""
     if exponent == 0:
-        return column
+        return column if dialect == "sqlite" else f"{column}::text"
     scale = 10**exponent
+    if dialect == "sqlite":
+        whole = f"{column} / {scale}"
+        fraction = f"printf('%0{exponent}d', abs({column}) % {scale})"
+    else:  # PostgreSQL: one type per CASE (text), and lpad for printf
+        whole = f"({column} / {scale})::text"
+        fraction = f"lpad((abs({column}) % {scale})::text, {exponent}, '0')"
     return (
-        f"CASE WHEN {column} IS NULL THEN NULL WHEN {column} % {scale} = 0 THEN {column} / {scale}"
+        f"CASE WHEN {column} IS NULL THEN NULL WHEN {column} % {scale} = 0 THEN {whole}"
         f" ELSE (CASE WHEN {column} < 0 THEN '-' ELSE '' END) || (abs({column}) / {scale}) || '.'"
-        f" || rtrim(printf('%0{exponent}d', abs({column}) % {scale}), '0') END"
+        f" || rtrim({fraction}, '0') END"
     )
 
 
-def _sql_money(column: str) -> str:
+def _sql_money(column: str, dialect: str = "sqlite") -> str:
     cases = " ".join(
-        f"WHEN '{name}' THEN {_sql_decimal(column, e)}"
+        f"WHEN '{name}' THEN {_sql_decimal(column, e, dialect)}"
         for name, e in sorted(CURRENCY_EXPONENTS.items())
         if e
     )
-    return f"CASE h.currency {cases} ELSE {column} END" if cases else column
+    otherwise = column if dialect == "sqlite" else f"{column}::text"
+    return f"CASE h.currency {cases} ELSE {otherwise} END" if cases else otherwise
 
 
 _OPEN_CASE = "h.state IN ('held', 'submitted', 'unknown')"
-_TASK_SQL = (
-    "SELECT h.id, h.task_id, h.team, h.state, h.reserved_at, h.updated_at, h.endpoint, h.model,"
-    " h.mode, h.duration, h.sound, h.video_reference, h.reference_image, h.n, h.pack, h.currency,"
-    f" {_sql_money('h.est_cost_minor')},"
-    f" {_sql_money('h.cost_minor')},"
-    f" {_sql_money(f'(CASE WHEN {_OPEN_CASE} THEN h.est_cost_minor ELSE 0 END)')},"
-    f" {_sql_money('h.variance_cost_minor')},"
-    f" {_sql_decimal('h.est_units_milli', UNIT_EXPONENT)},"
-    f" {_sql_decimal('h.units_milli', UNIT_EXPONENT)},"
-    f" {_sql_decimal('h.variance_units_milli', UNIT_EXPONENT)},"
-    " h.raw_deduction, h.deduction_flag, h.task_status, h.reason FROM holds AS h"
-)
+
+
+def _task_sql(dialect: str = "sqlite") -> str:
+    return (
+        "SELECT h.id, h.task_id, h.team, h.state, h.reserved_at, h.updated_at, h.endpoint,"
+        " h.model, h.mode, h.duration, h.sound, h.video_reference, h.reference_image, h.n,"
+        " h.pack, h.currency,"
+        f" {_sql_money('h.est_cost_minor', dialect)},"
+        f" {_sql_money('h.cost_minor', dialect)},"
+        f" {_sql_money(f'(CASE WHEN {_OPEN_CASE} THEN h.est_cost_minor ELSE 0 END)', dialect)},"
+        f" {_sql_money('h.variance_cost_minor', dialect)},"
+        f" {_sql_decimal('h.est_units_milli', UNIT_EXPONENT, dialect)},"
+        f" {_sql_decimal('h.units_milli', UNIT_EXPONENT, dialect)},"
+        f" {_sql_decimal('h.variance_units_milli', UNIT_EXPONENT, dialect)},"
+        " h.raw_deduction, h.deduction_flag, h.task_status, h.reason FROM holds AS h"
+    )
+
+
+_TASK_SQL = _task_sql()
+_TASK_SQLS = {"sqlite": _TASK_SQL, "postgres": _task_sql("postgres")}
 
 
 def _task_query(
-    since: date | None, until: date | None, team: str | None, state: str | None
+    since: date | None,
+    until: date | None,
+    team: str | None,
+    state: str | None,
+    dialect: str = "sqlite",
 ) -> tuple[str, list[str]]:
     clauses, params = [], []
     if since is not None:
@@ -654,7 +673,7 @@ def _task_query(
         clauses.append("h.state = ?")
         params.append(state)
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-    return f"{_TASK_SQL}{where} ORDER BY h.id", params
+    return f"{_TASK_SQLS[dialect]}{where} ORDER BY h.id", params
 
 
 def task_rows(
@@ -667,23 +686,11 @@ def task_rows(
 ) -> Iterator[tuple[Any, ...]]:
     """One tuple per hold, in :data:`TASK_COLUMNS` order, amounts as decimal strings; streamed
     from a cursor (memory stays flat however many holds there are)."""
-    sql, params = _task_query(since, until, team, state)
-    with _snapshot(ledger) as conn:
+    sql, params = _task_query(since, until, team, state, ledger.dialect)
+    # A second, read-only connection in one snapshot: a long export never holds the ledger's
+    # lock, nor blocks its writers.
+    with ledger.backend.snapshot() as conn:
         yield from conn.execute(sql, params)
-
-
-@contextmanager
-def _snapshot(ledger: Ledger) -> Iterator[sqlite3.Connection]:
-    """A second, read-only connection in one read transaction: a long export never holds the
-    ledger's lock (nor blocks its writers: WAL), and reads one consistent snapshot."""
-    uri = f"{ledger.path.resolve().as_uri()}?mode=ro"
-    conn = sqlite3.connect(uri, uri=True, timeout=ledger.timeout, isolation_level=None)
-    try:
-        conn.execute("BEGIN")
-        yield conn
-        conn.execute("COMMIT")
-    finally:
-        conn.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -798,12 +805,17 @@ def export_tasks_csv(
     (its commas, quotes and line breaks counted); a line whose text holds one of them (a
     ``reason`` with a comma, say) is written again by ``csv.writer``, quoted as it quotes.
     """
-    sql, params = _task_query(since, until, team, state)
-    suffix = sql.removeprefix(_TASK_SQL)
     out.write(",".join(TASK_COLUMNS) + "\n")
     count = 0
     writer = csv.writer(out, lineterminator="\n")
-    with _snapshot(ledger) as conn:
+    if ledger.dialect != "sqlite":  # no printf: a plain cursor -> csv.writer loop
+        for row in task_rows(ledger, since=since, until=until, team=team, state=state):
+            writer.writerow(row)
+            count += 1
+        return count
+    sql, params = _task_query(since, until, team, state)
+    suffix = sql.removeprefix(_TASK_SQL)
+    with ledger.backend.snapshot() as conn:
         cursor = conn.execute(_TASK_CSV_SQL + suffix, params)
         while batch := cursor.fetchmany(5000):
             text = "\n".join([line for (line,) in batch])
