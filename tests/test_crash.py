@@ -8,6 +8,9 @@ container would. Then a restart (a fresh worker submits and settles a job of its
 task is lost or counted twice (the fake server's tasks against the ledger's holds), and the
 dead worker's hold is resolved, or still counted against every budget: never released in
 silence.
+
+Each test runs on both ledger backends (``ledger_url``, conftest.py): a SQLite file, and a
+PostgreSQL database, where the killed worker's connection drops and the server rolls back.
 """
 
 from __future__ import annotations
@@ -41,8 +44,9 @@ WORKER = Path(__file__).with_name("workers.py")
 
 
 @pytest.fixture
-def ledger_path(tmp_path: Path) -> Path:
-    path = tmp_path / "ledger.db"
+def ledger_path(ledger_url: str) -> str:
+    """The ledger on each backend: a SQLite file path, or a PostgreSQL URL."""
+    path = ledger_url
     with Ledger.open(path) as ledger:
         ledger.set_budget("company", limit=10 * COST, period="month")
         ledger.set_budget("studio", limit=5 * COST, period="month", parent="company")
@@ -249,13 +253,15 @@ def test_killed_inside_the_settle_transaction_nothing_half_done_survives(
         wait_for_pause(process, marker, "during_settle")
         # Paused before COMMIT, holding the write lock: a reader sees the hold as it was, and
         # a writer waits. (Raw SQLite: Ledger.open itself takes the write lock to migrate.)
-        with contextlib.closing(sqlite3.connect(ledger_path, timeout=0.05)) as conn:
-            assert conn.execute("SELECT state FROM holds").fetchall() == [("submitted",)]
-            assert conn.execute("SELECT count(*) FROM events WHERE kind = 'settle'").fetchone() == (
-                0,
-            )
-            with pytest.raises(sqlite3.OperationalError, match="locked"):
-                conn.execute("BEGIN IMMEDIATE")
+        if str(ledger_path).startswith("postgresql://"):
+            assert_a_writer_waits_on_postgres(str(ledger_path))
+        else:
+            with contextlib.closing(sqlite3.connect(ledger_path, timeout=0.05)) as conn:
+                assert conn.execute("SELECT state FROM holds").fetchall() == [("submitted",)]
+                settles = conn.execute("SELECT count(*) FROM events WHERE kind = 'settle'")
+                assert settles.fetchone() == (0,)
+                with pytest.raises(sqlite3.OperationalError, match="locked"):
+                    conn.execute("BEGIN IMMEDIATE")
     finally:
         if process.returncode is None:
             kill(process)
@@ -278,6 +284,20 @@ def test_a_test_point_costs_nothing_when_no_pause_is_asked(
     assert _testpoints.reach is _testpoints._off
     _testpoints.reach("during_settle")  # returns at once
     restart(fake, ledger_path)  # every point passed through without stopping
+
+
+def assert_a_writer_waits_on_postgres(url: str) -> None:
+    """The paused settle holds its hold's row lock: a reader sees the hold as it was, and a
+    writer that needs the row waits (here, gives up after 50 ms)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute("SELECT state FROM holds").fetchall() == [("submitted",)]
+        settles = conn.execute("SELECT count(*) FROM events WHERE kind = 'settle'")
+        assert settles.fetchone() == (0,)
+        conn.execute("SET lock_timeout = '50ms'")
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            conn.execute("SELECT id FROM holds FOR UPDATE")
 
 
 def sync_in_process(ledger: Ledger, fake: FakeKling) -> Any:

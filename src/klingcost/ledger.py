@@ -196,7 +196,7 @@ _BUDGET_ROW_SQL = (
 #: PostgreSQL: the names on a team's path in one round trip, then their rows locked (always
 #: by name, so that no two transactions wait on each other) before any balance is read.
 _PATH_NAMES_SQL = (
-    "WITH RECURSIVE up(name, depth) AS (SELECT CAST(? AS TEXT) COLLATE \"C\", 0 UNION ALL"
+    'WITH RECURSIVE up(name, depth) AS (SELECT CAST(? AS TEXT) COLLATE "C", 0 UNION ALL'
     " SELECT b.parent, up.depth + 1 FROM budgets AS b JOIN up ON b.name = up.name"
     " WHERE b.parent IS NOT NULL AND up.depth < 64) SELECT name FROM up"
 )
@@ -416,8 +416,8 @@ class Ledger:
             while name is not None and name in rows and len(path) < 64:
                 path.append(rows[name])
                 name = rows[name][8]
-            if name is None or name not in names or len(path) >= 64:
-                return path  # complete (or the team has no budget: empty)
+            if name is None or name in names or len(path) >= 64:
+                return path  # complete (or ``name`` has no budget: the team's path is empty)
             names.add(name)  # a parent set since the path was read: lock it as well
 
     @staticmethod
