@@ -820,11 +820,6 @@ def test_a_damaged_ledger_never_crashes_the_cli_or_gets_written(
     assert path.read_bytes() == bytes(data), "reading a damaged ledger wrote to it"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=sqlite3.DatabaseError,
-    reason="ledger.py lets sqlite3.DatabaseError out of reads: no LedgerError for a damaged file",
-)
 def test_a_damaged_holds_table_is_a_ledger_error(tmp_path: Path) -> None:
     path = tmp_path / "damaged.db"
     _busy_ledger(path)

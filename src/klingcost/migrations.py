@@ -583,14 +583,17 @@ def connect(path: Path, *, timeout: float, synchronous: str = "NORMAL") -> sqlit
     except sqlite3.Error as exc:
         raise LedgerError(f"cannot open the ledger {path}: {exc}") from exc
     try:
-        inspect(conn, path)
+        version = inspect(conn, path)
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise LedgerError(f"cannot put the ledger {path} in WAL mode (got {mode})")
         conn.execute(f"PRAGMA synchronous = {synchronous}")
         conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
         conn.execute("PRAGMA foreign_keys = ON")
-        migrate(conn, path)
+        if version < schema_version():
+            # Only a file that needs migrating takes the write lock: opening an up-to-date
+            # ledger must not wait behind a writer (a reader would stall behind a stuck one).
+            migrate(conn, path)
     except sqlite3.OperationalError as exc:
         conn.close()
         raise LedgerError(f"cannot open the ledger {path}: {exc}") from exc
