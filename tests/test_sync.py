@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -282,8 +283,8 @@ def test_interrupted_by_ctrl_c_then_rerun_settles_the_rest_once(
     def interrupt(step: int) -> None:
         nonlocal seen
         seen += step
-        if seen == 8:
-            raise KeyboardInterrupt
+        if seen == 8:  # Ctrl-C, as a user presses it: a real SIGINT to this process
+            signal.raise_signal(signal.SIGINT)
 
     with pytest.raises(KeyboardInterrupt):
         sync(ledger, fake, concurrency=4, progress=interrupt)
