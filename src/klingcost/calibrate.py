@@ -155,20 +155,10 @@ _OBSERVED_SQL = (
 def observe(ledger: Ledger) -> list[tuple[JobClass, dict[int, int]]]:
     """Per job class, how many trusted tasks were charged each amount (milli-units)."""
     counts: dict[JobClass, dict[int, int]] = defaultdict(dict)
-    with ledger._lock:
+    with ledger.reading():
         rows = ledger.execute(_OBSERVED_SQL).fetchall()
     for row in rows:
-        job = JobClass(
-            str(row[0]),
-            str(row[1]),
-            str(row[2]),
-            str(row[3]),
-            bool(row[4]),
-            bool(row[5]),
-            bool(row[6]),
-            int(row[7]),
-            str(row[8]),
-        )
+        job = JobClass.from_row(row)
         counts[job][int(row[9])] = int(row[10])
     return sorted(counts.items())
 
@@ -800,7 +790,7 @@ def import_usage(
             {"providers": {provider: {"per_unit": per_unit}}},
             f"{provider}'s usage log (fen per request), imported by klingcost import-usage",
         )
-    with ledger._lock:
+    with ledger.reading():
         unmatched = tuple(
             r[0]
             for r in ledger.execute(
@@ -853,7 +843,7 @@ def credit_rates(
     """Credits per unit per pack, over every imported row matched to a settled hold."""
     sheet = sheet if sheet is not None else load_sheet()
     sums: dict[str, list[Any]] = {}
-    with ledger._lock:
+    with ledger.reading():
         rows = ledger.execute(
             "SELECT h.pack, u.fen, h.units_milli FROM usage_rows AS u JOIN holds AS h"
             " ON h.id = u.hold_id WHERE h.state = 'settled' AND h.units_milli > 0"

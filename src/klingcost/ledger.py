@@ -367,13 +367,14 @@ class Ledger:
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> Cursor:
         """Run one statement written for SQLite (``?`` placeholders) on either backend, in its
         own transaction; the driver's errors become LedgerError."""
-        with self._guarded():
+        with self.reading():
             return self._db.execute(sql, parameters)
 
     @contextmanager
-    def _guarded(self) -> Iterator[None]:
-        """Hold the connection's lock, and turn the driver's errors into LedgerError: a damaged
-        file or a lost server is the ledger's failure, never a raw sqlite3/psycopg error."""
+    def reading(self) -> Iterator[None]:
+        """Hold the connection's lock (re-entrant) while reading through it, and turn the
+        driver's errors into LedgerError: a damaged file or a lost server is the ledger's
+        failure, never a raw sqlite3/psycopg error. Readers in other modules use it too."""
         with self._lock:
             try:
                 yield
@@ -401,12 +402,12 @@ class Ledger:
     def _write(self, operation: Callable[[DB], T]) -> T:
         """Run ``operation`` in one write transaction (SQLite: BEGIN IMMEDIATE, retried while
         the file is busy; PostgreSQL: READ COMMITTED, retried when it loses a race)."""
-        with self._guarded():
+        with self.reading():
             return self.backend.write(operation)
 
     def _read(self, operation: Callable[[DB], T]) -> T:
         """Run reads in one snapshot."""
-        with self._guarded():
+        with self.reading():
             return self.backend.read(operation)
 
     def _locked_path(self, conn: DB, team: str) -> list[tuple[Any, ...]]:
@@ -538,7 +539,7 @@ class Ledger:
         return self.budget_status(team)
 
     def get_budget(self, team: str) -> Budget:
-        with self._guarded():
+        with self.reading():
             sql = f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE name = ?"
             row = self._db.execute(sql, (team,)).fetchone()
         if row is None:
@@ -716,19 +717,19 @@ class Ledger:
             conn.execute(_LOCK_ENTRY_BUDGETS_SQL + self._row_lock, (hold_id,)).fetchall()
 
     def get_hold(self, hold_id: int) -> Hold:
-        with self._guarded():
+        with self.reading():
             return self._load(self._db, hold_id)
 
     def hold_for_task(self, task_id: str) -> Hold | None:
         """The hold that ``task_id`` was attached to, or None."""
-        with self._guarded():
+        with self.reading():
             sql = "SELECT hold_id FROM tasks WHERE task_id = ?"
             row = self._db.execute(sql, (task_id,)).fetchone()
             return None if row is None else self._load(self._db, row[0])
 
     def hold_for_key(self, key: str) -> Hold | None:
         """The hold reserved under the idempotency ``key``, or None."""
-        with self._guarded():
+        with self.reading():
             sql = f"{_HOLD_SELECT} WHERE h.idempotency_key = ?"
             row = self._db.execute(sql, (key,)).fetchone()
             return None if row is None else _hold_from_row(row)
@@ -927,7 +928,7 @@ class Ledger:
         sql = f"{_HOLD_SELECT} WHERE {' AND '.join(clauses)} ORDER BY h.id LIMIT {int(batch)}"
         last = 0
         while True:
-            with self._guarded():
+            with self.reading():
                 rows = self._db.execute(sql, (last, *params)).fetchall()
             yield from (_hold_from_row(row) for row in rows)
             if len(rows) < batch:
@@ -955,7 +956,7 @@ class Ledger:
         sql = f"SELECT id, at, kind, hold_id, team, data FROM events WHERE {where} ORDER BY id"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        with self._guarded():
+        with self.reading():
             rows = self._db.execute(sql, params).fetchall()
         return [Event(r[0], _dt(r[1]), r[2], r[3], r[4], json.loads(r[5])) for r in rows]
 

@@ -59,6 +59,21 @@ class JobClass:
     n: int
     pack: str
 
+    @classmethod
+    def from_row(cls, row: Any) -> JobClass:
+        """From the nine job-class columns, in field order, as the rollups store them."""
+        return cls(
+            str(row[0]),
+            str(row[1]),
+            str(row[2]),
+            str(row[3]),
+            bool(row[4]),
+            bool(row[5]),
+            bool(row[6]),
+            int(row[7]),
+            str(row[8]),
+        )
+
     @property
     def label(self) -> str:
         parts = [self.endpoint or "?", self.model or "?"]
@@ -258,20 +273,6 @@ _TASKS_SQL = (
 )
 
 
-def _job(row: Any) -> JobClass:
-    return JobClass(
-        str(row[0]),
-        str(row[1]),
-        str(row[2]),
-        str(row[3]),
-        bool(row[4]),
-        bool(row[5]),
-        bool(row[6]),
-        int(row[7]),
-        str(row[8]),
-    )
-
-
 def task_flags(deduction_flag: str | None, task_status: str | None) -> tuple[str, ...]:
     """The flags of one settled task (see the module docstring)."""
     flags = []
@@ -299,10 +300,10 @@ def _disagreeing(
     sql = _TASKS_SQL.format(where="".join(f" AND {c}" for c in clauses))
     worst: dict[JobClass, list[tuple[int, int, TaskCheck]]] = {}
     counts: dict[JobClass, int] = {}
-    with ledger._lock:
+    with ledger.reading():
         cursor = ledger.execute(sql, params)
         for row in _rows(cursor):
-            job = _job(row[9:])
+            job = JobClass.from_row(row[9:])
             counts[job] = counts.get(job, 0) + 1
             if limit <= 0:
                 continue
@@ -348,13 +349,13 @@ def reconcile(
         clauses.append("day <= ?")
         params.append(until.isoformat())
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-    with ledger._lock:
+    with ledger.reading():
         rows = ledger.execute(_CLASS_SQL.format(where=where), params).fetchall()
     worst, counts = _disagreeing(ledger, since, until, limit)
     classes = []
     totals = dict.fromkeys(FLAGS, 0)
     for row in rows:
-        job = _job(row)
+        job = JobClass.from_row(row)
         flags = dict(zip(FLAGS, (int(v) for v in row[17:21]), strict=True))
         for name, value in flags.items():
             totals[name] += value

@@ -374,7 +374,7 @@ def grouped_sums(
     )
     width = len(columns)
     merged: dict[tuple[str, ...], Sequence[int]] = {}
-    with ledger._lock:  # one connection: reads take the ledger's lock like its own methods
+    with ledger.reading():
         for row in ledger.execute(closed_sql, params):
             if row[width] is not None:  # a group with no rows at all (no columns) is skipped
                 merged[tuple(row[:width])] = row[width:]
