@@ -23,22 +23,9 @@ def main() -> None:
 def _register() -> None:
     # Each module imports only click and klingcost's light core at import time; the ledger,
     # the client and the servers load inside the commands that use them.
-    from importlib import import_module
+    from klingcost.cli import api_cmd, demo_cmd, estimate_cmd, guard_cmd, ledger_cmd, report_cmd
 
-    for name in (
-        "estimate_cmd",
-        "ledger_cmd",
-        "guard_cmd",
-        "api_cmd",
-        "demo_cmd",
-        "report_cmd",
-    ):
-        try:
-            module = import_module(f"klingcost.cli.{name}")
-        except ModuleNotFoundError as exc:  # TEMPORARY while modules are being written
-            if exc.name != f"klingcost.cli.{name}":
-                raise
-            continue
+    for module in (estimate_cmd, ledger_cmd, guard_cmd, report_cmd, api_cmd, demo_cmd):
         module.register(main)
 
 
