@@ -115,7 +115,7 @@ def _estimate_line(
         endpoint, body = value.get("endpoint") or default_endpoint, value["body"]
     if endpoint is None:
         return RequestValidationError(
-            endpoint="(none)",
+            endpoint="(no endpoint given)",
             problems=[
                 Problem(
                     "endpoint",
