@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
 
 from klingcost import migrations
+from klingcost._testpoints import reach
 from klingcost.backends import DB, Backend, Cursor, Dialect, is_postgres_url, open_backend
 from klingcost.budgets import (
     DEFAULT_SOFT,
@@ -867,9 +868,7 @@ class Ledger:
                 was=hold.state,
             )
             self._record_alerts(conn, at, hold_id, alerts)
-            from klingcost._testpoints import reach  # a crash test may stop here, before COMMIT
-
-            reach("during_settle")
+            reach("during_settle")  # a crash test may stop here, before COMMIT
             return replace(
                 hold,
                 state="settled",

@@ -344,22 +344,14 @@ def calibrate_command(
       klingcost calibrate --min-samples 10 --write observed.yaml
       klingcost estimate videos/text2video --pricing observed.yaml --body '{...}'
     """
-    from klingcost.calibrate import calibrate, write_overlay
+    from klingcost.calibrate import calibrate
     from klingcost.sheet import load_sheet
 
     sheet = load_sheet(pricing_path)
     with _open(ledger_path) as ledger:
         result = calibrate(ledger, min_samples=min_samples, sheet=sheet)
-    if write_path and result.overlay:
-        write_overlay(
-            result.overlay,
-            write_path,
-            header="Proposed by `klingcost calibrate` from the charges Kling reported.",
-        )
-    if as_json:
-        data = result.to_dict()
-        data["written"] = write_path if write_path and result.overlay else None
-        echo_json(data)
+    header = "Proposed by `klingcost calibrate` from the charges Kling reported."
+    if _write_proposal(result, write_path, header, as_json):
         return
     click.echo(_render_calibration(result))
     if write_path:
@@ -367,6 +359,19 @@ def calibrate_command(
             click.echo(f"\nwrote the overlay ({result.changes} entries) to {write_path}")
         else:
             click.echo("\nthe sheet matches every observation: no overlay written")
+
+
+def _write_proposal(result: Any, write_path: str | None, header: str, as_json: bool) -> bool:
+    """Write ``result``'s proposed overlay when asked; with ``--json``, print the result (and
+    what was written) and return True: the caller has nothing left to print."""
+    from klingcost.calibrate import write_overlay
+
+    written = write_path if write_path and result.overlay else None
+    if written:
+        write_overlay(result.overlay, written, header=header)
+    if as_json:
+        echo_json({**result.to_dict(), "written": written})
+    return as_json
 
 
 def _render_calibration(result: Any) -> str:
@@ -458,7 +463,7 @@ def import_usage_command(
       klingcost import-usage log-page-1.json
       klingcost import-usage log.jsonl --write credits.yaml
     """
-    from klingcost.calibrate import import_usage, write_overlay
+    from klingcost.calibrate import import_usage
     from klingcost.sheet import load_sheet
 
     sheet = load_sheet(pricing_path)
@@ -466,16 +471,8 @@ def import_usage_command(
         result = import_usage(
             ledger, file, newest_first=newest_first, provider=provider, sheet=sheet
         )
-    if write_path and result.overlay:
-        write_overlay(
-            result.overlay,
-            write_path,
-            header="Proposed by `klingcost import-usage` from the provider's usage log.",
-        )
-    if as_json:
-        data = result.to_dict()
-        data["written"] = write_path if write_path and result.overlay else None
-        echo_json(data)
+    header = "Proposed by `klingcost import-usage` from the provider's usage log."
+    if _write_proposal(result, write_path, header, as_json):
         return
     from klingcost.money import format_amount
 
