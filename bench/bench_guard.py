@@ -24,12 +24,13 @@ import asyncio
 import gc
 import json
 import re
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -105,39 +106,82 @@ def fresh_ledger(path: Path) -> Ledger:
     return ledger
 
 
+def _empty_transactions(path: Path) -> Callable[[], None]:
+    """One write transaction that changes one small row, on a file set as the ledger's is
+    (WAL, ``synchronous=NORMAL``): the least any durable ledger write can cost."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("CREATE TABLE IF NOT EXISTS counter (id INTEGER PRIMARY KEY, n INTEGER)")
+    conn.execute("INSERT OR IGNORE INTO counter VALUES (1, 0)")
+
+    def write() -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("UPDATE counter SET n = n + 1 WHERE id = 1")
+        conn.execute("COMMIT")
+
+    return write
+
+
 def submission_ratio(fake: Server, directory: Path, n: int, rounds: int) -> dict[str, float]:
-    """Median µs of a bare httpx post and of a guarded submit, interleaved in ``rounds``."""
-    bare: list[int] = []
-    guarded: list[int] = []
-    per_round = max(1, n // rounds)
+    """Median µs of each kind of submission, interleaved in ``rounds``.
+
+    Besides the bare post and the guarded submission, two floors: the bare post after one
+    empty write transaction, and between two (reading the answer's JSON as the guard must).
+    A guard that checks the budget before sending and records the task after the answer
+    cannot cost less than the second floor, whatever its ledger holds.
+    """
     headers = {"Authorization": f"Bearer {KEY}", "Accept": "application/json"}
+    write = _empty_transactions(directory / "floor.db")
     with (
         httpx.Client(base_url=fake.base_url, headers=headers) as http,
         fresh_ledger(directory / "submit.db") as ledger,
         GuardedClient("team", ledger=ledger, api_key=KEY, base_url=fake.base_url) as guard,
     ):
-        for _ in range(50):  # warm up both connections, the sheet's cache and SQLite's pages
+
+        def bare() -> None:
             http.post(f"/v1/{ENDPOINT}", json=BODY).raise_for_status()
+
+        def one_write() -> None:
+            write()
+            http.post(f"/v1/{ENDPOINT}", json=BODY).raise_for_status()
+
+        def two_writes() -> None:
+            write()
+            answer = http.post(f"/v1/{ENDPOINT}", json=BODY)
+            answer.raise_for_status()
+            answer.json()
+            write()
+
+        def guarded() -> None:
             guard.submit(ENDPOINT, BODY)
+
+        kinds: dict[str, Callable[[], None]] = {
+            "bare": bare,
+            "one_write": one_write,
+            "two_writes": two_writes,
+            "guarded": guarded,
+        }
+        times: dict[str, list[int]] = {name: [] for name in kinds}
+        for run in kinds.values():  # warm up the connections, the sheet's cache and the pages
+            for _ in range(50):
+                run()
         gc.collect()
+        per_round = max(1, n // rounds)
         for _ in range(rounds):
-            for _ in range(per_round):
-                start = time.perf_counter_ns()
-                http.post(f"/v1/{ENDPOINT}", json=BODY).raise_for_status()
-                bare.append(time.perf_counter_ns() - start)
-            for _ in range(per_round):
-                start = time.perf_counter_ns()
-                guard.submit(ENDPOINT, BODY)
-                guarded.append(time.perf_counter_ns() - start)
+            for name, run in kinds.items():
+                for _ in range(per_round):
+                    start = time.perf_counter_ns()
+                    run()
+                    times[name].append(time.perf_counter_ns() - start)
         overhead = _guard_overhead_us(guard, 500)
-    bare_us = statistics.median(bare) / 1000
-    guarded_us = statistics.median(guarded) / 1000
+    medians = {name: statistics.median(values) / 1000 for name, values in times.items()}
     return {
-        "bare_us": bare_us,
-        "guarded_us": guarded_us,
-        "ratio": guarded_us / bare_us,
-        "bare_p90_us": _quantile(bare, 0.9) / 1000,
-        "guarded_p90_us": _quantile(guarded, 0.9) / 1000,
+        **{f"{name}_us": value for name, value in medians.items()},
+        **{f"{name}_ratio": value / medians["bare"] for name, value in medians.items()},
+        "ratio": medians["guarded"] / medians["bare"],
+        "bare_p90_us": _quantile(times["bare"], 0.9) / 1000,
+        "guarded_p90_us": _quantile(times["guarded"], 0.9) / 1000,
         **overhead,
     }
 
@@ -258,6 +302,15 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"  ratio                   {ratio['ratio']:8.3f}    target <= 1.15: "
         f"{'ok' if ok_ratio else 'MISSED'}"
+    )
+    print("  floors: the bare post with empty write transactions (WAL, synchronous=NORMAL)")
+    print(
+        f"    one before it          {ratio['one_write_us']:8.1f} µs  "
+        f"= {ratio['one_write_ratio']:.3f}x the bare post"
+    )
+    print(
+        f"    one before, one after  {ratio['two_writes_us']:8.1f} µs  "
+        f"= {ratio['two_writes_ratio']:.3f}x the bare post (the least a two-phase guard costs)"
     )
     print(
         f"  guard steps alone: estimate {ratio['estimate_us']:.1f} µs, "

@@ -197,6 +197,20 @@ def test_the_same_key_never_charges_twice(ledger: Ledger) -> None:
         ledger.reserve("a", credits(301), key="k")
 
 
+def test_a_used_key_returns_its_hold_even_when_the_budget_is_now_full(ledger: Ledger) -> None:
+    ledger.set_budget("a", limit=300)
+    first = ledger.reserve("a", credits(300), key="k")
+    events = count(ledger, "events")
+    assert ledger.reserve("a", credits(300), key="k").id == first.id  # not BudgetExceeded
+    assert count(ledger, "events") == events
+    with pytest.raises(BudgetExceeded):
+        ledger.reserve("a", credits(300), key="other")
+    with pytest.raises(HoldStateError, match="another key"):
+        ledger.reserve("ghost", credits(300), key="k")  # a team without a budget, a used key
+    with pytest.raises(BudgetNotFound):
+        ledger.reserve("ghost", credits(300), key="new")
+
+
 def test_a_refusal_says_why_and_writes_nothing(ledger: Ledger) -> None:
     ledger.set_budget("company", limit=1000, period="month")
     ledger.set_budget("team", limit=10_000, parent="company")
@@ -280,11 +294,16 @@ def test_a_task_belongs_to_one_hold(ledger: Ledger) -> None:
     two = ledger.reserve("a", credits(1))
     ledger.attach(one.id, "t1")
     assert ledger.attach(one.id, "t1").task_id == "t1"  # no-op
+    events = count(ledger, "events")
     with pytest.raises(HoldStateError, match="already belongs"):
         ledger.attach(two.id, "t1")
     with pytest.raises(HoldStateError, match="already has task"):
         ledger.attach(one.id, "t2")
     assert count(ledger, "tasks") == 1
+    # The refused attach changed nothing: the other hold is still held, without a task.
+    assert (ledger.get_hold(two.id).state, ledger.get_hold(two.id).task_id) == ("held", None)
+    assert count(ledger, "events") == events
+    assert ledger.check() == []
 
 
 def test_settling_past_the_limit_is_recorded_never_refused(ledger: Ledger) -> None:

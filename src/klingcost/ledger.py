@@ -184,13 +184,25 @@ def _int_amount(name: str, value: object) -> int:
     return value
 
 
-_HOLD_COLUMNS = (
-    "h.id, h.idempotency_key, h.team, h.state, h.pack, h.currency, h.est_units_milli,"
-    " h.est_cost_minor, h.units_milli, h.cost_minor, h.variance_units_milli,"
-    " h.variance_cost_minor, h.raw_deduction, h.reason, h.meta, h.reserved_at, h.updated_at,"
-    " t.task_id, h.deduction_flag, h.task_status"
+# ``holds.task_id`` copies ``tasks.task_id``; both are written by ``attach`` alone, in one
+# transaction, so a hold reads without a join (and ``UPDATE ... RETURNING`` gives the same row).
+_HOLD_ROW = (
+    "id, idempotency_key, team, state, pack, currency, est_units_milli, est_cost_minor,"
+    " units_milli, cost_minor, variance_units_milli, variance_cost_minor, raw_deduction,"
+    " reason, meta, reserved_at, updated_at, task_id, deduction_flag, task_status"
 )
-_HOLD_SELECT = f"SELECT {_HOLD_COLUMNS} FROM holds AS h LEFT JOIN tasks AS t ON t.hold_id = h.id"
+_HOLD_COLUMNS = ", ".join(f"h.{name.strip()}" for name in _HOLD_ROW.split(","))
+_HOLD_SELECT = f"SELECT {_HOLD_COLUMNS} FROM holds AS h"
+#: attach's one step when the hold is as the guard left it: open, and without a task.
+_ATTACH_SQL = (
+    "UPDATE holds SET state = 'submitted', task_id = ?, updated_at = ?"
+    " WHERE id = ? AND task_id IS NULL AND state IN ('held', 'unknown')"
+    f" RETURNING {_HOLD_ROW}"
+)
+_INSERT_TASK_SQL = (
+    "INSERT INTO tasks (task_id, hold_id, attached_at) VALUES (?, ?, ?)"
+    " ON CONFLICT (task_id) DO NOTHING RETURNING hold_id"
+)
 _BUDGET_ROW_SQL = (
     "SELECT name, unit, pack, limit_minor, period, tz, soft, exponent, parent"
     " FROM budgets WHERE name = ?"
@@ -234,7 +246,7 @@ _INSERT_HOLD_SQL = (
     "INSERT INTO holds (idempotency_key, team, state, est_units_milli, pack, est_cost_minor,"
     f" currency, meta, reserved_at, updated_at, {', '.join(migrations.CLASS_COLUMNS)})"
     f" VALUES (?, ?, 'held', ?, ?, ?, ?, ?, ?, ?{', ?' * len(migrations.CLASS_COLUMNS)})"
-    " RETURNING id"
+    " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
 )
 _INSERT_ENTRY_SQL = (
     "INSERT INTO hold_entries (hold_id, budget, depth, period_key, reserved) VALUES (?, ?, ?, ?, ?)"
@@ -595,16 +607,22 @@ class Ledger:
         hold_key = key if key is not None else uuid.uuid4().hex
         now = self.clock.now()
         at = now.isoformat()
+        a = amounts
 
+        def reserved_before(conn: DB) -> Hold | None:
+            """The hold already under ``key``, checked as the same reservation."""
+            if key is None:
+                return None
+            found = conn.execute(f"{_HOLD_SELECT} WHERE h.idempotency_key = ?", (key,)).fetchone()
+            return None if found is None else _same_reservation(_hold_from_row(found), team, a)
+
+        # A used key is looked up only when the insert says so (or before refusing): the common
+        # case, a new key, costs no extra read. Either way nothing more is held under it.
         def operation(conn: DB) -> Hold:
-            a = amounts
-            if key is not None:
-                sql = f"{_HOLD_SELECT} WHERE h.idempotency_key = ?"
-                found = conn.execute(sql, (key,)).fetchone()
-                if found is not None:
-                    return _same_reservation(_hold_from_row(found), team, amounts)
             path = self._locked_path(conn, team) if self._locks_rows else _path(conn, team)
             if not path:
+                if (earlier := reserved_before(conn)) is not None:
+                    return earlier
                 raise BudgetNotFound(team=team)
             balances = self._balances(conn, path, now) if self._locks_rows else None
             entries, alerts = [], []
@@ -617,6 +635,8 @@ class Ledger:
                 else:
                     posted, held = balances.get((name, pkey), (0, 0))
                 if not fits(limit, posted, held, amount):
+                    if (earlier := reserved_before(conn)) is not None:
+                        return earlier
                     budget = Budget(
                         name, limit, unit, period, None, _soft(soft), tz, pack, exponent
                     )
@@ -625,7 +645,7 @@ class Ledger:
                 if amount and crosses_soft(limit, _soft(soft), used, used + amount):
                     alerts.append(Alert("soft", name, pkey, used + amount, limit))
                 entries.append((name, depth, pkey, amount))
-            (hold_id,) = conn.execute(
+            inserted = conn.execute(
                 _INSERT_HOLD_SQL,
                 (
                     hold_key,
@@ -640,6 +660,12 @@ class Ledger:
                     *job_class,
                 ),
             ).fetchone()
+            if inserted is None:  # the key names a hold already
+                earlier = reserved_before(conn)
+                if earlier is None:  # pragma: no cover - the conflict names the key
+                    raise HoldStateError(f"key {hold_key!r} conflicts, but no hold has it")
+                return earlier
+            hold_id = inserted[0]
             conn.executemany(_INSERT_ENTRY_SQL, [(hold_id, *entry) for entry in entries])
             conn.executemany(
                 _HOLD_BALANCE_SQL, [(name, pkey, amount) for name, _, pkey, amount in entries]
@@ -741,24 +767,24 @@ class Ledger:
             raise HoldStateError(f"a task id must be a non-empty string (given {task_id!r})")
         at = self.clock.now().isoformat()
 
+        # The guard's case (an open hold without a task) is one UPDATE; anything else is
+        # looked at only when that UPDATE matched nothing, to say why (or to repeat a success).
         def operation(conn: DB) -> Hold:
-            hold = self._load_for_update(conn, hold_id)
-            if hold.task_id == task_id:
-                return hold
-            if hold.task_id is not None:
-                raise HoldStateError(f"hold {hold_id} already has task {hold.task_id!r}")
-            sql = "SELECT hold_id FROM tasks WHERE task_id = ?"
-            other = conn.execute(sql, (task_id,)).fetchone()
-            if other is not None:
-                raise HoldStateError(f"task {task_id!r} already belongs to hold {other[0]}")
-            if not hold.is_open:
+            row = conn.execute(_ATTACH_SQL, (task_id, at, hold_id)).fetchone()
+            if row is None:
+                hold = self._load(conn, hold_id)
+                if hold.task_id == task_id:
+                    return hold
+                if hold.task_id is not None:
+                    raise HoldStateError(f"hold {hold_id} already has task {hold.task_id!r}")
                 raise HoldStateError(f"hold {hold_id} is {hold.state}; no task can be attached")
-            sql = "INSERT INTO tasks (task_id, hold_id, attached_at) VALUES (?, ?, ?)"
-            conn.execute(sql, (task_id, hold_id, at))
-            sql = "UPDATE holds SET state = 'submitted', task_id = ?, updated_at = ? WHERE id = ?"
-            conn.execute(sql, (task_id, at, hold_id))
+            if conn.execute(_INSERT_TASK_SQL, (task_id, hold_id, at)).fetchone() is None:
+                sql = "SELECT hold_id FROM tasks WHERE task_id = ?"
+                (other,) = conn.execute(sql, (task_id,)).fetchone()
+                raise HoldStateError(f"task {task_id!r} already belongs to hold {other}")
+            hold = _hold_from_row(row)
             self._event(conn, at, "attach", hold_id, hold.team, task_id=task_id)
-            return replace(hold, state="submitted", task_id=task_id, updated_at=_dt(at))
+            return hold
 
         return self._write(operation)
 
@@ -1046,6 +1072,11 @@ def _check(conn: DB, dialect: str = "sqlite") -> list[Discrepancy]:
         " WHERE h.state = 'submitted' AND t.task_id IS NULL"
     ):
         found.append(Discrepancy("submitted hold has no task", hold_id=hold_id))
+    for (hold_id,) in conn.execute(
+        "SELECT h.id FROM holds AS h LEFT JOIN tasks AS t ON t.hold_id = h.id"
+        " WHERE h.task_id IS NOT t.task_id"
+    ):
+        found.append(Discrepancy("hold's task_id differs from the tasks table", hold_id=hold_id))
     found += _check_rollups(conn, dialect)
     return found
 
