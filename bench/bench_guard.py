@@ -1,13 +1,15 @@
 """Benchmarks of the budget guard against the fake Kling API on loopback, in one run.
 
-    .venv/bin/python bench/bench_guard.py                  # the default run, about 30 s
-    .venv/bin/python bench/bench_guard.py --n 3000 --sync-tasks 1000
+    .venv/bin/python bench/bench_guard.py                  # the default run, about 80 s
+    .venv/bin/python bench/bench_guard.py --n 1200 --sync-tasks 1000
 
 Targets (from the issue):
 
 * a guarded submission (estimate -> reserve -> POST -> attach) costs <= 1.15x a bare
   ``httpx.Client.post`` of the same body to the same fake server, medians of many, measured
-  interleaved in rounds so that drift of the machine hits both alike;
+  interleaved in rounds so that drift of the machine hits both alike. Beside it, two floors:
+  the same post after one empty write transaction, and between two. A guard that commits the
+  hold before sending and the task id after the answer cannot cost less than the second;
 * ``klingcost sync`` settles 1,000 finished tasks from the fake server in <= 5 s (the whole
   command through CliRunner, and ``sync_holds`` alone).
 
