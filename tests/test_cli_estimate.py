@@ -111,11 +111,20 @@ def test_estimate_json_image_body(tmp_path: Path) -> None:
     assert (data["units"], data["pack"], data["credits"], data["n"]) == ("24", "image", "9000", 3)
 
 
-def test_one_body_may_name_its_endpoint(tmp_path: Path) -> None:
-    wrapped = {"endpoint": "videos/text2video", "body": SEED_EXAMPLE}
-    result = run("estimate", "--json", write_json(tmp_path, wrapped))
+@pytest.mark.parametrize(
+    "job",
+    [
+        {"endpoint": "videos/text2video", "body": SEED_EXAMPLE},
+        {"endpoint": "text2video", **SEED_EXAMPLE},  # a field beside the body's own
+    ],
+)
+def test_one_body_may_name_its_endpoint(tmp_path: Path, job: dict[str, object]) -> None:
+    result = run("estimate", "--json", write_json(tmp_path, job))
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["units"] == "7"
+    # The job's own endpoint wins over --endpoint, so one batch can mix endpoints.
+    result = run("estimate", "-e", "images", "--json", write_json(tmp_path, job))
+    assert json.loads(result.stdout)["endpoint"] == "videos/text2video"
 
 
 def test_pretty_printed_body_is_one_body(tmp_path: Path) -> None:

@@ -104,6 +104,42 @@ def test_refused_submission_exits_3_and_says_why(
     assert len(fake.requests()) == 2  # the refused one sent nothing
 
 
+@pytest.mark.parametrize(
+    "job",
+    [
+        {"endpoint": "text2video", **BODY},  # an endpoint field beside the body's own
+        {"endpoint": ENDPOINT, "body": BODY},  # the batch line's form
+    ],
+)
+def test_submit_takes_the_endpoint_from_the_job(
+    env: dict[str, str], fake: FakeKling, tmp_path: Path, job: dict[str, Any]
+) -> None:
+    result = run(env, "submit", "-t", "studio", "--json", body_file(tmp_path, job))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["estimate"]["endpoint"] == ENDPOINT
+    [task] = fake.state.tasks.values()
+    assert task.body == BODY  # what the API gets is the body alone
+
+
+def test_submit_without_an_endpoint_exits_2_and_sends_nothing(
+    env: dict[str, str], fake: FakeKling, tmp_path: Path
+) -> None:
+    result = run(env, "submit", "-t", "studio", body_file(tmp_path))
+    assert result.exit_code == 2
+    assert 'give --endpoint, or an "endpoint" field in the job' in result.stderr
+    assert holds(env) == [] and fake.requests() == []
+
+
+def test_a_budget_without_a_period_says_so_when_it_refuses(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    with Ledger.open(env["KLINGCOST_LEDGER"]) as ledger:
+        ledger.set_budget("acme", limit=1_000, period="none")
+    result = run(env, "submit", "-t", "studio", "-e", ENDPOINT, body_file(tmp_path))
+    assert result.exit_code == 3
+    assert "1000 of 1000 credits left (the budget has no period)" in result.stderr
+
+
 def test_refused_by_a_parent_names_the_parent(env: dict[str, str], tmp_path: Path) -> None:
     with Ledger.open(env["KLINGCOST_LEDGER"]) as ledger:
         ledger.set_budget("acme", limit=100_000, period="week")

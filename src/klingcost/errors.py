@@ -171,9 +171,10 @@ class BudgetExceeded(LedgerError):
         self.window = window
         self.requested_by = requested_by
         via = f" (on the path of {requested_by!r})" if requested_by and requested_by != team else ""
+        when = "(the budget has no period)" if period == "none" else f"in period {period} {window}"
         super().__init__(
             f"budget {team!r}{via} refused: needs {needed} {unit}, "
-            f"{available} of {limit} {unit} left in period {period} {window}"
+            f"{available} of {limit} {unit} left {when}"
         )
 
 

@@ -17,8 +17,9 @@ from klingcost.cli._common import (
     echo_json,
     json_option,
     pricing_option,
+    split_job,
 )
-from klingcost.errors import _MISSING, KlingcostError, Problem, RequestValidationError
+from klingcost.errors import _MISSING, KlingcostError, RequestValidationError
 from klingcost.money import format_amount
 from klingcost.pricing import Estimate, estimate
 from klingcost.request import ENDPOINTS, normalize_endpoint
@@ -58,9 +59,9 @@ def estimate_command(
 ) -> None:
     """Price the JSON body you would POST, before spending anything.
 
-    FILE holds one JSON body, or a JSON Lines batch: one body per line, or
-    {"endpoint": ..., "body": ...} per line. A bad line is reported by its number and
-    the others are still priced (the exit code is then 2).
+    FILE holds one JSON body, or a JSON Lines batch of them, one per line. A body's endpoint
+    comes from --endpoint, an "endpoint" field, or {"endpoint": ..., "body": ...}. A bad
+    line is reported by its number and the others are still priced (the exit code is then 2).
 
     \b
       klingcost estimate -e text2video body.json
@@ -108,24 +109,8 @@ def _single_document(text: str) -> Any | None:
 def _estimate_line(
     line: _Line, default_endpoint: str | None, sheet: PriceSheet, provider: str | None
 ) -> Estimate | KlingcostError:
-    value = line.value
-    endpoint = default_endpoint
-    body = value
-    if isinstance(value, dict) and "body" in value and set(value) <= {"endpoint", "body"}:
-        endpoint, body = value.get("endpoint") or default_endpoint, value["body"]
-    if endpoint is None:
-        return RequestValidationError(
-            endpoint="(no endpoint given)",
-            problems=[
-                Problem(
-                    "endpoint",
-                    _MISSING,
-                    'give --endpoint, or write the line as {"endpoint": ..., "body": ...}',
-                    "no endpoint",
-                )
-            ],
-        )
     try:
+        endpoint, body = split_job(line.value, default_endpoint)
         return estimate(endpoint, body, sheet=sheet, provider=provider)
     except KlingcostError as exc:
         return exc

@@ -22,6 +22,7 @@ from klingcost.cli._common import (
     json_option,
     ledger_option,
     pricing_option,
+    split_job,
 )
 from klingcost.money import format_amount, format_minor
 
@@ -44,7 +45,10 @@ base_url_option = click.option(
 @click.argument("source", type=click.File("r", encoding="utf-8"), metavar="FILE|-")
 @click.option("--team", "-t", required=True, help="The budget the job is charged to.")
 @click.option(
-    "--endpoint", "-e", required=True, metavar="E", help="videos/text2video, text2video, ..."
+    "--endpoint",
+    "-e",
+    metavar="E",
+    help='videos/text2video, text2video, ... (or an "endpoint" field in the job).',
 )
 @click.option("--wait", is_flag=True, help="Wait for the task to end and settle it.")
 @click.option(
@@ -75,7 +79,7 @@ base_url_option = click.option(
 def submit_command(
     source: IO[str],
     team: str,
-    endpoint: str,
+    endpoint: str | None,
     wait: bool,
     key: str | None,
     hook_url: str | None,
@@ -92,12 +96,13 @@ def submit_command(
 
     The job is priced, a hold for its cost is placed on TEAM and every budget above it, and
     only then is it sent (key from KLINGCOST_API_KEY). A job that does not fit is refused
-    with exit code 3 and nothing is sent.
+    with exit code 3 and nothing is sent. FILE is the JSON body, its endpoint given by
+    --endpoint, an "endpoint" field, or {"endpoint": ..., "body": ...}.
     """
     from klingcost.guard import GuardedClient
     from klingcost.sheet import load_sheet
 
-    body = _read_body(source)
+    endpoint, body = split_job(_read_body(source), endpoint)
     with GuardedClient(
         team,
         ledger=ledger_path,
