@@ -607,18 +607,20 @@ class Ledger:
         hold_key = key if key is not None else uuid.uuid4().hex
         now = self.clock.now()
         at = now.isoformat()
-        a = amounts
 
         def reserved_before(conn: DB) -> Hold | None:
             """The hold already under ``key``, checked as the same reservation."""
             if key is None:
                 return None
             found = conn.execute(f"{_HOLD_SELECT} WHERE h.idempotency_key = ?", (key,)).fetchone()
-            return None if found is None else _same_reservation(_hold_from_row(found), team, a)
+            return (
+                None if found is None else _same_reservation(_hold_from_row(found), team, amounts)
+            )
 
         # A used key is looked up only when the insert says so (or before refusing): the common
         # case, a new key, costs no extra read. Either way nothing more is held under it.
         def operation(conn: DB) -> Hold:
+            a = amounts
             path = self._locked_path(conn, team) if self._locks_rows else _path(conn, team)
             if not path:
                 if (earlier := reserved_before(conn)) is not None:
