@@ -439,6 +439,21 @@ def test_the_same_key_after_an_ambiguous_failure_sends_nothing(
     assert creates(fake) == 1
 
 
+def test_the_same_key_after_a_definite_failure_sends_again(
+    guard: Callable[..., Guard], fake: FakeKling, ledger: Ledger
+) -> None:
+    call = guard()
+    fake.set_faults({"kind": "pack_used_up"})  # 1102: refused, nothing created: voided
+    with pytest.raises(errors.AccountError):
+        call("submit", ENDPOINT, BODY, key="job-8")
+    retried = call("submit", ENDPOINT, BODY, key="job-8")
+    assert retried.task is not None and retried.hold.state == "submitted"
+    assert retried.hold.key == "job-8"
+    assert creates(fake) == 2 and len(fake.ledger()["tasks"]) == 1
+    assert held(ledger) == COST  # the voided attempt holds nothing
+    assert call("submit", ENDPOINT, BODY, key="job-8").task is None  # and once only
+
+
 def test_the_same_key_for_another_job_is_refused(
     guard: Callable[..., Guard], fake: FakeKling, ledger: Ledger
 ) -> None:
@@ -528,6 +543,22 @@ def test_wait_settles_an_absent_deduction_at_the_estimate(
     resolution = call("wait", call("submit", ENDPOINT, BODY), interval=0.01)
     assert resolution.action == "settled" and "absent" in resolution.note
     assert resolution.hold.cost_minor == COST
+
+
+def test_wait_polls_on_after_a_failed_status_query(
+    guard: Callable[..., Guard], fake: FakeKling, ledger: Ledger, caplog: pytest.LogCaptureFixture
+) -> None:
+    call = guard()
+    submission = call("submit", ENDPOINT, BODY)
+    fake.set_faults(
+        {"kind": "server_error", "method": "GET"}, {"kind": "malformed", "method": "GET"}
+    )
+    with caplog.at_level("WARNING", logger="klingcost.guard"):
+        resolution = call("wait", submission, interval=0.01, timeout=10)
+    assert resolution.action == "settled" and held(ledger) == 0
+    assert len(fake.requests("GET")) == 3  # two failed queries, then the answer
+    failures = [r.getMessage() for r in caplog.records if "status query failed" in r.getMessage()]
+    assert len(failures) == 2 and "ServerError" in failures[0]
 
 
 def test_wait_times_out_and_leaves_the_hold(

@@ -197,6 +197,33 @@ def test_the_same_key_never_charges_twice(ledger: Ledger) -> None:
         ledger.reserve("a", credits(301), key="k")
 
 
+def test_a_voided_hold_frees_its_key_for_a_new_reservation(ledger: Ledger) -> None:
+    ledger.set_budget("a", limit=1000)
+    first = ledger.reserve("a", credits(300), key="job-7")
+    ledger.void(first.id, reason="submission refused: RateLimitError")
+    again = ledger.reserve("a", credits(300), key="job-7")
+    assert again.id != first.id and again.key == "job-7" and again.state == "held"
+    assert ledger.hold_for_key("job-7") == ledger.get_hold(again.id)
+    old = ledger.get_hold(first.id)
+    assert (old.state, old.key) == ("voided", f"job-7#voided-{first.id}")
+    [released] = ledger.events(kind="release_key")
+    assert released.hold_id == first.id and released.data["key"] == "job-7"
+    assert ledger.budget_status("a").held == 300  # the new hold alone counts
+    assert ledger.reserve("a", credits(300), key="job-7").id == again.id  # idempotent again
+    assert ledger.check() == []
+
+
+def test_a_refused_retry_under_a_voided_key_changes_nothing(ledger: Ledger) -> None:
+    ledger.set_budget("a", limit=300)
+    first = ledger.reserve("a", credits(300), key="k")
+    ledger.void(first.id, reason="refused")
+    ledger.reserve("a", credits(300))  # the room is taken by another hold meanwhile
+    with pytest.raises(BudgetExceeded):
+        ledger.reserve("a", credits(300), key="k")
+    assert ledger.get_hold(first.id).key == "k"  # the rename rolled back with the refusal
+    assert ledger.events(kind="release_key") == []
+
+
 def test_a_used_key_returns_its_hold_even_when_the_budget_is_now_full(ledger: Ledger) -> None:
     ledger.set_budget("a", limit=300)
     first = ledger.reserve("a", credits(300), key="k")

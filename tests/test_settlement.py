@@ -67,6 +67,30 @@ def test_succeeded_task_settles_at_its_deduction(ledger: Ledger) -> None:
     assert ledger.check() == []
 
 
+def test_a_deduction_far_above_the_estimate_is_flagged_and_not_booked(ledger: Ledger) -> None:
+    ledger.set_budget("team", limit=10_000_000, period="month", parent="company")
+    # 7 units estimated: 70 (10x) is still booked; 70.001 is not trusted.
+    at_limit = resolve(ledger, held(ledger, task_id="t-70"), task("succeed", "70", "t-70"))
+    assert (at_limit.hold.units_milli, at_limit.hold.deduction_flag) == (70_000, "ok")
+    hold = held(ledger, task_id="t-big")
+    result = resolve(ledger, hold, task("succeed", "70.001", "t-big"))
+    assert "final_unit_deduction absurd ('70.001'): settled at the estimate" in result.note
+    settled = ledger.get_hold(hold.id)
+    assert (settled.units_milli, settled.cost_minor) == (7000, 105_000)
+    assert (settled.raw_deduction, settled.deduction_flag) == ("70.001", "absurd")
+    assert balances(ledger)["team"] == (70 * 15_000 + 105_000, 0)
+    # A failed task with such a figure was not charged it: voided.
+    failed = resolve(ledger, held(ledger, task_id="t-f"), task("failed", "900", "t-f"))
+    assert failed.action == "voided"
+
+
+def test_a_settler_flag_must_be_a_known_one(ledger: Ledger) -> None:
+    hold = held(ledger)
+    with pytest.raises(HoldStateError, match="deduction_flag must be one of"):
+        ledger.settle(hold.id, units_milli=7000, cost_minor=1, deduction_flag="fine")
+    assert ledger.get_hold(hold.id).state == "submitted"
+
+
 def test_drift_is_charged_at_the_hold_rate_and_recorded_as_variance(ledger: Ledger) -> None:
     hold = held(ledger)
     result = resolve(ledger, hold, task("succeed", "7.7"))

@@ -20,6 +20,7 @@ writes stay synchronous in both: each is one short local SQLite transaction.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Mapping
@@ -39,6 +40,16 @@ from klingcost.money import UNIT_EXPONENT, to_minor
 from klingcost.pricing import Estimate, estimate
 from klingcost.settlement import Resolution, resolve
 from klingcost.sheet import PriceSheet, load_sheet
+
+logger = logging.getLogger("klingcost.guard")
+
+#: Failures of one status query that a later query may not meet: ``wait`` polls on.
+TRANSIENT_QUERY_FAILURES: tuple[type[errors.KlingAPIError], ...] = (
+    errors.TransportError,
+    errors.ServerError,
+    errors.RateLimitError,
+    errors.MalformedResponseError,
+)
 
 #: API errors after which the task certainly was not created: the hold is released.
 DEFINITE_FAILURES: tuple[type[errors.KlingAPIError], ...] = (
@@ -152,6 +163,13 @@ class _GuardCore:
                 f"hold {hold.id} on {self.team!r} is unknown: it keeps counting until "
                 "`klingcost sync` (or a person) resolves it"
             )
+
+    def unanswered(self, target: Submission | Hold | int, exc: errors.KlingAPIError) -> Resolution:
+        """A poll whose query failed for now: the hold stays as it is, and ``wait`` goes on."""
+        hold = _hold_of(target, self.ledger)
+        note = f"the status query failed ({type(exc).__name__}: {exc}); still waiting"
+        logger.warning("hold %s: %s", hold.id, note)
+        return Resolution(hold, "pending", note)
 
     def endpoint_of(self, hold: Hold) -> str:
         endpoint = hold.meta.get("endpoint")
@@ -269,10 +287,17 @@ class GuardedClient:
     def wait(
         self, target: Submission | Hold | int, *, interval: float = 5.0, timeout: float = 900.0
     ) -> Resolution:
-        """Poll until the task ends, then settle (or void) its hold."""
+        """Poll until the task ends, then settle (or void) its hold.
+
+        A query that fails for now (a lost answer, a 5xx, a rate limit) is logged and tried
+        again at the next poll; TimeoutError once ``timeout`` seconds have passed.
+        """
         deadline = time.monotonic() + timeout
         while True:
-            resolution = self.settle(target)
+            try:
+                resolution = self.settle(target)
+            except TRANSIENT_QUERY_FAILURES as exc:
+                resolution = self._core.unanswered(target, exc)
             if resolution.action != "pending":
                 return resolution
             if time.monotonic() + interval > deadline:
@@ -370,7 +395,10 @@ class AsyncGuardedClient:
 
         deadline = time.monotonic() + timeout
         while True:
-            resolution = await self.settle(target)
+            try:
+                resolution = await self.settle(target)
+            except TRANSIENT_QUERY_FAILURES as exc:
+                resolution = self._core.unanswered(target, exc)
             if resolution.action != "pending":
                 return resolution
             if time.monotonic() + interval > deadline:

@@ -35,7 +35,7 @@ from datetime import datetime
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar, get_args
 
 from klingcost import migrations
 from klingcost._testpoints import reach
@@ -598,6 +598,7 @@ class Ledger:
 
         ``key`` makes it idempotent: reserving with a key already used returns that hold and
         charges nothing more (another team or amount under the same key is a HoldStateError).
+        A voided hold frees its key, so the same key can be reserved (and sent) again.
         Raises BudgetExceeded, with nothing written, when any budget on the path lacks room.
         """
         if not isinstance(amounts, HoldAmounts):
@@ -609,13 +610,18 @@ class Ledger:
         at = now.isoformat()
 
         def reserved_before(conn: DB) -> Hold | None:
-            """The hold already under ``key``, checked as the same reservation."""
+            """The hold already under ``key``, checked as the same reservation; None when the
+            key is free, or was freed just now by a voided hold (see :meth:`_release_key`)."""
             if key is None:
                 return None
             found = conn.execute(f"{_HOLD_SELECT} WHERE h.idempotency_key = ?", (key,)).fetchone()
-            return (
-                None if found is None else _same_reservation(_hold_from_row(found), team, amounts)
-            )
+            if found is None:
+                return None
+            earlier = _hold_from_row(found)
+            if earlier.state == "voided":
+                self._release_key(conn, at, earlier)
+                return None
+            return _same_reservation(earlier, team, amounts)
 
         # A used key is looked up only when the insert says so (or before refusing): the common
         # case, a new key, costs no extra read. Either way nothing more is held under it.
@@ -647,26 +653,15 @@ class Ledger:
                 if amount and crosses_soft(limit, _soft(soft), used, used + amount):
                     alerts.append(Alert("soft", name, pkey, used + amount, limit))
                 entries.append((name, depth, pkey, amount))
-            inserted = conn.execute(
-                _INSERT_HOLD_SQL,
-                (
-                    hold_key,
-                    team,
-                    a.units_milli,
-                    a.pack,
-                    a.cost_minor,
-                    a.currency,
-                    meta_json,
-                    at,
-                    at,
-                    *job_class,
-                ),
-            ).fetchone()
-            if inserted is None:  # the key names a hold already
-                earlier = reserved_before(conn)
-                if earlier is None:  # pragma: no cover - the conflict names the key
-                    raise HoldStateError(f"key {hold_key!r} conflicts, but no hold has it")
-                return earlier
+            row = (hold_key, team, a.units_milli, a.pack, a.cost_minor, a.currency, meta_json)
+            for _ in range(3):  # a voided hold under the key frees it: then insert again
+                inserted = conn.execute(_INSERT_HOLD_SQL, (*row, at, at, *job_class)).fetchone()
+                if inserted is not None:
+                    break
+                if (earlier := reserved_before(conn)) is not None:
+                    return earlier
+            else:
+                raise HoldStateError(f"key {hold_key!r} stays taken by a concurrent reserve")
             hold_id = inserted[0]
             conn.executemany(_INSERT_ENTRY_SQL, [(hold_id, *entry) for entry in entries])
             conn.executemany(
@@ -700,6 +695,23 @@ class Ledger:
         hold = self._write(operation)
         _log_alerts(hold)
         return hold
+
+    def _release_key(self, conn: DB, at: str, voided: Hold) -> None:
+        """Free a voided hold's idempotency key, renaming it ``KEY#voided-ID``.
+
+        Nothing was charged under a voided hold (the API refused the submission, or a person
+        said so), so a retry with the same key must be able to submit again rather than be
+        told it already did. The hold keeps its record; the ``reserve`` event keeps the key.
+        """
+        renamed = f"{voided.key}#voided-{voided.id}"
+        cursor = conn.execute(
+            "UPDATE holds SET idempotency_key = ? WHERE id = ? AND idempotency_key = ?",
+            (renamed, voided.id, voided.key),
+        )
+        if cursor.rowcount == 1:
+            self._event(
+                conn, at, "release_key", voided.id, voided.team, key=voided.key, renamed=renamed
+            )
 
     def _record_alerts(self, conn: DB, at: str, hold_id: int, alerts: list[Alert]) -> None:
         for a in alerts:
@@ -815,6 +827,7 @@ class Ledger:
         cost_minor: int,
         raw_deduction: str | None = None,
         task_status: str | None = None,
+        deduction_flag: str | None = None,
     ) -> Hold:
         """Post the hold at what the provider charged, recording the variance.
 
@@ -822,15 +835,23 @@ class Ledger:
         event is recorded instead. Settling again at the same charge changes nothing.
         ``raw_deduction`` is the API's ``final_unit_deduction`` text as sent (None when absent);
         ``task_status`` the task's final status (``succeed`` or ``failed``), so that
-        ``klingcost reconcile`` can flag a failed task that was charged.
+        ``klingcost reconcile`` can flag a failed task that was charged. ``deduction_flag`` is
+        the settler's verdict on that text (default: what parsing it alone says; the rule book
+        in :mod:`klingcost.settlement` also flags a figure far above the estimate).
         """
-        from klingcost._protocol import parse_deduction  # loaded once, on the first settle
+        from klingcost._protocol import DeductionFlag, parse_deduction  # loaded on first use
+
+        flags = get_args(DeductionFlag)
 
         _int_amount("units_milli", units_milli)
         _int_amount("cost_minor", cost_minor)
         if task_status is not None and not isinstance(task_status, str):
             raise HoldStateError(f"task_status must be a string (given {task_status!r})")
-        flag = parse_deduction(raw_deduction).flag
+        if deduction_flag is not None and deduction_flag not in flags:
+            raise HoldStateError(
+                f"deduction_flag must be one of {', '.join(flags)} (given {deduction_flag!r})"
+            )
+        flag = deduction_flag or parse_deduction(raw_deduction).flag
         at = self.clock.now().isoformat()
 
         def operation(conn: DB) -> Hold:

@@ -21,7 +21,8 @@ Charges that look wrong are flagged per task and counted per class:
 
 * ``missing``: settled with no ``final_unit_deduction`` (settled at the estimate);
 * ``zero``: the API said ``"0"`` (Kling billed the cash balance, or forgot);
-* ``absurd``: unparsable, negative or over the cap (``klingcost._protocol.parse_deduction``);
+* ``absurd``: unparsable, negative, over the cap (``klingcost._protocol.parse_deduction``) or
+  over ``settlement.OUTLIER_FACTOR`` times the estimate;
 * ``failed_charged``: the task failed, yet a deduction was reported and booked. This needs the
   settler to pass ``task_status`` to :meth:`Ledger.settle`.
 
