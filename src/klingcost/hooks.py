@@ -30,6 +30,9 @@ from klingcost.ledger import Hold, Ledger
 from klingcost.request import normalize_endpoint
 from klingcost.settlement import resolve
 
+#: The shortest secret path accepted: shorter ones would be guessable.
+MIN_SECRET_LENGTH = 16
+
 
 def create_app(
     ledger: Ledger,
@@ -44,11 +47,15 @@ def create_app(
     to an open hold whose create answer was lost (sent with ``external_ids``), and settles it.
     ``close_client`` closes ``client`` when the app shuts down (its lifespan).
     """
-    if len(secret) < 16:
-        raise ValueError("the hook secret must be at least 16 characters")
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise ValueError(f"the hook secret must be at least {MIN_SECRET_LENGTH} characters")
+    # compare_digest takes str only when it is ASCII (TypeError otherwise, a 500 for any
+    # path with an "é"), so compare bytes; surrogatepass encodes every str, one to one.
+    expected = secret.encode("utf-8", "surrogatepass")
 
     async def receive(request: Request) -> JSONResponse:
-        if not hmac.compare_digest(request.path_params["secret"], secret):
+        given = request.path_params["secret"].encode("utf-8", "surrogatepass")
+        if not hmac.compare_digest(given, expected):
             return JSONResponse({"error": "not found"}, status_code=404)
         try:
             payload: Any = json.loads(await request.body())

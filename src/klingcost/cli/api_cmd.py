@@ -6,7 +6,7 @@ from fractions import Fraction
 
 import click
 
-from klingcost.cli._common import EXIT_CODES_HELP
+from klingcost.cli._common import EXIT_CODES_HELP, fail
 from klingcost.money import exact
 
 
@@ -63,12 +63,31 @@ def fake_server_command(
     the units klingcost estimates; /_fake/ledger shows what was charged, /_fake/faults
     injects errors (see klingcost.fake_server).
     """
+    from uvicorn.config import STARTUP_FAILURE
+
     from klingcost.fake_server import FakeKlingState, serve
 
     state = FakeKlingState(api_key=key, done_after=delay, drift=_drift(drift))
 
+    listening = False
+
     def ready(url: str) -> None:
+        nonlocal listening
+        listening = True
         click.echo(f"fake Kling API on {url} (Ctrl-C to stop)")
         click.echo(f"  export KLINGCOST_BASE_URL={url}")
 
-    serve(state, host=host, port=port, ready=ready)
+    try:
+        serve(state, host=host, port=port, ready=ready)
+    except OSError as exc:
+        if listening:  # not the bind: some other failure, reported as such
+            raise
+        # serve binds the socket itself before it calls ready: this is a taken port, a
+        # host that is not ours, a name that does not resolve ...
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        fail(f"cannot listen on {address}: {exc.strerror or exc}")
+    except SystemExit as exc:
+        # uvicorn exits 3 when it fails to start, which is "refused by a budget" here.
+        if exc.code != STARTUP_FAILURE:
+            raise
+        fail("the fake Kling API did not start (see the log above)")

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import secrets
+import socket
 import sys
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ import click
 from klingcost import errors
 from klingcost.cli._common import (
     EXIT_CODES_HELP,
+    EXIT_INVALID,
     echo_json,
     exit_code_for,
     fail,
@@ -240,13 +242,36 @@ def hooks_group() -> None:
     """Receive Kling's notify_hook callbacks and settle tasks as they end."""
 
 
+def _check_secret(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """--secret: long enough not to be guessed (the rule create_app enforces), or exit 2."""
+    from klingcost.hooks import MIN_SECRET_LENGTH  # here: the CLI loads starlette lazily
+
+    if value and len(value) < MIN_SECRET_LENGTH:
+        # The secret itself is not echoed back: it may be a real one, mistyped.
+        raise click.BadParameter(
+            f"the given secret is {len(value)} characters; a hook secret must be at least "
+            f"{MIN_SECRET_LENGTH} characters (leave --secret out to have one made)"
+        )
+    return value
+
+
 def _hook_secret(given: str | None) -> str:
+    from klingcost.hooks import MIN_SECRET_LENGTH
+
     if given:
         return given
     home = Path(os.environ.get("KLINGCOST_HOME") or Path.home() / ".klingcost")
     path = home / "hook-secret"
     if path.exists():
-        return path.read_text(encoding="utf-8").strip()
+        stored = path.read_text(encoding="utf-8").strip()
+        if len(stored) < MIN_SECRET_LENGTH:  # edited by hand: say which file, not a ValueError
+            fail(
+                f"the hook secret in {path} is {len(stored)} characters; it must be at least "
+                f"{MIN_SECRET_LENGTH} characters (delete the file to have one made, or give "
+                "--secret)",
+                EXIT_INVALID,
+            )
+        return stored
     home.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(24)
     path.write_text(secret + "\n", encoding="utf-8")
@@ -254,12 +279,42 @@ def _hook_secret(given: str | None) -> str:
     return secret
 
 
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket listening on HOST:PORT, or exit 1 saying why not.
+
+    Bound here rather than by uvicorn, which reports a taken port by exiting 3 ("refused by a
+    budget" here), and so that the URL printed names the real port when PORT is 0.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # As uvicorn does: a restarted server may reuse a port still in TIME_WAIT.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)  # uvicorn's default backlog
+    except OSError as exc:  # a taken port, an address not ours, a name that does not resolve
+        sock.close()
+        fail(f"cannot listen on {_address(host, port)}: {exc.strerror or exc}")
+    return sock
+
+
 @hooks_group.command("serve", epilog=EXIT_CODES_HELP)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=int, default=8787, show_default=True, help="Port to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8787,
+    show_default=True,
+    help="Port to listen on (0: any free port).",
+)
 @click.option(
     "--secret",
     envvar="KLINGCOST_HOOK_SECRET",
+    callback=_check_secret,
     help="The secret URL path (env KLINGCOST_HOOK_SECRET; default: made once, kept in "
     "$KLINGCOST_HOME/hook-secret).",
 )
@@ -281,6 +336,7 @@ def hooks_serve_command(
 ) -> None:
     """Run the callback server; give its URL to submit as --hook-url."""
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
 
     from klingcost.client import AsyncKlingClient
     from klingcost.hooks import create_app
@@ -288,11 +344,18 @@ def hooks_serve_command(
 
     hook_secret = _hook_secret(secret)
     client = AsyncKlingClient(base_url=base_url) if confirm else None  # no key: fails first
-    ledger = Ledger.open(ledger_path)
-    app = create_app(ledger, hook_secret, client=client, close_client=True)
-    click.echo(f"hook URL: http://{host}:{port}/hooks/{hook_secret}")
-    click.echo("set it for submitters: export KLINGCOST_HOOK_URL=<that URL>")
-    try:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
-    finally:
-        ledger.close()
+    with _listen(host, port) as sock, Ledger.open(ledger_path) as ledger:
+        app = create_app(ledger, hook_secret, client=client, close_client=True)
+        url = f"http://{_address(host, sock.getsockname()[1])}/hooks/{hook_secret}"
+        click.echo(f"hook URL: {url}")
+        click.echo("set it for submitters: export KLINGCOST_HOOK_URL=<that URL>")
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:
+            pass  # Ctrl-C is how it stops: exit 0, as uvicorn.run does
+        except SystemExit as exc:
+            # uvicorn exits 3 when it fails to start, which is "refused by a budget" here.
+            if exc.code != STARTUP_FAILURE:
+                raise
+            fail("the hooks server did not start (see the log above)")

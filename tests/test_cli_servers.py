@@ -1,0 +1,166 @@
+"""``klingcost hooks serve`` and ``klingcost fake-server`` at their edges: a taken port, bad
+arguments, port 0, and a hook path that is not ASCII.
+
+Whatever may start a server runs as a subprocess with a timeout (killed when it passes), so no
+test can leave a server behind or hang; only argument errors, which fail before anything
+listens, go through CliRunner.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from klingcost.cli import main
+from klingcost.hooks import create_app
+from klingcost.ledger import Ledger
+
+SECRET = "s3cret-hook-path-0123456789"
+CLI = "from klingcost.cli import main; main(prog_name='klingcost')"
+#: The arguments that start each server without an API key or a real ledger.
+SERVERS = {
+    "hooks serve": ["hooks", "serve", "--no-confirm", "--secret", SECRET],
+    "fake-server": ["fake-server"],
+}
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "KLINGCOST_HOME": str(tmp_path / "home"),
+        "KLINGCOST_LEDGER": str(tmp_path / "ledger.db"),
+        "KLINGCOST_HOOK_SECRET": "",
+        "PYTHONUNBUFFERED": "1",  # the first line (the URL) arrives while the server runs
+    }
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A port some other program listens on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        yield int(sock.getsockname()[1])
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run klingcost in a subprocess; a server that starts after all is killed at the timeout."""
+    command = [sys.executable, "-c", CLI, *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=10)
+
+
+# --- a port that is taken, out of range, or 0 ---------------------------------------------
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_taken_port_is_an_error_not_a_refusal(
+    server: str, env: dict[str, str], taken_port: int
+) -> None:
+    result = cli(env, *SERVERS[server], "--port", str(taken_port))
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert f"Error: cannot listen on 127.0.0.1:{taken_port}: " in result.stderr
+    assert "in use" in result.stderr  # the reason, as the OS gives it
+    assert "unexpected" not in result.stderr and "Traceback" not in result.stderr
+    assert "hook URL" not in result.stdout and "fake Kling API on" not in result.stdout
+
+
+@pytest.mark.parametrize("server", SERVERS)
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_a_port_out_of_range_is_a_usage_error(server: str, port: str, env: dict[str, str]) -> None:
+    result = CliRunner().invoke(main, [*SERVERS[server], "--port", port], env=env)
+    assert result.exit_code == 2, result.output
+    assert "--port" in result.stderr and "0<=x<=65535" in result.stderr
+    assert "unexpected" not in result.stderr
+
+
+def test_hooks_serve_on_port_0_prints_the_port_it_listens_on(env: dict[str, str]) -> None:
+    command = [sys.executable, "-c", CLI, *SERVERS["hooks serve"], "--port", "0"]
+    server = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        first = server.stdout.readline()  # printed once the socket is bound
+        match = re.fullmatch(rf"hook URL: http://127\.0\.0\.1:(\d+)/hooks/{SECRET}\n", first)
+        assert match, (first, server.stderr.read() if server.poll() is not None else "")
+        port = int(match[1])
+        assert port != 0
+        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).json() == {"ok": True}
+        assert (
+            httpx.post(f"http://127.0.0.1:{port}/hooks/{SECRET}", content=b"x").status_code == 400
+        )
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            out, err = server.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            out, err = server.communicate()
+    assert server.returncode == 0, (out, err)  # Ctrl-C is how it is meant to stop
+    assert "Traceback" not in err
+
+
+# --- the secret ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["--secret", "KLINGCOST_HOOK_SECRET"])
+def test_a_short_hook_secret_is_a_usage_error(how: str, env: dict[str, str]) -> None:
+    args = ["hooks", "serve", "--no-confirm", "--port", "0"]
+    if how == "--secret":
+        args += ["--secret", "short"]
+    else:
+        env = {**env, "KLINGCOST_HOOK_SECRET": "short"}
+    result = CliRunner().invoke(main, args, env=env)
+    assert result.exit_code == 2, result.output
+    assert "--secret" in result.stderr and "at least 16 characters" in result.stderr
+    assert "'short'" not in result.stderr  # a secret is not echoed back
+    assert "unexpected" not in result.stderr
+
+
+def test_a_short_stored_hook_secret_is_reported_with_its_file(env: dict[str, str]) -> None:
+    stored = Path(env["KLINGCOST_HOME"]) / "hook-secret"
+    stored.parent.mkdir(parents=True)
+    stored.write_text("short\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["hooks", "serve", "--no-confirm", "--port", "0"], env=env)
+    assert result.exit_code == 2, result.output
+    assert str(stored) in result.stderr and "at least 16 characters" in result.stderr
+    assert "unexpected" not in result.stderr
+
+
+def hooks_client(ledger: Ledger, secret: str) -> httpx.AsyncClient:
+    # raise_app_exceptions=False: an error in the app answers 500, as under uvicorn.
+    transport = httpx.ASGITransport(app=create_app(ledger, secret), raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://hooks")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "path", ["/hooks/%C3%A9", f"/hooks/{SECRET[:-1]}%C3%A9", "/hooks/%F0%9F%94%91"]
+)
+async def test_a_non_ascii_hook_path_is_a_wrong_secret(path: str, tmp_path: Path) -> None:
+    with Ledger.open(tmp_path / "ledger.db") as ledger:
+        async with hooks_client(ledger, SECRET) as client:
+            wrong = await client.post("/hooks/not-the-secret-at-all", json={"task_id": "1"})
+            answer = await client.post(path, json={"task_id": "1"})
+    assert wrong.status_code == 404
+    assert (answer.status_code, answer.json()) == (404, wrong.json())
+
+
+@pytest.mark.anyio
+async def test_a_non_ascii_secret_still_opens_its_own_path(tmp_path: Path) -> None:
+    secret = "clé-secrète-du-crochet"
+    with Ledger.open(tmp_path / "ledger.db") as ledger:
+        async with hooks_client(ledger, secret) as client:
+            answer = await client.post(f"/hooks/{secret}", json={"task_id": "1"})
+    assert answer.status_code == 200 and answer.json()["status"] == "ignored"
