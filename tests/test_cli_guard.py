@@ -255,6 +255,32 @@ def test_sync_text_lists_unresolved_and_exits_1_on_errors(
     assert "hold 2: ServerError" in result.stdout
 
 
+def test_submit_wait_on_a_failed_task_exits_1(
+    env: dict[str, str], fake: FakeKling, tmp_path: Path
+) -> None:
+    fake.set_faults({"kind": "fail_task"})
+    args = ["submit", "-t", "studio", "-e", ENDPOINT, "--wait", "--interval", "0.01"]
+    result = run(env, *args, body_file(tmp_path))
+    assert result.exit_code == 1
+    assert "voided: task failed: the fake task failed" in result.stdout
+    assert holds(env)[0][0] == "voided"
+
+
+def test_submit_wait_that_times_out_still_shows_the_task_and_exits_1(
+    env: dict[str, str], fake: FakeKling, tmp_path: Path
+) -> None:
+    fake.configure(done_after=30)
+    args = ["submit", "-t", "studio", "-e", ENDPOINT, "--wait", "--interval", "0.05"]
+    result = run(env, *args, "--timeout", "0.2", body_file(tmp_path))
+    assert result.exit_code == 1
+    [(state, task_id)] = holds(env)
+    assert state == "submitted" and f"task {task_id}" in result.stdout  # shown before waiting
+    assert "`klingcost sync` settles it later" in result.stderr
+    assert "Traceback" not in result.output
+    data = json.loads(run(env, *args, "--timeout", "0.2", "--json", body_file(tmp_path)).stdout)
+    assert data["settlement"]["action"] == "timeout" and data["task_id"] is not None
+
+
 def test_sync_wait_repeats_until_done(env: dict[str, str], fake: FakeKling, tmp_path: Path) -> None:
     fake.configure(done_after=0.4)
     for _ in range(2):

@@ -10,14 +10,16 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
 from klingcost import errors
 from klingcost.cli._common import (
     EXIT_CODES_HELP,
+    EXIT_ERROR,
     EXIT_INVALID,
+    EXIT_OK,
     echo_json,
     exit_code_for,
     fail,
@@ -27,6 +29,9 @@ from klingcost.cli._common import (
     split_job,
 )
 from klingcost.money import format_amount, format_minor
+
+if TYPE_CHECKING:
+    from klingcost.guard import Submission
 
 
 def register(main: click.Group) -> None:
@@ -100,6 +105,9 @@ def submit_command(
     only then is it sent (key from KLINGCOST_API_KEY). A job that does not fit is refused
     with exit code 3 and nothing is sent. FILE is the JSON body, its endpoint given by
     --endpoint, an "endpoint" field, or {"endpoint": ..., "body": ...}.
+
+    With --wait the hold is settled from the task's charge. A task that failed (its hold
+    voided), or one still running at --timeout, exits 1; `klingcost sync` settles it later.
     """
     from klingcost.guard import GuardedClient
     from klingcost.sheet import load_sheet
@@ -118,29 +126,60 @@ def submit_command(
             submission = guard.submit(endpoint, body, key=key)
         except errors.KlingAPIError as exc:  # say what became of the hold, too
             fail("\n".join([str(exc), *getattr(exc, "__notes__", ())]), exit_code_for(exc))
-        resolution = guard.wait(submission, interval=interval, timeout=timeout) if wait else None
-    priced = submission.estimate
-    hold = resolution.hold if resolution else submission.hold
-    data: dict[str, Any] = {
+        data = _submission_dict(team, submission)
+        if not as_json:  # before waiting: whatever the wait meets, the task id is on screen
+            _echo_submission(team, submission)
+        if not wait:
+            if as_json:
+                echo_json(data)
+            return
+        code = EXIT_OK
+        outcome: dict[str, str | None]
+        try:
+            resolution = guard.wait(submission, interval=interval, timeout=timeout)
+        except TimeoutError as exc:
+            outcome = {"action": "timeout", "note": f"{exc}: `klingcost sync` settles it later"}
+            code = EXIT_ERROR
+        except errors.KlingcostError as exc:
+            outcome = {"action": "error", "note": f"{exc}: `klingcost sync` settles it later"}
+            code = exit_code_for(exc)
+        else:
+            hold = resolution.hold
+            data.update(state=hold.state, task_id=hold.task_id)
+            outcome = {
+                "action": resolution.action,
+                "note": resolution.note,
+                "units": None if hold.units_milli is None else format_minor(hold.units_milli, 3),
+                "cost": None if hold.cost_minor is None else str(hold.cost_minor),
+            }
+            if resolution.action == "voided":  # the task failed: nothing made, nothing charged
+                code = EXIT_ERROR
+    data["settlement"] = outcome
+    if as_json:
+        echo_json(data)
+    elif code == EXIT_OK or outcome["action"] == "voided":
+        click.echo(f"{outcome['action']}: {outcome['note']}")
+    else:
+        click.echo(f"Error: {outcome['note']}", err=True)
+    if code != EXIT_OK:
+        sys.exit(code)
+
+
+def _submission_dict(team: str, submission: Submission) -> dict[str, Any]:
+    hold = submission.hold
+    return {
         "team": team,
-        "estimate": priced.to_dict(),
+        "estimate": submission.estimate.to_dict(),
         "hold": hold.id,
         "key": hold.key,
         "state": hold.state,
         "task_id": hold.task_id,
         "resent": submission.task is None,
     }
-    if resolution is not None:
-        data["settlement"] = {
-            "action": resolution.action,
-            "note": resolution.note,
-            "units": None if hold.units_milli is None else format_minor(hold.units_milli, 3),
-            "cost": None if hold.cost_minor is None else str(hold.cost_minor),
-        }
-    if as_json:
-        echo_json(data)
-        return
-    cost = priced.cost
+
+
+def _echo_submission(team: str, submission: Submission) -> None:
+    priced, hold, cost = submission.estimate, submission.hold, submission.estimate.cost
     click.echo(
         f"estimate: {format_amount(priced.units)} {priced.pack} units = "
         f"{format_amount(cost.amount)} {cost.currency} ({priced.endpoint} {priced.model})"
@@ -148,8 +187,6 @@ def submit_command(
     if submission.task is None:
         click.echo(f"hold {hold.id} (key {hold.key}) already existed: nothing was sent again")
     click.echo(f"hold {hold.id} on {team}: {hold.state}, task {hold.task_id}")
-    if resolution is not None:
-        click.echo(f"{resolution.action}: {resolution.note}")
 
 
 def _read_body(source: IO[str]) -> Any:
