@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -409,6 +410,34 @@ async def test_cancelling_an_async_submit_marks_the_hold_unknown(
     [hold] = ledger.holds()
     assert hold.state == "unknown" and "CancelledError" in (hold.reason or "")
     assert held(ledger) == COST
+
+
+@pytest.mark.anyio
+async def test_an_async_submit_waiting_on_a_busy_ledger_leaves_the_loop_free(
+    fake: FakeKling, ledger: Ledger, tmp_path: Path
+) -> None:
+    # Another process's write transaction holds the ledger file for 0.5 s.
+    other = sqlite3.connect(tmp_path / "ledger.db", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    threading.Timer(0.5, lambda: other.execute("COMMIT")).start()
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await anyio.sleep(0.01)
+            ticks += 1
+
+    async with (
+        AsyncGuardedClient("studio", ledger=ledger, api_key=KEY, base_url=fake.base_url) as kling,
+        anyio.create_task_group() as tasks,
+    ):
+        tasks.start_soon(tick)
+        submission = await kling.submit(ENDPOINT, BODY)
+        tasks.cancel_scope.cancel()
+    other.close()
+    assert submission.hold.state == "submitted"
+    assert ticks >= 20  # the loop ran on while the reserve waited for the file's lock
 
 
 # --- the idempotency key ------------------------------------------------------------------

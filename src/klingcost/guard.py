@@ -13,8 +13,8 @@ What happens on the wire decides what happens to the hold:
   interrupt): the hold is marked ``unknown`` and keeps counting against every budget until
   ``klingcost sync`` (or a person) resolves it. The request is never sent twice.
 
-``GuardedClient`` and ``AsyncGuardedClient`` mirror each other over :class:`_GuardCore`. Ledger
-writes stay synchronous in both: each is one short local SQLite transaction.
+``GuardedClient`` and ``AsyncGuardedClient`` mirror each other over :class:`_GuardCore`. The
+async guard runs its ledger work in a worker thread, so the event loop never waits on the ledger.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import httpx
+from anyio import to_thread
 
 from klingcost import errors
 from klingcost._protocol import Task
@@ -371,7 +372,12 @@ class AsyncGuardedClient:
     async def submit(
         self, endpoint: str, body: Mapping[str, Any], *, key: str | None = None
     ) -> Submission:
-        priced, hold, outgoing = self._core.reserve(endpoint, body, key)
+        # Ledger work runs in a worker thread, so that a ledger file busy with another
+        # process's write, or a PostgreSQL round trip, never stalls the event loop. The thread
+        # call is shielded from cancellation: a hold placed (or a task attached) is always
+        # known to this call. Only the failure path writes inline: it must run even while the
+        # task is being cancelled, and it is one short write.
+        priced, hold, outgoing = await to_thread.run_sync(self._core.reserve, endpoint, body, key)
         if outgoing is None:
             return Submission(priced, hold, None)
         try:
@@ -379,14 +385,15 @@ class AsyncGuardedClient:
         except BaseException as exc:  # includes cancellation: the request may be out
             self._core.failed(hold, exc)
             raise
-        return Submission(priced, self._core.accepted(hold, task), task)
+        attached = await to_thread.run_sync(self._core.accepted, hold, task)
+        return Submission(priced, attached, task)
 
     async def settle(self, target: Submission | Hold | int) -> Resolution:
-        hold = _hold_of(target, self.ledger)
+        hold = await to_thread.run_sync(_hold_of, target, self.ledger)
         if hold.task_id is None:
             return Resolution(hold, "unchanged", "no task id: nothing to query")
         task = await self.client.get_task(self._core.endpoint_of(hold), hold.task_id)
-        return resolve(self.ledger, hold, task)
+        return await to_thread.run_sync(resolve, self.ledger, hold, task)
 
     async def wait(
         self, target: Submission | Hold | int, *, interval: float = 5.0, timeout: float = 900.0

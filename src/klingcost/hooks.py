@@ -18,6 +18,7 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from anyio import to_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -70,7 +71,10 @@ def create_app(
         ):
             return JSONResponse({"error": "no task_id in the callback"}, status_code=400)
         external = _external_id(data)
-        hold = ledger.hold_for_task(str(task_id)) or _lost_hold(ledger, external)
+        # Ledger work in a worker thread: the server keeps answering while a write waits.
+        hold = await to_thread.run_sync(
+            lambda: ledger.hold_for_task(str(task_id)) or _lost_hold(ledger, external)
+        )
         endpoint = hold.meta.get("endpoint") if hold is not None else None
         if hold is None or not isinstance(endpoint, str):
             return JSONResponse({"status": "ignored", "reason": "unknown task"})
@@ -88,7 +92,7 @@ def create_app(
         if hold.task_id is None and task.external_task_id not in (None, external):
             return JSONResponse({"status": "ignored", "reason": "external_task_id differs"})
         try:
-            resolution = resolve(ledger, hold, task)
+            resolution = await to_thread.run_sync(resolve, ledger, hold, task)
         except errors.HoldStateError as exc:  # e.g. a hold voided by hand, then charged
             return JSONResponse({"error": str(exc), "hold": hold.id}, status_code=409)
         return JSONResponse(

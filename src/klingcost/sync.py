@@ -13,8 +13,8 @@ flight right now: "no such task" voids it only once it is older than :data:`IN_F
 an ``unknown`` hold (the guard saw its submission fail) is voided at once.
 
 Each hold is resolved in its own ledger transaction, so an interrupted sync loses nothing and a
-rerun picks up where it stopped. Queries run concurrently; ledger writes run one at a time on
-the event loop's thread (each is one short local transaction).
+rerun picks up where it stopped. Queries run concurrently; ledger writes run in worker threads
+(one at a time: the ledger serialises them), so the event loop never waits on the ledger.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+
+from anyio import to_thread
 
 from klingcost import errors
 from klingcost.client import AsyncKlingClient
@@ -105,7 +107,7 @@ async def _resolve_one(ledger: Ledger, client: AsyncKlingClient, hold: Hold) -> 
         return "no endpoint recorded on the hold"
     if hold.task_id is not None:
         task = await client.get_task(endpoint, hold.task_id)
-        return resolve(ledger, hold, task)
+        return await to_thread.run_sync(resolve, ledger, hold, task)
     external = hold.meta.get("external_task_id")
     if not isinstance(external, str) or not external:
         return f"{hold.state} with no task id and no external_task_id: resolve it by hand"
@@ -117,6 +119,7 @@ async def _resolve_one(ledger: Ledger, client: AsyncKlingClient, hold: Hold) -> 
             if hold.state == "held" and age < IN_FLIGHT_GRACE:
                 return f"held, and no task {external!r} yet: its submission may be in flight"
             reason = f"no task {external!r} exists: the submission never created one"
-            return Resolution(ledger.void(hold.id, reason=reason), "voided", reason)
+            voided = await to_thread.run_sync(lambda: ledger.void(hold.id, reason=reason))
+            return Resolution(voided, "voided", reason)
         raise
-    return resolve(ledger, hold, task)
+    return await to_thread.run_sync(resolve, ledger, hold, task)
