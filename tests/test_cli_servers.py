@@ -111,7 +111,39 @@ def test_hooks_serve_on_port_0_prints_the_port_it_listens_on(env: dict[str, str]
     assert "Traceback" not in err
 
 
+def test_fake_server_stops_on_ctrl_c_with_exit_0(env: dict[str, str]) -> None:
+    command = [sys.executable, "-c", CLI, *SERVERS["fake-server"], "--port", "0"]
+    server = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().startswith("fake Kling API on http://127.0.0.1:")
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            out, err = server.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            out, err = server.communicate()
+    assert server.returncode == 0, (out, err)
+    assert "interrupted" not in err and "Traceback" not in err
+
+
 # --- the secret ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "secret", ["a/b-0123456789abcdef", "0123456789abcdef?x", "0123456789%2Fabcdef"]
+)
+def test_a_hook_secret_that_is_no_url_segment_is_a_usage_error(
+    secret: str, env: dict[str, str]
+) -> None:
+    args = ["hooks", "serve", "--no-confirm", "--port", "0", "--secret", secret]
+    result = CliRunner().invoke(main, args, env=env)
+    assert result.exit_code == 2, result.output
+    assert "letters, digits and - . _ ~ only" in result.stderr
+    assert secret not in result.stderr
 
 
 @pytest.mark.parametrize("how", ["--secret", "KLINGCOST_HOOK_SECRET"])

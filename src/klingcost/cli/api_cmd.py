@@ -79,6 +79,8 @@ def fake_server_command(
 
     try:
         serve(state, host=host, port=port, ready=ready)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how it stops: exit 0, as `hooks serve` does
     except OSError as exc:
         if listening:  # not the bind: some other failure, reported as such
             raise

@@ -279,10 +279,18 @@ def hooks_group() -> None:
     """Receive Kling's notify_hook callbacks and settle tasks as they end."""
 
 
+_URL_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
 def _check_secret(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """--secret: long enough not to be guessed (the rule create_app enforces), or exit 2."""
     from klingcost.hooks import MIN_SECRET_LENGTH  # here: the CLI loads starlette lazily
 
+    if value and not set(value) <= _URL_SAFE:
+        # It is a URL path segment: "/", "?", "#" or "%" would make a URL it never matches.
+        raise click.BadParameter(
+            "a hook secret may hold letters, digits and - . _ ~ only (it is a URL path segment)"
+        )
     if value and len(value) < MIN_SECRET_LENGTH:
         # The secret itself is not echoed back: it may be a real one, mistyped.
         raise click.BadParameter(
