@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
+import traceback
 from collections.abc import Callable
 from decimal import Decimal
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,9 +28,12 @@ from klingcost._protocol import (
     parse_deduction,
     parse_task,
     read_envelope,
+    scrub,
     transport_error,
 )
 from klingcost.client import AsyncKlingClient, KlingClient
+from klingcost.guard import DEFINITE_FAILURES, GuardedClient
+from klingcost.ledger import Ledger
 
 KEY = "hk-unit-SECRET-0a1b2c3d4e5f"
 
@@ -455,3 +460,210 @@ def test_logging_does_not_leak_on_debug(caplog: pytest.LogCaptureFixture) -> Non
     with client(transport) as kling:
         kling.submit("text2video", {"prompt": "x"})
     assert caplog.records and all(KEY not in r.getMessage() for r in caplog.records)
+
+
+# --- requests that never left the client are definite failures ----------------------------
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        httpx.LocalProtocolError("Illegal header value b'x\\ny'"),
+        httpx.UnsupportedProtocol("Request URL has an unsupported protocol 'ftp://'."),
+        httpx.InvalidURL("URL too long"),
+        httpx.ProxyError("407 Proxy Authentication Required"),
+    ],
+    ids=type,
+)
+def test_unsent_httpx_errors_are_definite(exc: httpx.TransportError) -> None:
+    error = transport_error(exc, idempotent=False, what="POST x")
+    assert type(error) is errors.ConnectError
+    assert isinstance(error, DEFINITE_FAILURES)
+    assert "the request was not sent" in str(error) and type(exc).__name__ in str(error)
+
+
+@pytest.mark.parametrize("base_url", ["ftp://x", "notaurl"])
+def test_a_base_url_that_is_not_http_fails_definitely_and_once(
+    base_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    sleeps: list[float] = []
+    # The real transport: httpx refuses the URL before opening any connection.
+    kling = KlingClient(KEY, base_url=base_url, sleep=sleeps.append)
+    with kling, pytest.raises(errors.ConnectError, match="UnsupportedProtocol") as caught:
+        kling.submit("text2video", {"prompt": "x"})
+    assert "not sent" in str(caught.value)
+    assert sleeps == [] and caplog.records == []  # the same request would be refused again
+
+
+@pytest.mark.anyio
+async def test_the_async_client_maps_a_bad_scheme_too() -> None:
+    async with AsyncKlingClient(KEY, base_url="ftp://x") as kling:
+        with pytest.raises(errors.ConnectError, match="not sent"):
+            await kling.submit("text2video", {"prompt": "x"})
+
+
+@pytest.mark.parametrize("cls", [KlingClient, AsyncKlingClient])
+def test_an_invalid_base_url_is_refused_when_the_client_is_built(
+    cls: type[KlingClient] | type[AsyncKlingClient],
+) -> None:
+    # httpx.InvalidURL is no TransportError and used to escape from the client's constructor.
+    with pytest.raises(errors.ConnectError) as caught:
+        cls(KEY, base_url="https://[::1")
+    assert "https://[::1" in str(caught.value) and "not a valid URL" in str(caught.value)
+    assert isinstance(caught.value, DEFINITE_FAILURES)
+    assert KEY not in str(caught.value) and caught.value.__context__ is None
+
+
+def test_a_url_httpx_cannot_build_sends_nothing() -> None:
+    transport, seen = mock()
+    sleeps: list[float] = []
+    with client(transport, sleeps) as kling, pytest.raises(errors.ConnectError, match="InvalidURL"):
+        kling.get_task("text2video", "9" * 70_000)  # over httpx's URL length limit
+    assert seen == [] and sleeps == []
+
+
+# --- key hygiene --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["hk-abc\ndef-123456", "hk-abc\x00def", "hk-abcé123456", "hk-€"])
+@pytest.mark.parametrize("cls", [KlingClient, AsyncKlingClient])
+def test_a_key_a_header_cannot_carry_is_refused(
+    key: str, cls: type[KlingClient] | type[AsyncKlingClient]
+) -> None:
+    with pytest.raises(errors.AuthenticationError, match="header cannot carry") as caught:
+        cls(key, base_url="https://kling.example")
+    text = f"{caught.value} {caught.value!r}"
+    assert "hk-abc" not in text and "def" not in text and "123456" not in text
+    assert caught.value.__context__ is None
+
+
+def test_scrub_replaces_every_form_of_the_key() -> None:
+    key = "sk-x\ny'z"
+    shown = [key, repr(key), repr(f"Bearer {key}".encode()), ascii(key), f"Bearer {key}"]
+    error = errors.AuthenticationError(" / ".join(shown), request_id=repr(key))
+    clean = scrub(error, key)
+    for text in (str(clean), repr(clean), clean.message, clean.request_id or ""):
+        assert "x\ny" not in text and "x\\ny" not in text and "y'z" not in text
+    assert "Bearer <redacted>" in clean.message
+    assert scrub(errors.AuthenticationError("nothing"), key).message == "nothing"
+
+
+def _refused_header(request: httpx.Request) -> httpx.Response:
+    # What h11 raises on a header it cannot write, chained to an inner error (as httpcore does).
+    value = next(v for k, v in request.headers.raw if k.lower() == b"authorization")
+    try:
+        raise ValueError(f"header value {value!r}")
+    except ValueError:
+        raise httpx.LocalProtocolError(f"Illegal header value {value!r}") from None
+
+
+def _chain_text(error: BaseException) -> str:
+    """The text of ``error`` and of every exception chained to it, and its printed traceback."""
+    texts: list[str] = traceback.format_exception(error)
+    pending: list[BaseException | None] = [error]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        texts += [str(current), repr(current)]
+        pending += [current.__cause__, current.__context__]
+    return "\n".join(texts)
+
+
+def test_a_refused_header_never_shows_the_key() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return _refused_header(request)
+
+    sleeps: list[float] = []
+    kling = client(httpx.MockTransport(handler), sleeps)
+    with kling, pytest.raises(errors.ConnectError) as caught:
+        kling.submit("text2video", {"prompt": "x"})
+    error = caught.value
+    assert "not sent" in str(error) and "Bearer <redacted>" in str(error)
+    assert KEY not in _chain_text(error)
+    assert len(seen) == 1 and sleeps == []
+
+
+@pytest.mark.anyio
+async def test_the_async_client_never_shows_the_key_either() -> None:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return _refused_header(request)
+
+    async with AsyncKlingClient(
+        KEY, base_url="https://k.example", transport=httpx.MockTransport(handler)
+    ) as kling:
+        with pytest.raises(errors.ConnectError) as caught:
+            await kling.submit("text2video", {"prompt": "x"})
+    assert KEY not in _chain_text(caught.value)
+
+
+def test_a_scrubbed_answer_error_does_not_chain_the_original() -> None:
+    # raise scrub(error) from None inside the except block kept the original as __context__.
+    echo = httpx.Response(400, json={"code": 1200, "message": f"bad header Bearer {KEY}"})
+    transport, _ = mock(echo)
+    with client(transport) as kling, pytest.raises(errors.InvalidRequestError) as caught:
+        kling.submit("text2video", {"prompt": "x"})
+    assert KEY not in _chain_text(caught.value)
+
+
+def test_a_failure_with_a_clean_text_keeps_its_cause() -> None:
+    transport, _ = mock(httpx.ReadTimeout("late"))
+    with client(transport) as kling, pytest.raises(errors.AmbiguousSubmitError) as caught:
+        kling.submit("text2video", {"prompt": "x"})
+    assert isinstance(caught.value.__cause__, httpx.ReadTimeout)
+
+
+def test_the_guard_stores_no_key_and_voids_the_hold(tmp_path: Path) -> None:
+    with Ledger.open(tmp_path / "ledger.db") as ledger:
+        ledger.set_budget("studio", limit=1_000_000, period="month")
+        guard = GuardedClient(
+            "studio", ledger=ledger, client=client(httpx.MockTransport(_refused_header))
+        )
+        with guard, pytest.raises(errors.ConnectError):
+            guard.submit("videos/text2video", {"prompt": "p", "mode": "pro"})
+        [hold] = ledger.holds()
+        assert hold.state == "voided"
+        stored = repr(list(ledger.events())) + repr(hold)
+    assert KEY not in stored
+    assert all(KEY.encode() not in f.read_bytes() for f in tmp_path.iterdir() if f.is_file())
+
+
+# --- redirects ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_a_definite_failure(status: int) -> None:
+    target = "https://api.openai-hk.com/kling/v1/videos/text2video"
+    moved = httpx.Response(status, headers={"Location": target}, text="<html>moved</html>")
+    transport, seen = mock(moved, httpx.Response(200, json=OK))
+    with client(transport) as kling, pytest.raises(errors.InvalidRequestError) as caught:
+        kling.submit("text2video", {"prompt": "x"})
+    error = caught.value
+    assert isinstance(error, DEFINITE_FAILURES) and error.status == status
+    assert f"HTTP {status}, a redirect to {target}: check the base URL" in str(error)
+    assert len(seen) == 1  # neither followed nor retried
+
+
+def test_read_envelope_maps_any_3xx() -> None:
+    for status in (300, 304, 399):
+        with pytest.raises(errors.InvalidRequestError, match=f"HTTP {status}: check") as caught:
+            read_envelope(status, b'{"code": 0, "data": {}}')
+        assert caught.value.status == status
+    with pytest.raises(errors.InvalidRequestError, match="a redirect to /elsewhere"):
+        read_envelope(302, b"", location="/elsewhere")
+
+
+def test_a_redirected_submission_voids_the_guarded_hold(tmp_path: Path) -> None:
+    moved = httpx.Response(301, headers={"Location": "https://kling.example/elsewhere"})
+    with Ledger.open(tmp_path / "ledger.db") as ledger:
+        ledger.set_budget("studio", limit=1_000_000, period="month")
+        guard = GuardedClient("studio", ledger=ledger, client=client(mock(moved)[0]))
+        with guard, pytest.raises(errors.InvalidRequestError):
+            guard.submit("videos/text2video", {"prompt": "p", "mode": "pro"})
+        [hold] = ledger.holds()
+        assert hold.state == "voided"

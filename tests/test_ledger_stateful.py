@@ -144,7 +144,9 @@ class LedgerMachine(RuleBasedStateMachine):
             key = f"k{len(self.keys)}"
         now = self.clock.now()
         entries = {b: period_key(BUDGETS[b][2], now, BUDGETS[b][3]) for b in path_of(team)}  # type: ignore[arg-type]
-        known = [i for i, h in self.model.holds.items() if h.key == key]
+        # The key's live hold; a voided one frees the key for a new reservation.
+        known = [i for i, h in self.model.holds.items() if h.key == key and h.state != "voided"]
+        freed = [i for i, h in self.model.holds.items() if h.key == key and h.state == "voided"]
         refused_by = None
         if not known:
             for budget in path_of(team):
@@ -163,7 +165,10 @@ class LedgerMachine(RuleBasedStateMachine):
         if known:
             assert hold.id == known[0]  # idempotent: the same hold, charged once
             return multiple()
-        self.keys.append(key)
+        for i in freed:
+            self.model.holds[i].key = f"{key}#voided-{i}"
+        if key not in self.keys:
+            self.keys.append(key)
         self.model.holds[hold.id] = ModelHold(team, amounts, entries, key=key)
         # Granted: no budget on the path is past its limit in the hold's period.
         for budget in path_of(team):
@@ -273,8 +278,10 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @invariant()
     def states_match(self) -> None:
-        states = dict(self.ledger.execute("SELECT id, state FROM holds").fetchall())
-        assert states == {i: m.state for i, m in self.model.holds.items()}
+        rows = self.ledger.execute("SELECT id, state, idempotency_key FROM holds").fetchall()
+        assert {i: (state, key) for i, state, key in rows} == {
+            i: (m.state, m.key) for i, m in self.model.holds.items()
+        }
 
 
 LedgerMachine.TestCase.settings = settings(

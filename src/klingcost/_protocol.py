@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -205,11 +206,14 @@ def error_for(
     return cls(message, code=code, status=status, request_id=request_id)
 
 
-def read_envelope(status: int, content: bytes) -> dict[str, Any]:
+def read_envelope(status: int, content: bytes, *, location: str | None = None) -> dict[str, Any]:
     """The JSON envelope of a successful answer, or raise the error the answer stands for.
 
     Success is HTTP 2xx with ``{"code": 0, ...}``. JSON numbers are read as Decimal.
+    ``location`` is the answer's ``Location`` header, named in the error for a redirect.
     """
+    if 300 <= status < 400:
+        raise _redirect(status, location)
     try:
         payload = json.loads(content, parse_float=Decimal)
     except (ValueError, UnicodeDecodeError):
@@ -234,6 +238,23 @@ def read_envelope(status: int, content: bytes) -> dict[str, Any]:
         )
     text = message or f"the API answered HTTP {status} with code {code}"
     raise error_for(status=status, code=code or None, message=text, request_id=request_id)
+
+
+def _redirect(status: int, location: str | None) -> errors.InvalidRequestError:
+    # The client follows no redirect (it would resend the key and, on a 301/302, turn the POST
+    # into a GET), so a 3xx answer means the request reached something that did not process it
+    # as an API call: no task was created, and the error is a definite one, not an ambiguous
+    # MalformedResponseError that would keep a guarded hold counting.
+    target = f", a redirect to {_shorten(location)}" if location else ""
+    return errors.InvalidRequestError(
+        f"the API answered HTTP {status}{target}: check the base URL (https, path); "
+        "the request was not processed",
+        status=status,
+    )
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _code_and_message(payload: Mapping[str, Any]) -> tuple[int | None, str]:
@@ -344,7 +365,13 @@ def _shape(field: str, given: object, allowed: str, request_id: str | None) -> E
 # --- retries ------------------------------------------------------------------------------
 
 #: httpx errors raised before the request left the client: always safe to send again.
-NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+#: (ProxyError: the proxy tunnel or SOCKS handshake failed, before the request was written.)
+NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
+#: httpx refusing the request itself: a URL it cannot build (InvalidURL, which is no
+#: TransportError) or send (UnsupportedProtocol: not http(s)), a header h11 cannot write
+#: (LocalProtocolError, raised while h11 checks the request line and headers, before any byte
+#: is written). Nothing was sent, and the same request would be refused again: not retried.
+REFUSED: Final = (httpx.InvalidURL, httpx.UnsupportedProtocol, httpx.LocalProtocolError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,12 +405,23 @@ class RetryPolicy:
 
 
 def transport_error(
-    exc: httpx.TransportError, *, idempotent: bool, what: str
+    exc: httpx.TransportError | httpx.InvalidURL, *, idempotent: bool, what: str
 ) -> errors.TransportError:
-    """Map an httpx failure: unsent -> ConnectError; after sending -> ambiguous (or retryable)."""
+    """Map an httpx failure: unsent -> ConnectError; after sending -> ambiguous (or retryable).
+
+    Only an error that httpx raises before writing the request is definite: a submission that
+    may have been written must stay ambiguous, but one that certainly was not must not (the
+    budget guard keeps an ambiguous submission's hold counting until someone resolves it).
+    """
     detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if isinstance(exc, REFUSED):
+        return errors.ConnectError(
+            f"{what}: httpx refused the request ({detail}); the request was not sent"
+        )
     if isinstance(exc, NOT_SENT):
-        return errors.ConnectError(f"{what}: could not connect ({detail})")
+        return errors.ConnectError(
+            f"{what}: could not connect ({detail}); the request was not sent"
+        )
     if idempotent:
         return errors.TransportError(f"{what}: no answer ({detail})")
     return errors.AmbiguousSubmitError(
@@ -410,14 +448,65 @@ def redact_key(key: str) -> str:
     return f"'{prefix}…'redacted"
 
 
+def key_forms(key: str) -> tuple[str, ...]:
+    """Every way ``key`` can show in an error's text, longest first.
+
+    Besides the text itself: ``repr``-style escapes (``sk-x\\ny``, as an error message quoting
+    the value shows it) and the escapes of its bytes (h11 prints a header as ``b'Bearer ...'``).
+    Replacing these also replaces the ``Bearer <key>`` header value wherever it is shown.
+    """
+    forms = {key, repr(key)[1:-1], ascii(key)[1:-1]}
+    for encoding in ("ascii", "latin-1", "utf-8"):
+        try:
+            forms.add(repr(key.encode(encoding))[2:-1])
+        except UnicodeEncodeError:
+            continue
+    # A text holding both quote marks is repr'd with '...' and its single quotes escaped.
+    forms |= {form.replace("'", "\\'") for form in forms}
+    return tuple(sorted((form for form in forms if form), key=len, reverse=True))
+
+
+def redact(text: str, key: str) -> str:
+    """``text`` with every form of ``key`` replaced by ``<redacted>``."""
+    for form in key_forms(key) if key else ():
+        text = text.replace(form, "<redacted>")
+    return text
+
+
+def shows_key(exc: BaseException, key: str) -> bool:
+    """Whether ``exc`` or an exception chained to it shows ``key`` when printed or repr'd.
+
+    The whole ``__cause__``/``__context__`` chain counts: a traceback prints it, and even a
+    suppressed context stays reachable as ``__context__``.
+    """
+    if not key:
+        return False
+    seen: set[int] = set()
+    chain: list[BaseException | None] = [exc]
+    while chain:
+        current = chain.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        text = "".join(traceback.format_exception_only(current)) + repr(current)
+        if redact(text, key) != text:
+            return True
+        chain += [current.__cause__, current.__context__]
+    return False
+
+
 def scrub(error: errors.KlingAPIError, key: str) -> errors.KlingAPIError:
-    """The same error with every occurrence of ``key`` in its message replaced."""
-    if not key or key not in str(error):
+    """The same error with every form of ``key`` in its message replaced.
+
+    When the key shows anywhere (its message or a chained exception) the answer is a fresh
+    error with no chain: raise it outside any ``except`` block, or Python chains the original
+    back as ``__context__``.
+    """
+    if not shows_key(error, key):
         return error
-    clean = type(error)(
-        error.message.replace(key, "<redacted>"),
+    return type(error)(
+        redact(error.message, key),
         code=error.code,
         status=error.status,
-        request_id=error.request_id.replace(key, "<redacted>") if error.request_id else None,
+        request_id=redact(error.request_id, key) if error.request_id else None,
     )
-    return clean

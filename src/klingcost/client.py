@@ -13,6 +13,9 @@ What is retried (with exponential backoff and jitter, ``max_retries`` times, log
 the request was sent; a task query is also retried when its answer was lost. A submission whose
 answer was lost raises :class:`~klingcost.errors.AmbiguousSubmitError` and is never resent; a 5xx
 on a submission raises :class:`~klingcost.errors.ServerError` (its outcome is unknown too).
+A request httpx refuses to build or send (a bad base URL) raises
+:class:`~klingcost.errors.ConnectError` at once, and a redirect (3xx: no redirect is followed)
+an :class:`~klingcost.errors.InvalidRequestError`: nothing was created, in both cases.
 
 The API key is never shown: not in a repr, an error message or a log line.
 """
@@ -36,6 +39,7 @@ from klingcost import errors
 from klingcost._protocol import (
     DEFAULT_BASE_URL,
     DEFAULT_DEDUCTION_CAP,
+    REFUSED,
     Deduction,
     ImageResult,
     RetryPolicy,
@@ -47,6 +51,7 @@ from klingcost._protocol import (
     redact_key,
     retry_after,
     scrub,
+    shows_key,
     transport_error,
 )
 from klingcost.request import Endpoint, normalize_endpoint
@@ -70,6 +75,15 @@ DEFAULT_TIMEOUT: Final = httpx.Timeout(30.0, connect=10.0)
 TimeoutArg = float | httpx.Timeout | None
 
 
+def _url_problem(url: str) -> str | None:
+    """Why httpx cannot parse ``url``, or None (returned, so that no httpx error is chained)."""
+    try:
+        httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        return str(exc)
+    return None
+
+
 class _BaseKlingClient:
     """What both clients share: configuration, request building, answer handling, retries."""
 
@@ -89,9 +103,29 @@ class _BaseKlingClient:
             raise errors.AuthenticationError(
                 "no Kling API key: pass api_key= or set KLINGCOST_API_KEY"
             )
-        self._api_key = key.strip()
+        key = key.strip()
+        # httpx sends header values as ASCII and h11 refuses control characters: such a key
+        # would only fail later, inside httpx, with an error quoting the key (or a part of it).
+        # The message names no character of the key.
+        if not (key.isascii() and key.isprintable()):
+            raise errors.AuthenticationError(
+                "the API key has characters an HTTP header cannot carry (control characters "
+                "such as a newline, or non-ASCII characters): check how it was copied"
+            )
+        self._api_key = key
         url = base_url or os.environ.get("KLINGCOST_BASE_URL") or DEFAULT_BASE_URL
         self.base_url = url.rstrip("/")
+        # httpx.Client would raise httpx.InvalidURL, which is no KlingAPIError (the guard would
+        # count the hold as unknown): refuse the URL here with a definite error instead.
+        problem = _url_problem(self.base_url)
+        if problem is not None:
+            raise scrub(
+                errors.ConnectError(
+                    f"the base URL {self.base_url!r} is not a valid URL ({problem}); "
+                    "the request was not sent"
+                ),
+                self._api_key,
+            )
         self.retry = RetryPolicy(max_retries=max_retries, base_delay=backoff, max_delay=max_backoff)
         self.deduction_cap = deduction_cap
         self._random = random or _random.random
@@ -108,15 +142,27 @@ class _BaseKlingClient:
     # --- one attempt's outcome, and whether to try again -------------------------------
 
     def _answer(self, response: httpx.Response) -> dict[str, Any]:
+        location = response.headers.get("location")
         try:
-            return read_envelope(response.status_code, response.content)
+            return read_envelope(response.status_code, response.content, location=location)
         except errors.KlingAPIError as error:
-            raise scrub(error, self._api_key) from None
+            failure = scrub(error, self._api_key)
+        # Raised outside the except block: inside it Python would chain the unscrubbed error
+        # as ``__context__`` (``from None`` only hides it from tracebacks).
+        raise failure
 
     def _failed(
-        self, exc: httpx.TransportError, *, idempotent: bool, what: str
+        self, exc: httpx.TransportError | httpx.InvalidURL, *, idempotent: bool, what: str
     ) -> errors.KlingAPIError:
         return scrub(transport_error(exc, idempotent=idempotent, what=what), self._api_key)
+
+    def _cause(self, exc: BaseException | None) -> BaseException | None:
+        """``exc``, to chain to the error raised, unless its text shows the key.
+
+        h11 quotes a refused header (``Illegal header value b'Bearer ...'``): such a chain would
+        print the key with the traceback.
+        """
+        return None if exc is None or shows_key(exc, self._api_key) else exc
 
     def _backoff(
         self,
@@ -126,8 +172,11 @@ class _BaseKlingClient:
         idempotent: bool,
         what: str,
         headers: Mapping[str, str] | None,
+        cause: BaseException | None = None,
     ) -> float | None:
         """Seconds to wait before attempt ``attempt + 1``, or None to give up."""
+        if isinstance(cause, REFUSED):  # httpx would refuse the same request again
+            return None
         if attempt >= self.retry.max_retries or not self.retry.retryable(
             error, idempotent=idempotent
         ):
@@ -166,7 +215,8 @@ class _BaseKlingClient:
         try:
             return parse_task(endpoint, payload, cap=self.deduction_cap, data=data)
         except errors.KlingAPIError as error:
-            raise scrub(error, self._api_key) from None
+            failure = scrub(error, self._api_key)
+        raise failure  # outside the except block, as in _answer
 
     def _tasks(self, endpoint: Endpoint, payload: Mapping[str, Any]) -> list[Task]:
         data = payload.get("data")
@@ -249,23 +299,26 @@ class KlingClient(_BaseKlingClient):
         attempt = 0
         while True:
             headers: Mapping[str, str] | None = None
+            cause: BaseException | None = None
             try:
                 response = self._http.request(
                     method, path, json=None if body is None else dict(body), params=params
                 )
-            except httpx.TransportError as exc:
-                error = self._failed(exc, idempotent=idempotent, what=what)
-                cause: BaseException = exc
+            except (httpx.TransportError, httpx.InvalidURL) as exc:
+                error, cause = self._failed(exc, idempotent=idempotent, what=what), exc
             else:
                 try:
                     return self._answer(response)
                 except errors.KlingAPIError as exc:
-                    error, cause, headers = exc, exc, response.headers
-            wait = self._backoff(error, attempt, idempotent=idempotent, what=what, headers=headers)
+                    error, headers = exc, response.headers
+            wait = self._backoff(
+                error, attempt, idempotent=idempotent, what=what, headers=headers, cause=cause
+            )
             if wait is None:
-                if error is cause:
+                if cause is None:  # the answer's error, already scrubbed
                     raise error
-                raise error from cause
+                # Outside the except block, so nothing is chained but what _cause allows.
+                raise error from self._cause(cause)
             self._sleep(wait)
             attempt += 1
 
@@ -360,23 +413,26 @@ class AsyncKlingClient(_BaseKlingClient):
         attempt = 0
         while True:
             headers: Mapping[str, str] | None = None
+            cause: BaseException | None = None
             try:
                 response = await self._http.request(
                     method, path, json=None if body is None else dict(body), params=params
                 )
-            except httpx.TransportError as exc:
-                error = self._failed(exc, idempotent=idempotent, what=what)
-                cause: BaseException = exc
+            except (httpx.TransportError, httpx.InvalidURL) as exc:
+                error, cause = self._failed(exc, idempotent=idempotent, what=what), exc
             else:
                 try:
                     return self._answer(response)
                 except errors.KlingAPIError as exc:
-                    error, cause, headers = exc, exc, response.headers
-            wait = self._backoff(error, attempt, idempotent=idempotent, what=what, headers=headers)
+                    error, headers = exc, response.headers
+            wait = self._backoff(
+                error, attempt, idempotent=idempotent, what=what, headers=headers, cause=cause
+            )
             if wait is None:
-                if error is cause:
+                if cause is None:  # the answer's error, already scrubbed
                     raise error
-                raise error from cause
+                # Outside the except block, so nothing is chained but what _cause allows.
+                raise error from self._cause(cause)
             await self._sleep(wait)
             attempt += 1
 
