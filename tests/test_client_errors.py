@@ -512,6 +512,9 @@ def test_an_invalid_base_url_is_refused_when_the_client_is_built(
     assert "https://[::1" in str(caught.value) and "not a valid URL" in str(caught.value)
     assert isinstance(caught.value, DEFINITE_FAILURES)
     assert KEY not in str(caught.value) and caught.value.__context__ is None
+    # A host label over 63 characters fails in the resolver with a bare UnicodeError.
+    with pytest.raises(errors.ConnectError, match="its host cannot be looked up"):
+        cls(KEY, base_url=f"https://{'a' * 64}.example/kling")
 
 
 def test_a_url_httpx_cannot_build_sends_nothing() -> None:

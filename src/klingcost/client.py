@@ -78,9 +78,13 @@ TimeoutArg = float | httpx.Timeout | None
 def _url_problem(url: str) -> str | None:
     """Why httpx cannot parse ``url``, or None (returned, so that no httpx error is chained)."""
     try:
-        httpx.URL(url)
+        host = httpx.URL(url).host
     except httpx.InvalidURL as exc:
         return str(exc)
+    try:  # what the resolver will do: a label over 63 characters fails there, as no httpx error
+        host.encode("idna")
+    except UnicodeError as exc:
+        return f"its host cannot be looked up: {exc}"
     return None
 
 
