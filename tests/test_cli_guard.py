@@ -233,6 +233,8 @@ def test_sync_json(env: dict[str, str], fake: FakeKling, tmp_path: Path) -> None
         "pending": 0,
         "unresolved": [],
         "errors": [],
+        "passes": 1,
+        "timed_out": False,
     }
     again = json.loads(run(env, "sync", "--json", "--team", "studio").stdout)
     assert again["examined"] == 0
@@ -287,9 +289,39 @@ def test_sync_wait_repeats_until_done(env: dict[str, str], fake: FakeKling, tmp_
         run(env, "submit", "-t", "studio", "-e", ENDPOINT, body_file(tmp_path))
     result = run(env, "sync", "--wait", "--interval", "0.1", "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["pending"] == 0
+    report = json.loads(result.stdout)
+    assert report["passes"] > 1 and len(fake.requests("GET")) > 2  # more than one pass
+    # The counts add up over the passes: both holds, settled, each counted once.
+    assert (report["examined"], report["settled"], report["pending"]) == (2, 2, 0)
     assert [state for state, _ in holds(env)] == ["settled", "settled"]
-    assert len(fake.requests("GET")) > 2  # more than one pass
+
+
+def test_sync_wait_that_times_out_says_so_and_exits_1(
+    env: dict[str, str], fake: FakeKling, tmp_path: Path
+) -> None:
+    fake.configure(done_after=30)
+    run(env, "submit", "-t", "studio", "-e", ENDPOINT, body_file(tmp_path))
+    args = ["sync", "--wait", "--interval", "0.05", "--timeout", "0.2"]
+    result = run(env, *args)
+    assert result.exit_code == 1
+    assert "1 task(s) still running after 0.2 s" in result.stderr
+    report = json.loads(run(env, *args, "--json").stdout)
+    assert (report["pending"], report["timed_out"]) == (1, True)
+
+
+def test_sync_lists_a_task_the_api_does_not_know_and_goes_on(
+    env: dict[str, str], fake: FakeKling, tmp_path: Path
+) -> None:
+    run(env, "submit", "-t", "studio", "-e", ENDPOINT, body_file(tmp_path))
+    with Ledger.open(env["KLINGCOST_LEDGER"]) as ledger:
+        lost = ledger.reserve("studio", ledger.get_hold(1).estimate, meta={"endpoint": ENDPOINT})
+        ledger.attach(lost.id, "999999999999")
+    result = run(env, "sync")
+    assert result.exit_code == 0, result.output  # not an error of the run: a person decides
+    assert "1 settled" in result.stdout and "1 unresolved" in result.stdout
+    assert "the API has no task '999999999999'" in result.stdout
+    assert f"klingcost holds void {lost.id} --reason" in result.stdout
+    assert holds(env)[1][0] == "submitted"  # still counted
 
 
 def test_sync_without_a_key_fails_cleanly(env: dict[str, str]) -> None:

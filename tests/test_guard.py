@@ -413,13 +413,9 @@ async def test_cancelling_an_async_submit_marks_the_hold_unknown(
 
 
 @pytest.mark.anyio
-async def test_an_async_submit_waiting_on_a_busy_ledger_leaves_the_loop_free(
+async def test_an_async_settle_waiting_on_a_busy_ledger_leaves_the_loop_free(
     fake: FakeKling, ledger: Ledger, tmp_path: Path
 ) -> None:
-    # Another process's write transaction holds the ledger file for 0.5 s.
-    other = sqlite3.connect(tmp_path / "ledger.db", isolation_level=None, check_same_thread=False)
-    other.execute("BEGIN IMMEDIATE")
-    threading.Timer(0.5, lambda: other.execute("COMMIT")).start()
     ticks = 0
 
     async def tick() -> None:
@@ -428,16 +424,23 @@ async def test_an_async_submit_waiting_on_a_busy_ledger_leaves_the_loop_free(
             await anyio.sleep(0.01)
             ticks += 1
 
-    async with (
-        AsyncGuardedClient("studio", ledger=ledger, api_key=KEY, base_url=fake.base_url) as kling,
-        anyio.create_task_group() as tasks,
-    ):
-        tasks.start_soon(tick)
+    async with AsyncGuardedClient(
+        "studio", ledger=ledger, api_key=KEY, base_url=fake.base_url
+    ) as kling:
         submission = await kling.submit(ENDPOINT, BODY)
-        tasks.cancel_scope.cancel()
-    other.close()
-    assert submission.hold.state == "submitted"
-    assert ticks >= 20  # the loop ran on while the reserve waited for the file's lock
+        # Another process's write transaction holds the ledger file for 0.5 s.
+        other = sqlite3.connect(
+            tmp_path / "ledger.db", isolation_level=None, check_same_thread=False
+        )
+        other.execute("BEGIN IMMEDIATE")
+        threading.Timer(0.5, lambda: other.execute("COMMIT")).start()
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(tick)
+            resolution = await kling.settle(submission)
+            tasks.cancel_scope.cancel()
+        other.close()
+    assert resolution.action == "settled"
+    assert ticks >= 20  # the loop ran on while the settlement waited for the file's lock
 
 
 # --- the idempotency key ------------------------------------------------------------------

@@ -14,7 +14,8 @@ What happens on the wire decides what happens to the hold:
   ``klingcost sync`` (or a person) resolves it. The request is never sent twice.
 
 ``GuardedClient`` and ``AsyncGuardedClient`` mirror each other over :class:`_GuardCore`. The
-async guard runs its ledger work in a worker thread, so the event loop never waits on the ledger.
+async guard holds and attaches on the event loop's thread (see ``AsyncGuardedClient.submit``)
+and settles in a worker thread, so a settlement never stalls the event loop.
 """
 
 from __future__ import annotations
@@ -372,12 +373,11 @@ class AsyncGuardedClient:
     async def submit(
         self, endpoint: str, body: Mapping[str, Any], *, key: str | None = None
     ) -> Submission:
-        # Ledger work runs in a worker thread, so that a ledger file busy with another
-        # process's write, or a PostgreSQL round trip, never stalls the event loop. The thread
-        # call is shielded from cancellation: a hold placed (or a task attached) is always
-        # known to this call. Only the failure path writes inline: it must run even while the
-        # task is being cancelled, and it is one short write.
-        priced, hold, outgoing = await to_thread.run_sync(self._core.reserve, endpoint, body, key)
+        # The hold and the attach run on the event loop's thread, with no await point between
+        # them and the send: a cancellation can then only land inside the send itself (the
+        # hold is marked unknown), never between a hold and its request or between an answer
+        # and its task id. Each is one short transaction; settling runs in a worker thread.
+        priced, hold, outgoing = self._core.reserve(endpoint, body, key)
         if outgoing is None:
             return Submission(priced, hold, None)
         try:
@@ -385,8 +385,7 @@ class AsyncGuardedClient:
         except BaseException as exc:  # includes cancellation: the request may be out
             self._core.failed(hold, exc)
             raise
-        attached = await to_thread.run_sync(self._core.accepted, hold, task)
-        return Submission(priced, attached, task)
+        return Submission(priced, self._core.accepted(hold, task), task)
 
     async def settle(self, target: Submission | Hold | int) -> Resolution:
         hold = await to_thread.run_sync(_hold_of, target, self.ledger)

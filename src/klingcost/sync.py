@@ -6,7 +6,8 @@ For each open hold (one team's or all), with a bounded number of queries in flig
 * a hold without a task id (its submission crashed or timed out) that was sent with an
   ``external_task_id``: query by that id; a task found is attached and settled, and an answer
   that no such task exists (code 1203, HTTP 404) voids the hold, since nothing was created;
-* a hold without either stays counted: only a person can tell (``klingcost holds void``).
+* a hold without either stays counted: only a person can tell (``klingcost holds void``);
+* a hold whose task the API says does not exist stays counted too, listed as unresolved.
 
 A hold still ``held`` (reserved, no answer recorded yet) may belong to a submission that is in
 flight right now: "no such task" voids it only once it is older than :data:`IN_FLIGHT_GRACE`;
@@ -46,10 +47,25 @@ class SyncReport:
     pending: int = 0
     unresolved: list[tuple[int, str]] = field(default_factory=list)
     errors: list[tuple[int, str]] = field(default_factory=list)
+    passes: int = 1
+    #: ``sync --wait`` gave up with tasks still running.
+    timed_out: bool = False
 
     @property
     def examined(self) -> int:
         return self.settled + self.voided + self.pending + len(self.unresolved) + len(self.errors)
+
+    def then(self, later: SyncReport) -> SyncReport:
+        """This pass followed by ``later``: what both settled and voided, and where the holds
+        still open stand after ``later`` (each hold is counted once, where it ended)."""
+        return SyncReport(
+            settled=self.settled + later.settled,
+            voided=self.voided + later.voided,
+            pending=later.pending,
+            unresolved=later.unresolved,
+            errors=later.errors,
+            passes=self.passes + later.passes,
+        )
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -59,6 +75,8 @@ class SyncReport:
             "pending": self.pending,
             "unresolved": [{"hold": h, "reason": r} for h, r in self.unresolved],
             "errors": [{"hold": h, "error": e} for h, e in self.errors],
+            "passes": self.passes,
+            "timed_out": self.timed_out,
         }
 
 
@@ -106,7 +124,16 @@ async def _resolve_one(ledger: Ledger, client: AsyncKlingClient, hold: Hold) -> 
     if not isinstance(endpoint, str):
         return "no endpoint recorded on the hold"
     if hold.task_id is not None:
-        task = await client.get_task(endpoint, hold.task_id)
+        try:
+            task = await client.get_task(endpoint, hold.task_id)
+        except errors.InvalidRequestError as exc:
+            if not _not_found(exc):
+                raise
+            # Not an error of this run: it would fail every rerun alike. A person decides.
+            return (
+                f"the API has no task {hold.task_id!r} ({type(exc).__name__}: {exc}); if "
+                f"nothing was charged: klingcost holds void {hold.id} --reason '...'"
+            )
         return await to_thread.run_sync(resolve, ledger, hold, task)
     external = hold.meta.get("external_task_id")
     if not isinstance(external, str) or not external:
@@ -114,7 +141,7 @@ async def _resolve_one(ledger: Ledger, client: AsyncKlingClient, hold: Hold) -> 
     try:
         task = await client.get_task(endpoint, external)
     except errors.InvalidRequestError as exc:
-        if exc.code in NOT_FOUND_CODES or exc.status == 404:
+        if _not_found(exc):
             age = ledger.clock.now() - hold.reserved_at
             if hold.state == "held" and age < IN_FLIGHT_GRACE:
                 return f"held, and no task {external!r} yet: its submission may be in flight"
@@ -123,3 +150,7 @@ async def _resolve_one(ledger: Ledger, client: AsyncKlingClient, hold: Hold) -> 
             return Resolution(voided, "voided", reason)
         raise
     return await to_thread.run_sync(resolve, ledger, hold, task)
+
+
+def _not_found(exc: errors.InvalidRequestError) -> bool:
+    return exc.code in NOT_FOUND_CODES or exc.status == 404

@@ -232,7 +232,8 @@ def sync_command(
 
     Succeeded tasks are settled at final_unit_deduction, failed ones voided, and holds whose
     submission outcome was lost are resolved where the API can tell. Safe to interrupt and
-    to run again.
+    to run again. With --wait it repeats until no task is running; the counts add up over
+    the passes, and tasks still running at --timeout make it exit 1.
     """
     from klingcost.client import AsyncKlingClient
     from klingcost.ledger import Ledger
@@ -242,17 +243,22 @@ def sync_command(
     show_progress = sys.stdout.isatty() and not as_json
 
     async def run(ledger: Ledger) -> SyncReport:
+        report: SyncReport | None = None
         async with AsyncKlingClient(base_url=base_url) as client:
             while True:
                 total = sum(1 for _ in ledger.holds(state="open", team=team))
                 if show_progress and total:
                     with click.progressbar(length=total, label="syncing", file=sys.stderr) as bar:
-                        report = await sync_holds(
+                        one = await sync_holds(
                             ledger, client, team=team, concurrency=concurrency, progress=bar.update
                         )
                 else:
-                    report = await sync_holds(ledger, client, team=team, concurrency=concurrency)
-                if not wait or report.pending == 0 or time.monotonic() + interval > deadline:
+                    one = await sync_holds(ledger, client, team=team, concurrency=concurrency)
+                report = one if report is None else report.then(one)
+                if not wait or report.pending == 0:
+                    return report
+                if time.monotonic() + interval > deadline:
+                    report.timed_out = True
                     return report
                 await asyncio.sleep(interval)
 
@@ -270,7 +276,13 @@ def sync_command(
             click.echo(f"  hold {hold_id}: {reason}")
         for hold_id, error in report.errors:
             click.echo(f"  hold {hold_id}: {error}")
-    if report.errors:
+    if report.timed_out:
+        click.echo(
+            f"Error: {report.pending} task(s) still running after {timeout} s; "
+            "run `klingcost sync` again later",
+            err=True,
+        )
+    if report.errors or report.timed_out:
         sys.exit(1)
 
 
