@@ -175,6 +175,23 @@ def test_odd_deductions_are_flagged(
         ({"kind": "error", "status": 403, "code": 1103}, errors.AccountError, 403, 1103),
         ({"kind": "error", "status": 404, "code": 1203}, errors.InvalidRequestError, 404, 1203),
         ({"kind": "error", "status": 429, "code": 1304}, errors.PolicyError, 429, 1304),
+        # Every documented code, through the real server (kling-facts.md's table).
+        *(
+            ({"kind": "error", "status": 401, "code": c}, errors.AuthenticationError, 401, c)
+            for c in (1000, 1001, 1002, 1003, 1004)
+        ),
+        *(
+            ({"kind": "error", "status": 429, "code": c}, errors.AccountError, 429, c)
+            for c in (1100, 1101, 1102)
+        ),
+        *(
+            ({"kind": "error", "status": 400, "code": c}, errors.InvalidRequestError, 400, c)
+            for c in (1200, 1201)
+        ),
+        ({"kind": "error", "status": 404, "code": 1202}, errors.InvalidRequestError, 404, 1202),
+        ({"kind": "error", "status": 400, "code": 1300}, errors.PolicyError, 400, 1300),
+        ({"kind": "error", "status": 504, "code": 5002}, errors.ServerError, 504, 5002),
+        ({"kind": "malformed", "status": 504, "body": ""}, errors.ServerError, 504, None),
         ({"kind": "malformed"}, errors.MalformedResponseError, 200, None),
         ({"kind": "malformed", "status": 502, "body": "<html>"}, errors.ServerError, 502, None),
     ],

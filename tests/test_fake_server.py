@@ -109,6 +109,17 @@ def test_ledger_charges_succeeded_tasks_only(http: httpx.Client, fake: FakeKling
     assert fake.charged() == Fraction(7)
 
 
+@pytest.mark.parametrize("kind", ["fail_task", "deduction", "timeout_after_accept"])
+def test_a_create_fault_waits_for_a_create(http: httpx.Client, fake: FakeKling, kind: str) -> None:
+    first = create(http, "videos/text2video", BODIES["videos/text2video"])["data"]["task_id"]
+    fake.set_faults({"kind": kind, "value": "99", "ms": 1})
+    http.get(f"/v1/videos/text2video/{first}")  # a query does not use it up
+    http.get("/v1/videos/text2video", params={"pageNum": 1, "pageSize": 5})  # nor a list
+    assert [r["fault"] for r in fake.requests("GET")] == [None, None]
+    http.post("/v1/videos/text2video", json=BODIES["videos/text2video"])
+    assert fake.requests("POST")[-1]["fault"] == kind
+
+
 def test_drift_multiplies_the_units_of_one_model(http: httpx.Client, fake: FakeKling) -> None:
     fake.configure(drift={"kling-v1-5": "1.1"})
     body = BODIES["videos/text2video"]

@@ -133,6 +133,10 @@ class Fault:
             fault.ms = 5000
         if fault.kind in _CREATE_FAULTS:
             fault.create = True
+            # It shapes a task being created: a query or a list before the create must not
+            # use it up (it would leave the test with a silent non-fault).
+            if fault.method is None:
+                fault.method = "POST"
         if fault.times < 1:
             raise ValueError(f"a fault applies at least once (given times={fault.times})")
         return fault
