@@ -9,8 +9,10 @@ and prints the budgets and what each team spent.
 from __future__ import annotations
 
 import asyncio
+import logging
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -138,7 +140,8 @@ def run_demo(echo: Callable[[str], None], *, workdir: Path | None = None) -> Dem
             FakeKling(api_key=DEMO_KEY, done_after=0.2, drift=DRIFT) as fake,
             Ledger.open(ledger_path) as ledger,
         ):
-            echo(f"fake Kling API at {fake.base_url}; ledger {ledger_path}")
+            kept = "" if workdir else " (deleted at the end: --keep DIR keeps it)"
+            echo(f"fake Kling API at {fake.base_url}; ledger {ledger_path}{kept}")
             for team, limit, parent in BUDGETS:
                 ledger.set_budget(team, limit=limit, unit="credits", period="month", parent=parent)
                 echo(
@@ -146,7 +149,8 @@ def run_demo(echo: Callable[[str], None], *, workdir: Path | None = None) -> Dem
                     + (f", inside {parent}" if parent else "")
                 )
             echo("")
-            _submit_all(fake, ledger, echo, result)
+            with _alerts_as_lines(echo):
+                _submit_all(fake, ledger, echo, result)
             echo("")
             echo("settling: klingcost sync --wait")
             _settle(fake, ledger, echo)
@@ -157,6 +161,30 @@ def run_demo(echo: Callable[[str], None], *, workdir: Path | None = None) -> Dem
             echo("")
             _print_reconciliation(ledger, echo)
     return result
+
+
+class _EchoAlerts(logging.Handler):
+    def __init__(self, echo: Callable[[str], None]) -> None:
+        super().__init__(logging.WARNING)
+        self.echo = echo
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.echo(f"        ALERT    {record.getMessage()}")
+
+
+@contextmanager
+def _alerts_as_lines(echo: Callable[[str], None]) -> Iterator[None]:
+    """The ledger's budget alerts (soft threshold) as lines of the demo, in their place,
+    rather than log lines on stderr between them."""
+    logger = logging.getLogger("klingcost.ledger")
+    handler, propagate = _EchoAlerts(echo), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
 
 
 def _submit_all(
