@@ -121,6 +121,10 @@ class LedgerSchemaError(LedgerError):
     """The file is not a klingcost ledger, or was written by a newer klingcost."""
 
 
+class LedgerNotFound(LedgerError, LookupError):
+    """A command that only reads was pointed at a ledger file that does not exist."""
+
+
 class BudgetNotFound(LedgerError, LookupError):
     def __init__(self, *, team: str) -> None:
         self.team = team

@@ -62,6 +62,7 @@ from klingcost.errors import (
     HoldStateError,
     InvalidAmountError,
     LedgerError,
+    LedgerNotFound,
 )
 from klingcost.money import format_amount
 from klingcost.periods import Period, period_key, window_for
@@ -350,6 +351,7 @@ class Ledger:
         clock: Clock | None = None,
         timeout: float = 10.0,
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        create: bool = True,
     ) -> Ledger:
         """Open (creating and migrating as needed) the ledger at ``path`` or the default one.
 
@@ -358,8 +360,18 @@ class Ledger:
         ``timeout`` is how long a write waits for a lock (the file's, or a budget row's).
         ``synchronous="FULL"`` makes every SQLite write survive a power loss too (an fsync
         each); PostgreSQL's durability is the server's (``synchronous_commit``).
+        ``create=False`` refuses (LedgerNotFound) a ledger file that does not exist yet, rather
+        than make an empty one: what a command that only reads wants (a mistyped path must not
+        read as "no spending").
         """
         location = os.fspath(path) if path is not None else default_ledger_path()
+        if not create and not is_postgres_url(location):
+            file = Path(location).expanduser()
+            if not file.exists():
+                raise LedgerNotFound(
+                    f"no ledger at {file}: check --ledger / KLINGCOST_LEDGER "
+                    "(`klingcost budget set` starts one)"
+                )
         backend = open_backend(location, timeout=timeout, synchronous=synchronous)
         return cls(backend, clock=clock or SystemClock(), timeout=timeout)
 

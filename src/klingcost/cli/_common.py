@@ -43,6 +43,7 @@ def exit_code_for(exc: BaseException) -> int:
         | errors.CalibrationError
         | errors.BudgetNotFound
         | errors.HoldNotFound
+        | errors.LedgerNotFound
         | errors.UnpricedRequestError,
     ):
         return EXIT_INVALID
