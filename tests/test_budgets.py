@@ -76,7 +76,7 @@ def test_bad_team_names_are_refused() -> None:
 def test_limits_parse_exactly() -> None:
     assert parse_limit("500000", exponent_for("credits")) == 500000
     assert parse_limit("12.5", exponent_for("units")) == 12500
-    assert parse_limit("19.99", exponent_for("usd")) == 1999
+    assert parse_limit("19.99", exponent_for("usd")) == 199_900  # USD to 1/10,000, as priced
     with pytest.raises(BudgetConfigError, match="decimals"):
         parse_limit("12.5", exponent_for("credits"))
     with pytest.raises(BudgetConfigError, match="decimals"):

@@ -140,6 +140,16 @@ def test_a_budget_without_a_period_says_so_when_it_refuses(
     assert "1000 of 1000 credits left (the budget has no period)" in result.stderr
 
 
+def test_a_dollar_budget_counts_dollars(env: dict[str, str], tmp_path: Path) -> None:
+    assert run(env, "budget", "set", "us", "--unit", "usd", "--limit", "10").exit_code == 0
+    job = body_file(tmp_path, {"prompt": "a ship"})  # kling-v1 std 5 s: 1 unit = USD 0.14
+    result = run(env, "submit", "-t", "us", "-e", ENDPOINT, "--provider", "kling-global", job)
+    assert result.exit_code == 0, result.output
+    assert "= 0.14 usd" in result.stdout
+    status = json.loads(run(env, "budget", "show", "us", "--json").stdout)
+    assert (status["held"], status["available"]) == ("0.14", "9.86")
+
+
 def test_refused_by_a_parent_names_the_parent(env: dict[str, str], tmp_path: Path) -> None:
     with Ledger.open(env["KLINGCOST_LEDGER"]) as ledger:
         ledger.set_budget("acme", limit=100_000, period="week")

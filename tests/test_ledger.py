@@ -3,6 +3,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -265,6 +266,35 @@ def test_units_budgets_count_their_own_pack(ledger: Ledger) -> None:
     ledger.set_budget("dollars", limit=5000, unit="usd")
     with pytest.raises(BudgetConfigError, match="mixes currencies"):
         ledger.reserve("dollars", credits(1))
+
+
+def test_a_money_budget_refuses_a_cost_in_another_minor_unit(ledger: Ledger) -> None:
+    ledger.set_budget("dollars", limit=10 * 10**4, unit="usd")  # USD 10, to 1/10,000
+    cost = HoldAmounts(units_milli=1000, pack="video", cost_minor=1400, currency="usd")
+    hold = ledger.reserve("dollars", replace(cost, exponent=4))
+    assert ledger.budget_status("dollars").held == 1400  # USD 0.14
+    with pytest.raises(BudgetConfigError, match=r"to 10\^-4, but the hold is priced to 10\^-2"):
+        ledger.reserve("dollars", replace(cost, exponent=2))
+    assert [h.id for h in ledger.holds()] == [hold.id]
+
+
+def test_migration_0003_moves_old_usd_and_cny_limits_to_the_sheet_exponents(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.db"
+    with Ledger.open(path) as ledger:
+        ledger.set_budget("us", limit=1000, unit="usd")
+        ledger.set_budget("cn", limit=1000, unit="cny")
+    # As klingcost wrote them before 0003: USD and CNY to 10^-2, schema version 2.
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("UPDATE budgets SET limit_minor = 1000, exponent = 2")  # 10.00 each
+    conn.execute("DELETE FROM _klingcost_migrations WHERE name = '0003_currency_exponents'")
+    conn.execute("PRAGMA user_version = 2")
+    conn.close()
+    with Ledger.open(path) as ledger:
+        us, cn = ledger.get_budget("us"), ledger.get_budget("cn")
+        assert (us.limit, us.exponent, cn.limit, cn.exponent) == (100_000, 4, 10_000, 3)
+        assert us.format(us.limit) == cn.format(cn.limit) == "10"  # the same money as before
 
 
 def test_settle_and_void_are_idempotent_and_exclusive(ledger: Ledger) -> None:

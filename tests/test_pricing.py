@@ -364,13 +364,16 @@ def test_nothing_in_an_estimate_is_a_float() -> None:
 # --- rounding: credits round up to whole credits ------------------------------------------
 
 
-def overlay(tmp_path: Path, per_unit_video: str, *, exponent: int = 0) -> Path:
+def overlay(
+    tmp_path: Path, per_unit_video: str, *, exponent: int = 0, currency: str = "credits"
+) -> Path:
     path = tmp_path / "overlay.yaml"
     path.write_text(
         yaml.safe_dump(
             {
                 "providers": {
                     "openai-hk": {
+                        "currency": currency,
                         "exponent": exponent,
                         "per_unit": {"video": {"amount": per_unit_video, "source": "inferred"}},
                     }
@@ -392,11 +395,20 @@ def test_credits_round_up_to_whole_credits(tmp_path: Path) -> None:
 
 
 def test_rounding_follows_the_exponent(tmp_path: Path) -> None:
-    sheet = load_sheet(overlay(tmp_path, "1/3", exponent=2))
+    sheet = load_sheet(overlay(tmp_path, "1/3", exponent=2, currency="points"))
     result = estimate(T2V, video("kling-v1"), sheet=sheet)  # 1 unit x 1/3
     assert result.cost.exact == Fraction(1, 3)
     assert result.cost.minor == 34
-    assert result.credits == Fraction(34, 100)
+    assert result.cost.amount == Fraction(34, 100)  # (credits is for the credits currency)
+
+
+@pytest.mark.parametrize(("currency", "exponent"), [("credits", 2), ("usd", 2), ("cny", 4)])
+def test_a_known_currency_keeps_the_ledger_exponent(
+    tmp_path: Path, currency: str, exponent: int
+) -> None:
+    # Budgets add costs as they are: a provider to another exponent would count them 10^k off.
+    with pytest.raises(PricingSheetError, match=f"{currency} is kept to 10"):
+        load_sheet(overlay(tmp_path, "1", exponent=exponent, currency=currency))
 
 
 def test_overlay_price_changes_credits_not_units(tmp_path: Path) -> None:

@@ -342,6 +342,7 @@ def _backfill_0002(db: DB) -> None:
 MIGRATIONS: Final[tuple[tuple[str, tuple[str, ...], Callable[[DB], None] | None], ...]] = (
     ("0001_initial", _INITIAL, None),
     ("0002_rollups", _ROLLUPS_0002, _backfill_0002),
+    ("0003_currency_exponents", migrations.CURRENCY_EXPONENTS_0003, None),
 )
 assert [m[0] for m in MIGRATIONS] == [m.name for m in migrations.MIGRATIONS]
 

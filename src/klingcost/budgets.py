@@ -16,7 +16,7 @@ from fractions import Fraction
 from typing import Final, Literal, get_args
 
 from klingcost.errors import BudgetConfigError, InvalidAmountError
-from klingcost.money import UNIT_EXPONENT, exact, format_minor
+from klingcost.money import CURRENCY_EXPONENTS, UNIT_EXPONENT, exact, format_minor
 from klingcost.periods import PERIODS, Period, Window, check_period, zone
 
 Pack = Literal["video", "image"]
@@ -26,16 +26,6 @@ PACKS: Final[tuple[str, ...]] = get_args(Pack)
 UNITS: Final = "units"
 DEFAULT_SOFT: Final = Fraction(4, 5)
 
-#: Exponents of the currencies klingcost knows; any other needs an explicit exponent.
-CURRENCY_EXPONENTS: Final[dict[str, int]] = {
-    "credits": 0,
-    "usd": 2,
-    "cny": 2,
-    "hkd": 2,
-    "eur": 2,
-    "gbp": 2,
-    "jpy": 0,
-}
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,63}$")
 _CURRENCY = re.compile(r"^[a-z][a-z0-9_]{0,15}$")
@@ -49,6 +39,10 @@ class HoldAmounts:
     pack: Pack
     cost_minor: int
     currency: str = "credits"
+    #: The minor unit of ``cost_minor`` (10^-exponent of ``currency``), when the pricer says;
+    #: a budget that counts the currency in another refuses the hold rather than misadd it.
+    #: Not part of equality: a hold read back from the ledger does not carry it.
+    exponent: int | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("units_milli", "cost_minor"):
@@ -196,12 +190,14 @@ def make_budget(
     )
 
 
-def counted(unit: str, pack: str | None, amounts: HoldAmounts, team: str) -> int:
+def counted(
+    unit: str, pack: str | None, amounts: HoldAmounts, team: str, exponent: int | None = None
+) -> int:
     """How much of ``amounts`` counts against a budget of ``unit`` and ``pack`` (minor units).
 
     A units budget counts the hold's units when the packs match, else 0. A currency budget
-    counts the cost, and refuses a hold in another currency (BudgetConfigError): the two
-    cannot be added.
+    counts the cost, and refuses (BudgetConfigError) a hold in another currency, or in
+    another minor unit of it than the budget's ``exponent``: neither can be added as it is.
     """
     if unit == UNITS:
         return amounts.units_milli if amounts.pack == pack else 0
@@ -210,12 +206,18 @@ def counted(unit: str, pack: str | None, amounts: HoldAmounts, team: str) -> int
             f"budget {team!r} counts {unit}, but the hold is priced in {amounts.currency}; "
             "a budget never mixes currencies"
         )
+    if None not in (exponent, amounts.exponent) and exponent != amounts.exponent:
+        raise BudgetConfigError(
+            f"budget {team!r} counts {unit} to 10^-{exponent}, but the hold is priced to "
+            f"10^-{amounts.exponent}; set the budget again (klingcost budget set {team} ...) "
+            "or give the provider the same exponent"
+        )
     return amounts.cost_minor
 
 
 def charge_against(budget: Budget, amounts: HoldAmounts) -> int:
     """How much of ``amounts`` counts against ``budget`` (see :func:`counted`)."""
-    return counted(budget.unit, budget.pack, amounts, budget.team)
+    return counted(budget.unit, budget.pack, amounts, budget.team, budget.exponent)
 
 
 def fits(limit: int, posted: int, held: int, amount: int) -> bool:

@@ -128,6 +128,7 @@ class _GuardCore:
             pack=priced.pack,
             cost_minor=priced.cost.minor,
             currency=priced.cost.currency,
+            exponent=priced.cost.exponent,
         )
         meta: dict[str, str | int | None] = {
             "endpoint": request.endpoint,

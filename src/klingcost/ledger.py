@@ -647,7 +647,7 @@ class Ledger:
             balances = self._balances(conn, path, now) if self._locks_rows else None
             entries, alerts = [], []
             for depth, (name, unit, pack, limit, period, tz, soft, exponent, _) in enumerate(path):
-                amount = counted(unit, pack, amounts, name)
+                amount = counted(unit, pack, amounts, name, exponent)
                 pkey = period_key(period, now, tz)
                 if balances is None:
                     row = conn.execute(_BALANCE_SQL, (name, pkey)).fetchone()

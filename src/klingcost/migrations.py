@@ -477,9 +477,20 @@ _ROLLUPS_0002 = (
     """,
 )
 
+#: USD and CNY budgets were kept to 10^-2, while the sheet prices them to 10^-4 and 10^-3 and
+#: holds add their costs as they are: the limits move to the sheet's exponents (the balances
+#: were already in them). SQL that PostgreSQL runs too.
+CURRENCY_EXPONENTS_0003 = (
+    "UPDATE budgets SET limit_minor = limit_minor * 100, exponent = 4"
+    " WHERE unit = 'usd' AND exponent = 2",
+    "UPDATE budgets SET limit_minor = limit_minor * 10, exponent = 3"
+    " WHERE unit = 'cny' AND exponent = 2",
+)
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration("0001_initial", _INITIAL),
     Migration("0002_rollups", _ROLLUPS_0002, _backfill_0002),
+    Migration("0003_currency_exponents", CURRENCY_EXPONENTS_0003),
 )
 
 

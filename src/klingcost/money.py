@@ -22,6 +22,20 @@ from typing import Final
 #: Kling units are kept in the ledger in thousandths (0.6 units/s x 3 s = 1800 milli-units).
 UNIT_EXPONENT: Final = 3
 
+#: The minor unit each known currency is kept in: a price sheet's provider in one of these
+#: must use this exponent (the sheet loader refuses another), and a budget in it counts in it,
+#: so a hold's cost adds to a budget as it is, never 100 times too large or too small. USD goes
+#: to 1/10,000 and CNY to 1/1,000 because Kling's own prices do (USD 0.0035 an image unit).
+CURRENCY_EXPONENTS: Final[dict[str, int]] = {
+    "credits": 0,
+    "usd": 4,
+    "cny": 3,
+    "hkd": 2,
+    "eur": 2,
+    "gbp": 2,
+    "jpy": 0,
+}
+
 Exactish = int | str | Decimal | Fraction
 
 

@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PrivateAttr, ValidationError
 
 from klingcost.errors import PricingSheetError
-from klingcost.money import exact
+from klingcost.money import CURRENCY_EXPONENTS, exact
 
 PRICING_ENV = "KLINGCOST_PRICING"
 BUNDLED = "klingcost/data/pricing.yaml"
@@ -188,6 +188,14 @@ def _check_references(sheet: PriceSheet) -> None:
     for name, provider in sheet.providers.items():
         if not 0 <= provider.exponent <= 9:
             problems.append(f"providers.{name}.exponent: {provider.exponent} is not 0 to 9")
+        known = CURRENCY_EXPONENTS.get(provider.currency)
+        if known is not None and provider.exponent != known:
+            # Budgets count this currency in its ledger exponent and add costs as they are.
+            problems.append(
+                f"providers.{name}.exponent: {provider.currency} is kept to 10^-{known} in the "
+                f"ledger; {provider.exponent} would count every cost 10^{known - provider.exponent}"
+                " times off"
+            )
         for pack in ("video", "image"):
             if pack not in provider.per_unit:
                 problems.append(f"providers.{name}.per_unit.{pack}: missing")
