@@ -214,6 +214,15 @@ def test_a_voided_hold_frees_its_key_for_a_new_reservation(ledger: Ledger) -> No
     assert ledger.check() == []
 
 
+def test_no_key_may_take_the_form_of_a_released_one(ledger: Ledger) -> None:
+    ledger.set_budget("a", limit=1000)
+    first = ledger.reserve("a", credits(300), key="k")
+    with pytest.raises(HoldStateError, match="may not contain '#voided-'"):
+        ledger.reserve("a", credits(300), key=f"k#voided-{first.id}")
+    ledger.void(first.id, reason="refused")
+    assert ledger.reserve("a", credits(300), key="k").id != first.id  # the key frees cleanly
+
+
 def test_a_refused_retry_under_a_voided_key_changes_nothing(ledger: Ledger) -> None:
     ledger.set_budget("a", limit=300)
     first = ledger.reserve("a", credits(300), key="k")
@@ -266,6 +275,22 @@ def test_units_budgets_count_their_own_pack(ledger: Ledger) -> None:
     ledger.set_budget("dollars", limit=5000, unit="usd")
     with pytest.raises(BudgetConfigError, match="mixes currencies"):
         ledger.reserve("dollars", credits(1))
+
+
+def test_one_path_never_mixes_two_currencies(ledger: Ledger) -> None:
+    ledger.set_budget("company", limit=10**6)  # credits
+    with pytest.raises(BudgetConfigError, match="'us' counts usd, but 'company' on the same"):
+        ledger.set_budget("us", limit=10**6, unit="usd", parent="company")
+    ledger.set_budget("videos", limit=10**6, unit="units", pack="video", parent="company")
+    ledger.set_budget("us", limit=10**6, unit="usd")  # a root of its own: fine
+    ledger.set_budget("us-videos", limit=10**6, unit="units", pack="video", parent="us")
+    ledger.set_budget("us-team", limit=10**6, unit="usd", parent="us-videos")
+    # Moving the usd tree (or its units budget) under the credits company mixes the two.
+    with pytest.raises(BudgetConfigError, match="'us' counts usd, but 'company' on the same"):
+        ledger.set_budget("us", limit=10**6, unit="usd", parent="company")
+    with pytest.raises(BudgetConfigError, match="counts credits, but 'us-team' on the same"):
+        ledger.set_budget("us-videos", limit=10**6, unit="units", pack="video", parent="company")
+    assert ledger.get_budget("us-videos").parent == "us"  # nothing changed
 
 
 def test_a_money_budget_refuses_a_cost_in_another_minor_unit(ledger: Ledger) -> None:

@@ -42,6 +42,7 @@ from klingcost._testpoints import reach
 from klingcost.backends import DB, Backend, Cursor, Dialect, is_postgres_url, open_backend
 from klingcost.budgets import (
     DEFAULT_SOFT,
+    UNITS,
     Alert,
     Budget,
     BudgetStatus,
@@ -259,6 +260,9 @@ _HOLD_BALANCE_SQL = (
 _BUDGETS_LOCK: Final = migrations.APPLICATION_ID + 1  # pg_advisory_xact_lock key of set_budget
 _EVENT_SQL = "INSERT INTO events (at, kind, hold_id, team, data) VALUES (?, ?, ?, ?, ?)"
 _INT_CLASS_COLUMNS = frozenset({"sound", "video_reference", "reference_image", "n"})
+#: A voided hold's key becomes ``KEY#voided-ID``; no caller's key may contain this, so the
+#: renamed key can never collide with a live one.
+RELEASED_KEY: Final = "#voided-"
 
 
 def _job_class(meta: Mapping[str, MetaValue] | None) -> tuple[MetaValue, ...]:
@@ -289,6 +293,34 @@ def _path(conn: DB, team: str) -> list[tuple[Any, ...]]:
         rows.append(row)
         name = row[8]
     return rows
+
+
+_SUBTREE_SQL = (
+    # The first term reads the name from the table, so that it carries the column's collation
+    # (PostgreSQL's ledger names sort as "C") in both terms.
+    "WITH RECURSIVE down(name, depth) AS (SELECT name, 0 FROM budgets WHERE name = ? UNION ALL"
+    " SELECT b.name, down.depth + 1 FROM budgets AS b JOIN down ON b.parent = down.name"
+    " WHERE down.depth < 64) SELECT b.name, b.unit FROM budgets AS b JOIN down"
+    " ON b.name = down.name"
+)
+
+
+def _check_one_currency(conn: DB, team: str) -> None:
+    """Refuse a tree in which one job would meet two currencies: a hold is priced in one, so
+    a budget in the other would refuse every job. Units budgets count units and mix freely."""
+    # The tree below ``team`` was consistent before (each budget was checked against its own
+    # path when it was set), so what can clash now is the path above against anything below.
+    above = [(row[0], row[1]) for row in _path(conn, team) if row[1] != UNITS]
+    below = [(row[0], row[1]) for row in conn.execute(_SUBTREE_SQL, (team,)) if row[1] != UNITS]
+    if not above:
+        return
+    first, unit = above[0]
+    for name, other in [*above, *below]:
+        if other != unit:
+            raise BudgetConfigError(
+                f"budget {first!r} counts {unit}, but {name!r} on the same path counts {other}: "
+                "a job is priced in one currency, so one of them would refuse every job"
+            )
 
 
 def _hold_from_row(row: tuple[Any, ...], alerts: tuple[Alert, ...] = ()) -> Hold:
@@ -544,6 +576,7 @@ class Ledger:
                     now,
                 ),
             )
+            _check_one_currency(conn, team)
             self._event(
                 conn,
                 now,
@@ -615,6 +648,11 @@ class Ledger:
         """
         if not isinstance(amounts, HoldAmounts):
             raise TypeError(f"amounts must be HoldAmounts (given {type(amounts).__name__})")
+        if key is not None and RELEASED_KEY in key:
+            raise HoldStateError(
+                f"an idempotency key may not contain {RELEASED_KEY!r} (given {key!r}): the "
+                "ledger renames a voided hold's key so, to free it for a retry"
+            )
         meta_json = _meta_json(meta)
         job_class = _job_class(meta)
         hold_key = key if key is not None else uuid.uuid4().hex
@@ -715,7 +753,7 @@ class Ledger:
         said so), so a retry with the same key must be able to submit again rather than be
         told it already did. The hold keeps its record; the ``reserve`` event keeps the key.
         """
-        renamed = f"{voided.key}#voided-{voided.id}"
+        renamed = f"{voided.key}{RELEASED_KEY}{voided.id}"
         cursor = conn.execute(
             "UPDATE holds SET idempotency_key = ? WHERE id = ? AND idempotency_key = ?",
             (renamed, voided.id, voided.key),

@@ -80,6 +80,15 @@ def to_minor(amount: Fraction, exponent: int) -> int:
     return -((-scaled.numerator) // scaled.denominator)
 
 
+def fixed(value: Fraction, places: int) -> str:
+    """``value`` as a decimal with exactly ``places`` places, rounded half to even: for
+    ratios and shares shown to people or spreadsheets ("0.6667"), never for money."""
+    whole = round(value * 10**places)  # Fraction.__round__: exact, half to even
+    sign = "-" if whole < 0 else ""
+    digits = str(abs(whole)).rjust(places + 1, "0")
+    return f"{sign}{digits[: len(digits) - places]}.{digits[len(digits) - places :]}".rstrip(".")
+
+
 def from_minor(minor: int, exponent: int) -> Fraction:
     return Fraction(minor, 10**exponent)
 

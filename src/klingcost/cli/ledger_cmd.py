@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from fractions import Fraction
 from typing import Any
 
 import click
@@ -16,10 +17,18 @@ from klingcost.budgets import (
     exponent_for,
     parse_limit,
 )
-from klingcost.cli._common import EXIT_CODES_HELP, EXIT_ERROR, echo_json, json_option, ledger_option
+from klingcost.cli._common import (
+    EXIT_CODES_HELP,
+    EXIT_ERROR,
+    EXIT_INVALID,
+    echo_json,
+    fail,
+    json_option,
+    ledger_option,
+)
 from klingcost.errors import BudgetNotFound
 from klingcost.ledger import HOLD_STATES, Hold, Ledger
-from klingcost.money import UNIT_EXPONENT, format_amount, format_minor
+from klingcost.money import UNIT_EXPONENT, fixed, format_amount, format_minor
 from klingcost.periods import PERIODS
 
 
@@ -29,8 +38,10 @@ def register(main: click.Group) -> None:
     main.add_command(ledger_group)
 
 
-def _open(path: str | None) -> Ledger:
-    return Ledger.open(path)
+def _open(path: str | None, *, create: bool = False) -> Ledger:
+    """The ledger at ``path``; only ``budget set`` starts a new one (a mistyped path given to
+    any other command is an error, not an empty ledger)."""
+    return Ledger.open(path, create=create)
 
 
 def _table(headers: list[str], rows: Iterable[list[str]], right: set[int]) -> str:
@@ -53,6 +64,13 @@ def _percent(status: BudgetStatus) -> str:
         return "-" if status.used == 0 else "over"
     tenths = status.used * 1000 // status.limit
     return f"{tenths // 10}.{tenths % 10}%"
+
+
+def _percent_of(share: Fraction) -> str:
+    """A configured share as a percentage for people: exact when it terminates within two
+    places ("80%", "87.5%"), else to two places ("66.67%")."""
+    text = fixed(share * 100, 2)
+    return f"{text.rstrip('0').rstrip('.') if '.' in text else text}%"
 
 
 # --- budget -------------------------------------------------------------------------------
@@ -102,7 +120,7 @@ def budget_set(
       klingcost budget set video-team --limit 500000 --parent acme --soft 0.9
       klingcost budget set pack --unit units --pack video --limit 12.5 --period day
     """
-    with _open(ledger_path) as ledger:
+    with _open(ledger_path, create=True) as ledger:
         try:
             old = ledger.get_budget(team)
         except BudgetNotFound:
@@ -204,7 +222,7 @@ def status_dict(status: BudgetStatus) -> dict[str, Any]:
         "posted_minor": status.posted,
         "held_minor": status.held,
         "available_minor": status.available,
-        "share_used": format_amount(status.share_used),
+        "share_used": fixed(status.share_used, 4),
         "soft": format_amount(b.soft),
     }
 
@@ -225,7 +243,7 @@ def render_status(status: BudgetStatus) -> str:
         ["posted", f"{b.format(status.posted)} {unit}"],
         ["held", f"{b.format(status.held)} {unit}"],
         ["available", f"{b.format(status.available)} {unit}"],
-        ["used", f"{_percent(status)} (alert at {format_amount(b.soft * 100)}%)"],
+        ["used", f"{_percent(status)} (alert at {_percent_of(b.soft)})"],
     ]
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
@@ -340,20 +358,40 @@ def hold_dict(hold: Hold) -> dict[str, Any]:
 @holds_group.command("void", epilog=EXIT_CODES_HELP)
 @click.argument("hold_id", metavar="ID", type=click.IntRange(1, 2**63 - 1))
 @click.option("--reason", required=True, metavar="TEXT", help="Why nothing was charged.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Void a hold whose task the API accepted (only if you know it will not charge it).",
+)
 @ledger_option
 @json_option
 @click.pass_context
 def holds_void(
-    ctx: click.Context, hold_id: int, reason: str, ledger_path: str | None, as_json: bool
+    ctx: click.Context,
+    hold_id: int,
+    reason: str,
+    force: bool,
+    ledger_path: str | None,
+    as_json: bool,
 ) -> None:
     """Release hold ID by hand: say why no charge was (or will be) made.
 
     Use it to resolve a hold in state unknown once you know the submission failed. A settled
-    hold cannot be voided; voiding a voided hold changes nothing.
+    hold cannot be voided; voiding a voided hold changes nothing. A hold with a task id is
+    refused without --force: the API accepted that task and may still charge it (run
+    `klingcost sync` to settle it from what the API says).
     """
     path = ledger_path or (ctx.obj or {}).get("ledger_path")
     with _open(path) as ledger:
         before = ledger.get_hold(hold_id)
+        if before.is_open and before.task_id is not None and not force:
+            fail(
+                f"hold {hold_id} has task {before.task_id}, which the API accepted and may "
+                "still charge: voiding it would free budget the task may spend. Run `klingcost "
+                "sync` to settle it from the API, or give --force if you know it will not "
+                "be charged",
+                EXIT_INVALID,
+            )
         hold = ledger.void(hold_id, reason=reason)
     if as_json:
         echo_json(hold_dict(hold))
