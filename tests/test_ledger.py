@@ -504,8 +504,8 @@ def test_views_read_well(ledger: Ledger) -> None:
     ledger.attach(hold.id, "task-1")
     row = ledger.execute("SELECT model, duration, task_id FROM hold_summary").fetchone()
     assert tuple(row) == ("kling-v2-6", "5", "task-1")
-    balance = ledger.execute("SELECT budget, available FROM budget_balances").fetchone()
-    assert tuple(balance) == ("a", 995)
+    balance = ledger.execute("SELECT budget, available, exponent FROM budget_balances")
+    assert tuple(balance.fetchone()) == ("a", 995, 0)  # whole credits
     assert [r[0] for r in ledger.execute("SELECT id FROM open_holds")] == [hold.id]
 
 

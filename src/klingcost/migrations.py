@@ -485,6 +485,27 @@ CURRENCY_EXPONENTS_0003 = (
     " WHERE unit = 'usd' AND exponent = 2",
     "UPDATE budgets SET limit_minor = limit_minor * 10, exponent = 3"
     " WHERE unit = 'cny' AND exponent = 2",
+    # The view gains the exponent (last, so existing columns keep their places), so that a
+    # reader in Datasette can tell 140000 minor units of usd from 14 dollars.
+    "DROP VIEW budget_balances",
+    """
+    CREATE VIEW budget_balances AS
+    SELECT
+        b.name AS budget,
+        bal.period_key,
+        b.period,
+        b.unit,
+        b.pack,
+        b.limit_minor,
+        bal.posted,
+        bal.held,
+        b.limit_minor - bal.posted - bal.held AS available,
+        b.parent,
+        b.tz,
+        b.exponent
+    FROM balances AS bal JOIN budgets AS b ON b.name = bal.budget
+    ORDER BY b.name, bal.period_key DESC
+    """,
 )
 
 MIGRATIONS: Final[tuple[Migration, ...]] = (
