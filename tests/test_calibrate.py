@@ -191,7 +191,28 @@ def test_a_sheet_error_in_the_overlay_is_loud(tmp_path: Path) -> None:
     bad = {"video": {"models": {"kling-v1": {"std": {"factor": "2", "source": "observed"}}}}}
     with pytest.raises(PricingSheetError, match="unknown source 'observed'"):
         write_overlay(bad, tmp_path / "bad.yaml")
+    assert list(tmp_path.iterdir()) == []  # checked before it is written: nothing left behind
+    kept = tmp_path / "kept.yaml"
+    kept.write_text("# an overlay a person wrote\n")
+    with pytest.raises(PricingSheetError):
+        write_overlay(bad, kept)
+    assert kept.read_text() == "# an overlay a person wrote\n"
     assert overlay_yaml({}).startswith("# A klingcost price-sheet overlay")
+
+
+def test_an_overlay_is_written_whole_or_not_at_all(ledger: Ledger, tmp_path: Path) -> None:
+    overlay = calibrate(ledger, min_samples=2).overlay
+    folder = tmp_path / "overlays"
+    folder.mkdir()
+    target = folder / "observed.yaml"
+    target.write_text("# the old overlay\n")
+    write_overlay(overlay, target)  # replaced in one rename
+    body = {"model_name": "kling-v1-5", "mode": "std", "duration": "5", "prompt": "x"}
+    assert estimate(T2V, body, sheet=load_sheet(target)).units == Fraction(12, 5)
+    assert [p.name for p in folder.iterdir()] == ["observed.yaml"]  # no temporary file left
+    with pytest.raises(CalibrationError, match="does not exist"):
+        write_overlay(overlay, folder / "missing" / "observed.yaml")
+    assert [p.name for p in folder.iterdir()] == ["observed.yaml"]
 
 
 # --- the usage log ------------------------------------------------------------------------
@@ -260,3 +281,33 @@ def test_usage_rows_are_checked() -> None:
         parse_usage('{"rows": []}')
     [row] = parse_usage('{"reqid": 7, "fen": 15000.5, "model": "kling-v1", "time": "2026-11-25"}')
     assert (row.reqid, row.fen, row.at) == ("7", Fraction(30001, 2), "2026-11-25")
+
+
+@pytest.mark.parametrize("fen", ['"0"', "0", "-1", '"-15000"', "0.0", '"lots"', '"NaN"', "true"])
+def test_a_usage_row_needs_a_positive_fen(fen: str) -> None:
+    text = f'[{{"reqid": "a", "fen": 1}}, {{"reqid": "b", "model": "kling-v1", "fen": {fen}}}]'
+    with pytest.raises(CalibrationError, match=r"usage log row 2: fen .* credits") as info:
+        parse_usage(text)
+    assert fen.strip('"').lower() in str(info.value).lower()  # what was given
+
+
+def test_import_usage_keeps_nothing_when_the_overlay_cannot_be_written(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    log = out / "log.json"
+    log.write_text(json.dumps(usage_rows(ledger, 18_000)))
+    kept = "SELECT COUNT(*) FROM usage_rows"
+    with pytest.raises(CalibrationError, match="does not exist"):
+        import_usage(ledger, log, write=out / "missing" / "credits.yaml")
+    assert ledger.execute(kept).fetchone()[0] == 0
+    # An overlay the sheet refuses (a provider it does not know) is neither kept nor written.
+    with pytest.raises(PricingSheetError, match=r"providers\.nobody\.currency: missing"):
+        import_usage(ledger, log, provider="nobody", write=out / "credits.yaml")
+    assert ledger.execute(kept).fetchone()[0] == 0 and list(out.iterdir()) == [log]
+    result = import_usage(ledger, log, write=out / "credits.yaml", header="from a test")
+    assert result.new == ledger.execute(kept).fetchone()[0] == len(usage_rows(ledger, 1))
+    assert (out / "credits.yaml").read_text().startswith("# from a test\n")
+    rule = load_sheet(out / "credits.yaml").providers["openai-hk"].per_unit["video"]
+    assert rule.amount == Fraction(18_000)

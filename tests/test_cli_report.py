@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shlex
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from klingcost.fake_server import FakeKling
 from klingcost.ledger import Ledger
 from klingcost.reports import COLUMNS, TASK_COLUMNS
 from test_calibrate import JOBS, drifted_ledger
+from test_reconcile import book
 
 
 @pytest.fixture
@@ -84,17 +87,66 @@ def test_reconcile_strict_for_cron(path: Path) -> None:
     code, out, err = run("reconcile", "--ledger", str(path), "--strict")
     assert code == 1
     assert "! videos/text2video kling-v1-5 std 5s" in out
-    assert "drift beyond the tolerance of 0%" in err
+    assert "drift beyond the tolerance of 0.00%" in err
     code, out, _ = run("reconcile", "--ledger", str(path), "--strict", "--tolerance", "25%")
     assert code == 0, out
     code, out, _ = run("reconcile", "--ledger", str(path), "--json", "--tolerance", "0.1")
     data = json.loads(out)
-    assert data["ok"] is False and data["tolerance"] == "0.1"
+    assert data["ok"] is False and data["tolerance"] == "0.1000"
     assert "videos/text2video kling-v1-5 std 5s" in data["drifting"]
     code, _, err = run("reconcile", "--ledger", str(path), "--tolerance", "lots")
     assert code == 2 and "5% or 1/20" in err
     code, out, _ = run("reconcile", "--ledger", str(path), "--since", "2099-01")
     assert code == 0 and "nothing settled" in out
+
+
+def test_reconcile_prints_rates_as_decimals(tmp_path: Path) -> None:
+    where = tmp_path / "rates.db"
+    with Ledger.open(where) as ledger:
+        ledger.set_budget("studio", limit=10**12)
+        for charged in (1000, 1000, 1100):  # agreement 2/3, drift +1/30
+            book(ledger, "kling-v1", charged, str(charged / 1000))
+    code, out, _ = run("reconcile", "--ledger", str(where))
+    assert code == 0, out
+    row = next(line for line in out.splitlines() if "kling-v1" in line).split()
+    assert row[-4:-2] == ["66.67%", "+3.33%"]  # agree, drift; then largest var, flags
+    assert "6667/100" not in out and "333/100" not in out
+    code, out, _ = run("reconcile", "--ledger", str(where), "--json")
+    [c] = json.loads(out)["classes"]
+    assert (c["agreement_rate"], c["drift"], c["ratio"]) == ("0.6667", "0.0333", "1.0333")
+
+
+def test_reconcile_refuses_until_before_since(path: Path) -> None:
+    code, _, err = run(
+        "reconcile", "--ledger", str(path), "--since", "2026-12", "--until", "2026-11"
+    )
+    assert code == 2 and "is before --since" in err
+
+
+@pytest.mark.parametrize("command", ["report", "reconcile", "calibrate"])
+def test_a_missing_ledger_is_an_error_not_an_empty_report(tmp_path: Path, command: str) -> None:
+    for missing in (tmp_path / "missing.db", tmp_path / "nowhere" / "missing.db"):
+        code, out, err = run(command, "--ledger", str(missing))
+        assert code == 2, out
+        assert f"no ledger at {missing}" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # neither file nor folder was created
+
+
+def test_calibrate_help_shows_an_estimate_command_that_runs(
+    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, out, _ = run("calibrate", "--help")
+    assert code == 0 and "--body" not in out
+    [example] = [line for line in out.splitlines() if "klingcost estimate" in line]
+    monkeypatch.chdir(tmp_path)
+    args = shlex.split(example)[1:]  # without "klingcost"; run it as written
+    overlay = args[args.index("--pricing") + 1]
+    code, _, _ = run("calibrate", "--ledger", str(path), "--min-samples", "2", "--write", overlay)
+    assert code == 0
+    [body] = [arg for arg in args if arg.endswith(".json")]
+    Path(body).write_text('{"model_name": "kling-v1-5", "duration": "5", "prompt": "x"}')
+    code, out, err = run(*args)
+    assert code == 0, err
 
 
 def test_calibrate_writes_an_overlay_that_estimate_loads(path: Path, tmp_path: Path) -> None:
@@ -133,6 +185,53 @@ def test_import_usage_from_the_command_line(path: Path, tmp_path: Path) -> None:
     assert "no overlay written" in out and not out_file.exists()
     code, _, err = run("import-usage", str(tmp_path / "missing.json"), "--ledger", str(path))
     assert code == 2 and "does not exist" in err
+
+
+def usage_log(path: Path, tmp_path: Path, per_unit: int, **change: object) -> Path:
+    """A usage log of every settled task, charged ``per_unit`` credits per unit."""
+    with Ledger.open(path) as ledger:
+        rows = [
+            {
+                "reqid": h.task_id,
+                "model": h.meta["model"],
+                "fen": str(Fraction(h.units_milli or 0, 1000) * per_unit),
+            }
+            for h in ledger.holds(state="settled")
+        ]
+    rows[1].update(change)
+    log = tmp_path / "log.json"
+    log.write_text(json.dumps(rows))
+    return log
+
+
+def usage_rows_kept(path: Path) -> int:
+    with Ledger.open(path) as ledger:
+        return int(ledger.execute("SELECT COUNT(*) FROM usage_rows").fetchone()[0])
+
+
+@pytest.mark.parametrize("fen", ["0", "-15000", -1, "lots", None])
+def test_import_usage_refuses_a_row_without_a_positive_fen(
+    path: Path, tmp_path: Path, fen: object
+) -> None:
+    log = usage_log(path, tmp_path, 18_000, fen=fen)
+    code, out, err = run("import-usage", str(log), "--ledger", str(path))
+    assert code == 2, out
+    assert f"{log} row 2" in err and "fen" in err and "Traceback" not in err
+    assert usage_rows_kept(path) == 0
+
+
+def test_import_usage_with_a_bad_write_target_changes_nothing(path: Path, tmp_path: Path) -> None:
+    log = usage_log(path, tmp_path, 18_000)  # not the sheet's 15,000: an overlay to write
+    target = tmp_path / "no-such-folder" / "o.yaml"
+    code, out, err = run("import-usage", str(log), "--ledger", str(path), "--write", str(target))
+    assert code == 2, out
+    assert "no-such-folder" in err and "does not exist" in err and "unexpected" not in err
+    assert usage_rows_kept(path) == 0 and not target.parent.exists()
+    target = tmp_path / "credits.yaml"
+    code, out, err = run("import-usage", str(log), "--ledger", str(path), "--write", str(target))
+    assert code == 0, err
+    assert usage_rows_kept(path) == sum(n for *_, n in JOBS) and target.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp files
 
 
 def test_every_new_command_has_help() -> None:

@@ -89,8 +89,22 @@ def test_agreement_drift_and_largest_variance(ledger: Ledger) -> None:
     assert reconcile(ledger, tolerance="1/8").ok
     assert not reconcile(ledger, tolerance="12%").ok
     data = result.to_dict()
-    assert data["classes"][0]["drift"] == "0.125" and data["classes"][0]["ratio"] == "1.125"
+    assert data["classes"][0]["drift"] == "0.1250" and data["classes"][0]["ratio"] == "1.1250"
     assert data["classes"][0]["class"]["duration"] == "5"
+
+
+def test_rates_in_json_are_fixed_decimals_never_fractions(ledger: Ledger) -> None:
+    book(ledger, "kling-v1", 1000, "1")
+    book(ledger, "kling-v1", 1000, "1")
+    book(ledger, "kling-v1", 1100, "1.1")
+    result = reconcile(ledger, tolerance="1/3")
+    [c] = result.classes
+    assert (c.agreement_rate, c.drift) == (Fraction(2, 3), Fraction(1, 30))  # exact inside
+    data = result.to_dict()
+    [row] = data["classes"]
+    assert (row["agreement_rate"], row["drift"], row["ratio"]) == ("0.6667", "0.0333", "1.0333")
+    assert row["mean_abs_variance_units"] == "0.033"  # 1/30 unit, to the milli-unit
+    assert data["tolerance"] == "0.3333"
 
 
 def test_charges_that_look_wrong_are_flagged(ledger: Ledger) -> None:

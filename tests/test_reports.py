@@ -22,6 +22,7 @@ from klingcost.reports import (
     TASK_COLUMNS,
     ReportError,
     _sql_decimal,
+    csv_cell,
     export_tasks_csv,
     export_tasks_json,
     group_digits,
@@ -404,15 +405,72 @@ def test_the_fast_csv_is_byte_for_byte_what_csv_writer_writes(
     odd = ledger.reserve("ads", video(10), meta=meta("kling-v1"))
     ledger.attach(odd.id, 'task,"x"')
     ledger.settle(odd.id, units_milli=1, cost_minor=1, raw_deduction='1"')
+    formula = ledger.reserve("ads", video(10), meta=meta("kling-v1"))
+    ledger.void(formula.id, reason="=1+2")
     for batch_owner in range(2):  # the odd rows in a batch of their own, and among others
         want = io.StringIO()
         csv.writer(want, lineterminator="\n").writerows(
-            [TASK_COLUMNS, *task_rows(ledger, team="ads" if batch_owner else None)]
+            [
+                TASK_COLUMNS,
+                *(
+                    [csv_cell(cell) for cell in row]
+                    for row in task_rows(ledger, team="ads" if batch_owner else None)
+                ),
+            ]
         )
         got = io.StringIO()
         export_tasks_csv(ledger, got, team="ads" if batch_owner else None)
         assert got.getvalue() == want.getvalue()
     rows = list(csv.DictReader(io.StringIO(got.getvalue())))
-    assert rows[-2]["model"] == 'kling, "v1"\nnew' and rows[-2]["reason"].startswith(
+    assert rows[-3]["model"] == 'kling, "v1"\nnew' and rows[-3]["reason"].startswith(
         'refused: "bad"'
     )
+    assert rows[-1]["reason"] == "'=1+2"
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_neutralised(
+    ledger: Ledger, clock: ManualClock
+) -> None:
+    populate(ledger, clock)  # negative variances: numbers that start with "-"
+    texts = ["=1+2", "+cmd", "-2+3", "--1", "@SUM(A1)", "\tx"]
+    for text in texts:
+        hold = ledger.reserve("ads", video(10), meta=meta("kling-v1"))
+        ledger.void(hold.id, reason=text)
+    raw = ledger.reserve("ads", video(15_000), meta=meta("=HYPERLINK(1)"))
+    ledger.attach(raw.id, "t-raw")
+    ledger.settle(raw.id, units_milli=500, cost_minor=7_500, raw_deduction="-1")
+    out = io.StringIO()
+    export_tasks_csv(ledger, out)
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert [r["reason"] for r in rows[-len(texts) - 1 : -1]] == ["'" + t for t in texts]
+    last = rows[-1]
+    assert last["model"] == "'=HYPERLINK(1)"
+    # Plain numbers are never changed, though they start with "-".
+    assert (last["raw_deduction"], last["variance"], last["variance_units"]) == (
+        "-1",
+        "-7500",
+        "-0.5",
+    )
+    assert any(r["variance"].startswith("-") for r in rows[:-1])
+    assert [csv_cell(v) for v in ("-1", "2.5", "+3", "-1e5", ".5", 7, None, "")] == [
+        "-1",
+        "2.5",
+        "+3",
+        "-1e5",
+        ".5",
+        7,
+        None,
+        "",
+    ]
+    assert [csv_cell(v) for v in ("-1-1", "1+2", "-", "@", "- 1", "\r=1")] == [
+        "'-1-1",
+        "1+2",
+        "'-",
+        "'@",
+        "'- 1",
+        "'\r=1",
+    ]
+    grouped = io.StringIO()
+    write_csv(spending_report(ledger, by="model"), grouped)
+    models = [r["model"] for r in csv.DictReader(io.StringIO(grouped.getvalue()))]
+    assert "'=HYPERLINK(1)" in models and "=HYPERLINK(1)" not in models

@@ -27,8 +27,10 @@ credits left, ``model`` and ``reqid``) and learns the credits per unit the proxy
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -571,10 +573,93 @@ def overlay_yaml(overlay: Mapping[str, Any], *, header: str = "") -> str:
 def write_overlay(
     overlay: Mapping[str, Any], path: str | os.PathLike[str], *, header: str = ""
 ) -> None:
-    """Write ``overlay`` to ``path``, then load it back through the sheet loader to prove it."""
+    """Write ``overlay`` to ``path`` whole or not at all.
+
+    The YAML is first proved through the sheet loader (PricingSheetError, and nothing
+    written, if it does not validate), then written to a temporary file in ``path``'s folder
+    and renamed over ``path``: a reader never sees half a file, and a failure leaves the old
+    file as it was. A folder that does not exist or cannot be written is a CalibrationError.
+    """
+    target = check_write_target(path)
+    _publish(_stage_overlay(overlay, target, header=header), target)
+
+
+def check_write_target(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a file to write an overlay to: its folder must exist and be writable
+    (CalibrationError otherwise, before any work is done)."""
     target = Path(path)
-    target.write_text(overlay_yaml(overlay, header=header), encoding="utf-8")
-    load_sheet(target)  # raises PricingSheetError if it does not validate
+    folder = target.parent
+    if not folder.exists():
+        raise CalibrationError(
+            f"cannot write the overlay to {target}: the folder {folder} does not exist"
+            " (create it, or give a file in an existing folder)"
+        )
+    if not folder.is_dir():
+        raise CalibrationError(f"cannot write the overlay to {target}: {folder} is not a folder")
+    if target.is_dir():
+        raise CalibrationError(f"cannot write the overlay to {target}: it is a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CalibrationError(
+            f"cannot write the overlay to {target}: the folder {folder} is not writable"
+        )
+    return target
+
+
+def _proved_yaml(overlay: Mapping[str, Any], target: Path, header: str) -> str:
+    """The overlay's YAML, once the sheet loader has accepted it over the bundled sheet (the
+    loader's own steps, on the text: nothing is on disk yet)."""
+    from klingcost.sheet import _bundled_data, _parse_yaml
+
+    text = overlay_yaml(overlay, header=header)
+    parse_sheet(merge_overlay(_bundled_data(), _parse_yaml(text, str(target))), origin=str(target))
+    return text
+
+
+def _write_error(target: Path, exc: OSError) -> KlingcostError:
+    message = f"cannot write the overlay to {target}: {exc.strerror or exc}"
+    if isinstance(exc, FileNotFoundError | NotADirectoryError | PermissionError):
+        return CalibrationError(message)  # the path given is wrong: invalid input (exit 2)
+    return KlingcostError(message)  # a full disk, an I/O error: exit 1
+
+
+def _stage_overlay(overlay: Mapping[str, Any], target: Path, *, header: str = "") -> Path:
+    """Prove the overlay, then write it to a new temporary file beside ``target``; its path.
+    The caller renames it into place (:func:`_publish`) or removes it (:func:`_discard`)."""
+    text = _proved_yaml(overlay, target, header)
+    staged = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        # O_EXCL: never another's file; mode 0o666 less the umask, as a plain write would give.
+        fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as exc:
+        raise _write_error(target, exc) from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())  # on disk before the rename makes it the overlay
+    except OSError as exc:
+        _discard([staged])
+        raise _write_error(target, exc) from None
+    except BaseException:
+        _discard([staged])
+        raise
+    return staged
+
+
+def _publish(staged: Path, target: Path) -> None:
+    """Rename ``staged`` over ``target``: atomic, as both are in one folder."""
+    try:
+        os.replace(staged, target)
+    except OSError as exc:
+        _discard([staged])
+        raise _write_error(target, exc) from None
+
+
+def _discard(staged: list[Path]) -> None:
+    for path in staged:
+        with contextlib.suppress(OSError):
+            path.unlink()
+    staged.clear()
 
 
 # --- the usage log ------------------------------------------------------------------------
@@ -656,8 +741,29 @@ def _amount(row: Mapping[str, Any], name: str, where: str, required: bool) -> Fr
         return None
     try:
         return exact(value)
-    except (TypeError, ValueError) as exc:
-        raise CalibrationError(f"{where}: {name} {value!r} is not an exact amount: {exc}") from None
+    except (TypeError, ValueError):
+        raise CalibrationError(
+            f"{where}: {name} {_shown(value)} is not a number of credits"
+            " (write 15000, 15000.5 or 4/3)"
+        ) from None
+
+
+def _shown(value: Any) -> str:
+    """A value of the log as its JSON had it: ``0.5``, not ``Decimal('0.5')``."""
+    return str(value) if isinstance(value, Decimal) else repr(value)
+
+
+def _fen(row: Mapping[str, Any], where: str) -> Fraction:
+    """The credits a row was charged: a positive amount. Zero or less is no charge to learn
+    from (and would make a rate of 0 or below), so the log is refused, naming the row."""
+    fen = _amount(row, "fen", where, True)
+    assert fen is not None
+    if fen <= 0:
+        raise CalibrationError(
+            f"{where}: fen {_shown(row['fen'])} is not a positive number of credits (fen is"
+            " what the request was charged: above 0)"
+        )
+    return fen
 
 
 def parse_usage(text: str, *, origin: str = "usage log") -> list[UsageRow]:
@@ -697,8 +803,7 @@ def parse_usage(text: str, *, origin: str = "usage log") -> list[UsageRow]:
         reqid = item.get("reqid")
         if not isinstance(reqid, str | int) or isinstance(reqid, bool) or str(reqid) == "":
             raise CalibrationError(f"{where}: no 'reqid' (the request id); every row needs one")
-        fen = _amount(item, "fen", where, True)
-        assert fen is not None
+        fen = _fen(item, where)
         at = next((str(item[k]) for k in _TIME_FIELDS if item.get(k) not in (None, "")), None)
         model = item.get("model")
         rows.append(
@@ -728,12 +833,19 @@ def import_usage(
     newest_first: bool = False,
     provider: str = "openai-hk",
     sheet: PriceSheet | None = None,
+    write: str | os.PathLike[str] | None = None,
+    header: str = "",
 ) -> UsageImport:
     """Store the log's rows (once each, by ``reqid``), match them to holds, and learn the
     credits per unit. A row matches the hold whose task id, or whose key (sent as
     ``external_task_id``), equals its ``reqid``; the rest are paired with the unmatched
     settled holds of the same model, newest with newest (the ledger does not keep the proxy's
-    request ids, so this is the fallback)."""
+    request ids, so this is the fallback).
+
+    With ``write``, the overlay (when there is one) is written there as :func:`write_overlay`
+    does. The rows are kept only if everything succeeds: a bad row, an overlay the sheet
+    refuses or a file that cannot be written leaves the ledger and ``write`` as they were."""
+    target = None if write is None else check_write_target(write)  # before any work
     source = Path(path)
     try:
         text = source.read_text(encoding="utf-8")
@@ -747,9 +859,12 @@ def import_usage(
     sheet = sheet if sheet is not None else load_sheet()
     now = ledger.clock.now().isoformat()
     new = by_id = by_order = 0
+    staged: list[Path] = []
 
-    def operation(conn: Any) -> None:
+    def operation(conn: Any) -> tuple[list[CreditRate], dict[str, Any]]:
         nonlocal new, by_id, by_order
+        new = 0
+        _discard(staged)  # the transaction is being retried: drop the last attempt's file
         for r in rows:
             hold_id = _match(conn, r.reqid)
             cursor = conn.execute(
@@ -772,24 +887,24 @@ def import_usage(
         by_id = conn.execute("SELECT COUNT(*) FROM usage_rows WHERE matched_by = 'id'").fetchone()[
             0
         ]
+        rates = _credit_rates(conn.execute(_CREDIT_SQL).fetchall(), provider, sheet)
+        overlay = _credit_overlay(rates, provider)
+        if target is not None and overlay:
+            staged.append(_stage_overlay(overlay, target, header=header))
+        return rates, overlay
 
-    ledger._write(operation)
-    rates = credit_rates(ledger, provider=provider, sheet=sheet)
-    overlay: dict[str, Any] = {}
-    per_unit: dict[str, Any] = {}
-    for rate in rates:
-        if rate.sheet != rate.per_unit:
-            per_unit[rate.pack] = {
-                "amount": format_amount(rate.per_unit),
-                "source": OBSERVED_SOURCE,
-                "note": f"credits charged / units charged over {rate.rows} usage-log rows"
-                + ("" if rate.sheet is None else f" (the sheet said {format_amount(rate.sheet)})"),
-            }
-    if per_unit:
-        overlay = with_sources(
-            {"providers": {provider: {"per_unit": per_unit}}},
-            f"{provider}'s usage log (fen per request), imported by klingcost import-usage",
-        )
+    # Nothing is kept unless the whole import succeeds. The overlay is learned from the rows
+    # inside the transaction, proved and written to a temporary file beside the target before
+    # the rows are committed: any failure rolls the rows back and removes that file. Only the
+    # rename follows the commit; it is atomic, in a folder just written to, and should it fail
+    # the rows are kept once each (by reqid), so running the import again writes the same file.
+    try:
+        rates, overlay = ledger._write(operation)
+    except BaseException:
+        _discard(staged)
+        raise
+    if target is not None and staged:
+        _publish(staged[-1], target)
     with ledger.reading():
         unmatched = tuple(
             r[0]
@@ -837,17 +952,43 @@ def _match_by_order(conn: Any) -> int:
     return paired
 
 
+_CREDIT_SQL: Final = (
+    "SELECT h.pack, u.fen, h.units_milli FROM usage_rows AS u JOIN holds AS h"
+    " ON h.id = u.hold_id WHERE h.state = 'settled' AND h.units_milli > 0"
+)
+
+
 def credit_rates(
     ledger: Ledger, *, provider: str = "openai-hk", sheet: PriceSheet | None = None
 ) -> list[CreditRate]:
     """Credits per unit per pack, over every imported row matched to a settled hold."""
     sheet = sheet if sheet is not None else load_sheet()
-    sums: dict[str, list[Any]] = {}
     with ledger.reading():
-        rows = ledger.execute(
-            "SELECT h.pack, u.fen, h.units_milli FROM usage_rows AS u JOIN holds AS h"
-            " ON h.id = u.hold_id WHERE h.state = 'settled' AND h.units_milli > 0"
-        ).fetchall()
+        rows = ledger.execute(_CREDIT_SQL).fetchall()
+    return _credit_rates(rows, provider, sheet)
+
+
+def _credit_overlay(rates: Sequence[CreditRate], provider: str) -> dict[str, Any]:
+    """The overlay of the credits per unit that differ from the sheet's; {} when none do."""
+    per_unit: dict[str, Any] = {}
+    for rate in rates:
+        if rate.sheet != rate.per_unit:
+            per_unit[rate.pack] = {
+                "amount": format_amount(rate.per_unit),
+                "source": OBSERVED_SOURCE,
+                "note": f"credits charged / units charged over {rate.rows} usage-log rows"
+                + ("" if rate.sheet is None else f" (the sheet said {format_amount(rate.sheet)})"),
+            }
+    if not per_unit:
+        return {}
+    return with_sources(
+        {"providers": {provider: {"per_unit": per_unit}}},
+        f"{provider}'s usage log (fen per request), imported by klingcost import-usage",
+    )
+
+
+def _credit_rates(rows: Iterable[Any], provider: str, sheet: PriceSheet) -> list[CreditRate]:
+    sums: dict[str, list[Any]] = {}
     for pack, fen, units_milli in rows:
         credits = exact(fen)
         units = Fraction(units_milli, 10**UNIT_EXPONENT)
@@ -883,6 +1024,7 @@ __all__ = [
     "UsageImport",
     "UsageRow",
     "calibrate",
+    "check_write_target",
     "credit_rates",
     "import_usage",
     "observe",

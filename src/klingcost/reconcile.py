@@ -17,6 +17,12 @@ reference image, ``n`` (and the pack it draws on). For each class, over the sett
   ``|drift| > tolerance`` (``--tolerance 0.05`` or ``5%``; the default 0 allows none);
 * ``largest_variance``: the largest ``|charged - estimated|`` of one task, in units.
 
+The properties are exact Fractions. :meth:`Reconciliation.to_dict` (``reconcile --json``) gives
+the ratios (``agreement_rate``, ``drift``, ``ratio``, ``tolerance``) as decimal strings with
+exactly 4 places, rounded half to even (``2/3`` is ``"0.6667"``, as a report's
+``budget_share``), and ``mean_abs_variance_units`` rounded half to even to the milli-unit, as
+units are kept; ``klingcost reconcile`` prints the same ratios as percentages with 2 places.
+
 Charges that look wrong are flagged per task and counted per class:
 
 * ``missing``: settled with no ``final_unit_deduction`` (settled at the estimate);
@@ -41,7 +47,8 @@ from fractions import Fraction
 from typing import Any, Final
 
 from klingcost.ledger import Ledger
-from klingcost.money import UNIT_EXPONENT, exact, format_amount, format_minor
+from klingcost.money import UNIT_EXPONENT, exact, format_minor
+from klingcost.reports import share_text
 
 FLAGS: Final[tuple[str, ...]] = ("missing", "zero", "absurd", "failed_charged")
 
@@ -185,7 +192,7 @@ class ClassReconciliation:
             return format_minor(milli, UNIT_EXPONENT)
 
         def frac(value: Fraction | None) -> str | None:
-            return None if value is None else format_amount(value)
+            return None if value is None else share_text(value)
 
         return {
             "class": self.job.to_dict(),
@@ -201,8 +208,8 @@ class ClassReconciliation:
             "ratio": frac(self.ratio),
             "beyond_tolerance": self.beyond(tolerance),
             "largest_variance_units": units(self.largest_variance_units_milli),
-            "mean_abs_variance_units": frac(
-                Fraction(self.abs_variance_units_milli, 1000 * self.compared)
+            "mean_abs_variance_units": (
+                units(round(Fraction(self.abs_variance_units_milli, self.compared)))
                 if self.compared
                 else None
             ),
@@ -235,7 +242,7 @@ class Reconciliation:
         return {
             "since": None if self.since is None else self.since.isoformat(),
             "until": None if self.until is None else self.until.isoformat(),
-            "tolerance": format_amount(self.tolerance),
+            "tolerance": share_text(self.tolerance),
             "ok": self.ok,
             "drifting": [c.job.label for c in self.drifting],
             "flags": dict(self.flag_totals),

@@ -50,12 +50,21 @@ children's, as the budget itself does.
 ``estimated_units``, ``charged_units``, ``variance_units`` (Kling units), ``raw_deduction``
 (``final_unit_deduction`` as the API sent it), ``deduction_flag`` (``ok``, ``absent``,
 ``zero``, ``malformed``, ``negative``, ``absurd``), ``task_status``, ``reason``.
+
+**Spreadsheet safety of CSV** (:func:`csv_cell`): a spreadsheet runs a cell that starts with
+``=``, ``+``, ``-`` or ``@`` (or a tab or carriage return before one) as a formula, and text
+in the ledger (a void ``reason``, a team, a model, an API's ``raw_deduction``) is anyone's. So
+both CSV writers prefix such a text cell with a single quote (``=1+2`` is written ``'=1+2``),
+unless the cell is a plain number (``-1``, ``2.5``, ``-1e5``), which is written as it is. JSON
+is written unchanged. Task ids stay plain digits: a spreadsheet that opens the CSV reads an
+18-digit id as a number and rounds it to 15 digits, so import that column as text.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -162,15 +171,44 @@ def period_of(day: str, unit: str) -> str:
     return f"{year:04d}-W{week:02d}"
 
 
-def share_text(share: Fraction | None) -> str:
-    """A share as a decimal rounded half-even to 4 places ("0.8125"); "" for none."""
-    if share is None:
-        return ""
-    scaled = share * 10**4
-    whole = round(scaled)  # Fraction.__round__: exact, half to even
+def fixed_text(value: Fraction, places: int) -> str:
+    """``value`` as a decimal with exactly ``places`` places, rounded half to even, exactly
+    (``Fraction.__round__``, no float): ``fixed_text(Fraction(2, 3), 4) == "0.6667"``."""
+    whole = round(value * 10**places)
     sign = "-" if whole < 0 else ""
-    digits = str(abs(whole)).rjust(5, "0")
-    return f"{sign}{digits[:-4]}.{digits[-4:]}"
+    digits = str(abs(whole)).rjust(places + 1, "0")
+    return f"{sign}{digits[: len(digits) - places]}.{digits[-places:]}" if places else sign + digits
+
+
+def share_text(share: Fraction | None) -> str:
+    """A share (a ratio: 1 is 100%) as a decimal rounded half-even to 4 places ("0.8125",
+    "1.2500"); "" for none. Every ratio klingcost prints in CSV or JSON uses it."""
+    return "" if share is None else fixed_text(share, 4)
+
+
+def percent_text(share: Fraction) -> str:
+    """A share as a percentage with 2 places, rounded half-even: the 4-place share of
+    :func:`share_text`, times 100 (``Fraction(2, 3)`` -> ``"66.67%"``)."""
+    return f"{fixed_text(share * 100, 2)}%"
+
+
+#: A plain number as a spreadsheet reads one; such a cell is never changed by csv_cell.
+_UNSIGNED = r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+_NUMBER = re.compile(rf"[+-]?{_UNSIGNED}")
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """``value`` as safe to open in a spreadsheet: text that starts with ``=``, ``+``, ``-``,
+    ``@``, a tab or a carriage return gets a ``'`` in front, unless it is a plain number
+    (``-1``, ``2.5``); anything else (numbers, None) is returned as it is."""
+    if (
+        isinstance(value, str)
+        and value.startswith(_FORMULA_STARTS)
+        and _NUMBER.fullmatch(value) is None
+    ):
+        return "'" + value
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -487,11 +525,12 @@ def _cells(report: Report) -> Iterator[dict[str, str | int | None]]:
 
 
 def write_csv(report: Report, out: IO[str]) -> None:
-    """The report as CSV under :data:`COLUMNS`, totals last (``kind`` = ``total``)."""
+    """The report as CSV under :data:`COLUMNS`, totals last (``kind`` = ``total``); text a
+    spreadsheet would run as a formula is neutralised (:func:`csv_cell`)."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(report.columns)
     for cells in _cells(report):
-        writer.writerow(["" if cells[c] is None else cells[c] for c in report.columns])
+        writer.writerow(["" if cells[c] is None else csv_cell(cells[c]) for c in report.columns])
 
 
 def write_json(report: Report, out: IO[str]) -> None:
@@ -787,6 +826,13 @@ def _split_columns(select: str) -> list[str]:
 
 
 _COMMAS = len(TASK_COLUMNS) - 1
+#: In a line SQLite built (commas only between cells), a cell csv_cell would change. Plain
+#: characters are tested first: ``"=" in text`` is a memchr, far cheaper than a regex.
+_SIGNED_TEXT = re.compile(rf",[-+](?!{_UNSIGNED}(?:,|$))", re.MULTILINE)
+
+
+def _formula_in(text: str) -> bool:
+    return "=" in text or "@" in text or "\t" in text or _SIGNED_TEXT.search(text) is not None
 
 
 def export_tasks_csv(
@@ -802,15 +848,16 @@ def export_tasks_csv(
 
     SQLite builds each line, so rows reach the file without a Python object per field: faster
     than a plain cursor -> ``csv.writer`` loop, in flat memory. A batch is checked as a whole
-    (its commas, quotes and line breaks counted); a line whose text holds one of them (a
-    ``reason`` with a comma, say) is written again by ``csv.writer``, quoted as it quotes.
+    (its commas, quotes and line breaks counted, and cells a spreadsheet would run as a
+    formula looked for); a line that holds one of them (a ``reason`` with a comma, say) is
+    written again by ``csv.writer`` through :func:`csv_cell`, quoted as it quotes.
     """
     out.write(",".join(TASK_COLUMNS) + "\n")
     count = 0
     writer = csv.writer(out, lineterminator="\n")
     if ledger.dialect != "sqlite":  # no printf: a plain cursor -> csv.writer loop
         for row in task_rows(ledger, since=since, until=until, team=team, state=state):
-            writer.writerow(row)
+            writer.writerow([csv_cell(cell) for cell in row])
             count += 1
         return count
     sql, params = _task_query(since, until, team, state)
@@ -824,18 +871,23 @@ def export_tasks_csv(
                 and text.count("\n") == len(batch) - 1
                 and '"' not in text
                 and "\r" not in text
+                and not _formula_in(text)
             ):
                 out.write(text)
                 out.write("\n")
             else:
                 for (line,) in batch:
-                    if line.count(",") == _COMMAS and not any(c in line for c in '"\r\n'):
+                    if (
+                        line.count(",") == _COMMAS
+                        and not any(c in line for c in '"\r\n')
+                        and not _formula_in(line)
+                    ):
                         out.write(line)
                         out.write("\n")
                     else:
                         hold_id = int(line.split(",", 1)[0])
                         one = conn.execute(f"{_TASK_SQL} WHERE h.id = ?", (hold_id,)).fetchone()
-                        writer.writerow(one)
+                        writer.writerow([csv_cell(cell) for cell in one])
             count += len(batch)
     return count
 
@@ -874,13 +926,16 @@ __all__ = [
     "ReportError",
     "ReportRow",
     "TaskRow",
+    "csv_cell",
     "daily_sums",
     "export_tasks_csv",
     "export_tasks_json",
+    "fixed_text",
     "group_digits",
     "grouped_sums",
     "iter_tasks",
     "parse_group_by",
+    "percent_text",
     "period_of",
     "render_table",
     "share_text",

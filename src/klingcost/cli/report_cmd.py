@@ -54,10 +54,21 @@ def _day(value: str | None, *, end: bool, name: str) -> date | None:
         ) from None
 
 
-def _open(path: str | None) -> Ledger:
+def _window(since: str | None, until: str | None) -> tuple[date | None, date | None]:
+    """``--since`` and ``--until`` as days; an ``--until`` before ``--since`` is refused."""
+    first = _day(since, end=False, name="--since")
+    last = _day(until, end=True, name="--until")
+    if first is not None and last is not None and last < first:
+        raise click.BadParameter(f"{until} is before --since {since}", param_hint="--until")
+    return first, last
+
+
+def _open(path: str | None, *, create: bool = False) -> Ledger:
+    """The ledger; a command that only reads must not create one: a mistyped --ledger is an
+    error (LedgerNotFound, exit 2), never an empty report."""
     from klingcost.ledger import Ledger
 
-    return Ledger.open(path)
+    return Ledger.open(path, create=create)
 
 
 @contextmanager
@@ -128,10 +139,7 @@ def report_command(
     """
     from klingcost import reports
 
-    first = _day(since, end=False, name="--since")
-    last = _day(until, end=True, name="--until")
-    if first is not None and last is not None and last < first:
-        raise click.BadParameter(f"{until} is before --since {since}", param_hint="--until")
+    first, last = _window(since, until)
     try:
         keys = reports.parse_group_by(by)
     except reports.ReportError as exc:
@@ -229,8 +237,7 @@ def reconcile_command(
     """
     from klingcost.reconcile import reconcile
 
-    first = _day(since, end=False, name="--since")
-    last = _day(until, end=True, name="--until")
+    first, last = _window(since, until)
     with _open(ledger_path) as ledger:
         result = reconcile(ledger, since=first, until=last, tolerance=tolerance, limit=limit)
     if as_json:
@@ -248,13 +255,11 @@ def reconcile_command(
 
 
 def _pct(share: Any) -> str:
-    from fractions import Fraction
+    """A ratio as a percentage with 2 places, rounded half to even (``66.67%``): the JSON's
+    4-place ratio, times 100."""
+    from klingcost.reports import percent_text
 
-    from klingcost.money import format_amount
-
-    value = Fraction(share) * 100
-    text = format_amount(value) if "/" not in format_amount(value) else f"{round(value, 2)}"
-    return f"{text}%"
+    return percent_text(share)
 
 
 def _render_reconciliation(result: Any) -> str:
@@ -342,16 +347,23 @@ def calibrate_command(
     \b
       klingcost calibrate
       klingcost calibrate --min-samples 10 --write observed.yaml
-      klingcost estimate videos/text2video --pricing observed.yaml --body '{...}'
+      klingcost estimate -e text2video body.json --pricing observed.yaml
     """
     from klingcost.calibrate import calibrate
     from klingcost.sheet import load_sheet
 
     sheet = load_sheet(pricing_path)
+    _check_write(write_path)
     with _open(ledger_path) as ledger:
         result = calibrate(ledger, min_samples=min_samples, sheet=sheet)
-    header = "Proposed by `klingcost calibrate` from the charges Kling reported."
-    if _write_proposal(result, write_path, header, as_json):
+    written = write_path if write_path and result.overlay else None
+    if written:
+        from klingcost.calibrate import write_overlay
+
+        header = "Proposed by `klingcost calibrate` from the charges Kling reported."
+        write_overlay(result.overlay, written, header=header)
+    if as_json:
+        echo_json({**result.to_dict(), "written": written})
         return
     click.echo(_render_calibration(result))
     if write_path:
@@ -361,17 +373,15 @@ def calibrate_command(
             click.echo("\nthe sheet matches every observation: no overlay written")
 
 
-def _write_proposal(result: Any, write_path: str | None, header: str, as_json: bool) -> bool:
-    """Write ``result``'s proposed overlay when asked; with ``--json``, print the result (and
-    what was written) and return True: the caller has nothing left to print."""
-    from klingcost.calibrate import write_overlay
+def _check_write(write_path: str | None) -> None:
+    """Refuse a --write FILE whose folder is missing or read-only before any work is done."""
+    from klingcost.calibrate import CalibrationError, check_write_target
 
-    written = write_path if write_path and result.overlay else None
-    if written:
-        write_overlay(result.overlay, written, header=header)
-    if as_json:
-        echo_json({**result.to_dict(), "written": written})
-    return as_json
+    if write_path:
+        try:
+            check_write_target(write_path)
+        except CalibrationError as exc:
+            raise click.BadParameter(str(exc), param_hint="--write") from None
 
 
 def _render_calibration(result: Any) -> str:
@@ -467,12 +477,22 @@ def import_usage_command(
     from klingcost.sheet import load_sheet
 
     sheet = load_sheet(pricing_path)
-    with _open(ledger_path) as ledger:
+    _check_write(write_path)
+    # import-usage keeps rows, so it may start a ledger. The overlay is written by
+    # import_usage itself, before the rows are committed: a failure keeps neither.
+    with _open(ledger_path, create=True) as ledger:
         result = import_usage(
-            ledger, file, newest_first=newest_first, provider=provider, sheet=sheet
+            ledger,
+            file,
+            newest_first=newest_first,
+            provider=provider,
+            sheet=sheet,
+            write=write_path,
+            header="Proposed by `klingcost import-usage` from the provider's usage log.",
         )
-    header = "Proposed by `klingcost import-usage` from the provider's usage log."
-    if _write_proposal(result, write_path, header, as_json):
+    if as_json:
+        written = write_path if write_path and result.overlay else None
+        echo_json({**result.to_dict(), "written": written})
         return
     from klingcost.money import format_amount
 
