@@ -136,3 +136,13 @@ def test_to_minor_is_the_least_minor_amount_not_below(amount: Fraction, exponent
     minor = to_minor(amount, exponent)
     assert from_minor(minor, exponent) >= amount
     assert from_minor(minor - 1, exponent) < amount
+
+
+def test_fixed_rounds_half_to_even_exactly() -> None:
+    from klingcost.money import fixed
+
+    assert fixed(Fraction(2, 3), 4) == "0.6667"
+    assert fixed(Fraction(-1, 30), 4) == "-0.0333"
+    assert fixed(Fraction(1, 8), 2) == "0.12"  # 12.5 hundredths: half to even
+    assert fixed(Fraction(3, 8), 2) == "0.38"
+    assert fixed(Fraction(5), 0) == "5" and fixed(Fraction(0), 4) == "0.0000"

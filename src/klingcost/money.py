@@ -81,12 +81,13 @@ def to_minor(amount: Fraction, exponent: int) -> int:
 
 
 def fixed(value: Fraction, places: int) -> str:
-    """``value`` as a decimal with exactly ``places`` places, rounded half to even: for
-    ratios and shares shown to people or spreadsheets ("0.6667"), never for money."""
-    whole = round(value * 10**places)  # Fraction.__round__: exact, half to even
+    """``value`` as a decimal with exactly ``places`` places, rounded half to even, exactly
+    (``Fraction.__round__``, no float): ``fixed(Fraction(2, 3), 4) == "0.6667"``. For ratios
+    and shares shown to people or spreadsheets, never for money."""
+    whole = round(value * 10**places)
     sign = "-" if whole < 0 else ""
     digits = str(abs(whole)).rjust(places + 1, "0")
-    return f"{sign}{digits[: len(digits) - places]}.{digits[len(digits) - places :]}".rstrip(".")
+    return f"{sign}{digits[: len(digits) - places]}.{digits[-places:]}" if places else sign + digits
 
 
 def from_minor(minor: int, exponent: int) -> Fraction:

@@ -76,7 +76,7 @@ from typing import IO, Any, Final, Literal, cast
 from klingcost.budgets import CURRENCY_EXPONENTS, UNITS, BudgetStatus
 from klingcost.errors import ReportError
 from klingcost.ledger import Ledger
-from klingcost.money import UNIT_EXPONENT, format_minor
+from klingcost.money import UNIT_EXPONENT, fixed, format_minor
 
 GroupKey = Literal["team", "endpoint", "model", "mode", "pack", "day", "week", "month"]
 DIMENSIONS: Final[tuple[str, ...]] = ("team", "endpoint", "model", "mode", "pack")
@@ -171,25 +171,16 @@ def period_of(day: str, unit: str) -> str:
     return f"{year:04d}-W{week:02d}"
 
 
-def fixed_text(value: Fraction, places: int) -> str:
-    """``value`` as a decimal with exactly ``places`` places, rounded half to even, exactly
-    (``Fraction.__round__``, no float): ``fixed_text(Fraction(2, 3), 4) == "0.6667"``."""
-    whole = round(value * 10**places)
-    sign = "-" if whole < 0 else ""
-    digits = str(abs(whole)).rjust(places + 1, "0")
-    return f"{sign}{digits[: len(digits) - places]}.{digits[-places:]}" if places else sign + digits
-
-
 def share_text(share: Fraction | None) -> str:
     """A share (a ratio: 1 is 100%) as a decimal rounded half-even to 4 places ("0.8125",
     "1.2500"); "" for none. Every ratio klingcost prints in CSV or JSON uses it."""
-    return "" if share is None else fixed_text(share, 4)
+    return "" if share is None else fixed(share, 4)
 
 
 def percent_text(share: Fraction) -> str:
     """A share as a percentage with 2 places, rounded half-even: the 4-place share of
     :func:`share_text`, times 100 (``Fraction(2, 3)`` -> ``"66.67%"``)."""
-    return f"{fixed_text(share * 100, 2)}%"
+    return f"{fixed(share * 100, 2)}%"
 
 
 #: A plain number as a spreadsheet reads one; such a cell is never changed by csv_cell.
@@ -930,7 +921,6 @@ __all__ = [
     "daily_sums",
     "export_tasks_csv",
     "export_tasks_json",
-    "fixed_text",
     "group_digits",
     "grouped_sums",
     "iter_tasks",
