@@ -84,11 +84,24 @@ def test_a_port_out_of_range_is_a_usage_error(server: str, port: str, env: dict[
     assert "unexpected" not in result.stderr
 
 
-def test_hooks_serve_on_port_0_prints_the_port_it_listens_on(env: dict[str, str]) -> None:
-    command = [sys.executable, "-c", CLI, *SERVERS["hooks serve"], "--port", "0"]
-    server = subprocess.Popen(
+def start(server: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    command = [sys.executable, "-c", CLI, *SERVERS[server], "--port", "0"]
+    return subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+
+
+def stop_with_ctrl_c(server: subprocess.Popen[str]) -> tuple[str, str]:
+    server.send_signal(signal.SIGINT)
+    try:
+        return server.communicate(timeout=5)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        return server.communicate()
+
+
+def test_hooks_serve_on_port_0_prints_the_port_it_listens_on(env: dict[str, str]) -> None:
+    server = start("hooks serve", env)
     try:
         assert server.stdout is not None
         first = server.stdout.readline()  # printed once the socket is bound
@@ -101,31 +114,18 @@ def test_hooks_serve_on_port_0_prints_the_port_it_listens_on(env: dict[str, str]
             httpx.post(f"http://127.0.0.1:{port}/hooks/{SECRET}", content=b"x").status_code == 400
         )
     finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            out, err = server.communicate(timeout=5)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            out, err = server.communicate()
+        out, err = stop_with_ctrl_c(server)
     assert server.returncode == 0, (out, err)  # Ctrl-C is how it is meant to stop
     assert "Traceback" not in err
 
 
 def test_fake_server_stops_on_ctrl_c_with_exit_0(env: dict[str, str]) -> None:
-    command = [sys.executable, "-c", CLI, *SERVERS["fake-server"], "--port", "0"]
-    server = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    server = start("fake-server", env)
     try:
         assert server.stdout is not None
         assert server.stdout.readline().startswith("fake Kling API on http://127.0.0.1:")
     finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            out, err = server.communicate(timeout=5)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            out, err = server.communicate()
+        out, err = stop_with_ctrl_c(server)
     assert server.returncode == 0, (out, err)
     assert "interrupted" not in err and "Traceback" not in err
 
