@@ -213,10 +213,24 @@ def test_official_video_list(
         body["sound"] = sound
     if endpoint == I2V:
         body["image"] = URL
-    result = estimate(endpoint, body)
-    assert result.units == expected
-    assert result.credits == expected * CREDITS_PER_VIDEO_UNIT
-    assert result.pack == "video"
+    official = estimate(endpoint, body, provider="kling-global")  # Kling's own list
+    assert official.units == expected and official.pack == "video"
+    proxy = estimate(endpoint, body)  # openai-hk: the same units, but v2-6 is always pro
+    if model == "kling-v2-6" and mode == "std":
+        assert proxy.units == estimate(endpoint, {**body, "mode": "pro"}).units > expected
+    else:
+        assert proxy.units == expected
+    assert proxy.credits == proxy.units * CREDITS_PER_VIDEO_UNIT
+
+
+def test_openai_hk_bills_kling_v2_6_std_as_pro() -> None:
+    """openai-hk docs: kling-v2-6 is "always pro"; Kling's own API prices std at 1.5."""
+    body = video("kling-v2-6", "std")
+    proxy = estimate(T2V, body)
+    assert (proxy.units, proxy.credits) == (Fraction(5, 2), 37_500)
+    assert "openai-hk bills kling-v2-6 at the pro price" in proxy.breakdown[1].rule
+    assert product(proxy.breakdown) == proxy.units
+    assert estimate(T2V, body, provider="kling-global").units == Fraction(3, 2)
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ Images: ``units per image (with or without a reference image) x n``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any, Literal
 
@@ -150,6 +150,15 @@ _Priced = tuple[Pack, Fraction, tuple[Step, ...], Cost]
 
 
 def _price_job(request: ValidatedRequest, sheet: PriceSheet, provider: str | None) -> _Priced:
+    name, profile = sheet.provider(provider)
+    as_pro: list[Step] = []
+    if request.mode == "std" and request.model in profile.bills_as_pro:
+        # The provider charges pro for this model whatever the body says: a hold at the std
+        # price would under-hold every such job (the proxy's own observed charge says pro).
+        note = f"{name} bills {request.model} at the pro price, whatever the mode"
+        source = profile.bills_as_pro[request.model]
+        as_pro.append(Step(f"mode std given; {note}", Fraction(1), source, note))
+        request = replace(request, mode="pro")
     pack: Pack
     if request.endpoint == "images/generations":
         pack, steps = "image", _image_steps(request, sheet)
@@ -157,10 +166,10 @@ def _price_job(request: ValidatedRequest, sheet: PriceSheet, provider: str | Non
         pack, steps = "video", _omni_steps(request, sheet)
     else:
         pack, steps = "video", _video_steps(request, sheet)
+    steps[1:1] = as_pro  # right after the base, before the pro factor it explains
     units = Fraction(1)
     for step in steps:
         units *= step.factor
-    name, profile = sheet.provider(provider)
     rate = profile.per_unit[pack]
     exact_cost = units * rate.amount
     cost = Cost(

@@ -96,6 +96,9 @@ class Provider(_Strict):
     exponent: int
     per_unit: dict[Literal["video", "image"], PerUnit]
     prompt_limits: PromptLimits = PromptLimits(prompt=500, negative_prompt=200)
+    #: Models this provider bills at the pro price whatever ``mode`` the body gives, each with
+    #: the source that says so.
+    bills_as_pro: dict[str, str] = {}
 
 
 class PriceSheet(_Strict):
@@ -196,6 +199,12 @@ def _check_references(sheet: PriceSheet) -> None:
                 f"ledger; {provider.exponent} would count every cost 10^{known - provider.exponent}"
                 " times off"
             )
+        for model, source in provider.bills_as_pro.items():
+            if source not in sheet.sources:
+                problems.append(
+                    f"providers.{name}.bills_as_pro.{model}: unknown source {source!r}; "
+                    "add it under sources"
+                )
         for pack in ("video", "image"):
             if pack not in provider.per_unit:
                 problems.append(f"providers.{name}.per_unit.{pack}: missing")
