@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -519,3 +520,24 @@ def test_estimate_help_describes_the_options() -> None:
         "JSON Lines",
     ):
         assert option in text
+
+
+def test_several_overlays_stack_in_order(tmp_path: Path) -> None:
+    tier = tmp_path / "observed.yaml"  # kling-v1-5 pro learned at 4.2 instead of 3.5
+    tier.write_text(
+        'video: {models: {kling-v1-5: {pro: {factor: "4.2", source: inferred}}}}\n',
+        encoding="utf-8",
+    )
+    rate = tmp_path / "credits.yaml"  # 12,000 credits a unit
+    rate.write_text(
+        "providers: {openai-hk: {per_unit: {video: {amount: 12000, source: inferred}}}}\n",
+        encoding="utf-8",
+    )
+    body = write_json(tmp_path, SEED_EXAMPLE)  # kling-v1-5 pro 10 s
+    args = ["estimate", "-e", "text2video", "--json", body]
+    both = json.loads(run(*args, "--pricing", str(tier), "--pricing", str(rate)).stdout)
+    assert (both["units"], both["credits"]) == ("8.4", "100800")  # 1 x 4.2 x 2, x 12,000
+    env = {PRICING_ENV: f"{tier}{os.pathsep}{rate}"}
+    assert json.loads(run(*args, env=env).stdout)["credits"] == "100800"
+    one = json.loads(run(*args, "--pricing", str(rate)).stdout)
+    assert (one["units"], one["credits"]) == ("7", "84000")

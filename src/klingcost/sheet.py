@@ -137,17 +137,22 @@ class PriceSheet(_Strict):
 
 
 def load_sheet(path: str | os.PathLike[str] | None = None) -> PriceSheet:
-    """The bundled sheet, with ``path`` (or ``$KLINGCOST_PRICING``) overlaid or replacing it."""
+    """The bundled sheet, with ``path`` (or ``$KLINGCOST_PRICING``) overlaid or replacing it.
+
+    ``path`` may list several files joined by ``os.pathsep`` (``observed.yaml:credits.yaml``),
+    applied in order: each merges over the result so far (or replaces it, with ``replace``).
+    """
     chosen = os.fspath(path) if path is not None else os.environ.get(PRICING_ENV) or None
     return _load_cached(chosen)
 
 
 @cache
-def _load_cached(overlay: str | None) -> PriceSheet:
+def _load_cached(overlays: str | None) -> PriceSheet:
     # Cached by path: the CLI and the guard load a sheet once per process, not per request.
     data = _bundled_data()
     origin = BUNDLED
-    if overlay is not None:
+    names = [name for name in (overlays or "").split(os.pathsep) if name]
+    for overlay in names:
         extra = _read_yaml(Path(overlay))
         replace = extra.pop("replace", False)
         if not isinstance(replace, bool):
@@ -155,7 +160,8 @@ def _load_cached(overlay: str | None) -> PriceSheet:
                 source=overlay, problems=[f"replace: {replace!r} is not true or false"]
             )
         data = extra if replace else _merge(data, extra)
-        origin = overlay
+    if names:
+        origin = " + ".join(names)
     return parse_sheet(data, origin=origin)
 
 

@@ -142,13 +142,21 @@ def ledger_option(func: F) -> F:
     )(func)
 
 
+def _overlays(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> str | None:
+    # Several --pricing files apply in order; load_sheet takes them as one os.pathsep list
+    # (as KLINGCOST_PRICING does, which load_sheet reads itself when none is given).
+    return os.pathsep.join(value) if value else None
+
+
 def pricing_option(func: F) -> F:
     return click.option(
         "--pricing",
         "pricing_path",
-        envvar="KLINGCOST_PRICING",
+        multiple=True,
+        callback=_overlays,
         metavar="FILE",
-        help="A price sheet or overlay to load over the bundled one (env KLINGCOST_PRICING).",
+        help="A price sheet or overlay to load over the bundled one; repeat it to stack "
+        f"several, applied in order (env KLINGCOST_PRICING, files joined by {os.pathsep!r}).",
     )(func)
 
 

@@ -76,6 +76,8 @@ def fake_server_command(
         listening = True
         click.echo(f"fake Kling API on {url} (Ctrl-C to stop)")
         click.echo(f"  export KLINGCOST_BASE_URL={url}")
+        if key:  # a key for the fake only: showing it is what a user needs to use it
+            click.echo(f"  export KLINGCOST_API_KEY={key}")
 
     try:
         serve(state, host=host, port=port, ready=ready)
