@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import click
@@ -50,6 +51,81 @@ def test_updating_keeps_what_is_not_given(db: str) -> None:
     result = run("budget", "set", "team", "--limit", "7", "--json", "--ledger", str(db))
     data = json.loads(result.output)
     assert (data["limit_minor"], data["parent"], data["tz"]) == (7, "acme", "Asia/Tokyo")
+
+
+def test_budget_set_without_limit_keeps_every_current_value(db: str) -> None:
+    run("budget", "set", "acme", "--limit", "10", "--ledger", str(db))
+    run("budget", "set", "team", "--limit", "5", "--parent", "acme", "--period", "week",
+        "--tz", "Asia/Tokyo", "--soft", "2/3", "--ledger", str(db))  # fmt: skip
+    result = run("budget", "set", "team", "--soft", "0.9", "--json", "--ledger", str(db))
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    kept = (data["limit_minor"], data["unit"], data["parent"], data["period"], data["tz"])
+    assert kept == (5, "credits", "acme", "week", "Asia/Tokyo") and data["soft"] == "0.9"
+    result = run("budget", "set", "team", "--period", "day", "--json", "--ledger", str(db))
+    data = json.loads(result.output)
+    assert (data["limit_minor"], data["soft"], data["period"]) == (5, "0.9", "day")
+    run("budget", "set", "pack", "--unit", "units", "--pack", "image", "--limit", "2.5",
+        "--ledger", str(db))  # fmt: skip
+    data = json.loads(run("budget", "set", "pack", "--tz", "UTC", "--json", "--ledger", db).output)
+    assert (data["unit"], data["pack"], data["limit"]) == ("units", "image", "2.5")
+
+
+def test_a_new_budget_needs_limit(db: str, tmp_path: Path) -> None:
+    run("budget", "set", "acme", "--limit", "10", "--ledger", str(db))
+    result = run("budget", "set", "team", "--soft", "0.9", "--ledger", str(db))
+    assert result.exit_code == 2
+    assert result.output == "Error: budget team does not exist yet: give --limit N to create it\n"
+    missing = tmp_path / "none" / "l.db"
+    result = run("budget", "set", "team", "--soft", "0.9", "--ledger", str(missing))
+    assert result.exit_code == 2 and "give --limit N" in result.output
+    assert f"no ledger at {missing}" in result.output
+    assert not missing.exists()  # a refused command starts no ledger
+
+
+def test_changing_what_a_budget_counts_needs_a_new_limit(db: str) -> None:
+    run("budget", "set", "acme", "--limit", "500000", "--ledger", str(db))
+    result = run("budget", "set", "acme", "--unit", "usd", "--ledger", str(db))
+    assert result.exit_code == 2
+    assert "counts credits: to count usd instead, give its --limit N in usd" in result.output
+    run("budget", "set", "pack", "--unit", "units", "--limit", "4", "--ledger", str(db))
+    result = run("budget", "set", "pack", "--pack", "image", "--ledger", str(db))
+    assert result.exit_code == 2 and "units (video)" in result.output
+    assert "units (image)" in result.output
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_pack_is_refused_with_a_currency_unit(db: str, existing: bool) -> None:
+    if existing:
+        run("budget", "set", "x", "--unit", "usd", "--limit", "5", "--ledger", str(db))
+        args = ["--pack", "video"]  # the unit is the budget's own: usd
+    else:
+        args = ["--unit", "usd", "--pack", "video", "--limit", "5"]
+    result = run("budget", "set", "x", *args, "--ledger", str(db))
+    assert result.exit_code == 2
+    assert "--pack video applies only to --unit units" in result.output
+    assert "counts usd" in result.output
+
+
+@pytest.mark.parametrize(
+    ("unit", "note"),
+    [
+        ("usd", "price jobs with --provider kling-global"),
+        ("cny", "price jobs with --provider kling-cn"),
+        ("eur", "price jobs with a provider in eur, added with --pricing FILE"),
+    ],
+)
+def test_a_budget_in_another_currency_says_how_to_price_holds(
+    db: str, unit: str, note: str
+) -> None:
+    result = run("budget", "set", "x", "--unit", unit, "--limit", "5", "--json", "--ledger", db)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["unit"] == unit  # the note leaves the JSON alone
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"note: budget x counts {unit}")
+    assert lines[0].endswith(note)
+    for plain in (["--limit", "5"], ["--unit", "units", "--limit", "5"]):
+        assert run("budget", "set", "y", *plain, "--ledger", str(db)).stderr == ""
 
 
 def test_units_limits_are_exact(db: str) -> None:
@@ -162,8 +238,10 @@ def test_holds_void_uses_the_group_ledger_and_settled_holds_refuse(db: str) -> N
         hold = ledger.reserve("acme", HoldAmounts(1, "video", 1, "credits"))
         ledger.settle(hold.id, units_milli=1, cost_minor=1)
     result = run("holds", "--ledger", str(db), "void", str(hold.id), "--reason", "x")
-    assert result.exit_code == 1
-    assert "cannot be voided" in result.output
+    assert result.exit_code == 2  # the hold's state does not allow it: invalid input
+    assert (
+        result.output.startswith("Error:") and "was settled; it cannot be voided" in result.output
+    )
 
 
 def test_ledger_check(db: str) -> None:
@@ -220,3 +298,20 @@ def test_every_command_has_help_and_takes_ledger(path: tuple[str, ...]) -> None:
     assert command.help
     assert "--ledger" in [opt for param in command.params for opt in param.opts]
     assert run(*path, "--help").exit_code == 0
+
+
+@pytest.mark.parametrize("path", [("holds",), ("holds", "void")])
+def test_holds_help_names_only_commands_that_exist(path: tuple[str, ...]) -> None:
+    text = " ".join(run(*path, "--help").output.split())
+    assert "settle or void it" not in text
+    named = re.findall(r"`klingcost ([a-z -]+?)(?: [A-Z]|`)", text)
+    assert named, text
+    for words in named:
+        command: click.Command = main
+        for name in words.split():
+            assert isinstance(command, click.Group), words
+            found = command.get_command(click.Context(command), name)
+            assert found is not None, f"`klingcost {words}` in {path} help does not exist"
+            command = found
+    if path == ("holds",):
+        assert "`klingcost sync`" in text and "`klingcost holds void ID --reason TEXT`" in text

@@ -15,7 +15,12 @@ import pytest
 import yaml
 
 import klingcost
-from klingcost.errors import PricingSheetError, RequestValidationError, UnpricedRequestError
+from klingcost.errors import (
+    PricingSheetError,
+    RequestValidationError,
+    UnknownProviderError,
+    UnpricedRequestError,
+)
 from klingcost.pricing import Estimate, Step, estimate, price
 from klingcost.request import validate_request
 from klingcost.sheet import PRICING_ENV, load_sheet, parse_sheet
@@ -297,7 +302,7 @@ def test_kling_cn_prices_in_cny() -> None:
 
 
 def test_unknown_provider() -> None:
-    with pytest.raises(PricingSheetError, match="no provider 'acme'"):
+    with pytest.raises(UnknownProviderError, match=r"no provider 'acme'.*choose one of"):
         estimate(T2V, {"prompt": "p"}, provider="acme")
 
 

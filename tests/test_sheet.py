@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from klingcost.errors import KlingcostError, PricingSheetError
+from klingcost.errors import KlingcostError, PricingSheetError, UnknownProviderError
 from klingcost.sheet import BUNDLED, PRICING_ENV, PriceSheet, load_sheet, parse_sheet
 
 
@@ -100,8 +100,10 @@ def test_provider_lookup() -> None:
     assert name == "openai-hk"
     assert profile.currency == "credits"
     assert sheet.provider("kling-cn")[1].currency == "cny"
-    with pytest.raises(PricingSheetError, match="no provider 'nope'"):
+    with pytest.raises(UnknownProviderError, match="no provider 'nope'") as caught:
         sheet.provider("nope")
+    assert caught.value.known == ("kling-cn", "kling-global", "openai-hk")
+    assert "is invalid" not in str(caught.value)  # the sheet is fine; the name is not
 
 
 # --- overlay and replacement --------------------------------------------------------------------

@@ -41,6 +41,7 @@ from klingcost.errors import (
     RequestValidationError,
     ServerError,
     TransportError,
+    UnknownProviderError,
     UnpricedRequestError,
 )
 
@@ -243,6 +244,7 @@ __all__ = [
     "TaskRow",
     "TextToVideoRequest",
     "TransportError",
+    "UnknownProviderError",
     "UnpricedRequestError",
     "ValidatedRequest",
     "VideoResult",

@@ -93,11 +93,26 @@ class PricingError(KlingcostError):
 class PricingSheetError(PricingError, ValueError):
     """A price sheet file is missing, unreadable or breaks the sheet's schema."""
 
-    def __init__(self, *, source: str, problems: Sequence[str]) -> None:
+    def __init__(self, *, source: str, problems: Sequence[str], unreadable: bool = False) -> None:
         self.source = source
         self.problems = tuple(problems)
+        if unreadable:  # the file is missing or cannot be read: nothing in it is "invalid"
+            super().__init__(f"price sheet {source}: {'; '.join(self.problems)}")
+            return
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"price sheet {source} is invalid:\n{lines}")
+
+
+class UnknownProviderError(PricingError, LookupError):
+    """``--provider`` (or ``provider=``) names no provider profile of the price sheet."""
+
+    def __init__(self, *, provider: str, known: Sequence[str], source: str) -> None:
+        self.provider = provider
+        self.known = tuple(known)
+        super().__init__(
+            f"no provider {provider!r} in the price sheet ({source}); choose one of "
+            f"{', '.join(self.known)} (--provider)"
+        )
 
 
 class UnpricedRequestError(PricingError, LookupError):

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PrivateAttr, ValidationError
 
-from klingcost.errors import PricingSheetError
+from klingcost.errors import PricingSheetError, UnknownProviderError
 from klingcost.money import CURRENCY_EXPONENTS, exact
 
 PRICING_ENV = "KLINGCOST_PRICING"
@@ -128,11 +128,8 @@ class PriceSheet(_Strict):
         try:
             return chosen, self.providers[chosen]
         except KeyError:
-            raise PricingSheetError(
-                source=self.origin,
-                problems=[
-                    f"providers: no provider {chosen!r}; the sheet has {', '.join(self.providers)}"
-                ],
+            raise UnknownProviderError(
+                provider=chosen, known=sorted(self.providers), source=self.origin
             ) from None
 
 
@@ -247,9 +244,13 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise PricingSheetError(source=str(path), problems=["file not found"]) from None
+        raise PricingSheetError(
+            source=str(path), problems=["file not found"], unreadable=True
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise PricingSheetError(source=str(path), problems=[f"cannot read: {exc}"]) from None
+        raise PricingSheetError(
+            source=str(path), problems=[f"cannot read: {exc}"], unreadable=True
+        ) from None
     return _parse_yaml(text, str(path))
 
 

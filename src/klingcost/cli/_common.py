@@ -44,7 +44,8 @@ def exit_code_for(exc: BaseException) -> int:
         | errors.BudgetNotFound
         | errors.HoldNotFound
         | errors.LedgerNotFound
-        | errors.UnpricedRequestError,
+        | errors.UnpricedRequestError
+        | errors.UnknownProviderError,
     ):
         return EXIT_INVALID
     return EXIT_ERROR

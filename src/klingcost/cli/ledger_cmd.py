@@ -13,6 +13,7 @@ from klingcost.budgets import (
     DEFAULT_SOFT,
     PACKS,
     UNITS,
+    Budget,
     BudgetStatus,
     exponent_for,
     parse_limit,
@@ -26,10 +27,11 @@ from klingcost.cli._common import (
     json_option,
     ledger_option,
 )
-from klingcost.errors import BudgetNotFound
-from klingcost.ledger import HOLD_STATES, Hold, Ledger
+from klingcost.errors import BudgetNotFound, HoldStateError, KlingcostError, LedgerNotFound
+from klingcost.ledger import HOLD_STATES, Hold, Ledger, default_ledger_path
 from klingcost.money import UNIT_EXPONENT, fixed, format_amount, format_minor
 from klingcost.periods import PERIODS
+from klingcost.sheet import load_sheet
 
 
 def register(main: click.Group) -> None:
@@ -85,9 +87,9 @@ def budget_group() -> None:
 @click.argument("team")
 @click.option(
     "--limit",
-    required=True,
     metavar="N",
-    help="The limit in major units: credits (500000) or Kling units (12.5). Exact, never a float.",
+    help="The limit in major units: credits (500000) or Kling units (12.5). Exact, never a float."
+    " Needed for a new budget, or when --unit or --pack changes what it counts.",
 )
 @click.option("--period", type=click.Choice(PERIODS), help="Reset period (default: none).")
 @click.option("--parent", metavar="NAME", help="A budget this one also spends from.")
@@ -96,14 +98,16 @@ def budget_group() -> None:
     metavar="UNIT",
     help="credits (default), units (Kling units of --pack), or a currency such as usd.",
 )
-@click.option("--pack", type=click.Choice(PACKS), help="Resource pack of a units budget (video).")
+@click.option(
+    "--pack", type=click.Choice(PACKS), help="Resource pack of a --unit units budget (video)."
+)
 @click.option("--soft", metavar="SHARE", help="Share of the limit that records an alert (0.8).")
 @click.option("--tz", metavar="ZONE", help="IANA time zone of the period calendar (UTC).")
 @ledger_option
 @json_option
 def budget_set(
     team: str,
-    limit: str,
+    limit: str | None,
     period: str | None,
     parent: str | None,
     unit: str | None,
@@ -120,15 +124,29 @@ def budget_set(
       klingcost budget set video-team --limit 500000 --parent acme --soft 0.9
       klingcost budget set pack --unit units --pack video --limit 12.5 --period day
     """
-    with _open(ledger_path, create=True) as ledger:
+    try:  # without --limit no budget can be created, so no new ledger is started either
+        opened = _open(ledger_path, create=limit is not None)
+    except LedgerNotFound:
+        where = ledger_path or default_ledger_path()
+        fail(
+            f"budget {team} does not exist yet (no ledger at {where}): give --limit N to create it",
+            EXIT_INVALID,
+        )
+    with opened as ledger:
         try:
             old = ledger.get_budget(team)
         except BudgetNotFound:
             old = None
         chosen_unit = unit or (old.unit if old else "credits")
+        if pack is not None and chosen_unit != UNITS:
+            fail(
+                f"--pack {pack} applies only to --unit units, and budget {team} counts "
+                f"{chosen_unit}: leave --pack out, or give --unit units",
+                EXIT_INVALID,
+            )
         status = ledger.set_budget(
             team,
-            limit=parse_limit(limit, exponent_for(chosen_unit)),
+            limit=_limit(team, limit, old, chosen_unit, pack),
             unit=chosen_unit,
             period=period or (old.period if old else "none"),
             parent=parent if parent is not None else (old.parent if old else None),
@@ -141,6 +159,46 @@ def budget_set(
     else:
         click.echo(f"{'updated' if old else 'created'} budget {team}")
         click.echo(render_status(status))
+    if chosen_unit not in (UNITS, "credits"):
+        click.echo(_currency_note(team, chosen_unit), err=True)
+
+
+def _limit(team: str, limit: str | None, old: Budget | None, unit: str, pack: str | None) -> int:
+    """The limit in minor units: ``--limit`` when given, else the current one, as long as the
+    budget exists and still counts the same thing (a limit in credits means nothing in usd)."""
+    if limit is not None:
+        return parse_limit(limit, exponent_for(unit))
+    if old is None:
+        fail(f"budget {team} does not exist yet: give --limit N to create it", EXIT_INVALID)
+    old_counts = old.unit if old.unit != UNITS else f"units ({old.pack})"
+    new_counts = unit if unit != UNITS else f"units ({pack or old.pack or 'video'})"
+    if new_counts != old_counts:
+        fail(
+            f"budget {team} counts {old_counts}: to count {new_counts} instead, give its "
+            f"--limit N in {new_counts}",
+            EXIT_INVALID,
+        )
+    return old.limit
+
+
+def _currency_note(team: str, currency: str) -> str:
+    """One line for a budget in a currency other than credits: only holds priced in it count,
+    so say which providers of the price sheet price in it."""
+    try:
+        providers = sorted(
+            name for name, p in load_sheet().providers.items() if p.currency == currency
+        )
+    except KlingcostError:  # a broken overlay is reported where prices are used, not here
+        providers = []
+    how = (
+        " or ".join(f"--provider {name}" for name in providers)
+        if providers
+        else f"a provider in {currency}, added with --pricing FILE"
+    )
+    return (
+        f"note: budget {team} counts {currency}: only holds priced in {currency} fit it; "
+        f"price jobs with {how}"
+    )
 
 
 @budget_group.command("show", epilog=EXIT_CODES_HELP)
@@ -272,7 +330,9 @@ def holds_group(
     """List holds: money reserved for jobs, until settled at the real charge or voided.
 
     A hold in state unknown (a crash or a timeout after sending) keeps counting against its
-    budgets until you resolve it: check the task with the provider, then settle or void it.
+    budgets until you resolve it: `klingcost sync` settles it from what the API reports, where
+    the API can tell; `klingcost holds void ID --reason TEXT` releases it once you know nothing
+    was charged.
 
     \b
       klingcost holds --state unknown
@@ -392,7 +452,10 @@ def holds_void(
                 "be charged",
                 EXIT_INVALID,
             )
-        hold = ledger.void(hold_id, reason=reason)
+        try:
+            hold = ledger.void(hold_id, reason=reason)
+        except HoldStateError as exc:  # a settled hold: the request, not the tool, is wrong
+            fail(str(exc), EXIT_INVALID)
     if as_json:
         echo_json(hold_dict(hold))
     elif before.state == "voided":
