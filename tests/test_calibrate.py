@@ -311,3 +311,9 @@ def test_import_usage_keeps_nothing_when_the_overlay_cannot_be_written(
     assert (out / "credits.yaml").read_text().startswith("# from a test\n")
     rule = load_sheet(out / "credits.yaml").providers["openai-hk"].per_unit["video"]
     assert rule.amount == Fraction(18_000)
+
+
+def test_trusted_charges_are_counted_below_min_samples(ledger: Ledger) -> None:
+    result = calibrate(ledger, min_samples=50)
+    assert result.observed == () and len(result.skipped) == len(JOBS)
+    assert result.trusted == sum(n for *_, n in JOBS) == result.to_dict()["trusted"]

@@ -238,3 +238,60 @@ def test_every_new_command_has_help() -> None:
     for name in ("report", "reconcile", "calibrate", "import-usage"):
         code, out, _ = run(name, "--help")
         assert code == 0 and "Usage:" in out and "--ledger" in out
+
+
+def test_report_refuses_a_team_the_ledger_does_not_know(path: Path, tmp_path: Path) -> None:
+    target = tmp_path / "nobody.csv"
+    for extra in ([], ["--format", "csv", "-o", str(target)], ["--tasks", "--format", "json"]):
+        code, out, err = run("report", "--ledger", str(path), "--team", "studoi", *extra)
+        assert code == 2, out
+        assert "'studoi'" in err and "known: studio" in err and "Traceback" not in err
+    assert not target.exists()
+
+
+def test_report_on_a_parent_team_names_its_budgets_below(tmp_path: Path) -> None:
+    where = tmp_path / "tree.db"
+    with Ledger.open(where) as ledger:
+        ledger.set_budget("acme", limit=10**12)
+        ledger.set_budget("studio", limit=10**12, parent="acme")
+        book(ledger, "kling-v1", 1000, "1")
+    code, out, _ = run("report", "--ledger", str(where), "--team", "acme")
+    assert code == 0, out
+    assert "acme has no holds of its own; its budgets below: studio" in out
+    code, out, _ = run("report", "--ledger", str(where), "--team", "studio")
+    assert code == 0 and "no holds of its own" not in out and "studio" in out
+
+
+def test_report_names_the_time_keys_given(path: Path) -> None:
+    code, _, err = run("report", "--ledger", str(path), "--by", "team,day,month")
+    assert code == 2
+    assert "choose one of day, week or month" in err and "team,day,month" in err
+
+
+def test_reconcile_shows_only_the_tolerance_hint(path: Path) -> None:
+    for given in ("abc", "1/0", "-5%"):
+        code, _, err = run("reconcile", "--ledger", str(path), "--tolerance", given)
+        assert code == 2
+        assert f"'{given}'" in err and "(write 0.05, 5% or 1/20" in err
+        assert "4/3" not in err and "Traceback" not in err
+
+
+def test_calibrate_says_when_it_writes_no_file(tmp_path: Path) -> None:
+    where = tmp_path / "exact.db"
+    with Ledger.open(where) as ledger:
+        ledger.set_budget("studio", limit=10**12)
+        for _ in range(3):
+            book(ledger, "kling-v1", 1000, "1")  # what the sheet says
+    target = tmp_path / "observed.yaml"
+    code, out, _ = run("calibrate", "--ledger", str(where), "--write", str(target))
+    assert code == 0, out
+    assert f"{target} was not written" in out and "no overlay is needed" in out
+    assert f"--pricing {target}" in out and not target.exists()
+
+
+def test_calibrate_says_no_class_reaches_min_samples(path: Path) -> None:
+    code, out, _ = run("calibrate", "--ledger", str(path), "--min-samples", "50")
+    assert code == 0, out
+    trusted = sum(n for *_, n in JOBS)
+    assert f"{trusted} trusted charges, but no job class has 50 or more" in out
+    assert "(lower --min-samples)" in out and "no trusted charges" not in out

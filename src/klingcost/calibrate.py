@@ -118,6 +118,7 @@ class Calibration:
     not_reproduced: tuple[str, ...] = ()
     skipped: tuple[str, ...] = ()  # classes below min_samples
     notes: tuple[str, ...] = ()
+    trusted: int = 0  # trusted charges in every class, below min_samples or not
 
     @property
     def changes(self) -> int:
@@ -132,6 +133,7 @@ class Calibration:
             "not_reproduced": list(self.not_reproduced),
             "skipped": list(self.skipped),
             "notes": list(self.notes),
+            "trusted": self.trusted,
         }
 
 
@@ -500,9 +502,10 @@ def calibrate(
     if min_samples < 1:
         raise CalibrationError(f"--min-samples must be at least 1 (given {min_samples})")
     sheet = sheet if sheet is not None else load_sheet()
-    observed, skipped = [], []
+    observed, skipped, trusted = [], [], 0
     for job, charges in observe(ledger):
         units, support, tasks = _mode(charges)
+        trusted += tasks
         if tasks < min_samples:
             skipped.append(f"{job.label} ({tasks} task{'s' if tasks != 1 else ''})")
             continue
@@ -535,6 +538,7 @@ def calibrate(
         tuple(missed),
         tuple(skipped),
         tuple(notes),
+        trusted,
     )
 
 

@@ -63,6 +63,7 @@ is written unchanged. Task ids stay plain digits: a spreadsheet that opens the C
 from __future__ import annotations
 
 import csv
+import difflib
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -154,7 +155,7 @@ def parse_group_by(text: str | Sequence[str]) -> tuple[GroupKey, ...]:
             "join several with commas, e.g. team,month)"
         )
     if len([p for p in parts if p in TIME_KEYS]) > 1:
-        raise ReportError("--by: choose one of day, week or month")
+        raise ReportError(f"--by: choose one of day, week or month (given {','.join(parts)})")
     if len(set(parts)) != len(parts):
         raise ReportError(f"--by: a key is repeated in {','.join(parts)}")
     return tuple(cast("list[GroupKey]", parts))
@@ -429,6 +430,21 @@ def daily_sums(
     merged = grouped_sums(ledger, columns, since=since, until=until, team=team)
     for key in sorted(merged):
         yield key, tuple(merged[key])
+
+
+def budgets_below(ledger: Ledger, team: str) -> list[str]:
+    """The budgets directly below ``team``'s (its children, by name). ReportError when the
+    ledger has no budget ``team``: the message names it and a few of the teams it knows."""
+    with ledger.reading():
+        rows = ledger.execute("SELECT name, parent FROM budgets ORDER BY name").fetchall()
+    names = [name for name, _ in rows]
+    if team not in names:
+        near = difflib.get_close_matches(team, names, n=3)
+        shown = [*near, *(name for name in names if name not in near)][:8]
+        more = f" and {len(names) - len(shown)} more" if len(names) > len(shown) else ""
+        known = f"known: {', '.join(shown)}{more}" if names else "the ledger has no budgets yet"
+        raise ReportError(f"--team: no team {team!r} in the ledger ({known})")
+    return [name for name, parent in rows if parent == team]
 
 
 def spending_report(
@@ -917,6 +933,7 @@ __all__ = [
     "ReportError",
     "ReportRow",
     "TaskRow",
+    "budgets_below",
     "csv_cell",
     "daily_sums",
     "export_tasks_csv",

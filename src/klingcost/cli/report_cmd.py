@@ -147,14 +147,23 @@ def report_command(
     if tasks and fmt not in ("csv", "json"):
         raise click.BadParameter("--tasks writes csv or json", param_hint="--format")
     with _open(ledger_path) as ledger:
+        try:
+            below = [] if team is None else reports.budgets_below(ledger, team)
+        except reports.ReportError as exc:
+            message = str(exc).removeprefix("--team: ")
+            raise click.BadParameter(message, param_hint="--team") from None
         if tasks:
             with _output(output) as out:
                 if fmt == "csv":
-                    reports.export_tasks_csv(ledger, out, since=first, until=last, team=team)
+                    count = reports.export_tasks_csv(
+                        ledger, out, since=first, until=last, team=team
+                    )
                 else:
                     rows = reports.task_rows(ledger, since=first, until=last, team=team)
-                    reports.export_tasks_json(rows, out)
+                    count = reports.export_tasks_json(rows, out)
             _done(output)
+            if count == 0 and below:
+                click.echo(_only_below(team, below, first, last), err=True)
             return
         report = reports.spending_report(ledger, by=keys, since=first, until=last, team=team)
         page = None
@@ -171,9 +180,19 @@ def report_command(
             reports.write_json(report, out)
         elif fmt == "md":
             reports.write_markdown(report, out)
+        elif not report.rows and below:
+            out.write(_only_below(team, below, first, last) + "\n")
         else:
             out.write(reports.render_table(report) + "\n")
     _done(output)
+    if fmt != "table" and not report.rows and below:
+        click.echo(_only_below(team, below, first, last), err=True)
+
+
+def _only_below(team: str | None, below: list[str], first: date | None, last: date | None) -> str:
+    """What a report of a team with no holds of its own says: the budgets below it spend."""
+    window = " in this window" if first or last else ""
+    return f"{team} has no holds of its own{window}; its budgets below: {', '.join(below)}"
 
 
 def _done(output: str | None) -> None:
@@ -189,8 +208,10 @@ def _tolerance(ctx: click.Context, param: click.Parameter, value: str) -> Any:
 
     try:
         return parse_tolerance(value)
-    except (TypeError, ValueError) as exc:
-        raise click.BadParameter(f"{exc} (write 0.05, 5% or 1/20)") from None
+    except (TypeError, ValueError):
+        raise click.BadParameter(
+            f"{value!r} is not a tolerance (write 0.05, 5% or 1/20; 0 or more)"
+        ) from None
 
 
 @click.command("reconcile", epilog=EXIT_CODES_HELP)
@@ -365,12 +386,19 @@ def calibrate_command(
     if as_json:
         echo_json({**result.to_dict(), "written": written})
         return
-    click.echo(_render_calibration(result))
+    click.echo(_render_calibration(result, min_samples))
     if write_path:
         if result.overlay:
             click.echo(f"\nwrote the overlay ({result.changes} entries) to {write_path}")
+        elif result.observed and not result.not_reproduced:
+            click.echo(
+                f"\n{write_path} was not written: the sheet already prices every observed class"
+                f" at what Kling charged, so no overlay is needed (do not pass --pricing"
+                f" {write_path})"
+            )
         else:
-            click.echo("\nthe sheet matches every observation: no overlay written")
+            reason = "no overlay could be fitted" if result.observed else "nothing to learn from"
+            click.echo(f"\n{write_path} was not written: {reason}")
 
 
 def _check_write(write_path: str | None) -> None:
@@ -384,11 +412,16 @@ def _check_write(write_path: str | None) -> None:
             raise click.BadParameter(str(exc), param_hint="--write") from None
 
 
-def _render_calibration(result: Any) -> str:
+def _render_calibration(result: Any, min_samples: int) -> str:
     from klingcost.money import format_amount
 
     if not result.observed:
         lines = ["no trusted charges to learn from yet (settled tasks with a final_unit_deduction)"]
+        if result.trusted:
+            lines = [
+                f"{result.trusted} trusted charge{'s' if result.trusted != 1 else ''}, but no"
+                f" job class has {min_samples} or more (lower --min-samples)"
+            ]
         if result.skipped:
             lines.append("below --min-samples: " + "; ".join(result.skipped))
         return "\n".join(lines)
@@ -417,7 +450,7 @@ def _render_calibration(result: Any) -> str:
             f"With it, {len(result.reproduced)} of {len(result.observed)} observed classes"
             " are priced at what Kling charged."
         )
-    else:
+    elif not result.not_reproduced:
         lines.append("The sheet prices every observed class at what Kling charged.")
     for label in result.not_reproduced:
         lines.append(f"  not reproduced: {label}")
