@@ -68,6 +68,9 @@ IMAGE_ASPECTS: Final = ("16:9", "9:16", "1:1", "4:3", "3:4", "3:2", "2:3")
 VIDEO_ASPECTS: Final = ("16:9", "9:16", "1:1")
 VIDEO_DURATIONS: Final = (5, 10)
 OMNI_DURATIONS: Final = range(3, 11)
+#: What a problem with ``duration`` names as allowed.
+VIDEO_DURATION_TEXT: Final = '"5" or "10"'
+OMNI_DURATION_TEXT: Final = "3 to 10 seconds"
 
 #: Kling's defaults for a field left out. kling-v2-6 is always pro on the proxy (openai-hk
 #: docs), and an O1 body without a mode is priced as pro: the sources disagree on O1's default,
@@ -113,16 +116,31 @@ def normalize_endpoint(name: str) -> Endpoint:
 # --- field types that accept what real clients send --------------------------------------
 
 
-def _whole_number(value: Any) -> Any:
-    """Accept 5 and "5"; refuse booleans, 5.5 and "five" with pydantic's own int errors."""
-    if isinstance(value, bool):
+def _parse_whole(value: Any, *, signed: bool) -> Any:
+    """Accept 5 and "5" as the API does; refuse what it refuses: booleans, floats (5.0 too) and
+    strings that are not plain ASCII digits ("5.0", " 10 ", full-width "１０")."""
+    if isinstance(value, bool):  # True is an int to Python, not to the API
         raise ValueError("a whole number, not a boolean")
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, float):  # 5.0, NaN: pydantic would take 5.0 as 5
+        raise ValueError("a whole number, not a decimal number")
+    if isinstance(value, str):
+        digits = value.removeprefix("-") if signed else value
+        # isascii(): str.isdigit() also takes "１" and "²", which the API refuses.
+        if not (digits.isascii() and digits.isdigit()):
+            raise ValueError("not a whole number")
         try:
             return int(value)
-        except ValueError:  # "²" is a digit to isdigit() but not to int(); pydantic reports it
-            return value
+        except ValueError:  # over Python's 4300-digit limit; its message must not reach the user
+            raise ValueError("a whole number too long to read") from None
     return value
+
+
+def _whole_number(value: Any) -> Any:
+    return _parse_whole(value, signed=True)
+
+
+def _count(value: Any) -> Any:
+    return _parse_whole(value, signed=False)
 
 
 def _fraction_number(value: Any) -> Any:
@@ -132,6 +150,7 @@ def _fraction_number(value: Any) -> Any:
 
 
 Whole = Annotated[int, BeforeValidator(_whole_number)]
+Count = Annotated[int, BeforeValidator(_count)]  # duration, n: "-5" is no count of anything
 Unit = Annotated[float, BeforeValidator(_fraction_number), Field(ge=0, le=1)]
 OnOff = Literal["on", "off"]
 
@@ -154,7 +173,7 @@ class ImageRequest(_Body):
     image_reference: Literal["subject", "face"] | None = None
     image_fidelity: Unit | None = None
     human_fidelity: Unit | None = None
-    n: Annotated[Whole, Field(ge=1, le=9)] | None = None
+    n: Annotated[Count, Field(ge=1, le=9)] | None = None
     aspect_ratio: Literal["16:9", "9:16", "1:1", "4:3", "3:4", "3:2", "2:3"] | None = None
 
 
@@ -183,7 +202,7 @@ class _VideoBody(_Body):
     cfg_scale: Unit | None = None
     mode: Literal["std", "pro"] | None = None
     aspect_ratio: Literal["16:9", "9:16", "1:1"] | None = None
-    duration: Whole | None = None
+    duration: Count | None = None
     sound: OnOff | None = None
     camera_control: CameraControl | None = None
 
@@ -231,7 +250,7 @@ class OmniVideoRequest(_Body):
     prompt: str
     mode: Literal["std", "pro"] | None = None
     aspect_ratio: Literal["16:9", "9:16", "1:1"] | None = None
-    duration: Whole | None = None
+    duration: Count | None = None
     image_list: list[OmniImage] | None = None
     element_list: list[OmniElement] | None = None
     video_list: list[OmniVideo] | None = None
@@ -339,41 +358,57 @@ def _prepare(body: Mapping[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
 
 
 def _from_pydantic(exc: ValidationError, model: type[BaseModel]) -> list[Problem]:
-    problems = []
+    problems: dict[str, Problem] = {}
     for error in exc.errors(include_url=False):
-        field = ".".join(str(part) for part in error["loc"]) or "body"
         kind = error["type"]
+        field, owner = _field_path(model, error["loc"], kind)
+        name = field.rsplit(".", 1)[-1]
         ctx = error.get("ctx") or {}
         given = error.get("input", _MISSING)
         if kind == "missing":
             given, allowed, message = _MISSING, "a value", "is required"
         elif kind == "extra_forbidden":
-            allowed = "the documented fields: " + ", ".join(_field_names(model, error["loc"]))
+            allowed = "the documented fields: " + ", ".join(owner.model_fields)
             message = "unknown field"
         elif kind == "literal_error":
             allowed = str(ctx.get("expected"))
             message = "not an allowed value"
         elif kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
-            allowed = _range_text(model, error["loc"], ctx)
+            allowed = _number_text(model, name) or ", ".join(f"{k} {v}" for k, v in ctx.items())
             message = "out of range"
         elif kind.startswith("int") or (kind == "value_error" and "whole" in str(ctx)):
-            allowed = 'a whole number, as 5 or "5"'
+            allowed = _number_text(model, name) or 'a whole number, as 5 or "5"'
             message = "not a whole number"
         else:
-            allowed = _expected_type(kind)
-            message = error["msg"].removeprefix("Value error, ")
-        problems.append(Problem(field, given, allowed, message))
-    return problems
+            allowed, message = _expected_type(kind)
+        earlier = problems.get(field)
+        if earlier is not None:
+            # A union field (element_id: a number or a string) fails once per member.
+            allowed, message = f"{earlier.allowed}, or {allowed}", "not an allowed type"
+        problems[field] = Problem(field, given, allowed, message)
+    return list(problems.values())
 
 
-def _field_names(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
-    current: Any = model
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        annotation = current.model_fields[part].annotation if part in current.model_fields else None
-        current = _model_in(annotation) or current
-    return list(current.model_fields)
+def _field_path(
+    model: type[BaseModel], loc: tuple[int | str, ...], kind: str
+) -> tuple[str, type[BaseModel]]:
+    """The dotted name of an error's field, and the model that holds the field.
+
+    The error of a union member carries the member as one more part ("str",
+    "function-before[_whole_number(), int]"). It names no field, so it is left out.
+    """
+    parts: list[str] = []
+    current: type[BaseModel] | None = model
+    owner = model
+    for part in loc:
+        if isinstance(part, int):  # a list index
+            parts.append(str(part))
+        elif current is not None and (part in current.model_fields or kind == "extra_forbidden"):
+            owner = current
+            parts.append(part)
+            info = current.model_fields.get(part)
+            current = _model_in(info.annotation) if info is not None else None
+    return ".".join(parts) or "body", owner
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:
@@ -386,31 +421,31 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _range_text(model: type[BaseModel], loc: tuple[int | str, ...], ctx: Mapping[str, Any]) -> str:
-    field = str(loc[-1])
-    bounds = {
+def _number_text(model: type[BaseModel], field: str) -> str | None:
+    """What a numeric field allows, for both a value out of range and one of the wrong type."""
+    if field == "duration":
+        return OMNI_DURATION_TEXT if model is OmniVideoRequest else VIDEO_DURATION_TEXT
+    if field in CAMERA_AXES:
+        return "whole numbers from -10 to 10"
+    return {
         "n": "1 to 9",
         "cfg_scale": "0 to 1",
         "image_fidelity": "0 to 1",
         "human_fidelity": "0 to 1",
-    }
-    if field in bounds:
-        return bounds[field]
-    if field in CAMERA_AXES:
-        return "whole numbers from -10 to 10"
-    return ", ".join(f"{k} {v}" for k, v in ctx.items())
+    }.get(field)
 
 
-def _expected_type(kind: str) -> str:
+def _expected_type(kind: str) -> tuple[str, str]:
+    """(allowed, message) of a type error in our words: pydantic's messages name its classes."""
     if kind.startswith("string"):
-        return "a string"
+        return "a string", "not a string"
     if kind.startswith("float") or kind.startswith("decimal"):
-        return "a number"
+        return "a number", "not a number"
     if kind in ("list_type", "too_long", "too_short"):
-        return "a list"
+        return "a list", "not a list"
     if kind in ("model_type", "dict_type", "model_attributes_type"):
-        return "a JSON object"
-    return "see the Kling API documentation"
+        return "a JSON object", "not a JSON object"
+    return "see the Kling API documentation", "not an allowed value"
 
 
 def _resolve(name: Endpoint, parsed: RequestModel, problems: list[Problem]) -> ValidatedRequest:
@@ -506,7 +541,7 @@ def _rules(
 def _video_rules(request: ValidatedRequest, body: _VideoBody, problems: list[Problem]) -> None:
     if body.duration is not None and body.duration not in VIDEO_DURATIONS:
         problems.append(
-            Problem("duration", body.duration, '"5" or "10"', "not an allowed duration")
+            Problem("duration", body.duration, VIDEO_DURATION_TEXT, "not an allowed duration")
         )
     if request.sound and request.model not in SOUND_MODELS:
         problems.append(
@@ -523,6 +558,17 @@ def _video_rules(request: ValidatedRequest, body: _VideoBody, problems: list[Pro
         _check_image("image", body.image, problems)
         if body.image_tail is not None:
             _check_image("image_tail", body.image_tail, problems)
+        # The motion brush's masks are images too, sent as a URL or base64 like image.
+        if body.static_mask is not None:
+            _check_image("static_mask", body.static_mask, problems)
+        for index, brush in enumerate(body.dynamic_masks or []):
+            field, mask = f"dynamic_masks.{index}.mask", brush.get("mask")
+            if isinstance(mask, str):
+                if mask:  # "" means "not set", as at the top level
+                    _check_image(field, mask, problems)
+            elif mask is not None:
+                allowed = "an http(s) URL or base64 image data"
+                problems.append(Problem(field, mask, allowed, "not a string"))
         extras = [
             name
             for name, present in (
@@ -619,7 +665,9 @@ def _omni_rules(request: ValidatedRequest, body: OmniVideoRequest, problems: lis
     )
     duration = request.duration
     if duration not in OMNI_DURATIONS:
-        problems.append(Problem("duration", duration, "3 to 10 seconds", "not an allowed duration"))
+        problems.append(
+            Problem("duration", duration, OMNI_DURATION_TEXT, "not an allowed duration")
+        )
     elif first_frame_only and duration not in VIDEO_DURATIONS:
         problems.append(
             Problem(
