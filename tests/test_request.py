@@ -4,6 +4,7 @@ clients send. Expected values are written out here from the sources, never read 
 from __future__ import annotations
 
 import base64
+import math
 import struct
 import zlib
 from typing import Any
@@ -235,7 +236,7 @@ def test_nulls_and_empty_strings_mean_unset() -> None:
     assert (image.model, image.n, image.reference_image) == ("kling-v1", 1, False)
 
 
-@pytest.mark.parametrize("duration", ["10", 10, " 10 "])
+@pytest.mark.parametrize("duration", ["10", 10])
 def test_duration_as_string_or_number(duration: Any) -> None:
     assert validate_request(T2V, {"prompt": "p", "duration": duration}).duration == 10
 
@@ -243,6 +244,47 @@ def test_duration_as_string_or_number(duration: Any) -> None:
 @pytest.mark.parametrize("n", ["3", 3])
 def test_n_as_string_or_number(n: Any) -> None:
     assert validate_request(IMG, {"prompt": "p", "n": n}).n == 3
+
+
+# The API takes 5 or "5" and nothing else that reads as a number: no spaces, no decimals,
+# no full-width digits (str.isdigit() takes "１０"), no floats (pydantic takes 5.0 as 5).
+NOT_WHOLE = ["5.0", " 10 ", "１０", "10\n", "+5", "-5", "0x5", 5.0, 10.0, float("inf")]
+
+
+@pytest.mark.parametrize("endpoint", [T2V, I2V])
+@pytest.mark.parametrize("duration", NOT_WHOLE)
+def test_duration_refuses_what_the_api_refuses(endpoint: str, duration: Any) -> None:
+    found = problems_of(endpoint, {**base(endpoint), "duration": duration})
+    assert found["duration"].given == duration
+    assert found["duration"].allowed == '"5" or "10"'
+
+
+@pytest.mark.parametrize("duration", NOT_WHOLE)
+def test_omni_duration_refuses_what_the_api_refuses(duration: Any) -> None:
+    found = problems_of(O1, {"prompt": "p", "duration": duration})
+    assert found["duration"].given == duration
+    assert found["duration"].allowed == "3 to 10 seconds"
+
+
+@pytest.mark.parametrize("n", ["２", "3.0", " 3 ", "3 ", "-3", 3.0, True])
+def test_n_refuses_what_the_api_refuses(n: Any) -> None:
+    found = problems_of(IMG, {"prompt": "p", "n": n})
+    assert found["n"].given == n
+    assert found["n"].allowed == "1 to 9"
+
+
+@pytest.mark.parametrize(("endpoint", "allowed"), [(T2V, '"5" or "10"'), (O1, "3 to 10 seconds")])
+def test_duration_nan_lists_the_allowed_values(endpoint: str, allowed: str) -> None:
+    found = problems_of(endpoint, {"prompt": "p", "duration": float("nan")})
+    assert math.isnan(found["duration"].given)
+    assert found["duration"].allowed == allowed
+    assert "documentation" not in str(found["duration"])
+
+
+@pytest.mark.parametrize(("endpoint", "field"), [(T2V, "cfg_scale"), (IMG, "image_fidelity")])
+def test_boolean_fraction_lists_the_allowed_range(endpoint: str, field: str) -> None:
+    found = problems_of(endpoint, {"prompt": "p", field: True})
+    assert found[field].allowed == "0 to 1"
 
 
 def test_omni_duration_as_number_and_string() -> None:
@@ -684,6 +726,38 @@ def test_image2video_each_feature_alone(extra: dict[str, Any]) -> None:
     validate_request(I2V, {"image": URL, **extra})
 
 
+@pytest.mark.parametrize(
+    ("mask", "message"),
+    [
+        ("notbase64!!", "not a URL or base64"),
+        (png(299, 300), "image too small"),
+        ("data:image/png;base64," + png(300, 300), "data: URI prefix"),
+        (base64.b64encode(b"GIF89a" + bytes(100)).decode(), "not a jpg or png image"),
+    ],
+    ids=["junk", "small", "data-uri", "gif"],
+)
+@pytest.mark.parametrize("where", ["static_mask", "dynamic_masks"])
+def test_image2video_masks_are_checked_like_image(mask: str, message: str, where: str) -> None:
+    if where == "static_mask":
+        body, field = {"image": URL, "static_mask": mask}, "static_mask"
+    else:
+        brush = [{"mask": URL}, {"mask": mask, "trajectories": []}]
+        body, field = {"image": URL, "dynamic_masks": brush}, "dynamic_masks.1.mask"
+    found = problems_of(I2V, body)
+    assert found[field].message == message
+
+
+def test_image2video_inline_masks_that_keep_the_rules() -> None:
+    validate_request(I2V, {"image": URL, "static_mask": png(300, 300)})
+    validate_request(I2V, {"image": URL, "dynamic_masks": [{"mask": jpeg(1280, 720)}]})
+
+
+def test_image2video_dynamic_mask_must_be_a_string() -> None:
+    found = problems_of(I2V, {"image": URL, "dynamic_masks": [{"mask": 5}]})
+    assert found["dynamic_masks.0.mask"].given == 5
+    assert "URL" in found["dynamic_masks.0.mask"].allowed
+
+
 # --- inline images ------------------------------------------------------------------------------
 
 
@@ -907,6 +981,56 @@ def test_validation_error_is_klingcost_own_not_pydantic() -> None:
     assert error.__context__ is None or error.__suppress_context__
     assert error.endpoint == T2V
     assert "errors.pydantic.dev" not in str(error)
+
+
+@pytest.mark.parametrize("element_id", [True, [1], 5.0, {"id": 1}])
+def test_union_field_is_one_problem_under_its_own_name(element_id: Any) -> None:
+    with pytest.raises(RequestValidationError) as info:
+        validate_request(O1, {"prompt": "p", "element_list": [{"element_id": element_id}]})
+    (problem,) = info.value.problems
+    assert problem.field == "element_list.0.element_id"
+    assert problem.given == element_id
+    assert "whole number" in problem.allowed and "string" in problem.allowed
+    assert "function-before" not in str(info.value)
+
+
+@pytest.mark.parametrize("element_id", [5, "5", "el-abc"])
+def test_element_id_is_a_number_or_a_string(element_id: Any) -> None:
+    validate_request(O1, {"prompt": "p", "element_list": [{"element_id": element_id}]})
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "body", "field"),
+    [
+        (T2V, {"prompt": "p", "camera_control": "simple"}, "camera_control"),
+        (
+            T2V,
+            {"prompt": "p", "camera_control": {"type": "simple", "config": 3}},
+            "camera_control.config",
+        ),
+        (O1, {"prompt": "p", "video_list": [3]}, "video_list.0"),
+        (O1, {"prompt": "p", "image_list": ["x"]}, "image_list.0"),
+        (O1, {"prompt": "p", "element_list": [7]}, "element_list.0"),
+    ],
+)
+def test_messages_name_no_pydantic_class(endpoint: str, body: dict[str, Any], field: str) -> None:
+    with pytest.raises(RequestValidationError) as info:
+        validate_request(endpoint, body)
+    found = {problem.field: problem for problem in info.value.problems}
+    assert found[field].allowed == "a JSON object"
+    assert found[field].message == "not a JSON object"
+    text = str(info.value)
+    for pydantic_text in ("Input should", "instance of", "Camera", "Omni", "dictionary"):
+        assert pydantic_text not in text
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"prompt": 5}, "prompt"), ({"prompt": "p", "cfg_scale": "high"}, "cfg_scale")],
+)
+def test_type_messages_are_our_own(body: dict[str, Any], field: str) -> None:
+    found = problems_of(T2V, body)
+    assert not found[field].message.startswith("Input should")
 
 
 def test_missing_value_shows_as_nothing() -> None:

@@ -120,9 +120,9 @@ def _parse_whole(value: Any, *, signed: bool) -> Any:
     """Accept 5 and "5" as the API does; refuse what it refuses: booleans, floats (5.0 too) and
     strings that are not plain ASCII digits ("5.0", " 10 ", full-width "１０")."""
     if isinstance(value, bool):  # True is an int to Python, not to the API
-        raise ValueError("a whole number, not a boolean")
+        raise ValueError("a boolean, not a whole number")
     if isinstance(value, float):  # 5.0, NaN: pydantic would take 5.0 as 5
-        raise ValueError("a whole number, not a decimal number")
+        raise ValueError("a decimal number, not a whole number")
     if isinstance(value, str):
         digits = value.removeprefix("-") if signed else value
         # isascii(): str.isdigit() also takes "１" and "²", which the API refuses.
@@ -131,7 +131,7 @@ def _parse_whole(value: Any, *, signed: bool) -> Any:
         try:
             return int(value)
         except ValueError:  # over Python's 4300-digit limit; its message must not reach the user
-            raise ValueError("a whole number too long to read") from None
+            raise ValueError("too many digits for a whole number") from None
     return value
 
 
@@ -145,7 +145,7 @@ def _count(value: Any) -> Any:
 
 def _fraction_number(value: Any) -> Any:
     if isinstance(value, bool):
-        raise ValueError("a number, not a boolean")
+        raise ValueError("a boolean, not a number")
     return value
 
 
@@ -376,9 +376,11 @@ def _from_pydantic(exc: ValidationError, model: type[BaseModel]) -> list[Problem
         elif kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
             allowed = _number_text(model, name) or ", ".join(f"{k} {v}" for k, v in ctx.items())
             message = "out of range"
-        elif kind.startswith("int") or (kind == "value_error" and "whole" in str(ctx)):
+        elif kind.startswith("int") or kind == "value_error":
+            # Value errors come only from our own validators (_parse_whole, _fraction_number),
+            # so their text is ours to show.
             allowed = _number_text(model, name) or 'a whole number, as 5 or "5"'
-            message = "not a whole number"
+            message = str(ctx["error"]) if kind == "value_error" else "not a whole number"
         else:
             allowed, message = _expected_type(kind)
         earlier = problems.get(field)
