@@ -468,9 +468,21 @@ def test_csv_cells_a_spreadsheet_would_run_are_neutralised(
         "'-",
         "'@",
         "'- 1",
-        "'\r=1",
+        "'\n=1",  # a carriage return becomes a line feed, and still neutralised
     ]
     grouped = io.StringIO()
     write_csv(spending_report(ledger, by="model"), grouped)
     models = [r["model"] for r in csv.DictReader(io.StringIO(grouped.getvalue()))]
     assert "'=HYPERLINK(1)" in models and "=HYPERLINK(1)" not in models
+
+
+def test_a_lone_carriage_return_never_splits_a_csv_row() -> None:
+    import csv
+    import io
+
+    from klingcost.reports import csv_cell
+
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow([csv_cell("voided:\rby hand"), csv_cell("\r=1")])
+    [row] = list(csv.reader(io.StringIO(out.getvalue())))
+    assert row == ["voided:\nby hand", "'\n=1"]

@@ -52,7 +52,7 @@ children's, as the budget itself does.
 ``zero``, ``malformed``, ``negative``, ``absurd``), ``task_status``, ``reason``.
 
 **Spreadsheet safety of CSV** (:func:`csv_cell`): a spreadsheet runs a cell that starts with
-``=``, ``+``, ``-`` or ``@`` (or a tab or carriage return before one) as a formula, and text
+``=``, ``+``, ``-`` or ``@`` (or a tab or line break before one) as a formula, and text
 in the ledger (a void ``reason``, a team, a model, an API's ``raw_deduction``) is anyone's. So
 both CSV writers prefix such a text cell with a single quote (``=1+2`` is written ``'=1+2``),
 unless the cell is a plain number (``-1``, ``2.5``, ``-1e5``), which is written as it is. JSON
@@ -187,18 +187,21 @@ def percent_text(share: Fraction) -> str:
 #: A plain number as a spreadsheet reads one; such a cell is never changed by csv_cell.
 _UNSIGNED = r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 _NUMBER = re.compile(rf"[+-]?{_UNSIGNED}")
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 
 def csv_cell(value: Any) -> Any:
     """``value`` as safe to open in a spreadsheet: text that starts with ``=``, ``+``, ``-``,
-    ``@``, a tab or a carriage return gets a ``'`` in front, unless it is a plain number
-    (``-1``, ``2.5``); anything else (numbers, None) is returned as it is."""
-    if (
-        isinstance(value, str)
-        and value.startswith(_FORMULA_STARTS)
-        and _NUMBER.fullmatch(value) is None
-    ):
+    ``@``, a tab or a line break gets a ``'`` in front, unless it is a plain number
+    (``-1``, ``2.5``); anything else (numbers, None) is returned as it is.
+
+    Line breaks inside text become ``\n``: ``csv.writer`` quotes a cell holding ``\n`` (the
+    line end) but not one holding a lone ``\r``, which a reader would take for a new row."""
+    if not isinstance(value, str):
+        return value
+    if "\r" in value:
+        value = value.replace("\r\n", "\n").replace("\r", "\n")
+    if value.startswith(_FORMULA_STARTS) and _NUMBER.fullmatch(value) is None:
         return "'" + value
     return value
 
