@@ -22,6 +22,7 @@ from klingcost.errors import (
     InvalidAmountError,
     LedgerError,
     LedgerSchemaError,
+    LedgerValueError,
 )
 from klingcost.ledger import Ledger, default_ledger_path
 
@@ -279,18 +280,21 @@ def test_units_budgets_count_their_own_pack(ledger: Ledger) -> None:
 
 def test_one_path_never_mixes_two_currencies(ledger: Ledger) -> None:
     ledger.set_budget("company", limit=10**6)  # credits
-    with pytest.raises(BudgetConfigError, match="'us' counts usd, but 'company' on the same"):
+    with pytest.raises(BudgetConfigError, match=r"'us' counts usd to 10\^-4, but 'company'"):
         ledger.set_budget("us", limit=10**6, unit="usd", parent="company")
     ledger.set_budget("videos", limit=10**6, unit="units", pack="video", parent="company")
     ledger.set_budget("us", limit=10**6, unit="usd")  # a root of its own: fine
     ledger.set_budget("us-videos", limit=10**6, unit="units", pack="video", parent="us")
     ledger.set_budget("us-team", limit=10**6, unit="usd", parent="us-videos")
     # Moving the usd tree (or its units budget) under the credits company mixes the two.
-    with pytest.raises(BudgetConfigError, match="'us' counts usd, but 'company' on the same"):
+    with pytest.raises(BudgetConfigError, match=r"'us' counts usd to 10\^-4, but 'company'"):
         ledger.set_budget("us", limit=10**6, unit="usd", parent="company")
-    with pytest.raises(BudgetConfigError, match="counts credits, but 'us-team' on the same"):
+    with pytest.raises(BudgetConfigError, match=r"counts credits to 10\^-0, but 'us-team'"):
         ledger.set_budget("us-videos", limit=10**6, unit="units", pack="video", parent="company")
     assert ledger.get_budget("us-videos").parent == "us"  # nothing changed
+    # The same currency to another minor unit would count one cost 100 times off on one of them.
+    with pytest.raises(BudgetConfigError, match="'cents' counts usd to 10\\^-2, but 'us-team'"):
+        ledger.set_budget("cents", limit=100, unit="usd", exponent=2, parent="us-team")
 
 
 def test_a_money_budget_refuses_a_cost_in_another_minor_unit(ledger: Ledger) -> None:
@@ -301,6 +305,39 @@ def test_a_money_budget_refuses_a_cost_in_another_minor_unit(ledger: Ledger) -> 
     with pytest.raises(BudgetConfigError, match=r"to 10\^-4, but the hold is priced to 10\^-2"):
         ledger.reserve("dollars", replace(cost, exponent=2))
     assert [h.id for h in ledger.holds()] == [hold.id]
+
+
+def test_what_the_driver_cannot_bind_is_a_klingcost_error(ledger: Ledger) -> None:
+    ledger.set_budget("a", limit=1000)
+    # SQLite's driver cannot bind it; PostgreSQL refuses it: a klingcost error either way.
+    with pytest.raises(LedgerError, match=r"cannot be stored|out of range"):
+        ledger.reserve("a", credits(1), meta={"n": 2**64})
+    with pytest.raises(LedgerValueError, match="a value cannot be stored"):
+        ledger.reserve("a", credits(1), key="bad\ud800key")
+    with pytest.raises(LedgerValueError, match="key must be a string"):
+        ledger.reserve("a", credits(1), key=5)  # type: ignore[arg-type]
+    with pytest.raises(LedgerValueError, match="team must be a string"):
+        ledger.reserve(5, credits(1))  # type: ignore[arg-type]
+    with pytest.raises(InvalidAmountError, match="2\\*\\*63 - 1"):
+        HoldAmounts(units_milli=2**64, pack="video", cost_minor=1)
+    hold = ledger.reserve("a", credits(1))
+    with pytest.raises(InvalidAmountError, match="2\\*\\*63 - 1"):
+        ledger.settle(hold.id, units_milli=1, cost_minor=2**64)
+    with pytest.raises((LedgerValueError, HoldNotFound)):
+        ledger.get_hold(2**64)
+    assert ledger.check() == []
+
+
+def test_void_unless_task_decides_inside_the_transaction(ledger: Ledger) -> None:
+    ledger.set_budget("a", limit=1000)
+    hold = ledger.reserve("a", credits(100))
+    seen = ledger.get_hold(hold.id)  # what a caller looked at: no task yet
+    ledger.attach(hold.id, "task-late")  # ... and then the guard attached one
+    assert seen.task_id is None
+    with pytest.raises(HoldStateError, match="has task task-late"):
+        ledger.void(hold.id, reason="no such task", unless_task=True)
+    assert ledger.get_hold(hold.id).state == "submitted"
+    assert ledger.budget_status("a").held == 100
 
 
 def test_migration_0003_moves_old_usd_and_cny_limits_to_the_sheet_exponents(
@@ -320,6 +357,16 @@ def test_migration_0003_moves_old_usd_and_cny_limits_to_the_sheet_exponents(
         us, cn = ledger.get_budget("us"), ledger.get_budget("cn")
         assert (us.limit, us.exponent, cn.limit, cn.exponent) == (100_000, 4, 10_000, 3)
         assert us.format(us.limit) == cn.format(cn.limit) == "10"  # the same money as before
+    # A limit too large to scale stays the largest a column holds.
+    with Ledger.open(tmp_path / "huge.db") as ledger:
+        ledger.set_budget("us", limit=1, unit="usd")
+    conn = sqlite3.connect(tmp_path / "huge.db", isolation_level=None)
+    conn.execute(f"UPDATE budgets SET limit_minor = {2**63 - 1}, exponent = 2")
+    conn.execute("DELETE FROM _klingcost_migrations WHERE name = '0003_currency_exponents'")
+    conn.execute("PRAGMA user_version = 2")
+    conn.close()
+    with Ledger.open(tmp_path / "huge.db") as ledger:
+        assert ledger.get_budget("us").limit == 2**63 - 1
 
 
 def test_settle_and_void_are_idempotent_and_exclusive(ledger: Ledger) -> None:

@@ -53,6 +53,10 @@ class HoldAmounts:
                 )
             if value < 0:
                 raise InvalidAmountError(f"{name} cannot be negative (given {value})")
+            if value > MAX_MINOR:
+                raise InvalidAmountError(
+                    f"{name} is past what the ledger holds, 2**63 - 1 (given {value})"
+                )
         if self.pack not in PACKS:
             raise InvalidAmountError(
                 f"pack must be one of {', '.join(PACKS)} (given {self.pack!r})"

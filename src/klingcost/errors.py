@@ -162,6 +162,11 @@ class HoldStateError(LedgerError):
     """An operation that the hold's current state does not allow (settling a voided hold)."""
 
 
+class LedgerValueError(LedgerError, ValueError):
+    """A value handed to the ledger cannot be stored: an integer past 2**63 - 1, text that is
+    not valid Unicode (a lone surrogate), a key or team that is not a string."""
+
+
 class InvalidAmountError(LedgerError, ValueError):
     """An amount handed to the ledger is not a non-negative int in minor units (a float, -1)."""
 

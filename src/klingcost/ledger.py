@@ -42,6 +42,7 @@ from klingcost._testpoints import reach
 from klingcost.backends import DB, Backend, Cursor, Dialect, is_postgres_url, open_backend
 from klingcost.budgets import (
     DEFAULT_SOFT,
+    MAX_MINOR,
     UNITS,
     Alert,
     Budget,
@@ -64,6 +65,7 @@ from klingcost.errors import (
     InvalidAmountError,
     LedgerError,
     LedgerNotFound,
+    LedgerValueError,
 )
 from klingcost.money import format_amount
 from klingcost.periods import Period, period_key, window_for
@@ -183,6 +185,8 @@ def _int_amount(name: str, value: object) -> int:
         raise InvalidAmountError(f"{name} must be an int in minor units (given {value!r})")
     if value < 0:
         raise InvalidAmountError(f"{name} cannot be negative (given {value})")
+    if value > MAX_MINOR:
+        raise InvalidAmountError(f"{name} is past what the ledger holds, 2**63 - 1 (given {value})")
     return value
 
 
@@ -300,7 +304,7 @@ _SUBTREE_SQL = (
     # (PostgreSQL's ledger names sort as "C") in both terms.
     "WITH RECURSIVE down(name, depth) AS (SELECT name, 0 FROM budgets WHERE name = ? UNION ALL"
     " SELECT b.name, down.depth + 1 FROM budgets AS b JOIN down ON b.parent = down.name"
-    " WHERE down.depth < 64) SELECT b.name, b.unit FROM budgets AS b JOIN down"
+    " WHERE down.depth < 64) SELECT b.name, b.unit, b.exponent FROM budgets AS b JOIN down"
     " ON b.name = down.name"
 )
 
@@ -310,8 +314,14 @@ def _check_one_currency(conn: DB, team: str) -> None:
     a budget in the other would refuse every job. Units budgets count units and mix freely."""
     # The tree below ``team`` was consistent before (each budget was checked against its own
     # path when it was set), so what can clash now is the path above against anything below.
-    above = [(row[0], row[1]) for row in _path(conn, team) if row[1] != UNITS]
-    below = [(row[0], row[1]) for row in conn.execute(_SUBTREE_SQL, (team,)) if row[1] != UNITS]
+    # A currency is compared with its exponent: the same cost in 10^-4 and 10^-2 usd would be
+    # added as one number to both, 100 times off on one of them.
+    above = [(r[0], f"{r[1]} to 10^-{r[7]}") for r in _path(conn, team) if r[1] != UNITS]
+    below = [
+        (r[0], f"{r[1]} to 10^-{r[2]}")
+        for r in conn.execute(_SUBTREE_SQL, (team,))
+        if r[1] != UNITS
+    ]
     if not above:
         return
     first, unit = above[0]
@@ -319,7 +329,8 @@ def _check_one_currency(conn: DB, team: str) -> None:
         if other != unit:
             raise BudgetConfigError(
                 f"budget {first!r} counts {unit}, but {name!r} on the same path counts {other}: "
-                "a job is priced in one currency, so one of them would refuse every job"
+                "a job is priced in one currency and minor unit, so one of them would refuse "
+                "every job or count it wrongly"
             )
 
 
@@ -437,6 +448,10 @@ class Ledger:
                 yield
             except LedgerError:
                 raise
+            except (OverflowError, UnicodeEncodeError) as exc:  # the driver could not bind it
+                raise LedgerValueError(
+                    f"ledger {self.path}: a value cannot be stored ({type(exc).__name__}: {exc})"
+                ) from exc
             except Exception as exc:
                 if type(exc).__module__.split(".")[0] not in ("sqlite3", "psycopg"):
                     raise
@@ -648,6 +663,9 @@ class Ledger:
         """
         if not isinstance(amounts, HoldAmounts):
             raise TypeError(f"amounts must be HoldAmounts (given {type(amounts).__name__})")
+        for name, value in (("team", team), ("key", key)):
+            if value is not None and not isinstance(value, str):
+                raise LedgerValueError(f"{name} must be a string (given {value!r})")
         if key is not None and RELEASED_KEY in key:
             raise HoldStateError(
                 f"an idempotency key may not contain {RELEASED_KEY!r} (given {key!r}): the "
@@ -986,8 +1004,12 @@ class Ledger:
         _log_alerts(hold)
         return hold
 
-    def void(self, hold_id: int, *, reason: str) -> Hold:
-        """Release the hold: nothing was, or will be, charged for it. Voiding twice is a no-op."""
+    def void(self, hold_id: int, *, reason: str, unless_task: bool = False) -> Hold:
+        """Release the hold: nothing was, or will be, charged for it. Voiding twice is a no-op.
+
+        ``unless_task`` refuses (HoldStateError) a hold that has a task id, decided inside the
+        transaction: a caller who looked at the hold first cannot void a task attached since.
+        """
         at = self.clock.now().isoformat()
 
         def operation(conn: DB) -> Hold:
@@ -996,6 +1018,11 @@ class Ledger:
                 return hold
             if hold.state == "settled":
                 raise HoldStateError(f"hold {hold_id} was settled; it cannot be voided")
+            if unless_task and hold.task_id is not None:
+                raise HoldStateError(
+                    f"hold {hold_id} has task {hold.task_id}, which the API accepted and may "
+                    "still charge: it was not voided"
+                )
             self._lock_entry_budgets(conn, hold_id)
             sql = "SELECT budget, period_key, 0, -reserved FROM hold_entries WHERE hold_id = ?"
             for row in conn.execute(sql, (hold_id,)).fetchall():

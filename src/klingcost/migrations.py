@@ -481,10 +481,13 @@ _ROLLUPS_0002 = (
 #: holds add their costs as they are: the limits move to the sheet's exponents (the balances
 #: were already in them). SQL that PostgreSQL runs too.
 CURRENCY_EXPONENTS_0003 = (
-    "UPDATE budgets SET limit_minor = limit_minor * 100, exponent = 4"
-    " WHERE unit = 'usd' AND exponent = 2",
-    "UPDATE budgets SET limit_minor = limit_minor * 10, exponent = 3"
-    " WHERE unit = 'cny' AND exponent = 2",
+    # A limit too large to scale stays at the largest a column holds (no limit, in effect).
+    "UPDATE budgets SET exponent = 4, limit_minor = CASE"
+    " WHEN limit_minor > 9223372036854775807 / 100 THEN 9223372036854775807"
+    " ELSE limit_minor * 100 END WHERE unit = 'usd' AND exponent = 2",
+    "UPDATE budgets SET exponent = 3, limit_minor = CASE"
+    " WHEN limit_minor > 9223372036854775807 / 10 THEN 9223372036854775807"
+    " ELSE limit_minor * 10 END WHERE unit = 'cny' AND exponent = 2",
     # The view gains the exponent (last, so existing columns keep their places), so that a
     # reader in Datasette can tell 140000 minor units of usd from 14 dollars.
     "DROP VIEW budget_balances",

@@ -146,7 +146,10 @@ async def _resolve_one(ledger: Ledger, client: AsyncKlingClient, hold: Hold) -> 
             if hold.state == "held" and age < IN_FLIGHT_GRACE:
                 return f"held, and no task {external!r} yet: its submission may be in flight"
             reason = f"no task {external!r} exists: the submission never created one"
-            voided = await to_thread.run_sync(lambda: ledger.void(hold.id, reason=reason))
+            # unless_task: the guard may have attached a task since this hold was read.
+            voided = await to_thread.run_sync(
+                lambda: ledger.void(hold.id, reason=reason, unless_task=True)
+            )
             return Resolution(voided, "voided", reason)
         raise
     return await to_thread.run_sync(resolve, ledger, hold, task)

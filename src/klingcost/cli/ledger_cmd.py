@@ -452,8 +452,8 @@ def holds_void(
                 "be charged",
                 EXIT_INVALID,
             )
-        try:
-            hold = ledger.void(hold_id, reason=reason)
+        try:  # decided again inside the transaction: a task may have been attached since
+            hold = ledger.void(hold_id, reason=reason, unless_task=not force)
         except HoldStateError as exc:  # a settled hold: the request, not the tool, is wrong
             fail(str(exc), EXIT_INVALID)
     if as_json:
