@@ -70,6 +70,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from klingcost._listen import address, listening_socket
 from klingcost.errors import KlingcostError
 from klingcost.money import exact, format_amount
 from klingcost.pricing import estimate
@@ -603,24 +604,8 @@ def _config(app: Starlette, host: str, port: int) -> uvicorn.Config:
     )
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted sockets only then (else each
-    # answer waits ~40 ms on Nagle and the client's delayed ACK).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(128)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
 def _url(host: str, sock: socket.socket) -> str:
-    port = sock.getsockname()[1]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return f"http://{address(host, sock.getsockname()[1])}"
 
 
 def serve(
@@ -631,7 +616,7 @@ def serve(
     ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve the fake API in the foreground until interrupted; ``ready(base_url)`` once bound."""
-    with _bind(host, port) as sock:
+    with listening_socket(host, port) as sock:
         server = uvicorn.Server(_config(create_app(state), host, port))
         if ready is not None:
             ready(_url(host, sock))
@@ -670,7 +655,7 @@ class FakeKling:
     def start(self) -> Self:
         if self._server is not None:
             raise RuntimeError("the fake server is already running")
-        self._socket = _bind(self.host, self.port)
+        self._socket = listening_socket(self.host, self.port)
         self.base_url = _url(self.host, self._socket)
         self._server = uvicorn.Server(_config(create_app(self.state), self.host, self.port))
         self._thread = threading.Thread(

@@ -756,7 +756,7 @@ class Ledger:
                 amounts,
                 now,
                 now,
-                meta=json.loads(meta_json),
+                meta=dict(meta) if meta else {},  # what _meta_json stored, without a parse
                 alerts=tuple(alerts),
             )
 

@@ -65,6 +65,7 @@ def fake_server_command(
     """
     from uvicorn.config import STARTUP_FAILURE
 
+    from klingcost._listen import address
     from klingcost.fake_server import FakeKlingState, serve
 
     state = FakeKlingState(api_key=key, done_after=delay, drift=_drift(drift))
@@ -88,8 +89,7 @@ def fake_server_command(
             raise
         # serve binds the socket itself before it calls ready: this is a taken port, a
         # host that is not ours, a name that does not resolve ...
-        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        fail(f"cannot listen on {address}: {exc.strerror or exc}")
+        fail(f"cannot listen on {address(host, port)}: {exc.strerror or exc}")
     except SystemExit as exc:
         # uvicorn exits 3 when it fails to start, which is "refused by a budget" here.
         if exc.code != STARTUP_FAILURE:

@@ -336,27 +336,14 @@ def _hook_secret(given: str | None) -> str:
     return secret
 
 
-def _address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def _listen(host: str, port: int) -> socket.socket:
-    """A socket listening on HOST:PORT, or exit 1 saying why not.
+    """A socket listening on HOST:PORT (see :mod:`klingcost._listen`), or exit 1 saying why not."""
+    from klingcost._listen import address, listening_socket
 
-    Bound here rather than by uvicorn, which reports a taken port by exiting 3 ("refused by a
-    budget" here), and so that the URL printed names the real port when PORT is 0.
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        # As uvicorn does: a restarted server may reuse a port still in TIME_WAIT.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(2048)  # uvicorn's default backlog
+        return listening_socket(host, port)
     except OSError as exc:  # a taken port, an address not ours, a name that does not resolve
-        sock.close()
-        fail(f"cannot listen on {_address(host, port)}: {exc.strerror or exc}")
-    return sock
+        fail(f"cannot listen on {address(host, port)}: {exc.strerror or exc}")
 
 
 @hooks_group.command("serve", epilog=EXIT_CODES_HELP)
@@ -395,6 +382,7 @@ def hooks_serve_command(
     import uvicorn
     from uvicorn.config import STARTUP_FAILURE
 
+    from klingcost._listen import address
     from klingcost.client import AsyncKlingClient
     from klingcost.hooks import create_app
     from klingcost.ledger import Ledger
@@ -403,7 +391,7 @@ def hooks_serve_command(
     client = AsyncKlingClient(base_url=base_url) if confirm else None  # no key: fails first
     with _listen(host, port) as sock, Ledger.open(ledger_path) as ledger:
         app = create_app(ledger, hook_secret, client=client, close_client=True)
-        url = f"http://{_address(host, sock.getsockname()[1])}/hooks/{hook_secret}"
+        url = f"http://{address(host, sock.getsockname()[1])}/hooks/{hook_secret}"
         click.echo(f"hook URL: {url}")
         click.echo("set it for submitters: export KLINGCOST_HOOK_URL=<that URL>")
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
