@@ -11,12 +11,14 @@ from typing import IO, Any
 
 import click
 
+from klingcost._json import JSONInputError, loads
 from klingcost.cli._common import (
     EXIT_CODES_HELP,
     EXIT_INVALID,
     echo_json,
     json_option,
     pricing_option,
+    read_input,
     split_job,
 )
 from klingcost.errors import _MISSING, KlingcostError, RequestValidationError
@@ -69,7 +71,7 @@ def estimate_command(
     """
     sheet = load_sheet(pricing_path)
     default_endpoint = normalize_endpoint(endpoint) if endpoint else None
-    text = source.read()
+    text = read_input(source)
     single = _single_document(text)
     if single is not None:
         line = _Line(1, single)
@@ -98,10 +100,11 @@ def _single_document(text: str) -> Any | None:
     if not stripped:
         raise click.BadParameter("the file is empty", param_hint="FILE")
     try:
-        value = json.loads(stripped)
-    except json.JSONDecodeError:
+        value = loads(stripped)
+    except ValueError as exc:  # JSONDecodeError, or JSONInputError: out of bounds
         if "\n" not in stripped:
-            raise click.BadParameter("not JSON: " + stripped[:60], param_hint="FILE") from None
+            shown = str(exc) if isinstance(exc, JSONInputError) else stripped[:60]
+            raise click.BadParameter("not JSON: " + shown, param_hint="FILE") from None
         return None
     return value
 
@@ -130,9 +133,11 @@ def _lines(text: str) -> Iterator[_Line | tuple[int, str]]:
         if not raw.strip():
             continue
         try:
-            yield _Line(number, json.loads(raw))
+            yield _Line(number, loads(raw))
         except json.JSONDecodeError as exc:
             yield number, f"not JSON: {exc.msg} at column {exc.colno}"
+        except JSONInputError as exc:
+            yield number, f"not JSON: {exc}"
 
 
 def _run_batch(
