@@ -223,13 +223,13 @@ def read_envelope(status: int, content: bytes, *, location: str | None = None) -
         # Bounded numbers: an "index" of 1e99999999 must not become int(10**99999999) later.
         payload = loads(content, decimals=True, max_digits=MAX_DIGITS)
     except JSONInputError as exc:
-        payload, unread = None, f" ({exc})"
+        payload, unread = None, f"JSON klingcost will not read ({exc})"
     except ValueError:  # JSONDecodeError
         payload = None
     if not isinstance(payload, dict):
         shown = _snippet(content)
         cls = errors.MalformedResponseError if 200 <= status < 300 else error_class(status, None)
-        what = f"not a JSON object{unread}" if payload is None else "JSON but not an object"
+        what = (unread or "not a JSON object") if payload is None else "JSON but not an object"
         raise (cls or errors.MalformedResponseError)(
             f"the answer is {what}: {shown}", status=status
         )

@@ -60,8 +60,9 @@ def create_app(
         if not hmac.compare_digest(given, expected):
             return JSONResponse({"error": "not found"}, status_code=404)
         try:
-            # Bounded (numbers, nesting, encoding): a hostile body is a 400, never a 500.
-            payload: Any = loads(await request.body(), max_digits=MAX_DIGITS)
+            # Read as the client reads answers (numbers exact), bounded: a hostile body is a
+            # 400, never a 500.
+            payload: Any = loads(await request.body(), decimals=True, max_digits=MAX_DIGITS)
         except JSONInputError as exc:
             return JSONResponse({"error": f"the body is not JSON klingcost reads: {exc}"}, 400)
         except ValueError:  # JSONDecodeError

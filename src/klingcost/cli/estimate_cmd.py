@@ -101,12 +101,27 @@ def _single_document(text: str) -> Any | None:
         raise click.BadParameter("the file is empty", param_hint="FILE")
     try:
         value = loads(stripped)
-    except ValueError as exc:  # JSONDecodeError, or JSONInputError: out of bounds
+    except json.JSONDecodeError:
         if "\n" not in stripped:
-            shown = str(exc) if isinstance(exc, JSONInputError) else stripped[:60]
-            raise click.BadParameter("not JSON: " + shown, param_hint="FILE") from None
+            raise click.BadParameter("not JSON: " + stripped[:60], param_hint="FILE") from None
         return None
+    except JSONInputError as exc:  # a number or nesting out of bounds
+        # A batch whose first line is JSON on its own gets each line reported by number; one
+        # document (its first line alone is no JSON, as "{" is not) gets the reason.
+        if "\n" in stripped and _is_json_line(stripped.split("\n", 1)[0]):
+            return None
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="FILE") from None
     return value
+
+
+def _is_json_line(line: str) -> bool:
+    try:
+        loads(line)
+    except json.JSONDecodeError:
+        return False
+    except JSONInputError:  # JSON, though out of bounds
+        return True
+    return True
 
 
 def _estimate_line(
