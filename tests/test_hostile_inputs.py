@@ -338,6 +338,27 @@ def test_the_guard_refuses_a_lone_surrogate_at_any_depth(
     assert fake.requests("POST") == []
 
 
+def test_a_lone_surrogate_in_the_hook_url_is_refused_before_any_hold(
+    fake: FakeKling, ledger_path: Path
+) -> None:
+    # A KLINGCOST_HOOK_URL holding a byte that is not UTF-8 reaches Python as "\udcff".
+    with (
+        Ledger.open(ledger_path) as ledger,
+        GuardedClient(
+            "studio",
+            ledger=ledger,
+            api_key=KEY,
+            base_url=fake.base_url,
+            hook_url="https://hooks.invalid/\udcff",
+        ) as guard,
+    ):
+        with pytest.raises(errors.RequestValidationError, match="notify_hook") as caught:
+            guard.submit(ENDPOINT, BODY)
+        assert "surrogates not allowed" in str(caught.value)
+        assert list(ledger.holds()) == []
+    assert fake.requests("POST") == []
+
+
 # --- 16: nesting, long integers, bytes that are not UTF-8 ---------------------------------
 
 #: name -> the bytes of a file. Each one once raised RecursionError, ValueError or
