@@ -783,8 +783,12 @@ def parse_usage(text: str, *, origin: str = "usage log") -> list[UsageRow]:
             data = [loads(line, decimals=True) for line in stripped.splitlines() if line.strip()]
         except ValueError as exc:
             # A number or nesting out of bounds is the reason, wherever it was met first.
-            reason = whole if isinstance(whole, JSONInputError) else exc
-            raise CalibrationError(f"{origin}: not JSON or JSON Lines: {reason}") from None
+            unread = next((e for e in (whole, exc) if isinstance(e, JSONInputError)), None)
+            if unread is not None:
+                raise CalibrationError(
+                    f"{origin}: JSON klingcost will not read: {unread}"
+                ) from None
+            raise CalibrationError(f"{origin}: not JSON or JSON Lines: {exc}") from None
     if isinstance(data, Mapping) and "reqid" in data:
         items = [data]  # JSON Lines with one row
     elif isinstance(data, Mapping):
