@@ -473,6 +473,15 @@ def test_loads_refuses_what_klingcost_will_not_read(document: str | bytes) -> No
     assert "\n" not in str(caught.value)
 
 
+def test_loads_with_valid_text_names_a_lone_surrogate_and_keeps_pairs() -> None:
+    with pytest.raises(JSONInputError, match=r"^a\.0\.b holds a lone surrogate"):
+        loads('{"a": [{"b": "x\\udfff"}]}', valid_text=True)
+    with pytest.raises(JSONInputError, match=r"^the key \\ud800 holds"):
+        loads('{"\\ud800": 1}', valid_text=True)
+    assert loads('{"a": "\\ud83d\\ude00"}', valid_text=True) == {"a": "\U0001f600"}
+    assert loads('{"a": "\\ud800"}') == {"a": "\ud800"}  # bodies: validation names it
+
+
 def test_loads_reads_a_document_at_the_bound() -> None:
     at_bound = "[" * MAX_DEPTH + "]" * MAX_DEPTH
     assert loads(at_bound) == json.loads(at_bound)
@@ -489,6 +498,11 @@ HOOK_BODIES: dict[str, bytes] = {
     "a 5000-digit task id": b'{"task_id": ' + LONG_INT.encode() + b"}",
     "a 200-digit task id": b'{"task_id": ' + b"7" * 200 + b"}",
     "not UTF-8": b'{"task_id": "caf\xe9"}',
+    "a lone surrogate in the task id": b'{"task_id": "\\ud800"}',
+    "a lone surrogate in the external id": (
+        b'{"task_id": "1", "task_info": {"external_task_id": "job-\\udc80"}}'
+    ),
+    "an encoded surrogate": b'{"task_id": "\xed\xa0\x80"}',  # no UTF-8 either
     "an index of 1e99999999": (
         b'{"task_id": "1", "task_status": "succeed", "task_result": '
         b'{"images": [{"index": 1e99999999, "url": "u"}]}}'

@@ -8,7 +8,10 @@ ValueError) with a one-line reason instead of a hang or an unexpected exception:
   refused here, before anything computes ``10**99999999`` from it;
 * nesting: at most :data:`MAX_DEPTH` levels (a deeper document raised RecursionError, and one
   just under Python's limit would raise it later, in a repr or a validator);
-* encoding: bytes must be UTF-8 (or the UTF-16/32 that ``json.loads`` detects).
+* text: bytes must be UTF-8 (or the UTF-16/32 that ``json.loads`` detects), and with
+  ``valid_text=True`` no string may hold a lone surrogate (the escape ``"\\ud800"``), which
+  cannot be stored or encoded again. A request body is read without it, so that validation
+  names the field.
 
 Syntax errors stay :class:`json.JSONDecodeError` (also a ValueError), with their position.
 """
@@ -16,6 +19,7 @@ Syntax errors stay :class:`json.JSONDecodeError` (also a ValueError), with their
 from __future__ import annotations
 
 import json
+import re
 from functools import partial
 from typing import Any, Final
 
@@ -31,13 +35,18 @@ class JSONInputError(ValueError):
 
 
 def loads(
-    document: str | bytes, *, decimals: bool = False, max_digits: int = JSON_INT_DIGITS
+    document: str | bytes,
+    *,
+    decimals: bool = False,
+    max_digits: int = JSON_INT_DIGITS,
+    valid_text: bool = False,
 ) -> Any:
     """``document`` parsed. ``decimals``: numbers with a fraction or exponent become Decimals
-    (else floats, as ``json.loads`` makes them); ``max_digits``: the longest integer read."""
+    (else floats, as ``json.loads`` makes them); ``max_digits``: the longest integer read;
+    ``valid_text``: refuse a string or key holding a lone surrogate."""
     if isinstance(document, bytes):
-        try:
-            document = document.decode(json.detect_encoding(document), "surrogatepass")
+        try:  # strict: UTF-8-encoded surrogates are no UTF-8 either
+            document = document.decode(json.detect_encoding(document))
         except UnicodeDecodeError as exc:
             raise JSONInputError(
                 f"not UTF-8 text (byte {document[exc.start]:#04x} at position {exc.start})"
@@ -55,7 +64,42 @@ def loads(
         raise JSONInputError(str(exc)) from None
     if document.count("[") + document.count("{") > MAX_DEPTH and _depth(value) > MAX_DEPTH:
         raise JSONInputError(f"nested more than {MAX_DEPTH} levels deep")
+    if valid_text and _SURROGATE.search(document):  # a pair matches too: look closer
+        where = _lone_surrogate(value)
+        if where is not None:
+            raise JSONInputError(f"{where} holds a lone surrogate: text must be valid Unicode")
     return value
+
+
+#: A surrogate escape, or a surrogate itself: where a lone surrogate may hide.
+_SURROGATE: Final = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
+
+
+def _lone_surrogate(value: Any) -> str | None:
+    """The dotted path of the first string or key holding a lone surrogate, or None."""
+    stack: list[tuple[str, Any]] = [("(top)", value)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, str):
+            if not _encodes(node):
+                return path
+        elif isinstance(node, dict | list):
+            items = node.items() if isinstance(node, dict) else enumerate(node)
+            for key, child in items:
+                shown = str(key).encode("utf-8", "backslashreplace").decode("utf-8")
+                field = shown if path == "(top)" else f"{path}.{shown}"
+                if isinstance(key, str) and not _encodes(key):
+                    return f"the key {field}"
+                stack.append((field, child))
+    return None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _depth(value: Any) -> int:

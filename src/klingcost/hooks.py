@@ -62,7 +62,9 @@ def create_app(
         try:
             # Read as the client reads answers (numbers exact), bounded: a hostile body is a
             # 400, never a 500.
-            payload: Any = loads(await request.body(), decimals=True, max_digits=MAX_DIGITS)
+            payload: Any = loads(
+                await request.body(), decimals=True, max_digits=MAX_DIGITS, valid_text=True
+            )
         except JSONInputError as exc:
             return JSONResponse({"error": f"the body is not JSON klingcost reads: {exc}"}, 400)
         except ValueError:  # JSONDecodeError
