@@ -24,7 +24,8 @@ from typing import Any, Final, Literal, get_args
 import httpx
 
 from klingcost import errors
-from klingcost.money import exact
+from klingcost._json import JSONInputError, loads
+from klingcost.money import MAX_DIGITS, MAX_EXPONENT, exact
 from klingcost.request import Endpoint
 
 DEFAULT_BASE_URL: Final = "https://api.openai-hk.com/kling"
@@ -113,7 +114,7 @@ class Task:
 
 _NUMBER: Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE]([+-]?\d{1,9}))?")
 _MAX_DEDUCTION_TEXT: Final = 64
-_MAX_EXPONENT: Final = 1000  # beyond it no Fraction is built (no 10**999999999 in memory)
+_MAX_EXPONENT: Final = MAX_EXPONENT  # beyond it no Fraction is built (no 10**999999999)
 
 
 def parse_deduction(value: object, *, cap: Fraction = DEFAULT_DEDUCTION_CAP) -> Deduction:
@@ -143,7 +144,10 @@ def parse_deduction(value: object, *, cap: Fraction = DEFAULT_DEDUCTION_CAP) -> 
         if exponent < 0:  # 1e-1001 of a unit: no real deduction looks like that
             return Deduction(raw, None, "malformed")
         return Deduction(raw, None, "negative" if number < 0 else "absurd")
-    units = exact(text)
+    try:
+        units = exact(text)
+    except ValueError:  # past money's bounds only below them ("0.1e-100"): no real deduction
+        return Deduction(raw, None, "malformed")
     if units == 0:
         return Deduction(raw, units, "zero")
     if units < 0:
@@ -214,14 +218,18 @@ def read_envelope(status: int, content: bytes, *, location: str | None = None) -
     """
     if 300 <= status < 400:
         raise _redirect(status, location)
+    unread = ""
     try:
-        payload = json.loads(content, parse_float=Decimal)
-    except (ValueError, UnicodeDecodeError):
+        # Bounded numbers: an "index" of 1e99999999 must not become int(10**99999999) later.
+        payload = loads(content, decimals=True, max_digits=MAX_DIGITS)
+    except JSONInputError as exc:
+        payload, unread = None, f"JSON klingcost will not read ({exc})"
+    except ValueError:  # JSONDecodeError
         payload = None
     if not isinstance(payload, dict):
         shown = _snippet(content)
         cls = errors.MalformedResponseError if 200 <= status < 300 else error_class(status, None)
-        what = "not a JSON object" if payload is None else "JSON but not an object"
+        what = (unread or "not a JSON object") if payload is None else "JSON but not an object"
         raise (cls or errors.MalformedResponseError)(
             f"the answer is {what}: {shown}", status=status
         )

@@ -39,6 +39,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Final
 
+from klingcost._json import JSONInputError, loads
 from klingcost.errors import CalibrationError, KlingcostError
 from klingcost.ledger import Ledger
 from klingcost.money import UNIT_EXPONENT, exact, format_amount
@@ -776,15 +777,17 @@ def parse_usage(text: str, *, origin: str = "usage log") -> list[UsageRow]:
     stripped = text.strip()
     items: list[Any]
     try:
-        data: Any = json.loads(stripped, parse_float=Decimal)
-    except json.JSONDecodeError:
+        data: Any = loads(stripped, decimals=True)
+    except ValueError as whole:  # not one document (JSON Lines?), or out of bounds
         try:
-            data = [
-                json.loads(line, parse_float=Decimal)
-                for line in stripped.splitlines()
-                if line.strip()
-            ]
-        except json.JSONDecodeError as exc:
+            data = [loads(line, decimals=True) for line in stripped.splitlines() if line.strip()]
+        except ValueError as exc:
+            # A number or nesting out of bounds is the reason, wherever it was met first.
+            unread = next((e for e in (whole, exc) if isinstance(e, JSONInputError)), None)
+            if unread is not None:
+                raise CalibrationError(
+                    f"{origin}: JSON klingcost will not read: {unread}"
+                ) from None
             raise CalibrationError(f"{origin}: not JSON or JSON Lines: {exc}") from None
     if isinstance(data, Mapping) and "reqid" in data:
         items = [data]  # JSON Lines with one row
@@ -855,6 +858,11 @@ def import_usage(
         text = source.read_text(encoding="utf-8")
     except OSError as exc:
         raise CalibrationError(f"cannot read the usage log {source}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise CalibrationError(
+            f"the usage log {source} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+            f"position {exc.start}): export it as UTF-8 JSON"
+        ) from None
     rows = parse_usage(text, origin=str(source))
     if any(r.at for r in rows) and all(r.at for r in rows):
         rows.sort(key=lambda r: r.at or "")

@@ -186,14 +186,15 @@ class _GuardCore:
 
 
 def _check_json(endpoint: str, body: Mapping[str, Any]) -> None:
-    """Refuse, before any hold, a body that cannot be sent as JSON (a Decimal, a NaN)."""
+    """Refuse, before any hold, a body that cannot be sent as JSON (a Decimal, a NaN, a lone
+    surrogate in a hook URL from the environment: httpx encodes the body as UTF-8)."""
     try:
-        json.dumps(body, allow_nan=False)
-    except (TypeError, ValueError):
+        json.dumps(body, allow_nan=False, ensure_ascii=False).encode("utf-8")
+    except (TypeError, ValueError):  # UnicodeEncodeError is a ValueError
         problems = []
         for name, value in body.items():
             try:
-                json.dumps(value, allow_nan=False)
+                json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8")
             except (TypeError, ValueError) as exc:
                 problems.append(
                     errors.Problem(name, value, "JSON strings, numbers, lists, objects", str(exc))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -25,9 +24,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from klingcost import errors
+from klingcost._json import JSONInputError, loads
 from klingcost._protocol import Task, parse_task
 from klingcost.client import AsyncKlingClient
 from klingcost.ledger import Hold, Ledger
+from klingcost.money import MAX_DIGITS
 from klingcost.request import normalize_endpoint
 from klingcost.settlement import resolve
 
@@ -59,8 +60,14 @@ def create_app(
         if not hmac.compare_digest(given, expected):
             return JSONResponse({"error": "not found"}, status_code=404)
         try:
-            payload: Any = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            # Read as the client reads answers (numbers exact), bounded: a hostile body is a
+            # 400, never a 500.
+            payload: Any = loads(
+                await request.body(), decimals=True, max_digits=MAX_DIGITS, valid_text=True
+            )
+        except JSONInputError as exc:
+            return JSONResponse({"error": f"the body is not JSON klingcost reads: {exc}"}, 400)
+        except ValueError:  # JSONDecodeError
             return JSONResponse({"error": "the body is not JSON"}, status_code=400)
         data = payload.get("data", payload) if isinstance(payload, dict) else None
         task_id = data.get("task_id") if isinstance(data, dict) else None

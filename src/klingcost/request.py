@@ -313,6 +313,7 @@ def validate_request(
             endpoint=name,
             problems=[Problem("body", body, "a JSON object", "the body must be a JSON object")],
         )
+    _refuse_lone_surrogates(name, body)
     prepared, problems = _prepare(body)
     model = _MODEL_FOR[name]
     try:
@@ -758,4 +759,53 @@ def _jpeg_size(raw: bytes) -> tuple[int, int] | None:
             height, width = struct.unpack(">HH", raw[index + 5 : index + 9])
             return int(width), int(height)
         index += 2 + length
+    return None
+
+
+# --- text that cannot be sent ---------------------------------------------------------------
+
+
+def _refuse_lone_surrogates(endpoint: Endpoint, body: Mapping[str, Any]) -> None:
+    """Refuse a body with a lone surrogate in any string, value or key, at any depth.
+
+    JSON's ``"\ud800"`` escape makes one, and so does a file name decoded with surrogateescape.
+    It cannot be encoded as UTF-8: the request would fail only after its hold was placed, and
+    leave the hold unknown. Refused alone (other problems are not listed with it), so that no
+    message quotes the raw text: every field and value shown here is escaped.
+    """
+    problems: list[Problem] = []
+    allowed = "valid Unicode text (no lone surrogate such as \\ud800)"
+    stack: list[tuple[str, object]] = [("", body)]
+    seen: set[int] = set()
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, str):
+            at = _lone_surrogate_at(node)
+            if at is not None:
+                problems.append(
+                    Problem(path or "body", node, allowed, f"a lone surrogate at character {at}")
+                )
+        elif isinstance(node, Mapping | list | tuple) and id(node) not in seen:
+            seen.add(id(node))
+            items = node.items() if isinstance(node, Mapping) else enumerate(node)
+            for key, value in items:
+                name = str(key).encode("utf-8", "backslashreplace").decode("utf-8")
+                field = f"{path}.{name}" if path else name
+                if isinstance(key, str) and _lone_surrogate_at(key) is not None:
+                    problems.append(
+                        Problem(field, key, allowed, "a field name with a lone surrogate")
+                    )
+                stack.append((field, value))
+    if problems:
+        problems.sort(key=lambda problem: problem.field)
+        raise RequestValidationError(endpoint=endpoint, problems=problems)
+
+
+def _lone_surrogate_at(text: str) -> int | None:
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
     return None

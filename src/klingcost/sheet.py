@@ -261,6 +261,11 @@ def _parse_yaml(text: str, origin: str) -> dict[str, Any]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise PricingSheetError(source=origin, problems=[f"not valid YAML: {exc}"]) from None
+    except RecursionError:  # PyYAML composes and constructs nested nodes recursively
+        raise PricingSheetError(source=origin, problems=["(top): nested too deeply"]) from None
+    except ValueError as exc:  # an integer past 4,300 digits, a date like 2026-13-45
+        problem = "an integer of over 4,300 digits" if "digits" in str(exc) else str(exc)
+        raise PricingSheetError(source=origin, problems=[f"not valid YAML: {problem}"]) from None
     if not isinstance(data, dict):
         raise PricingSheetError(source=origin, problems=["(top): the sheet must be a mapping"])
     return data

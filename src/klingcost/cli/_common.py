@@ -14,7 +14,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
+from typing import IO, Any, NoReturn, TypeVar
 
 import click
 
@@ -82,6 +82,20 @@ def split_job(value: Any, default_endpoint: str | None) -> tuple[str, Any]:
             ],
         )
     return endpoint, body
+
+
+def read_input(source: IO[str], param_hint: str = "FILE") -> str:
+    """The whole of a FILE|- argument opened as UTF-8 text; a file that is not is bad input.
+
+    click opens the file lazily, so its bytes are decoded here, on read, not by click."""
+    try:
+        return source.read()
+    except UnicodeDecodeError as exc:
+        raise click.BadParameter(
+            f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at position {exc.start}): "
+            "save the file as UTF-8",
+            param_hint=param_hint,
+        ) from None
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:

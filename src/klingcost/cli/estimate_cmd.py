@@ -11,12 +11,14 @@ from typing import IO, Any
 
 import click
 
+from klingcost._json import JSONInputError, loads
 from klingcost.cli._common import (
     EXIT_CODES_HELP,
     EXIT_INVALID,
     echo_json,
     json_option,
     pricing_option,
+    read_input,
     split_job,
 )
 from klingcost.errors import _MISSING, KlingcostError, RequestValidationError
@@ -69,7 +71,7 @@ def estimate_command(
     """
     sheet = load_sheet(pricing_path)
     default_endpoint = normalize_endpoint(endpoint) if endpoint else None
-    text = source.read()
+    text = read_input(source)
     single = _single_document(text)
     if single is not None:
         line = _Line(1, single)
@@ -98,12 +100,28 @@ def _single_document(text: str) -> Any | None:
     if not stripped:
         raise click.BadParameter("the file is empty", param_hint="FILE")
     try:
-        value = json.loads(stripped)
+        value = loads(stripped)
     except json.JSONDecodeError:
         if "\n" not in stripped:
             raise click.BadParameter("not JSON: " + stripped[:60], param_hint="FILE") from None
         return None
+    except JSONInputError as exc:  # a number or nesting out of bounds
+        # A batch whose first line is JSON on its own gets each line reported by number; one
+        # document (its first line alone is no JSON, as "{" is not) gets the reason.
+        if "\n" in stripped and _is_json_line(stripped.split("\n", 1)[0]):
+            return None
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="FILE") from None
     return value
+
+
+def _is_json_line(line: str) -> bool:
+    try:
+        loads(line)
+    except json.JSONDecodeError:
+        return False
+    except JSONInputError:  # JSON, though out of bounds
+        return True
+    return True
 
 
 def _estimate_line(
@@ -130,9 +148,11 @@ def _lines(text: str) -> Iterator[_Line | tuple[int, str]]:
         if not raw.strip():
             continue
         try:
-            yield _Line(number, json.loads(raw))
+            yield _Line(number, loads(raw))
         except json.JSONDecodeError as exc:
             yield number, f"not JSON: {exc.msg} at column {exc.colno}"
+        except JSONInputError as exc:
+            yield number, f"not JSON: {exc}"
 
 
 def _run_batch(

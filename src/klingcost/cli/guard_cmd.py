@@ -15,6 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 import click
 
 from klingcost import errors
+from klingcost._json import JSONInputError, loads
 from klingcost.cli._common import (
     EXIT_CODES_HELP,
     EXIT_ERROR,
@@ -26,6 +27,7 @@ from klingcost.cli._common import (
     json_option,
     ledger_option,
     pricing_option,
+    read_input,
     split_job,
 )
 from klingcost.money import format_amount, format_minor
@@ -190,13 +192,15 @@ def _echo_submission(team: str, submission: Submission) -> None:
 
 
 def _read_body(source: IO[str]) -> Any:
-    text = source.read()
+    text = read_input(source)
     try:
-        return json.loads(text)
+        return loads(text)
     except json.JSONDecodeError as exc:
         raise click.BadParameter(
             f"not JSON: {exc.msg} at line {exc.lineno}", param_hint="FILE"
         ) from None
+    except JSONInputError as exc:  # a number or nesting out of bounds
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="FILE") from None
 
 
 @click.command("sync", epilog=EXIT_CODES_HELP)
