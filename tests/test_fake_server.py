@@ -269,6 +269,7 @@ def test_malformed_and_slow(http: httpx.Client, fake: FakeKling) -> None:
 class Receiver(ThreadingHTTPServer):
     def __init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
+        self.paths: list[str] = []
         self.got = threading.Condition()
         super().__init__(("127.0.0.1", 0), _Hook)
 
@@ -286,6 +287,7 @@ class _Hook(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
         with self.server.got:
+            self.server.paths.append(self.path)
             self.server.bodies.append(body)
             self.server.got.notify_all()
 
@@ -331,6 +333,32 @@ def test_notify_hook_gets_each_state(
     assert [h["status"] for h in fake.hooks()] == [200, 200]
 
 
+def test_callback_url_and_notify_hook_both_get_callbacks(
+    http: httpx.Client, fake: FakeKling, receiver: Receiver
+) -> None:
+    fake.configure(processing_after=0.05, done_after=0.1)
+    kling = {"prompt": "x", "callback_url": f"{receiver.url}/kling"}
+    both = {"prompt": "y", "callback_url": f"{receiver.url}/a", "notify_hook": f"{receiver.url}/b"}
+    same = {"prompt": "z", "callback_url": receiver.url, "notify_hook": receiver.url}
+    ids = [
+        create(http, "videos/text2video", body)["data"]["task_id"] for body in (kling, both, same)
+    ]
+    with receiver.got:
+        assert receiver.got.wait_for(lambda: len(receiver.bodies) == 8, timeout=5)
+    got = sorted(
+        (b["task_id"], path, b["task_status"])
+        for b, path in zip(receiver.bodies, receiver.paths, strict=True)
+    )
+    assert got == sorted(
+        [(ids[0], "/hook/kling", s) for s in ("processing", "succeed")]
+        + [(ids[1], p, s) for p in ("/hook/a", "/hook/b") for s in ("processing", "succeed")]
+        + [(ids[2], "/hook", s) for s in ("processing", "succeed")]  # one URL: called once
+    )
+    assert eventually(lambda: len(fake.hooks()) == 8)
+    fields = sorted(h["field"] for h in fake.hooks() if h["task_id"] == ids[1])
+    assert fields == ["callback_url", "callback_url", "notify_hook", "notify_hook"]
+
+
 def test_unreachable_hook_is_recorded_not_fatal(http: httpx.Client, fake: FakeKling) -> None:
     body = {"prompt": "x", "notify_hook": "http://127.0.0.1:9/nothing-here"}
     create(http, "videos/text2video", body)
@@ -347,6 +375,14 @@ def test_fake_kling_starts_and_stops_on_its_own_port() -> None:
         assert httpx.get(f"{one.base_url}/_fake/ledger").status_code == 200
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{one.base_url}/_fake/ledger")
+
+
+def test_the_old_import_path_still_works() -> None:
+    import klingcost.fake_server
+    import klingcost.testing
+
+    assert klingcost.fake_server.FakeKling is klingcost.testing.FakeKling is FakeKling
+    assert klingcost.fake_server.FAULTS == klingcost.testing.FAULTS
 
 
 def test_cli_help_and_bad_drift() -> None:
