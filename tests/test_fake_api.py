@@ -12,7 +12,6 @@ import struct
 import subprocess
 import sys
 import time
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from click.testing import CliRunner
 from klingcost.cli import main
 from klingcost.testing import FakeKling
 from klingcost.testing.auth import Authenticator, sign_jwt
+from media_checks import mp4_boxes, png_size
 
 KEY = "hk-fake-key-7d1e8b4f9c2a"
 ACCESS = "ak-fake-access-0b1c2d"
@@ -202,36 +202,6 @@ def test_tls_serves_https_with_a_certificate_to_trust() -> None:
 
 
 # --- result files ---------------------------------------------------------------------------
-
-
-def png_size(raw: bytes) -> tuple[int, int]:
-    """Walk a PNG's chunks, checking each CRC and the pixel data; (width, height)."""
-    assert raw[:8] == b"\x89PNG\r\n\x1a\n"
-    at, chunks = 8, {}
-    while at < len(raw):
-        (length,) = struct.unpack(">I", raw[at : at + 4])
-        kind, data = raw[at + 4 : at + 8], raw[at + 8 : at + 8 + length]
-        (crc,) = struct.unpack(">I", raw[at + 8 + length : at + 12 + length])
-        assert zlib.crc32(kind + data) == crc, kind
-        chunks[kind] = data
-        at += 12 + length
-    width, height = struct.unpack(">II", chunks[b"IHDR"][:8])
-    assert len(zlib.decompress(chunks[b"IDAT"])) == height * (1 + 3 * width)
-    assert at == len(raw) and b"IEND" in chunks
-    return width, height
-
-
-def mp4_boxes(raw: bytes, start: int = 0, end: int | None = None) -> dict[bytes, bytes]:
-    """The boxes of an ISO media file, each size checked to fit exactly."""
-    end = len(raw) if end is None else end
-    boxes, at = {}, start
-    while at < end:
-        size, kind = struct.unpack(">I4s", raw[at : at + 8])
-        assert size >= 8 and at + size <= end, kind
-        boxes[kind] = raw[at + 8 : at + size]
-        at += size
-    assert at == end
-    return boxes
 
 
 def test_result_urls_are_served_by_the_fake(fake: FakeKling) -> None:
