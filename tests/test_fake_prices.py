@@ -148,6 +148,9 @@ def job(endpoint: str, body: dict[str, Any], profile: str = "kling") -> Job:
          "kling", "1.5"),
         ("videos/text2video", {"prompt": "x", "model_name": "kling-v2-6", "mode": "std"},
          "openai-hk", "2.5"),
+        # openai-hk runs kling-v2-6 as pro: a std body with sound is a pro task with sound
+        ("videos/text2video", {"prompt": "x", "model_name": "kling-v2-6", "mode": "std",
+                               "sound": "on"}, "openai-hk", "5"),
         ("videos/image2video", {"image": IMAGE_URL, "model_name": "kling-v2-6", "mode": "pro",
                                 "sound": "on", "voice_list": [{"voice_id": "v"}]}, "kling", "6"),
         # the seed's O1 answer: std 5 s charged "4" on openai-hk; 0.6 x 5 on Kling

@@ -135,6 +135,10 @@ def _video_job(endpoint: str, price: VideoPrice, body: Mapping[str, Any], profil
         mode = price.default_mode
     if mode not in price.modes:
         raise Refused(f"mode {mode!r} is not available for {model}: {', '.join(price.modes)}")
+    if model in profile.bills_as_pro and mode == "std":
+        # The provider runs (and bills) this model as pro whatever the body says: a std body
+        # is a pro task there, sound and all.
+        mode = "pro"
     sound = _choice(body, "sound", ("on", "off")) == "on"
     voices = _list(body, "voice_list")
     if voices and not sound:
@@ -159,7 +163,4 @@ def _video_job(endpoint: str, price: VideoPrice, body: Mapping[str, Any], profil
             f"{allowed[0]} to {allowed[-1]}" if len(allowed) > 2 else " or ".join(map(str, allowed))
         )
         raise Refused(f"duration {seconds} is not allowed for {model}: {shown} seconds")
-    billed = key
-    if model in profile.bills_as_pro and mode == "std":
-        billed = "pro" + key.removeprefix("std")
-    return Job(endpoint, model, billed, seconds, 1, price.units(billed, seconds))
+    return Job(endpoint, model, key, seconds, 1, price.units(key, seconds))
