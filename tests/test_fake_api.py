@@ -69,6 +69,7 @@ def test_a_signed_jwt_creates_a_task_and_is_recorded_as_such(fake: FakeKling) ->
     assert answer.status_code == 200 and answer.json()["code"] == 0
     [record] = fake.requests("POST")
     assert record["auth"] == "jwt" and record["body"] == {"prompt": "x"}
+    assert fake.bodies() == [(T2V, {"prompt": "x"})]
 
 
 @pytest.mark.parametrize(
@@ -91,6 +92,13 @@ def test_refused_credentials_get_kling_codes(
     assert fake.ledger()["tasks"] == []
 
 
+@pytest.mark.parametrize("token", ["not-a-jwt", "a.b", "e30.!!!.x"])
+def test_a_token_that_is_no_jwt_is_1000_in_jwt_mode(token: str) -> None:
+    auth = Authenticator("jwt", access_key=ACCESS, secret_key=SECRET)
+    scheme, refused = auth.check(f"Bearer {token}")
+    assert scheme == "jwt" and refused is not None and refused.code == 1000
+
+
 def test_a_token_signed_with_alg_none_is_refused() -> None:
     def part(value: dict[str, Any]) -> str:
         import base64
@@ -109,7 +117,7 @@ def test_each_mode_takes_its_credentials(fake: FakeKling) -> None:
     assert post(fake, T2V, {"prompt": "x"}, bearer).status_code == 200  # both: a key passes
     fake.configure(auth="jwt")
     try:
-        assert kling_error(post(fake, T2V, {"prompt": "x"}, bearer)) == (401, 1002)
+        assert kling_error(post(fake, T2V, {"prompt": "x"}, bearer)) == (401, 1000)  # no JWT
         assert post(fake, T2V, {"prompt": "x"}, jwt()).status_code == 200
         fake.configure(auth="bearer")
         assert post(fake, T2V, {"prompt": "x"}, bearer).status_code == 200

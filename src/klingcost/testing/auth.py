@@ -4,7 +4,8 @@ openai-hk takes a fixed key (``Authorization: Bearer hk-...``). Kling's own API 
 Token that the client signs itself: HS256 over ``{"iss": access_key, "exp": ..., "nbf": ...}``
 with the account's secret key, sent as ``Authorization: Bearer <token>``. The fake verifies it
 as Kling does (signature, issuer, ``exp``, ``nbf``) and answers with Kling's codes (kling-facts.md,
-"Error codes"): 1001 empty, 1002 invalid, 1003 not yet valid, 1004 expired, all HTTP 401.
+"Error codes"), all HTTP 401: 1000 a token that is no JWT at all, 1001 empty, 1002 invalid
+(signature, issuer, algorithm), 1003 not yet valid (``nbf``), 1004 expired (``exp``).
 
 HS256 is HMAC-SHA256 over ``base64url(header) + "." + base64url(payload)``: a few lines of
 ``hmac``, ``hashlib`` and ``base64``, so the fake needs no JWT library. :func:`sign_jwt` makes a
@@ -153,13 +154,13 @@ def _check_jwt(token: str, access_key: str, secret_key: str, now: float) -> Auth
     """Kling's checks, in its order: the token's shape, signature, issuer, then its times."""
     parts = token.split(".")
     if len(parts) != 3:
-        return AuthError(1002, "authorization is invalid: not a JWT (header.payload.signature)")
+        return AuthError(1000, "authentication failed: not a JWT (header.payload.signature)")
     try:
         header = json.loads(_b64url_decode(parts[0]))
         payload = json.loads(_b64url_decode(parts[1]))
         signature = _b64url_decode(parts[2])
     except (ValueError, binascii.Error):
-        return AuthError(1002, "authorization is invalid: the JWT is not base64url JSON")
+        return AuthError(1000, "authentication failed: the JWT is not base64url JSON")
     if not isinstance(header, dict) or header.get("alg") != "HS256":
         alg = header.get("alg") if isinstance(header, dict) else None
         return AuthError(1002, f"authorization is invalid: JWT alg {alg!r}, expected HS256")
