@@ -28,7 +28,7 @@ import struct
 import subprocess
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -66,7 +66,6 @@ class Job:
     units: str  # what the fake must charge, from the price list by hand
     pending: str = ""  # why klingcost on this branch cannot price it yet (h12a's merge)
     gap: str = ""  # why klingcost on this branch prices it differently (h12a's merge)
-    marks: list[Any] = field(default_factory=list)
 
 
 def jobs(base: str, hook: str) -> list[Job]:
