@@ -296,7 +296,7 @@ def test_cli_tls_prints_the_certificate_and_serves_jwt(tmp_path: Path) -> None:
         )
         assert answer.status_code == 200, answer.text  # kling profile: 600 characters pass
     finally:
-        server.send_signal(signal.SIGINT)
+        server.send_signal(signal.SIGTERM)  # as `kill` stops it: the key is removed too
         out, err = server.communicate(timeout=10)
     assert server.returncode == 0 and b"Traceback" not in err
     assert SECRET.encode() not in out + err

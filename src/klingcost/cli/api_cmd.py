@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 from fractions import Fraction
+from types import FrameType
 
 import click
 
@@ -12,6 +14,10 @@ from klingcost.money import exact
 
 def register(main: click.Group) -> None:
     main.add_command(fake_server_command)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def _drift(values: tuple[str, ...]) -> dict[str, Fraction]:
@@ -133,6 +139,9 @@ def fake_server_command(
             certificate = self_signed(directory, certificate_hosts(host))
         except TLSUnavailable as exc:
             fail(str(exc))
+        # uvicorn re-raises a SIGTERM after its shutdown; as an interrupt it reaches the
+        # `finally` below, so a killed server removes its private key too.
+        signal.signal(signal.SIGTERM, _interrupt)
 
     listening = False
 
