@@ -17,7 +17,6 @@ from click.testing import CliRunner
 from fake_fixtures import BODIES, KEY, _fake_session, fake_server  # noqa: F401
 from klingcost.cli import main
 from klingcost.fake_server import FakeKling
-from klingcost.pricing import estimate
 
 #: The keys of the seed's answers (create; O1 query, the one that shows final_unit_deduction).
 SEED_ENVELOPE = {"code", "message", "request_id", "data"}
@@ -31,6 +30,14 @@ SEED_DONE = {
     "task_status",
     "task_status_msg",
     "updated_at",
+}
+#: What the fake charges for each of BODIES, from its own price table (not klingcost's).
+CHARGED = {
+    "images/generations": "2",  # kling-v1, 1 image unit x n 2
+    "videos/text2video": "7",  # kling-v1-5 pro 10 s
+    "videos/image2video": "1",  # kling-v1 std 5 s
+    # kling-video-o1 std 5 s: openai-hk bills O1 as pro, as the seed's recorded answer shows ("4").
+    "videos/omni-video": "4",
 }
 
 
@@ -69,7 +76,7 @@ def test_query_answer_has_the_seed_shape(
     assert set(data) == SEED_DONE
     assert data["task_status"] == "succeed" and data["task_info"] == {}
     assert isinstance(data["final_unit_deduction"], str)
-    assert Fraction(data["final_unit_deduction"]) == estimate(endpoint, BODIES[endpoint]).units
+    assert data["final_unit_deduction"] == CHARGED[endpoint]
     result = data["task_result"]
     if endpoint == "images/generations":
         assert result["videos"] is None
@@ -262,6 +269,7 @@ def test_malformed_and_slow(http: httpx.Client, fake: FakeKling) -> None:
 class Receiver(ThreadingHTTPServer):
     def __init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
+        self.paths: list[str] = []
         self.got = threading.Condition()
         super().__init__(("127.0.0.1", 0), _Hook)
 
@@ -279,6 +287,7 @@ class _Hook(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
         with self.server.got:
+            self.server.paths.append(self.path)
             self.server.bodies.append(body)
             self.server.got.notify_all()
 
@@ -319,9 +328,35 @@ def test_notify_hook_gets_each_state(
     assert "final_unit_deduction" not in processing
     assert done["task_status"] == "succeed"
     assert set(done) == SEED_DONE
-    assert Fraction(done["final_unit_deduction"]) == estimate("omni-video", body).units
+    assert done["final_unit_deduction"] == CHARGED["videos/omni-video"]
     assert eventually(lambda: len(fake.hooks()) == 2)
     assert [h["status"] for h in fake.hooks()] == [200, 200]
+
+
+def test_callback_url_and_notify_hook_both_get_callbacks(
+    http: httpx.Client, fake: FakeKling, receiver: Receiver
+) -> None:
+    fake.configure(processing_after=0.05, done_after=0.1)
+    kling = {"prompt": "x", "callback_url": f"{receiver.url}/kling"}
+    both = {"prompt": "y", "callback_url": f"{receiver.url}/a", "notify_hook": f"{receiver.url}/b"}
+    same = {"prompt": "z", "callback_url": receiver.url, "notify_hook": receiver.url}
+    ids = [
+        create(http, "videos/text2video", body)["data"]["task_id"] for body in (kling, both, same)
+    ]
+    with receiver.got:
+        assert receiver.got.wait_for(lambda: len(receiver.bodies) == 8, timeout=5)
+    got = sorted(
+        (b["task_id"], path, b["task_status"])
+        for b, path in zip(receiver.bodies, receiver.paths, strict=True)
+    )
+    assert got == sorted(
+        [(ids[0], "/hook/kling", s) for s in ("processing", "succeed")]
+        + [(ids[1], p, s) for p in ("/hook/a", "/hook/b") for s in ("processing", "succeed")]
+        + [(ids[2], "/hook", s) for s in ("processing", "succeed")]  # one URL: called once
+    )
+    assert eventually(lambda: len(fake.hooks()) == 8)
+    fields = sorted(h["field"] for h in fake.hooks() if h["task_id"] == ids[1])
+    assert fields == ["callback_url", "callback_url", "notify_hook", "notify_hook"]
 
 
 def test_unreachable_hook_is_recorded_not_fatal(http: httpx.Client, fake: FakeKling) -> None:
@@ -340,6 +375,14 @@ def test_fake_kling_starts_and_stops_on_its_own_port() -> None:
         assert httpx.get(f"{one.base_url}/_fake/ledger").status_code == 200
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{one.base_url}/_fake/ledger")
+
+
+def test_the_old_import_path_still_works() -> None:
+    import klingcost.fake_server
+    import klingcost.testing
+
+    assert klingcost.fake_server.FakeKling is klingcost.testing.FakeKling is FakeKling
+    assert klingcost.fake_server.FAULTS == klingcost.testing.FAULTS
 
 
 def test_cli_help_and_bad_drift() -> None:

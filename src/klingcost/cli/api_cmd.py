@@ -1,8 +1,10 @@
-"""``klingcost fake-server``: the fake Kling API in the foreground, for demos and manual tests."""
+"""``klingcost fake-server``: the fake Kling API in the foreground, for demos and real clients."""
 
 from __future__ import annotations
 
+import signal
 from fractions import Fraction
+from types import FrameType
 
 import click
 
@@ -12,6 +14,10 @@ from klingcost.money import exact
 
 def register(main: click.Group) -> None:
     main.add_command(fake_server_command)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def _drift(values: tuple[str, ...]) -> dict[str, Fraction]:
@@ -38,7 +44,36 @@ def _drift(values: tuple[str, ...]) -> dict[str, Fraction]:
     type=click.IntRange(0, 65535),
     help="Port to listen on (0: any free port).",
 )
-@click.option("--key", metavar="K", help="The only API key to accept (default: any Bearer key).")
+@click.option(
+    "--auth",
+    type=click.Choice(["bearer", "jwt", "both"]),
+    default="bearer",
+    show_default=True,
+    help="bearer: a fixed key (openai-hk); jwt: a token signed with --secret-key and issued by "
+    "--access-key, checked as Kling checks it (signature, exp, nbf); both: either.",
+)
+@click.option("--key", metavar="K", help="The only Bearer key to accept (default: any key).")
+@click.option("--access-key", metavar="AK", help="The access key a JWT must name as its iss.")
+@click.option(
+    "--secret-key",
+    metavar="SK",
+    envvar="KLINGCOST_FAKE_SECRET_KEY",
+    help="The secret key JWTs are signed with (or KLINGCOST_FAKE_SECRET_KEY).",
+)
+@click.option(
+    "--profile",
+    type=click.Choice(["openai-hk", "kling"]),
+    default="openai-hk",
+    show_default=True,
+    help="Whose limits and billing to play: openai-hk (prompt <= 500 characters, kling-v2-6 and "
+    "kling-video-o1 billed as pro) or kling (Kling's own API: prompt <= 2500, modes as sent).",
+)
+@click.option(
+    "--tls",
+    is_flag=True,
+    help="Serve https with a self-signed certificate made at start; its path is printed for "
+    "clients to trust (NODE_EXTRA_CA_CERTS, REQUESTS_CA_BUNDLE, SSL_CERT_FILE).",
+)
 @click.option(
     "--delay",
     metavar="S",
@@ -51,24 +86,62 @@ def _drift(values: tuple[str, ...]) -> dict[str, Fraction]:
     "--drift",
     metavar="MODEL=FACTOR",
     multiple=True,
-    help="Charge FACTOR times the estimated units for MODEL (repeatable), "
+    help="Charge FACTOR times the listed units for MODEL (repeatable), "
     "to exercise reconciliation: --drift kling-v1-6=1.1",
 )
 def fake_server_command(
-    host: str, port: int, key: str | None, delay: float, drift: tuple[str, ...]
+    host: str,
+    port: int,
+    auth: str,
+    key: str | None,
+    access_key: str | None,
+    secret_key: str | None,
+    profile: str,
+    tls: bool,
+    delay: float,
+    drift: tuple[str, ...],
 ) -> None:
-    """Run a fake Kling API (the openai-hk protocol) until interrupted.
+    """Run a fake Kling API until interrupted.
 
-    Point a client at it with KLINGCOST_BASE_URL=<the printed URL>. Tasks are charged
-    the units klingcost estimates; /_fake/ledger shows what was charged, /_fake/faults
-    injects errors (see klingcost.fake_server).
+    Point a client at it with KLINGCOST_BASE_URL=<the printed URL>. Tasks are charged from
+    the fake's own table of Kling's unit prices (klingcost/testing/prices.yaml), not from
+    klingcost's sheet; /_fake/ledger shows what was charged, /_fake/requests what clients
+    sent, /_fake/faults injects errors (see klingcost.testing).
     """
+    import shutil
+    import tempfile
+    from pathlib import Path
+
     from uvicorn.config import STARTUP_FAILURE
 
     from klingcost._listen import address
-    from klingcost.fake_server import FakeKlingState, serve
+    from klingcost.testing import FakeKlingState, serve
+    from klingcost.testing.tls import TLSUnavailable, certificate_hosts, self_signed
 
-    state = FakeKlingState(api_key=key, done_after=delay, drift=_drift(drift))
+    if auth != "bearer" and not (access_key and secret_key):
+        raise click.UsageError(
+            f"--auth {auth} needs --access-key and --secret-key (the pair a client signs its "
+            "JWT with); give both, or use --auth bearer",
+        )
+    state = FakeKlingState(
+        api_key=key,
+        auth=auth,  # type: ignore[arg-type]  # click.Choice checked it
+        access_key=access_key,
+        secret_key=secret_key,
+        profile=profile,
+        done_after=delay,
+        drift=_drift(drift),
+    )
+    certificate = None
+    if tls:
+        try:
+            directory = Path(tempfile.mkdtemp(prefix="klingcost-fake-tls-"))
+            certificate = self_signed(directory, certificate_hosts(host))
+        except TLSUnavailable as exc:
+            fail(str(exc))
+        # uvicorn re-raises a SIGTERM after its shutdown; as an interrupt it reaches the
+        # `finally` below, so a killed server removes its private key too.
+        signal.signal(signal.SIGTERM, _interrupt)
 
     listening = False
 
@@ -79,9 +152,13 @@ def fake_server_command(
         click.echo(f"  export KLINGCOST_BASE_URL={url}")
         if key:  # a key for the fake only: showing it is what a user needs to use it
             click.echo(f"  export KLINGCOST_API_KEY={key}")
+        if certificate is not None:
+            click.echo(f"  certificate: {certificate.cert}")
+            click.echo(f"  export NODE_EXTRA_CA_CERTS={certificate.cert}")
+            click.echo(f"  export REQUESTS_CA_BUNDLE={certificate.cert}")
 
     try:
-        serve(state, host=host, port=port, ready=ready)
+        serve(state, host=host, port=port, tls=certificate, ready=ready)
     except KeyboardInterrupt:
         pass  # Ctrl-C is how it stops: exit 0, as `hooks serve` does
     except OSError as exc:
@@ -95,3 +172,6 @@ def fake_server_command(
         if exc.code != STARTUP_FAILURE:
             raise
         fail("the fake Kling API did not start (see the log above)")
+    finally:
+        if certificate is not None:
+            shutil.rmtree(certificate.directory, ignore_errors=True)
