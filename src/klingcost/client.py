@@ -46,8 +46,10 @@ from klingcost._protocol import (
     Task,
     TaskStatus,
     VideoResult,
+    answer_for,
     parse_task,
     read_envelope,
+    redact,
     redact_key,
     retry_after,
     scrub,
@@ -222,6 +224,18 @@ class _BaseKlingClient:
             failure = scrub(error, self._api_key)
         raise failure  # outside the except block, as in _answer
 
+    def _asked(self, task: Task, asked: str) -> Task:
+        """The answer, if it is about the task asked for (see :func:`answer_for`)."""
+        try:
+            return answer_for(task, str(asked).strip())
+        except errors.KlingAPIError as error:
+            failure = scrub(error, self._api_key)
+        raise failure  # outside the except block, as in _answer
+
+    def redact(self, text: str) -> str:
+        """``text`` with any run of 8 or more characters of the API key replaced."""
+        return redact(text, self._api_key)
+
     def _tasks(self, endpoint: Endpoint, payload: Mapping[str, Any]) -> list[Task]:
         data = payload.get("data")
         if not isinstance(data, list):
@@ -268,7 +282,8 @@ class KlingClient(_BaseKlingClient):
     def get_task(self, endpoint: str, task_id: str) -> Task:
         """Query one task (``GET /v1/{endpoint}/{task_id}``); ``task_id`` or external id."""
         name, path, what = self._query(endpoint, task_id)
-        return self._task(name, self._send("GET", path, what, idempotent=True))
+        task = self._task(name, self._send("GET", path, what, idempotent=True))
+        return self._asked(task, task_id)
 
     def list_tasks(self, endpoint: str, *, page: int = 1, page_size: int = 30) -> list[Task]:
         """One page of the endpoint's tasks, newest first (``GET /v1/{endpoint}?pageNum=...``)."""
@@ -380,7 +395,8 @@ class AsyncKlingClient(_BaseKlingClient):
     async def get_task(self, endpoint: str, task_id: str) -> Task:
         """Query one task (``GET /v1/{endpoint}/{task_id}``); ``task_id`` or external id."""
         name, path, what = self._query(endpoint, task_id)
-        return self._task(name, await self._send("GET", path, what, idempotent=True))
+        task = self._task(name, await self._send("GET", path, what, idempotent=True))
+        return self._asked(task, task_id)
 
     async def list_tasks(self, endpoint: str, *, page: int = 1, page_size: int = 30) -> list[Task]:
         """One page of the endpoint's tasks, newest first (``GET /v1/{endpoint}?pageNum=...``)."""
