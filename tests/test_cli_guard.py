@@ -200,7 +200,7 @@ def test_an_ambiguous_failure_says_what_became_of_the_hold(
     result = run(env, "submit", "-t", "studio", "-e", ENDPOINT, body_file(tmp_path))
     assert result.exit_code == 1
     assert "server internal error" in result.stderr
-    assert "hold 1 on 'studio' is unknown" in result.stderr and "klingcost sync" in result.stderr
+    assert "hold 1 on 'studio' stays counted" in result.stderr and "klingcost sync" in result.stderr
     fake.set_faults({"kind": "policy"})
     result = run(env, "submit", "-t", "studio", "-e", ENDPOINT, body_file(tmp_path))
     assert result.exit_code == 1
@@ -243,6 +243,8 @@ def test_sync_json(env: dict[str, str], fake: FakeKling, tmp_path: Path) -> None
         "pending": 0,
         "unresolved": [],
         "errors": [],
+        "awaiting_evidence": [],
+        "replayed": 0,
         "passes": 1,
         "timed_out": False,
     }
@@ -261,7 +263,8 @@ def test_sync_text_lists_unresolved_and_exits_1_on_errors(
     result = run(env, "sync")
     assert result.exit_code == 1
     assert result.stdout.splitlines()[0] == (
-        "examined 2: 0 settled, 0 voided, 0 still running, 1 unresolved, 1 errors"
+        "examined 2: 0 settled, 0 voided, 0 still running, 1 unresolved, 0 awaiting evidence, "
+        "1 errors"
     )
     assert "hold 1: unknown with no task id and no external_task_id" in result.stdout
     assert "hold 2: ServerError" in result.stdout

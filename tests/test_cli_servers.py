@@ -164,6 +164,7 @@ def test_a_short_stored_hook_secret_is_reported_with_its_file(env: dict[str, str
     stored = Path(env["KLINGCOST_HOME"]) / "hook-secret"
     stored.parent.mkdir(parents=True)
     stored.write_text("short\n", encoding="utf-8")
+    stored.chmod(0o600)
     result = CliRunner().invoke(main, ["hooks", "serve", "--no-confirm", "--port", "0"], env=env)
     assert result.exit_code == 2, result.output
     assert str(stored) in result.stderr and "at least 16 characters" in result.stderr

@@ -171,16 +171,62 @@ async def test_a_callback_in_an_envelope_is_read_too(
 
 
 @pytest.mark.anyio
-async def test_failed_callback_voids(
-    app_client: httpx.AsyncClient, fake: FakeKling, ledger: Ledger
+async def test_failed_callback_confirmed_voids(
+    confirming: httpx.AsyncClient, fake: FakeKling, ledger: Ledger
 ) -> None:
     fake.set_faults({"kind": "fail_task"})
     submission = submit(fake, ledger)
-    answer = await app_client.post(
+    answer = await confirming.post(
         f"/hooks/{SECRET}", json=view(fake, submission.task_id or "", "failed")
     )
     assert answer.json()["status"] == "voided"
     assert ledger.budget_status("studio").held == 0
+
+
+# --- without confirmation a callback may settle at most (issue 13, item 8) ----------------
+
+
+@pytest.mark.anyio
+async def test_an_unconfirmed_callback_never_voids(
+    app_client: httpx.AsyncClient, fake: FakeKling, ledger: Ledger
+) -> None:
+    """Anyone with the URL posting "failed" for a task that succeeded: nothing is voided."""
+    fake.configure(done_after=30)
+    submission = submit(fake, ledger)
+    before = snapshot(ledger)
+    forged = view(fake, submission.task_id or "", "failed")
+    answer = await app_client.post(f"/hooks/{SECRET}", json=forged)
+    assert answer.status_code == 200
+    assert answer.json()["status"] == "ignored" and "never voids" in answer.json()["reason"]
+    assert snapshot(ledger) == before
+    assert ledger.budget_status("studio").held == COST
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("deduction", ["1", "0", None, "abc", "-7"])
+async def test_an_unconfirmed_callback_never_lowers(
+    app_client: httpx.AsyncClient, fake: FakeKling, ledger: Ledger, deduction: str | None
+) -> None:
+    fake.configure(done_after=30)
+    submission = submit(fake, ledger)
+    before = snapshot(ledger)
+    forged = view(fake, submission.task_id or "", "succeed")
+    forged["final_unit_deduction"] = deduction
+    answer = await app_client.post(f"/hooks/{SECRET}", json=forged)
+    assert answer.json()["status"] == "ignored" and "never lowers" in answer.json()["reason"]
+    assert snapshot(ledger) == before
+
+
+@pytest.mark.anyio
+async def test_an_unconfirmed_callback_may_settle_at_or_above_the_estimate(
+    app_client: httpx.AsyncClient, fake: FakeKling, ledger: Ledger
+) -> None:
+    submission = submit(fake, ledger)
+    body = view(fake, submission.task_id or "", "succeed", final_unit_deduction="7")
+    answer = await app_client.post(f"/hooks/{SECRET}", json=body)
+    assert answer.json()["status"] == "settled"
+    hold = ledger.get_hold(submission.hold.id)
+    assert (hold.state, hold.units_milli, hold.cost_minor) == ("settled", 7000, COST)
 
 
 @pytest.mark.anyio
