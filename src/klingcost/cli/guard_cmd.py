@@ -400,7 +400,36 @@ def _listen(host: str, port: int) -> socket.socket:
     "--confirm/--no-confirm",
     default=True,
     show_default=True,
-    help="Query each task before settling it, as Kling advises (needs KLINGCOST_API_KEY).",
+    help="Query each task before settling it, as Kling advises (needs KLINGCOST_API_KEY); "
+    "without it a callback may only settle, never void or lower a hold.",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1, 1_000_000),
+    default=256,
+    show_default=True,
+    help="Connections open at once; a slow one without headers makes room for a new one.",
+)
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(0.1, 3600),
+    default=10.0,
+    show_default=True,
+    help="Seconds a connection may take to send its request headers.",
+)
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(0.1, 3600),
+    default=5.0,
+    show_default=True,
+    help="Seconds an idle kept-alive connection, or a stalled body, is kept.",
+)
+@click.option(
+    "--max-body",
+    type=click.IntRange(1, 1 << 30),
+    default=1024 * 1024,
+    show_default=True,
+    help="Largest callback body in bytes (413 above it, unread).",
 )
 @base_url_option
 @ledger_option
@@ -409,17 +438,35 @@ def hooks_serve_command(
     port: int,
     secret: str | None,
     confirm: bool,
+    max_connections: int,
+    header_timeout: float,
+    idle_timeout: float,
+    max_body: int,
     base_url: str | None,
     ledger_path: str | None,
 ) -> None:
-    """Run the callback server; give its URL to submit as --hook-url."""
+    """Run the callback server; give its URL to submit as --hook-url.
+
+    With --confirm (the default) each callback is checked with a task query before it moves
+    a hold. With --no-confirm a callback may only settle a hold whose task succeeded, at no
+    less than its estimate: it never voids and never lowers a hold (anyone who learns the URL
+    could post one); `klingcost sync` settles the rest.
+    """
     import uvicorn
     from uvicorn.config import STARTUP_FAILURE
 
+    from klingcost._limits import ServerLimits, uvicorn_config
     from klingcost._listen import address
     from klingcost.client import AsyncKlingClient
     from klingcost.hooks import create_app
     from klingcost.ledger import Ledger
+
+    limits = ServerLimits(
+        header_timeout=header_timeout,
+        idle_timeout=idle_timeout,
+        max_connections=max_connections,
+        max_body=max_body,
+    )
 
     hook_secret = _hook_secret(secret)
     client = AsyncKlingClient(base_url=base_url) if confirm else None  # no key: fails first
@@ -428,7 +475,7 @@ def hooks_serve_command(
         url = f"http://{address(host, sock.getsockname()[1])}/hooks/{hook_secret}"
         click.echo(f"hook URL: {url}")
         click.echo("set it for submitters: export KLINGCOST_HOOK_URL=<that URL>")
-        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+        server = uvicorn.Server(uvicorn_config(app, limits, host=host, port=port))
         try:
             server.run(sockets=[sock])
         except KeyboardInterrupt:
