@@ -389,3 +389,45 @@ def test_the_fake_posts_callbacks_to_a_real_hooks_server(
     }
     assert all(d["url"] == url for d in delivered)
     assert len(fake.requests("GET")) >= 3  # each callback confirmed with a query
+
+
+# --- a forged callback naming a real task and a lost hold's external id (issue 13, item 7) --
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("confirm", [True, False])
+async def test_a_forged_callback_cannot_attach_an_unrelated_task(
+    app_client: httpx.AsyncClient,
+    confirming: httpx.AsyncClient,
+    fake: FakeKling,
+    ledger: Ledger,
+    confirm: bool,
+) -> None:
+    """A real cheap task without an external id, named with a lost 7-unit hold's external id:
+    the task the API reports does not carry the hold's external id, so nothing is applied."""
+    fake.set_faults({"kind": "drop", "create": True})
+    with pytest.raises(errors.AmbiguousSubmitError):
+        submit(fake, ledger, external_ids=True)
+    [lost] = ledger.holds()
+    external = lost.meta["external_task_id"]
+    async with AsyncKlingClient(KEY, base_url=fake.base_url) as kling:  # not through the guard
+        cheap = await kling.submit(ENDPOINT, {"prompt": "a dot", "mode": "std", "duration": "5"})
+    before = snapshot(ledger)
+    forged = {
+        "task_id": cheap.task_id,
+        "task_status": "succeed",
+        "final_unit_deduction": "7",
+        "task_info": {"external_task_id": external},
+    }
+    answer = await (confirming if confirm else app_client).post(f"/hooks/{SECRET}", json=forged)
+    if confirm:  # the API's own view of the cheap task has no external id
+        assert answer.json() == {"status": "ignored", "reason": "external_task_id differs"}
+    else:  # the body's claim is all there is: at most it settles at the estimate, 7 units
+        assert answer.json()["status"] in ("ignored", "settled")
+    if confirm:
+        assert snapshot(ledger) == before
+        assert ledger.get_hold(lost.id).state == "unknown"
+    else:
+        hold = ledger.get_hold(lost.id)
+        assert hold.state in ("unknown", "settled") and (hold.units_milli or 7000) >= 7000
+    assert ledger.budget_status("studio").posted + ledger.budget_status("studio").held == COST
