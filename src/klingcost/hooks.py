@@ -43,23 +43,31 @@ SECRET_FILE = "hook-secret"
 def stored_secret(home: Path) -> str:
     """The hook secret kept in ``home/hook-secret``, made on first use.
 
-    The file is created readable by its owner only, in one step (``O_CREAT | O_EXCL`` with
-    mode 0600: never a moment when others can read it, and two servers starting at once
-    cannot both write one). An existing file that its group or others can read is refused
-    (ValueError naming the ``chmod`` that fixes it): the secret it holds may be known.
+    The file is created readable by its owner only, whole, in one step: written to a private
+    temporary file (``O_CREAT | O_EXCL``, mode 0600: never a moment when others can read it)
+    and linked into place, which fails if another server made one first (then that one is
+    used: two servers starting at once share one secret, never half of one). An existing file
+    that its group or others can read is refused (ValueError naming the ``chmod`` that fixes
+    it): the secret it holds may be known.
     """
     path = home / SECRET_FILE
+    if path.exists():
+        return _read_secret(path)
     home.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(24)
+    draft = home / f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, (secret + "\n").encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.link(draft, path)
     except FileExistsError:
         return _read_secret(path)
-    try:
-        os.write(fd, (secret + "\n").encode("ascii"))
-        os.fsync(fd)
     finally:
-        os.close(fd)
+        os.unlink(draft)
     return secret
 
 
