@@ -156,3 +156,27 @@ def test_an_echoed_key_never_reaches_the_terminal(fake: FakeKling, tmp_path: Pat
     assert leaks(result.output) == []
     holds = CliRunner().invoke(main, ["holds", "--json"], env=env)
     assert holds.exit_code == 0 and leaks(holds.output) == []
+
+
+def test_an_answer_echoing_the_key_is_stored_redacted(fake: FakeKling, ledger: Ledger) -> None:
+    """The texts a settlement stores come from the API: a failure message echoing the key."""
+    with GuardedClient("studio", ledger=ledger, api_key=KEY, base_url=fake.base_url) as guard:
+        submission = guard.submit(ENDPOINT, BODY)
+    answer = {
+        "code": 0,
+        "data": {
+            "task_id": submission.task_id,
+            "task_status": "failed",
+            "task_status_msg": f"quota of {KEY.upper()} exhausted",
+        },
+    }
+    fake.set_faults({"kind": "malformed", "method": "GET", "body": json.dumps(answer)})
+
+    async def run() -> Any:
+        async with AsyncKlingClient(KEY, base_url=fake.base_url, max_retries=0) as client:
+            return await sync_holds(ledger, client)
+
+    assert anyio.run(run).voided == 1
+    hold = ledger.get_hold(submission.hold.id)
+    assert hold.reason == "task failed: quota of <redacted> exhausted"
+    assert leaks(stored(ledger)) == []

@@ -27,6 +27,7 @@ import os
 import random as _random
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from fractions import Fraction
 from types import TracebackType
 from typing import Any, Final, Self
@@ -218,11 +219,22 @@ class _BaseKlingClient:
         return name, f"/v1/{name}/{quote(task, safe='')}", f"GET {name}/{task}"
 
     def _task(self, endpoint: Endpoint, payload: Mapping[str, Any], data: object = None) -> Task:
+        failure: errors.KlingAPIError | None = None
         try:
-            return parse_task(endpoint, payload, cap=self.deduction_cap, data=data)
+            task = parse_task(endpoint, payload, cap=self.deduction_cap, data=data)
         except errors.KlingAPIError as error:
             failure = scrub(error, self._api_key)
-        raise failure  # outside the except block, as in _answer
+        if failure is not None:
+            raise failure  # outside the except block, as in _answer
+        # The texts a settlement stores (the failure message, the raw deduction) are the API's:
+        # an answer echoing the key must not carry it into the ledger.
+        msg, raw = self.redact(task.status_msg), task.deduction.raw
+        if msg != task.status_msg or (raw is not None and self.redact(raw) != raw):
+            deduction = task.deduction
+            if raw is not None and self.redact(raw) != raw:
+                deduction = replace(deduction, raw=self.redact(raw))
+            task = replace(task, status_msg=msg, deduction=deduction)
+        return task
 
     def _asked(self, task: Task, asked: str) -> Task:
         """The answer, if it is about the task asked for (see :func:`answer_for`)."""

@@ -930,7 +930,7 @@ class Ledger:
         """Record that the API answered "no such task" for ``asked`` (an open hold's external
         id); returns when each such answer for this hold was recorded, oldest first.
 
-        An ``not_found`` event each time: ``sync`` voids a hold whose answer was lost only on
+        A ``not_found`` event each time: ``sync`` voids a hold whose answer was lost only on
         evidence that lasts (several answers over a window), and this is that evidence,
         durable across runs and shared by every process that syncs the ledger.
         """
