@@ -8,6 +8,15 @@ someone who knows the URL the guard handed to Kling can post to it.
 As Kling advises, a callback is a hint, not the truth: when the app has an API client it
 queries the task before acting on it. It settles exactly as ``sync`` does (the same
 :func:`klingcost.settlement.resolve`), idempotently, and ignores tasks it has no hold for.
+
+Anyone who learns the URL can post to it (it travels in every request body to the provider),
+so a callback moves only its own hold: the task (as the API reports it, when confirmed) must
+carry the hold's task id, or, for a hold whose create answer was lost, the hold's own external
+id. Without a client (``hooks serve --no-confirm``) a callback may settle at most: a task that
+succeeded, at no less than the hold's estimate; it never voids and never lowers a hold.
+
+The server's limits against abuse (timeouts, connections, body size) are in
+:mod:`klingcost._limits`.
 """
 
 from __future__ import annotations
