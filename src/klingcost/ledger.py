@@ -865,9 +865,7 @@ class Ledger:
                 if hold.task_id is not None:
                     raise HoldStateError(f"hold {hold_id} already has task {hold.task_id!r}")
                 if hold.state != "voided":
-                    raise HoldStateError(
-                        f"hold {hold_id} is {hold.state}; no task can be attached"
-                    )
+                    raise HoldStateError(f"hold {hold_id} is {hold.state}; no task can be attached")
                 restored = hold
             if conn.execute(_INSERT_TASK_SQL, (task_id, hold_id, at)).fetchone() is None:
                 sql = "SELECT hold_id FROM tasks WHERE task_id = ?"
