@@ -200,7 +200,7 @@ def test_an_ambiguous_failure_says_what_became_of_the_hold(
     result = run(env, "submit", "-t", "studio", "-e", ENDPOINT, body_file(tmp_path))
     assert result.exit_code == 1
     assert "server internal error" in result.stderr
-    assert "hold 1 on 'studio' is unknown" in result.stderr and "klingcost sync" in result.stderr
+    assert "hold 1 on 'studio' stays counted" in result.stderr and "klingcost sync" in result.stderr
     fake.set_faults({"kind": "policy"})
     result = run(env, "submit", "-t", "studio", "-e", ENDPOINT, body_file(tmp_path))
     assert result.exit_code == 1
@@ -243,6 +243,8 @@ def test_sync_json(env: dict[str, str], fake: FakeKling, tmp_path: Path) -> None
         "pending": 0,
         "unresolved": [],
         "errors": [],
+        "awaiting_evidence": [],
+        "replayed": 0,
         "passes": 1,
         "timed_out": False,
     }
@@ -261,7 +263,8 @@ def test_sync_text_lists_unresolved_and_exits_1_on_errors(
     result = run(env, "sync")
     assert result.exit_code == 1
     assert result.stdout.splitlines()[0] == (
-        "examined 2: 0 settled, 0 voided, 0 still running, 1 unresolved, 1 errors"
+        "examined 2: 0 settled, 0 voided, 0 still running, 1 unresolved, 0 awaiting evidence, "
+        "1 errors"
     )
     assert "hold 1: unknown with no task id and no external_task_id" in result.stdout
     assert "hold 2: ServerError" in result.stdout
@@ -375,3 +378,68 @@ def test_demo_runs_and_prints_budgets_and_spending(tmp_path: Path) -> None:
     with Ledger.open(tmp_path / "demo" / "demo-ledger.db") as ledger:
         assert {h.state for h in ledger.holds()} == {"settled"}
         assert ledger.check() == []
+
+
+# --- Ctrl-C during submit says which hold stays counted (issue 13, item 20) ---------------
+
+
+def interrupted(env: dict[str, str], args: list[str], ready: Any) -> tuple[int, str]:
+    """Run ``klingcost ARGS`` as its own process, send SIGINT once ``ready()``; (code, stderr)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cli = "from klingcost.cli import main; main(prog_name='klingcost')"
+    process = subprocess.Popen(
+        [sys.executable, "-c", cli, *args],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not ready():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    return process.returncode, err
+
+
+@pytest.mark.parametrize("external_ids", [False, True])
+def test_ctrl_c_while_the_api_answers_names_the_hold_and_sync(
+    env: dict[str, str], fake: FakeKling, tmp_path: Path, external_ids: bool
+) -> None:
+    fake.set_faults({"kind": "slow", "method": "POST", "ms": 20_000})
+    args = ["submit", "-t", "studio", "-e", ENDPOINT, body_file(tmp_path)]
+    args += ["--external-ids"] if external_ids else []
+    code, err = interrupted(env, args, lambda: bool(fake.requests("POST")))
+    assert code == 1
+    [(state, task_id)] = holds(env)
+    assert (state, task_id) == ("unknown", None)
+    assert err.startswith("Error: interrupted: hold 1 on 'studio' stays counted: ")
+    assert "`klingcost sync` settles it" in err and "Traceback" not in err
+
+
+def test_ctrl_c_during_submit_wait_names_the_hold_its_task_and_sync(
+    env: dict[str, str], fake: FakeKling, tmp_path: Path
+) -> None:
+    fake.configure(done_after=60)
+    args = ["submit", "-t", "studio", "-e", ENDPOINT, "--wait", "--interval", "0.2"]
+    args += [body_file(tmp_path)]
+    code, err = interrupted(env, args, lambda: len(fake.requests("GET")) >= 1)
+    assert code == 1
+    [(state, task_id)] = holds(env)
+    assert state == "submitted" and task_id
+    assert err == (
+        f"Error: interrupted while waiting: hold 1 on 'studio' stays counted: task {task_id}; "
+        "`klingcost sync` settles it when the task ends\n"
+    )

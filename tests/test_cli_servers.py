@@ -164,6 +164,7 @@ def test_a_short_stored_hook_secret_is_reported_with_its_file(env: dict[str, str
     stored = Path(env["KLINGCOST_HOME"]) / "hook-secret"
     stored.parent.mkdir(parents=True)
     stored.write_text("short\n", encoding="utf-8")
+    stored.chmod(0o600)
     result = CliRunner().invoke(main, ["hooks", "serve", "--no-confirm", "--port", "0"], env=env)
     assert result.exit_code == 2, result.output
     assert str(stored) in result.stderr and "at least 16 characters" in result.stderr
@@ -196,3 +197,47 @@ async def test_a_non_ascii_secret_still_opens_its_own_path(tmp_path: Path) -> No
         async with hooks_client(ledger, secret) as client:
             answer = await client.post(f"/hooks/{secret}", json={"task_id": "1"})
     assert answer.status_code == 200 and answer.json()["status"] == "ignored"
+
+
+# --- the stored hook secret is the owner's alone (issue 13, item 13) ----------------------
+
+
+def test_the_hook_secret_file_is_created_0600_in_one_step(tmp_path: Path) -> None:
+    import os
+    import stat
+    import threading
+
+    from klingcost.hooks import stored_secret
+
+    home = tmp_path / "home"
+    old = os.umask(0)  # a umask that would leave a plainly created file world-readable
+    try:
+        found: list[str] = []
+        threads = [
+            threading.Thread(target=lambda: found.append(stored_secret(home))) for _ in range(8)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        os.umask(old)
+    path = home / "hook-secret"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    # Eight servers starting at once: one secret, made once, the one every server uses.
+    assert len(set(found)) == 1 and path.read_text(encoding="utf-8") == found[0] + "\n"
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_a_readable_stored_hook_secret_is_refused_with_the_fix(
+    env: dict[str, str], mode: int
+) -> None:
+    stored = Path(env["KLINGCOST_HOME"]) / "hook-secret"
+    stored.parent.mkdir(parents=True)
+    secret = "a-real-looking-secret-0123456789"
+    stored.write_text(secret + "\n", encoding="utf-8")
+    stored.chmod(mode)
+    result = CliRunner().invoke(main, ["hooks", "serve", "--no-confirm", "--port", "0"], env=env)
+    assert result.exit_code == 2, result.output
+    assert f"run `chmod 600 {stored}`" in result.stderr
+    assert secret not in result.output and "hook URL" not in result.output

@@ -37,7 +37,7 @@ from klingcost.client import AsyncKlingClient
 from klingcost.clock import ManualClock
 from klingcost.fake_server import FakeKling
 from klingcost.ledger import Hold, Ledger
-from klingcost.sync import IN_FLIGHT_GRACE, sync_holds
+from klingcost.sync import IN_FLIGHT_GRACE, NOT_FOUND_WINDOW, sync_holds
 from workers import COST, UNITS_MILLI, cli
 
 WORKER = Path(__file__).with_name("workers.py")
@@ -183,11 +183,16 @@ def test_killed_after_reserve_the_hold_stays_counted_until_the_grace_ends(
     assert used(ledger_path)["studio"] == (COST, COST)
     assert_each_task_once(fake, ledger_path)
 
-    # Once the grace is over, "no such task" voids it: the submission never created one.
+    # Once the grace is over, lasting "no such task" answers void it: the submission never
+    # created one (the first answer is recorded; one an hour later is evidence that lasts).
     with Ledger.open(ledger_path, clock=ManualClock(dead.reserved_at)) as ledger:
         assert isinstance(ledger.clock, ManualClock)
         ledger.clock.advance(IN_FLIGHT_GRACE + timedelta(seconds=1))
         report = sync_in_process(ledger, fake)
+        assert (report.voided, report.unresolved, len(report.awaiting)) == (0, [], 1)
+        for _ in range(2):
+            ledger.clock.advance(NOT_FOUND_WINDOW / 2)
+            report = sync_in_process(ledger, fake)
         assert (report.voided, report.unresolved) == (1, [])
         voided = ledger.get_hold(dead.id)
         assert voided.state == "voided" and voided.reason is not None

@@ -386,12 +386,18 @@ def test_keyboard_interrupt_mid_request_marks_the_hold_unknown(
     with GuardedClient("studio", ledger=ledger, api_key=KEY, base_url=fake.base_url) as kling:
         timer.start()
         try:
-            with pytest.raises(KeyboardInterrupt):
+            with pytest.raises(KeyboardInterrupt) as caught:
                 kling.submit(ENDPOINT, BODY)
         finally:
             timer.cancel()
     [hold] = ledger.holds()
-    assert hold.state == "unknown" and hold.reason == "outcome unknown: KeyboardInterrupt: "
+    assert hold.state == "unknown" and hold.reason == "outcome unknown: KeyboardInterrupt"
+    # Issue 13, item 20: the interrupt says which hold stays counted, and what settles it.
+    assert caught.value.__notes__ == [
+        f"hold {hold.id} on 'studio' stays counted: `klingcost sync` settles it once it knows "
+        "the task (sent without --external-ids, it may need `klingcost holds void` by a person "
+        "who knows nothing was made)"
+    ]
     assert held(ledger) == COST
     assert creates(fake) == 1
 

@@ -171,16 +171,62 @@ async def test_a_callback_in_an_envelope_is_read_too(
 
 
 @pytest.mark.anyio
-async def test_failed_callback_voids(
-    app_client: httpx.AsyncClient, fake: FakeKling, ledger: Ledger
+async def test_failed_callback_confirmed_voids(
+    confirming: httpx.AsyncClient, fake: FakeKling, ledger: Ledger
 ) -> None:
     fake.set_faults({"kind": "fail_task"})
     submission = submit(fake, ledger)
-    answer = await app_client.post(
+    answer = await confirming.post(
         f"/hooks/{SECRET}", json=view(fake, submission.task_id or "", "failed")
     )
     assert answer.json()["status"] == "voided"
     assert ledger.budget_status("studio").held == 0
+
+
+# --- without confirmation a callback may settle at most (issue 13, item 8) ----------------
+
+
+@pytest.mark.anyio
+async def test_an_unconfirmed_callback_never_voids(
+    app_client: httpx.AsyncClient, fake: FakeKling, ledger: Ledger
+) -> None:
+    """Anyone with the URL posting "failed" for a task that succeeded: nothing is voided."""
+    fake.configure(done_after=30)
+    submission = submit(fake, ledger)
+    before = snapshot(ledger)
+    forged = view(fake, submission.task_id or "", "failed")
+    answer = await app_client.post(f"/hooks/{SECRET}", json=forged)
+    assert answer.status_code == 200
+    assert answer.json()["status"] == "ignored" and "never voids" in answer.json()["reason"]
+    assert snapshot(ledger) == before
+    assert ledger.budget_status("studio").held == COST
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("deduction", ["1", "0", None, "abc", "-7"])
+async def test_an_unconfirmed_callback_never_lowers(
+    app_client: httpx.AsyncClient, fake: FakeKling, ledger: Ledger, deduction: str | None
+) -> None:
+    fake.configure(done_after=30)
+    submission = submit(fake, ledger)
+    before = snapshot(ledger)
+    forged = view(fake, submission.task_id or "", "succeed")
+    forged["final_unit_deduction"] = deduction
+    answer = await app_client.post(f"/hooks/{SECRET}", json=forged)
+    assert answer.json()["status"] == "ignored" and "never lowers" in answer.json()["reason"]
+    assert snapshot(ledger) == before
+
+
+@pytest.mark.anyio
+async def test_an_unconfirmed_callback_may_settle_at_or_above_the_estimate(
+    app_client: httpx.AsyncClient, fake: FakeKling, ledger: Ledger
+) -> None:
+    submission = submit(fake, ledger)
+    body = view(fake, submission.task_id or "", "succeed", final_unit_deduction="7")
+    answer = await app_client.post(f"/hooks/{SECRET}", json=body)
+    assert answer.json()["status"] == "settled"
+    hold = ledger.get_hold(submission.hold.id)
+    assert (hold.state, hold.units_milli, hold.cost_minor) == ("settled", 7000, COST)
 
 
 @pytest.mark.anyio
@@ -343,3 +389,45 @@ def test_the_fake_posts_callbacks_to_a_real_hooks_server(
     }
     assert all(d["url"] == url for d in delivered)
     assert len(fake.requests("GET")) >= 3  # each callback confirmed with a query
+
+
+# --- a forged callback naming a real task and a lost hold's external id (issue 13, item 7) --
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("confirm", [True, False])
+async def test_a_forged_callback_cannot_attach_an_unrelated_task(
+    app_client: httpx.AsyncClient,
+    confirming: httpx.AsyncClient,
+    fake: FakeKling,
+    ledger: Ledger,
+    confirm: bool,
+) -> None:
+    """A real cheap task without an external id, named with a lost 7-unit hold's external id:
+    the task the API reports does not carry the hold's external id, so nothing is applied."""
+    fake.set_faults({"kind": "drop", "create": True})
+    with pytest.raises(errors.AmbiguousSubmitError):
+        submit(fake, ledger, external_ids=True)
+    [lost] = ledger.holds()
+    external = lost.meta["external_task_id"]
+    async with AsyncKlingClient(KEY, base_url=fake.base_url) as kling:  # not through the guard
+        cheap = await kling.submit(ENDPOINT, {"prompt": "a dot", "mode": "std", "duration": "5"})
+    before = snapshot(ledger)
+    forged = {
+        "task_id": cheap.task_id,
+        "task_status": "succeed",
+        "final_unit_deduction": "7",
+        "task_info": {"external_task_id": external},
+    }
+    answer = await (confirming if confirm else app_client).post(f"/hooks/{SECRET}", json=forged)
+    if confirm:  # the API's own view of the cheap task has no external id
+        assert answer.json() == {"status": "ignored", "reason": "external_task_id differs"}
+    else:  # the body's claim is all there is: at most it settles at the estimate, 7 units
+        assert answer.json()["status"] in ("ignored", "settled")
+    if confirm:
+        assert snapshot(ledger) == before
+        assert ledger.get_hold(lost.id).state == "unknown"
+    else:
+        hold = ledger.get_hold(lost.id)
+        assert hold.state in ("unknown", "settled") and (hold.units_milli or 7000) >= 7000
+    assert ledger.budget_status("studio").posted + ledger.budget_status("studio").held == COST

@@ -386,10 +386,17 @@ def test_settle_and_void_are_idempotent_and_exclusive(ledger: Ledger) -> None:
     assert count(ledger, "events") == events
     with pytest.raises(HoldStateError, match="voided"):
         ledger.settle(two.id, units_milli=1, cost_minor=1)
-    with pytest.raises(HoldStateError):
-        ledger.attach(two.id, "late-task")
     status = ledger.budget_status("a")
     assert (status.posted, status.held) == (90, 0)
+    # A task the API accepted after all restores the hold: acceptance wins (issue 13, item 3).
+    restored = ledger.attach(two.id, "late-task")
+    assert (restored.state, restored.task_id, restored.reason) == ("submitted", "late-task", None)
+    status = ledger.budget_status("a")
+    assert (status.posted, status.held) == (90, 100)
+    assert ledger.attach(two.id, "late-task") == ledger.get_hold(two.id)  # idempotent
+    with pytest.raises(HoldStateError, match="already has task"):
+        ledger.attach(two.id, "other-task")
+    assert ledger.check() == []
     with pytest.raises(HoldNotFound):
         ledger.void(999, reason="x")
 

@@ -194,11 +194,15 @@ def test_an_unknown_hold_still_running_gets_its_task_attached(
     assert ledger.budget_status("studio").held == COST
 
 
-def test_an_unknown_hold_with_no_such_task_is_voided(fake: FakeKling, ledger: Ledger) -> None:
+def test_an_unknown_hold_with_no_such_task_is_voided_on_lasting_evidence(
+    fake: FakeKling, ledger: Ledger
+) -> None:
     [lost] = submit(fake, ledger, fault={"kind": "server_error"})  # refused before creating
     assert isinstance(lost, Hold) and lost.state == "unknown"
     assert fake.ledger()["tasks"] == []
-    report = sync(ledger, fake)
+    report = sync(ledger, fake, not_found_answers=2, not_found_window=timedelta(0))
+    assert report.voided == 0 and [h for h, _ in report.awaiting] == [lost.id]
+    report = sync(ledger, fake, not_found_answers=2, not_found_window=timedelta(0))
     assert report.voided == 1
     hold = ledger.get_hold(lost.id)
     assert hold.state == "voided" and "never created one" in (hold.reason or "")
@@ -232,7 +236,9 @@ def test_a_held_hold_in_flight_is_not_voided(fake: FakeKling, tmp_path: Path) ->
         assert "may be in flight" in report.unresolved[0][1]
         assert ledger.get_hold(hold.id).state == "held"
         clock.advance(IN_FLIGHT_GRACE + timedelta(seconds=1))
-        assert sync(ledger, fake).voided == 1  # long gone: nothing was ever created
+        evidence: dict[str, Any] = {"not_found_answers": 2, "not_found_window": timedelta(0)}
+        assert sync(ledger, fake, **evidence).voided == 0  # the first answer counted
+        assert sync(ledger, fake, **evidence).voided == 1  # long gone: nothing was ever created
         assert ledger.get_hold(hold.id).state == "voided"
 
 

@@ -26,6 +26,8 @@ import httpx
 from klingcost import errors
 from klingcost._json import JSONInputError, loads
 from klingcost.money import MAX_DIGITS, MAX_EXPONENT, exact
+from klingcost.redaction import redact as _redact
+from klingcost.redaction import secret_forms
 from klingcost.request import Endpoint
 
 DEFAULT_BASE_URL: Final = "https://api.openai-hk.com/kling"
@@ -332,6 +334,23 @@ def parse_task(
     )
 
 
+def answer_for(task: Task, asked: str) -> Task:
+    """``task`` when it is the task that was asked about (by its id or its external id);
+    otherwise a MalformedResponseError: an answer about another task is never applied.
+
+    A query by external id is answered with the API's own task id, so the answer must carry
+    the asked id in ``task_info.external_task_id``; an answer without it is not accepted.
+    """
+    if asked in (task.task_id, task.external_task_id):
+        return task
+    return_id = task.task_id if len(task.task_id) <= 80 else task.task_id[:80] + "..."
+    raise errors.MalformedResponseError(
+        f"the answer is about task {return_id!r}, not the asked {asked!r} (its "
+        f"external_task_id is {task.external_task_id!r}): ignored",
+        request_id=task.request_id,
+    )
+
+
 def _ms(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -457,28 +476,15 @@ def redact_key(key: str) -> str:
 
 
 def key_forms(key: str) -> tuple[str, ...]:
-    """Every way ``key`` can show in an error's text, longest first.
-
-    Besides the text itself: ``repr``-style escapes (``sk-x\\ny``, as an error message quoting
-    the value shows it) and the escapes of its bytes (h11 prints a header as ``b'Bearer ...'``).
-    Replacing these also replaces the ``Bearer <key>`` header value wherever it is shown.
-    """
-    forms = {key, repr(key)[1:-1], ascii(key)[1:-1]}
-    for encoding in ("ascii", "latin-1", "utf-8"):
-        try:
-            forms.add(repr(key.encode(encoding))[2:-1])
-        except UnicodeEncodeError:
-            continue
-    # A text holding both quote marks is repr'd with '...' and its single quotes escaped.
-    forms |= {form.replace("'", "\\'") for form in forms}
-    return tuple(sorted((form for form in forms if form), key=len, reverse=True))
+    """Every way ``key`` can show in an error's text, longest first (see
+    :func:`klingcost.redaction.secret_forms`)."""
+    return secret_forms(key)
 
 
 def redact(text: str, key: str) -> str:
-    """``text`` with every form of ``key`` replaced by ``<redacted>``."""
-    for form in key_forms(key) if key else ():
-        text = text.replace(form, "<redacted>")
-    return text
+    """``text`` with every run of 8 or more characters of ``key`` replaced, in any case and
+    any escaped form (:func:`klingcost.redaction.redact`)."""
+    return _redact(text, key) if key else text
 
 
 def shows_key(exc: BaseException, key: str) -> bool:

@@ -27,6 +27,7 @@ import os
 import random as _random
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from fractions import Fraction
 from types import TracebackType
 from typing import Any, Final, Self
@@ -46,8 +47,10 @@ from klingcost._protocol import (
     Task,
     TaskStatus,
     VideoResult,
+    answer_for,
     parse_task,
     read_envelope,
+    redact,
     redact_key,
     retry_after,
     scrub,
@@ -216,11 +219,34 @@ class _BaseKlingClient:
         return name, f"/v1/{name}/{quote(task, safe='')}", f"GET {name}/{task}"
 
     def _task(self, endpoint: Endpoint, payload: Mapping[str, Any], data: object = None) -> Task:
+        failure: errors.KlingAPIError | None = None
         try:
-            return parse_task(endpoint, payload, cap=self.deduction_cap, data=data)
+            task = parse_task(endpoint, payload, cap=self.deduction_cap, data=data)
+        except errors.KlingAPIError as error:
+            failure = scrub(error, self._api_key)
+        if failure is not None:
+            raise failure  # outside the except block, as in _answer
+        # The texts a settlement stores (the failure message, the raw deduction) are the API's:
+        # an answer echoing the key must not carry it into the ledger.
+        msg, raw = self.redact(task.status_msg), task.deduction.raw
+        if msg != task.status_msg or (raw is not None and self.redact(raw) != raw):
+            deduction = task.deduction
+            if raw is not None and self.redact(raw) != raw:
+                deduction = replace(deduction, raw=self.redact(raw))
+            task = replace(task, status_msg=msg, deduction=deduction)
+        return task
+
+    def _asked(self, task: Task, asked: str) -> Task:
+        """The answer, if it is about the task asked for (see :func:`answer_for`)."""
+        try:
+            return answer_for(task, str(asked).strip())
         except errors.KlingAPIError as error:
             failure = scrub(error, self._api_key)
         raise failure  # outside the except block, as in _answer
+
+    def redact(self, text: str) -> str:
+        """``text`` with any run of 8 or more characters of the API key replaced."""
+        return redact(text, self._api_key)
 
     def _tasks(self, endpoint: Endpoint, payload: Mapping[str, Any]) -> list[Task]:
         data = payload.get("data")
@@ -268,7 +294,8 @@ class KlingClient(_BaseKlingClient):
     def get_task(self, endpoint: str, task_id: str) -> Task:
         """Query one task (``GET /v1/{endpoint}/{task_id}``); ``task_id`` or external id."""
         name, path, what = self._query(endpoint, task_id)
-        return self._task(name, self._send("GET", path, what, idempotent=True))
+        task = self._task(name, self._send("GET", path, what, idempotent=True))
+        return self._asked(task, task_id)
 
     def list_tasks(self, endpoint: str, *, page: int = 1, page_size: int = 30) -> list[Task]:
         """One page of the endpoint's tasks, newest first (``GET /v1/{endpoint}?pageNum=...``)."""
@@ -380,7 +407,8 @@ class AsyncKlingClient(_BaseKlingClient):
     async def get_task(self, endpoint: str, task_id: str) -> Task:
         """Query one task (``GET /v1/{endpoint}/{task_id}``); ``task_id`` or external id."""
         name, path, what = self._query(endpoint, task_id)
-        return self._task(name, await self._send("GET", path, what, idempotent=True))
+        task = self._task(name, await self._send("GET", path, what, idempotent=True))
+        return self._asked(task, task_id)
 
     async def list_tasks(self, endpoint: str, *, page: int = 1, page_size: int = 30) -> list[Task]:
         """One page of the endpoint's tasks, newest first (``GET /v1/{endpoint}?pageNum=...``)."""

@@ -16,6 +16,7 @@ holds an API key: the client redacts it before an error is built.
     │   ├── BudgetConfigError       a budget definition is invalid           (CLI exit 2)
     │   ├── HoldNotFound
     │   ├── HoldStateError          an operation that the hold's state forbids
+    │   ├── TaskNotRecorded         the API accepted a task the ledger could not record
     │   ├── InvalidAmountError      an amount that is not a non-negative int of minor units
     │   └── BudgetExceeded          a hold would overspend a budget          (CLI exit 3)
     ├── ReportError                 a report cannot be made as asked         (CLI exit 2)
@@ -160,6 +161,27 @@ class HoldNotFound(LedgerError, LookupError):
 
 class HoldStateError(LedgerError):
     """An operation that the hold's current state does not allow (settling a voided hold)."""
+
+
+class TaskNotRecorded(LedgerError):
+    """The API accepted a task, but the ledger could not record its id on the hold.
+
+    The hold keeps counting; the task id is kept in the accepted-tasks journal (``journal``,
+    None when even that could not be written), which ``klingcost sync`` replays.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hold_id: int,
+        task_id: str,
+        journal: str | None,
+    ) -> None:
+        self.hold_id = hold_id
+        self.task_id = task_id
+        self.journal = journal
+        super().__init__(message)
 
 
 class LedgerValueError(LedgerError, ValueError):

@@ -24,7 +24,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -32,7 +32,7 @@ from typing import Any, Self
 import httpx
 from anyio import to_thread
 
-from klingcost import errors
+from klingcost import errors, journal
 from klingcost._protocol import Task
 from klingcost._testpoints import reach
 from klingcost.budgets import HoldAmounts
@@ -44,6 +44,8 @@ from klingcost.settlement import Resolution, resolve
 from klingcost.sheet import PriceSheet, load_sheet
 
 logger = logging.getLogger("klingcost.guard")
+
+Redactor = Callable[[str], str]
 
 #: Failures of one status query that a later query may not meet: ``wait`` polls on.
 TRANSIENT_QUERY_FAILURES: tuple[type[errors.KlingAPIError], ...] = (
@@ -149,23 +151,70 @@ class _GuardCore:
             return priced, hold, None
         return priced, hold, outgoing
 
-    def accepted(self, hold: Hold, task: Task) -> Hold:
-        return self.ledger.attach(hold.id, task.task_id)
+    def accepted(self, hold: Hold, task: Task, redact: Redactor) -> Hold:
+        """Attach the task the API accepted; on any failure keep its id where sync finds it.
 
-    def failed(self, hold: Hold, exc: BaseException) -> None:
+        The API will charge for the task whatever happens here, so its id must survive: it is
+        appended to the accepted-tasks journal (:mod:`klingcost.journal`, replayed by
+        ``klingcost sync``), the hold is marked ``unknown`` with the id in its reason when the
+        ledger still takes writes, and the error raised names the task id.
+        """
+        try:
+            return self.ledger.attach(hold.id, task.task_id)
+        except BaseException as exc:
+            failure = self._unrecorded(hold, task.task_id, exc, redact)
+            if isinstance(exc, Exception):
+                raise failure from exc
+            exc.add_note(str(failure))  # an interrupt stays an interrupt
+            raise
+
+    def _unrecorded(
+        self, hold: Hold, task_id: str, exc: BaseException, redact: Redactor
+    ) -> errors.TaskNotRecorded:
+        cause = redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        reason = f"the API accepted task {task_id}, not attached: {cause}"
+        where: str | None
+        try:
+            where = str(
+                journal.record(self.ledger, hold_id=hold.id, task_id=task_id, reason=reason)
+            )
+            kept = f"its id is kept in {where}, and `klingcost sync` attaches it"
+        except OSError as journal_error:
+            where = None
+            why = journal_error.strerror or journal_error
+            kept = (
+                f"the journal could not be written either ({why}): "
+                "note the task id; `klingcost sync` finds it only if it was sent with an "
+                "external_task_id"
+            )
+        if not isinstance(exc, errors.LedgerError):  # a ledger that failed is not asked again
+            try:
+                self.ledger.mark_unknown(hold.id, reason)
+            except Exception:  # the journal and the error carry the id
+                logger.warning("hold %s: could not be marked unknown", hold.id)
+        return errors.TaskNotRecorded(
+            f"the API accepted task {task_id} for hold {hold.id} on {self.team!r}, but the "
+            f"ledger could not record it ({cause}); {kept}. The hold keeps counting until then",
+            hold_id=hold.id,
+            task_id=task_id,
+            journal=where,
+        )
+
+    def failed(self, hold: Hold, exc: BaseException, redact: Redactor) -> None:
         """Void the hold after a definite failure; otherwise keep it counting as unknown.
 
-        A note on ``exc`` says which hold it was and what became of it.
+        A note on ``exc`` says which hold it was and what became of it. The reason stored on
+        the hold is redacted of the key (an error may echo it, in any case or cut short).
         """
+        cause = redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
         if isinstance(exc, DEFINITE_FAILURES):
-            self.ledger.void(hold.id, reason=f"submission refused: {type(exc).__name__}: {exc}")
+            self.ledger.void(hold.id, reason=f"submission refused: {cause}")
             exc.add_note(f"hold {hold.id} on {self.team!r} was voided: nothing is charged")
-        else:
-            self.ledger.mark_unknown(hold.id, f"outcome unknown: {type(exc).__name__}: {exc}")
-            exc.add_note(
-                f"hold {hold.id} on {self.team!r} is unknown: it keeps counting until "
-                "`klingcost sync` (or a person) resolves it"
-            )
+            return
+        try:
+            self.ledger.mark_unknown(hold.id, f"outcome unknown: {cause}")
+        finally:  # even when marking fails (a second Ctrl-C), say which hold counts
+            exc.add_note(stays_counted(hold, self.team))
 
     def unanswered(self, target: Submission | Hold | int, exc: errors.KlingAPIError) -> Resolution:
         """A poll whose query failed for now: the hold stays as it is, and ``wait`` goes on."""
@@ -183,6 +232,21 @@ class _GuardCore:
     def close(self) -> None:
         if self._owns_ledger:
             self.ledger.close()
+
+
+def stays_counted(hold: Hold, team: str) -> str:
+    """What to tell a person about a hold whose submission's outcome is not known."""
+    if hold.task_id is not None:
+        how = f"task {hold.task_id}; `klingcost sync` settles it when the task ends"
+    elif hold.meta.get("external_task_id"):
+        how = "`klingcost sync` settles it (it finds the task by its external_task_id)"
+    else:
+        how = (
+            "`klingcost sync` settles it once it knows the task (sent without "
+            "--external-ids, it may need `klingcost holds void` by a person who knows "
+            "nothing was made)"
+        )
+    return f"hold {hold.id} on {team!r} stays counted: {how}"
 
 
 def _check_json(endpoint: str, body: Mapping[str, Any]) -> None:
@@ -269,14 +333,14 @@ class GuardedClient:
         priced, hold, outgoing = self._core.reserve(endpoint, body, key)
         if outgoing is None:
             return Submission(priced, hold, None)
-        reach("after_reserve")
         try:
+            reach("after_reserve")
             task = self.client.submit(priced.endpoint, outgoing)
-        except BaseException as exc:
-            self._core.failed(hold, exc)
+        except BaseException as exc:  # includes Ctrl-C: the request may be out
+            self._core.failed(hold, exc, self.client.redact)
             raise
         reach("after_send")
-        attached = self._core.accepted(hold, task)
+        attached = self._core.accepted(hold, task, self.client.redact)
         reach("after_attach")
         return Submission(priced, attached, task)
 
@@ -385,9 +449,9 @@ class AsyncGuardedClient:
         try:
             task = await self.client.submit(priced.endpoint, outgoing)
         except BaseException as exc:  # includes cancellation: the request may be out
-            self._core.failed(hold, exc)
+            self._core.failed(hold, exc, self.client.redact)
             raise
-        return Submission(priced, self._core.accepted(hold, task), task)
+        return Submission(priced, self._core.accepted(hold, task, self.client.redact), task)
 
     async def settle(self, target: Submission | Hold | int) -> Resolution:
         hold = await to_thread.run_sync(_hold_of, target, self.ledger)

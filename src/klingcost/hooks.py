@@ -8,13 +8,26 @@ someone who knows the URL the guard handed to Kling can post to it.
 As Kling advises, a callback is a hint, not the truth: when the app has an API client it
 queries the task before acting on it. It settles exactly as ``sync`` does (the same
 :func:`klingcost.settlement.resolve`), idempotently, and ignores tasks it has no hold for.
+
+Anyone who learns the URL can post to it (it travels in every request body to the provider),
+so a callback moves only its own hold: the task (as the API reports it, when confirmed) must
+carry the hold's task id, or, for a hold whose create answer was lost, the hold's own external
+id. Without a client (``hooks serve --no-confirm``) a callback may settle at most: a task that
+succeeded, at no less than the hold's estimate; it never voids and never lowers a hold.
+
+The server's limits against abuse (timeouts, connections, body size) are in
+:mod:`klingcost._limits`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hmac
+import os
+import secrets
+import stat
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from anyio import to_thread
@@ -34,6 +47,56 @@ from klingcost.settlement import resolve
 
 #: The shortest secret path accepted: shorter ones would be guessable.
 MIN_SECRET_LENGTH = 16
+SECRET_FILE = "hook-secret"
+
+
+def stored_secret(home: Path) -> str:
+    """The hook secret kept in ``home/hook-secret``, made on first use.
+
+    The file is created readable by its owner only, whole, in one step: written to a private
+    temporary file (``O_CREAT | O_EXCL``, mode 0600: never a moment when others can read it)
+    and linked into place, which fails if another server made one first (then that one is
+    used: two servers starting at once share one secret, never half of one). An existing file
+    that its group or others can read is refused (ValueError naming the ``chmod`` that fixes
+    it): the secret it holds may be known.
+    """
+    path = home / SECRET_FILE
+    if path.exists():
+        return _read_secret(path)
+    home.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(24)
+    draft = home / f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        try:
+            os.write(fd, (secret + "\n").encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.link(draft, path)
+    except FileExistsError:
+        return _read_secret(path)
+    finally:
+        os.unlink(draft)
+    return secret
+
+
+def _read_secret(path: Path) -> str:
+    mode = path.stat().st_mode
+    if mode & 0o077:
+        raise ValueError(
+            f"the hook secret file {path} can be read by others (mode {stat.S_IMODE(mode):04o}); "
+            f"run `chmod 600 {path}`, and consider making a new secret (delete the file): "
+            "anyone who read it can post callbacks"
+        )
+    stored = path.read_text(encoding="utf-8").strip()
+    if len(stored) < MIN_SECRET_LENGTH:  # edited by hand: say which file
+        raise ValueError(
+            f"the hook secret in {path} is {len(stored)} characters; it must be at least "
+            f"{MIN_SECRET_LENGTH} characters (delete the file to have one made, or give "
+            "--secret)"
+        )
+    return stored
 
 
 def create_app(
@@ -87,6 +150,7 @@ def create_app(
             return JSONResponse({"status": "ignored", "reason": "unknown task"})
         try:
             task: Task = (
+                # The client refuses an answer about another task than the one asked about.
                 await client.get_task(endpoint, str(task_id))
                 if client is not None
                 else parse_task(normalize_endpoint(endpoint), {}, data=data)
@@ -96,8 +160,10 @@ def create_app(
                 return JSONResponse({"error": f"not a task: {exc}"}, status_code=400)
             # Kling retries a callback that fails; sync settles it later in any case.
             return JSONResponse({"error": f"could not confirm the task: {exc}"}, status_code=502)
-        if hold.task_id is None and task.external_task_id not in (None, external):
-            return JSONResponse({"status": "ignored", "reason": "external_task_id differs"})
+        if (refusal := _mismatch(hold, task)) is not None:
+            return JSONResponse({"status": "ignored", "reason": refusal})
+        if client is None and (refusal := _unconfirmed_refusal(hold, task)) is not None:
+            return JSONResponse({"status": "ignored", "reason": refusal})
         try:
             resolution = await to_thread.run_sync(resolve, ledger, hold, task)
         except errors.HoldStateError as exc:  # e.g. a hold voided by hand, then charged
@@ -122,6 +188,43 @@ def create_app(
         ],
         lifespan=lifespan,
     )
+
+
+def _mismatch(hold: Hold, task: Task) -> str | None:
+    """Why ``task`` is not ``hold``'s own task, or None when it is.
+
+    A hold with a task id takes only that task. A hold whose create answer was lost takes a
+    task only when the task itself (as the API reports it, when confirmed) carries the hold's
+    own external id: a task without one could be anybody's (a forged callback naming a cheap
+    real task and a lost hold's external id would settle the hold at the cheap task's charge).
+    """
+    if hold.task_id is not None:
+        return None if task.task_id == hold.task_id else "the task is not the hold's"
+    own = hold.meta.get("external_task_id")
+    if not isinstance(own, str) or task.external_task_id != own:
+        return "external_task_id differs"
+    return None
+
+
+def _unconfirmed_refusal(hold: Hold, task: Task) -> str | None:
+    """Without confirmation a callback may settle at most: never void, never lower.
+
+    Anyone who knows the hook URL can post to it, and the URL travels in every request body
+    to the provider. So an unconfirmed callback is believed only where believing it costs the
+    budget nothing it did not already count: a task that ended successfully, at a deduction
+    at least the hold's estimate. Anything else (a failure, which would void; a lower or
+    missing figure, which would lower) waits for ``klingcost sync``, which asks the API.
+    """
+    if not hold.is_open:
+        return None  # resolve changes nothing on a closed hold: "unchanged"
+    if task.status in ("submitted", "processing"):
+        return None if hold.task_id is not None else "unconfirmed: a lost hold waits for sync"
+    if task.status != "succeed":
+        return "unconfirmed: a callback without --confirm never voids a hold; sync settles it"
+    units = task.deduction.units
+    if units is None or units * 1000 < hold.estimate.units_milli:
+        return "unconfirmed: a callback without --confirm never lowers a hold; sync settles it"
+    return None
 
 
 def _external_id(data: Mapping[str, Any]) -> str | None:

@@ -844,7 +844,11 @@ class Ledger:
             return None if row is None else _hold_from_row(row)
 
     def attach(self, hold_id: int, task_id: str) -> Hold:
-        """Record the provider's task id on an open hold (it becomes ``submitted``)."""
+        """Record the provider's task id on an open hold (it becomes ``submitted``).
+
+        A hold voided without a task is restored: it counts again, ``submitted`` with this
+        task (see :meth:`_restore`). The API accepted the task, so it will charge for it.
+        """
         if not isinstance(task_id, str) or not task_id:
             raise HoldStateError(f"a task id must be a non-empty string (given {task_id!r})")
         at = self.clock.now().isoformat()
@@ -853,20 +857,89 @@ class Ledger:
         # looked at only when that UPDATE matched nothing, to say why (or to repeat a success).
         def operation(conn: DB) -> Hold:
             row = conn.execute(_ATTACH_SQL, (task_id, at, hold_id)).fetchone()
+            restored: Hold | None = None
             if row is None:
-                hold = self._load(conn, hold_id)
+                hold = self._load_for_update(conn, hold_id)
                 if hold.task_id == task_id:
                     return hold
                 if hold.task_id is not None:
                     raise HoldStateError(f"hold {hold_id} already has task {hold.task_id!r}")
-                raise HoldStateError(f"hold {hold_id} is {hold.state}; no task can be attached")
+                if hold.state != "voided":
+                    raise HoldStateError(f"hold {hold_id} is {hold.state}; no task can be attached")
+                restored = hold
             if conn.execute(_INSERT_TASK_SQL, (task_id, hold_id, at)).fetchone() is None:
                 sql = "SELECT hold_id FROM tasks WHERE task_id = ?"
                 (other,) = conn.execute(sql, (task_id,)).fetchone()
                 raise HoldStateError(f"task {task_id!r} already belongs to hold {other}")
+            if restored is not None:
+                return self._restore(conn, at, restored, task_id)
             hold = _hold_from_row(row)
             self._event(conn, at, "attach", hold_id, hold.team, task_id=task_id)
             return hold
+
+        hold = self._write(operation)
+        _log_alerts(hold)
+        return hold
+
+    def _restore(self, conn: DB, at: str, voided: Hold, task_id: str) -> Hold:
+        """Count a voided hold again, with the task the API accepted for it.
+
+        A hold is voided without a task when someone concluded the submission created nothing
+        (``sync`` on lasting "no such task" answers, a person, a clock-skewed ``sync``). The
+        API's acceptance is the fact: the hold's entries count again in the periods they were
+        reserved in, exactly as before the void, and the hold is ``submitted``. Going over a
+        limit is not refused (the API has taken the job): an ``over_limit`` event says so.
+        """
+        self._lock_entry_budgets(conn, voided.id)
+        alerts = []
+        for name, pkey, reserved, _, _, limit, _ in conn.execute(
+            _ENTRIES_SQL, (voided.id,)
+        ).fetchall():
+            posted, held = conn.execute(_SETTLE_SQL, (name, pkey, 0, reserved)).fetchone()
+            if reserved and posted + held > limit:
+                alerts.append(Alert("over", name, pkey, posted + held, limit))
+        sql = (
+            "UPDATE holds SET state = 'submitted', task_id = ?, reason = NULL, updated_at = ?"
+            " WHERE id = ?"
+        )
+        conn.execute(sql, (task_id, at, voided.id))
+        self._event(
+            conn,
+            at,
+            "restore",
+            voided.id,
+            voided.team,
+            task_id=task_id,
+            was="voided",
+            void_reason=voided.reason,
+        )
+        self._event(conn, at, "attach", voided.id, voided.team, task_id=task_id)
+        self._record_alerts(conn, at, voided.id, alerts)
+        return replace(
+            voided,
+            state="submitted",
+            task_id=task_id,
+            reason=None,
+            updated_at=_dt(at),
+            alerts=tuple(alerts),
+        )
+
+    def note_not_found(self, hold_id: int, *, asked: str, detail: str) -> list[datetime]:
+        """Record that the API answered "no such task" for ``asked`` (an open hold's external
+        id); returns when each such answer for this hold was recorded, oldest first.
+
+        A ``not_found`` event each time: ``sync`` voids a hold whose answer was lost only on
+        evidence that lasts (several answers over a window), and this is that evidence,
+        durable across runs and shared by every process that syncs the ledger.
+        """
+        at = self.clock.now().isoformat()
+
+        def operation(conn: DB) -> list[datetime]:
+            hold = self._load_for_update(conn, hold_id)
+            if hold.is_open and hold.task_id is None:
+                self._event(conn, at, "not_found", hold_id, hold.team, asked=asked, detail=detail)
+            sql = "SELECT at FROM events WHERE hold_id = ? AND kind = 'not_found' ORDER BY id"
+            return [_dt(row[0]) for row in conn.execute(sql, (hold_id,)).fetchall()]
 
         return self._write(operation)
 

@@ -4,14 +4,24 @@ For each open hold (one team's or all), with a bounded number of queries in flig
 
 * a hold with a task id: query the task; settle, void or leave it (see :mod:`settlement`);
 * a hold without a task id (its submission crashed or timed out) that was sent with an
-  ``external_task_id``: query by that id; a task found is attached and settled, and an answer
-  that no such task exists (code 1203, HTTP 404) voids the hold, since nothing was created;
+  ``external_task_id``: query by that id; a task found is attached and settled. An answer that
+  no such task exists (Kling's code 1203) is recorded on the hold (a ``not_found`` event), and
+  the hold is voided only on evidence that lasts: at least :data:`NOT_FOUND_ANSWERS` such
+  answers, the first and the last at least :data:`NOT_FOUND_WINDOW` apart, longer than the
+  API takes to index a new task. Until then it stays counted and is listed as awaiting
+  evidence. A 404 without Kling's code (an HTML error page, a proxy's own answer) or an answer
+  that cannot be read is no evidence at all;
 * a hold without either stays counted: only a person can tell (``klingcost holds void``);
-* a hold whose task the API says does not exist stays counted too, listed as unresolved.
+* a hold whose task the API says does not exist stays counted too, listed as unresolved;
+* an answer about another task than the one asked about is ignored and reported as an error.
 
 A hold still ``held`` (reserved, no answer recorded yet) may belong to a submission that is in
-flight right now: "no such task" voids it only once it is older than :data:`IN_FLIGHT_GRACE`;
-an ``unknown`` hold (the guard saw its submission fail) is voided at once.
+flight right now: "no such task" is not even recorded for it until it is older than
+:data:`IN_FLIGHT_GRACE`. If a hold is voided and its submission's acceptance arrives after all,
+attaching the task restores the hold (the API's acceptance wins).
+
+First of all, sync replays the accepted-tasks journal (:mod:`klingcost.journal`): task ids the
+API accepted that the guard could not record in the ledger are attached to their holds.
 
 Each hold is resolved in its own ledger transaction, so an interrupted sync loses nothing and a
 rerun picks up where it stopped. Queries run concurrently; ledger writes run in worker threads
@@ -27,7 +37,7 @@ from datetime import timedelta
 
 from anyio import to_thread
 
-from klingcost import errors
+from klingcost import errors, journal
 from klingcost.client import AsyncKlingClient
 from klingcost.ledger import Hold, Ledger
 from klingcost.settlement import Resolution, resolve
@@ -36,6 +46,11 @@ from klingcost.settlement import Resolution, resolve
 NOT_FOUND_CODES = frozenset({1203})
 #: How long a ``held`` hold without a task may still be a submission in flight.
 IN_FLIGHT_GRACE = timedelta(minutes=15)
+#: A hold whose answer was lost is voided after this many "no such task" answers...
+NOT_FOUND_ANSWERS = 3
+#: ... the first and the last at least this far apart. The API can take a while to index a new
+#: task (a query right after a create may say "not found"); an hour is far beyond that.
+NOT_FOUND_WINDOW = timedelta(hours=1)
 
 
 @dataclass
@@ -47,13 +62,25 @@ class SyncReport:
     pending: int = 0
     unresolved: list[tuple[int, str]] = field(default_factory=list)
     errors: list[tuple[int, str]] = field(default_factory=list)
+    #: Holds whose answer was lost and that the API says it has no task for, not yet long or
+    #: often enough to void them: they stay counted.
+    awaiting: list[tuple[int, str]] = field(default_factory=list)
+    #: Task ids attached from the accepted-tasks journal.
+    replayed: int = 0
     passes: int = 1
     #: ``sync --wait`` gave up with tasks still running.
     timed_out: bool = False
 
     @property
     def examined(self) -> int:
-        return self.settled + self.voided + self.pending + len(self.unresolved) + len(self.errors)
+        return (
+            self.settled
+            + self.voided
+            + self.pending
+            + len(self.unresolved)
+            + len(self.errors)
+            + len(self.awaiting)
+        )
 
     def then(self, later: SyncReport) -> SyncReport:
         """This pass followed by ``later``: what both settled and voided, and where the holds
@@ -64,6 +91,8 @@ class SyncReport:
             pending=later.pending,
             unresolved=later.unresolved,
             errors=later.errors,
+            awaiting=later.awaiting,
+            replayed=self.replayed + later.replayed,
             passes=self.passes + later.passes,
         )
 
@@ -75,12 +104,21 @@ class SyncReport:
             "pending": self.pending,
             "unresolved": [{"hold": h, "reason": r} for h, r in self.unresolved],
             "errors": [{"hold": h, "error": e} for h, e in self.errors],
+            "awaiting_evidence": [{"hold": h, "reason": r} for h, r in self.awaiting],
+            "replayed": self.replayed,
             "passes": self.passes,
             "timed_out": self.timed_out,
         }
 
 
 Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Awaiting:
+    """A lost hold's "no such task" answer, recorded; not yet evidence enough to void it."""
+
+    reason: str
 
 
 async def sync_holds(
@@ -90,18 +128,34 @@ async def sync_holds(
     team: str | None = None,
     concurrency: int = 16,
     progress: Progress | None = None,
+    not_found_answers: int = NOT_FOUND_ANSWERS,
+    not_found_window: timedelta = NOT_FOUND_WINDOW,
 ) -> SyncReport:
-    """One pass over the open holds; see the module's docstring."""
+    """One pass over the open holds; see the module's docstring.
+
+    ``not_found_answers`` and ``not_found_window``: the evidence that voids a hold whose
+    answer was lost (at least that many "no such task" answers, at least that far apart).
+    """
+    if not_found_answers < 2:
+        raise ValueError(
+            f"not_found_answers must be at least 2 (given {not_found_answers}): one answer "
+            "is no lasting evidence"
+        )
+    if not_found_window < timedelta(0):
+        raise ValueError(f"not_found_window cannot be negative (given {not_found_window})")
     report = SyncReport()
+    report.replayed, failures = await to_thread.run_sync(journal.replay, ledger)
+    report.unresolved.extend(failures)
     holds = list(ledger.holds(state="open", team=team))
     gate = asyncio.Semaphore(max(1, concurrency))
+    evidence = (not_found_answers, not_found_window)
 
     async def one(hold: Hold) -> None:
         async with gate:
             try:
-                outcome = await _resolve_one(ledger, client, hold)
+                outcome = await _resolve_one(ledger, client, hold, evidence)
             except (errors.KlingcostError, ValueError) as exc:  # ValueError: an unusable id
-                report.errors.append((hold.id, f"{type(exc).__name__}: {exc}"))
+                report.errors.append((hold.id, client.redact(f"{type(exc).__name__}: {exc}")))
                 outcome = None
         if isinstance(outcome, Resolution):
             if outcome.action == "settled":
@@ -110,6 +164,8 @@ async def sync_holds(
                 report.voided += 1
             elif outcome.action == "pending":
                 report.pending += 1
+        elif isinstance(outcome, _Awaiting):
+            report.awaiting.append((hold.id, outcome.reason))
         elif outcome is not None:
             report.unresolved.append((hold.id, outcome))
         if progress is not None:
@@ -119,12 +175,15 @@ async def sync_holds(
     return report
 
 
-async def _resolve_one(ledger: Ledger, client: AsyncKlingClient, hold: Hold) -> Resolution | str:
+async def _resolve_one(
+    ledger: Ledger, client: AsyncKlingClient, hold: Hold, evidence: tuple[int, timedelta]
+) -> Resolution | _Awaiting | str:
     endpoint = hold.meta.get("endpoint")
     if not isinstance(endpoint, str):
         return "no endpoint recorded on the hold"
     if hold.task_id is not None:
         try:
+            # The client refuses an answer about another task (MalformedResponseError).
             task = await client.get_task(endpoint, hold.task_id)
         except errors.InvalidRequestError as exc:
             if not _not_found(exc):
@@ -141,18 +200,55 @@ async def _resolve_one(ledger: Ledger, client: AsyncKlingClient, hold: Hold) -> 
     try:
         task = await client.get_task(endpoint, external)
     except errors.InvalidRequestError as exc:
-        if _not_found(exc):
-            age = ledger.clock.now() - hold.reserved_at
-            if hold.state == "held" and age < IN_FLIGHT_GRACE:
-                return f"held, and no task {external!r} yet: its submission may be in flight"
-            reason = f"no task {external!r} exists: the submission never created one"
-            # unless_task: the guard may have attached a task since this hold was read.
-            voided = await to_thread.run_sync(
-                lambda: ledger.void(hold.id, reason=reason, unless_task=True)
+        if exc.code in NOT_FOUND_CODES:
+            return await _not_found_answer(ledger, hold, external, exc, evidence)
+        if exc.status == 404:
+            return (
+                f"the API answered HTTP 404 for {external!r} without Kling's code 1203 "
+                f"({exc}): no evidence either way; it stays counted"
             )
-            return Resolution(voided, "voided", reason)
         raise
+    if task.external_task_id != external:  # a query by external id must be answered with it
+        raise errors.MalformedResponseError(
+            f"the answer for external_task_id {external!r} is task {task.task_id!r}, which "
+            f"carries external_task_id {task.external_task_id!r}: ignored"
+        )
     return await to_thread.run_sync(resolve, ledger, hold, task)
+
+
+async def _not_found_answer(
+    ledger: Ledger,
+    hold: Hold,
+    external: str,
+    exc: errors.InvalidRequestError,
+    evidence: tuple[int, timedelta],
+) -> Resolution | _Awaiting | str:
+    answers, window = evidence
+    age = ledger.clock.now() - hold.reserved_at
+    if hold.state == "held" and age < IN_FLIGHT_GRACE:
+        return f"held, and no task {external!r} yet: its submission may be in flight"
+    seen = await to_thread.run_sync(
+        lambda: ledger.note_not_found(hold.id, asked=external, detail=f"code {exc.code}")
+    )
+    span = seen[-1] - seen[0] if seen else timedelta(0)
+    if len(seen) < answers or span < window:
+        return _Awaiting(
+            f"no task {external!r} so far ({len(seen)} of {answers} not-found answers, "
+            f"{_minutes(span)} of {_minutes(window)} apart): it stays counted until the "
+            "evidence lasts"
+        )
+    reason = (
+        f"no task {external!r} exists: {len(seen)} not-found answers over {_minutes(span)}; "
+        "the submission never created one"
+    )
+    # unless_task: the guard may have attached a task since this hold was read.
+    voided = await to_thread.run_sync(lambda: ledger.void(hold.id, reason=reason, unless_task=True))
+    return Resolution(voided, "voided", reason)
+
+
+def _minutes(span: timedelta) -> str:
+    minutes = int(span.total_seconds() // 60)
+    return f"{minutes} min"
 
 
 def _not_found(exc: errors.InvalidRequestError) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import secrets
 import socket
 import sys
 import time
@@ -111,7 +110,7 @@ def submit_command(
     With --wait the hold is settled from the task's charge. A task that failed (its hold
     voided), or one still running at --timeout, exits 1; `klingcost sync` settles it later.
     """
-    from klingcost.guard import GuardedClient
+    from klingcost.guard import GuardedClient, stays_counted
     from klingcost.sheet import load_sheet
 
     endpoint, body = split_job(_read_body(source), endpoint)
@@ -128,6 +127,9 @@ def submit_command(
             submission = guard.submit(endpoint, body, key=key)
         except errors.KlingAPIError as exc:  # say what became of the hold, too
             fail("\n".join([str(exc), *getattr(exc, "__notes__", ())]), exit_code_for(exc))
+        except KeyboardInterrupt as exc:  # the guard's note names the hold that stays counted
+            notes = getattr(exc, "__notes__", ())
+            fail("interrupted: " + ("; ".join(notes) or "no hold was placed and nothing was sent"))
         data = _submission_dict(team, submission)
         if not as_json:  # before waiting: whatever the wait meets, the task id is on screen
             _echo_submission(team, submission)
@@ -142,6 +144,8 @@ def submit_command(
         except TimeoutError as exc:
             outcome = {"action": "timeout", "note": f"{exc}: `klingcost sync` settles it later"}
             code = EXIT_ERROR
+        except KeyboardInterrupt:
+            fail(f"interrupted while waiting: {stays_counted(submission.hold, team)}")
         except errors.KlingcostError as exc:
             outcome = {"action": "error", "note": f"{exc}: `klingcost sync` settles it later"}
             code = exit_code_for(exc)
@@ -219,6 +223,21 @@ def _read_body(source: IO[str]) -> Any:
     show_default=True,
     help="Task queries in flight at once.",
 )
+@click.option(
+    "--not-found-answers",
+    type=click.IntRange(2, 1000),
+    default=3,
+    show_default=True,
+    help="A hold whose answer was lost is voided only after this many 'no such task' answers...",
+)
+@click.option(
+    "--not-found-window",
+    type=click.IntRange(0, 525_600),
+    default=60,
+    show_default=True,
+    metavar="MINUTES",
+    help="... the first and the last at least this many minutes apart.",
+)
 @base_url_option
 @ledger_option
 @json_option
@@ -228,6 +247,8 @@ def sync_command(
     interval: float,
     timeout: float,
     concurrency: int,
+    not_found_answers: int,
+    not_found_window: int,
     base_url: str | None,
     ledger_path: str | None,
     as_json: bool,
@@ -238,10 +259,22 @@ def sync_command(
     submission outcome was lost are resolved where the API can tell. Safe to interrupt and
     to run again. With --wait it repeats until no task is running; the counts add up over
     the passes, and tasks still running at --timeout make it exit 1.
+
+    Task ids the API accepted but the ledger could not record (kept in the accepted-tasks
+    journal beside the ledger) are attached first. A hold whose answer was lost is voided
+    only when the API has said "no such task" at least --not-found-answers times over at
+    least --not-found-window minutes; until then it stays counted, listed as awaiting evidence.
     """
+    from datetime import timedelta
+
     from klingcost.client import AsyncKlingClient
     from klingcost.ledger import Ledger
     from klingcost.sync import SyncReport, sync_holds
+
+    evidence: dict[str, Any] = {
+        "not_found_answers": not_found_answers,
+        "not_found_window": timedelta(minutes=not_found_window),
+    }
 
     deadline = time.monotonic() + timeout
     show_progress = sys.stdout.isatty() and not as_json
@@ -254,10 +287,17 @@ def sync_command(
                 if show_progress and total:
                     with click.progressbar(length=total, label="syncing", file=sys.stderr) as bar:
                         one = await sync_holds(
-                            ledger, client, team=team, concurrency=concurrency, progress=bar.update
+                            ledger,
+                            client,
+                            team=team,
+                            concurrency=concurrency,
+                            progress=bar.update,
+                            **evidence,
                         )
                 else:
-                    one = await sync_holds(ledger, client, team=team, concurrency=concurrency)
+                    one = await sync_holds(
+                        ledger, client, team=team, concurrency=concurrency, **evidence
+                    )
                 report = one if report is None else report.then(one)
                 if not wait or report.pending == 0:
                     return report
@@ -271,12 +311,16 @@ def sync_command(
     if as_json:
         echo_json(report.to_dict())
     else:
+        if report.replayed:
+            click.echo(f"attached {report.replayed} task id(s) from the accepted-tasks journal")
         click.echo(
             f"examined {report.examined}: {report.settled} settled, {report.voided} voided, "
             f"{report.pending} still running, {len(report.unresolved)} unresolved, "
-            f"{len(report.errors)} errors"
+            f"{len(report.awaiting)} awaiting evidence, {len(report.errors)} errors"
         )
         for hold_id, reason in report.unresolved:
+            click.echo(f"  hold {hold_id}: {reason}")
+        for hold_id, reason in report.awaiting:
             click.echo(f"  hold {hold_id}: {reason}")
         for hold_id, error in report.errors:
             click.echo(f"  hold {hold_id}: {error}")
@@ -317,27 +361,17 @@ def _check_secret(ctx: click.Context, param: click.Parameter, value: str | None)
 
 
 def _hook_secret(given: str | None) -> str:
-    from klingcost.hooks import MIN_SECRET_LENGTH
+    from klingcost.hooks import stored_secret
 
     if given:
         return given
     home = Path(os.environ.get("KLINGCOST_HOME") or Path.home() / ".klingcost")
-    path = home / "hook-secret"
-    if path.exists():
-        stored = path.read_text(encoding="utf-8").strip()
-        if len(stored) < MIN_SECRET_LENGTH:  # edited by hand: say which file, not a ValueError
-            fail(
-                f"the hook secret in {path} is {len(stored)} characters; it must be at least "
-                f"{MIN_SECRET_LENGTH} characters (delete the file to have one made, or give "
-                "--secret)",
-                EXIT_INVALID,
-            )
-        return stored
-    home.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_urlsafe(24)
-    path.write_text(secret + "\n", encoding="utf-8")
-    path.chmod(0o600)
-    return secret
+    try:
+        return stored_secret(home)
+    except ValueError as exc:  # a short or readable stored secret: say which file, and the fix
+        fail(str(exc), EXIT_INVALID)
+    except OSError as exc:
+        fail(f"cannot keep the hook secret in {home}: {exc.strerror or exc}")
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -370,7 +404,36 @@ def _listen(host: str, port: int) -> socket.socket:
     "--confirm/--no-confirm",
     default=True,
     show_default=True,
-    help="Query each task before settling it, as Kling advises (needs KLINGCOST_API_KEY).",
+    help="Query each task before settling it, as Kling advises (needs KLINGCOST_API_KEY); "
+    "without it a callback may only settle, never void or lower a hold.",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1, 1_000_000),
+    default=256,
+    show_default=True,
+    help="Connections open at once; a slow one without headers makes room for a new one.",
+)
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(0.1, 3600),
+    default=10.0,
+    show_default=True,
+    help="Seconds a connection may take to send its request headers.",
+)
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(0.1, 3600),
+    default=5.0,
+    show_default=True,
+    help="Seconds an idle kept-alive connection, or a stalled body, is kept.",
+)
+@click.option(
+    "--max-body",
+    type=click.IntRange(1, 1 << 30),
+    default=1024 * 1024,
+    show_default=True,
+    help="Largest callback body in bytes (413 above it, unread).",
 )
 @base_url_option
 @ledger_option
@@ -379,17 +442,35 @@ def hooks_serve_command(
     port: int,
     secret: str | None,
     confirm: bool,
+    max_connections: int,
+    header_timeout: float,
+    idle_timeout: float,
+    max_body: int,
     base_url: str | None,
     ledger_path: str | None,
 ) -> None:
-    """Run the callback server; give its URL to submit as --hook-url."""
+    """Run the callback server; give its URL to submit as --hook-url.
+
+    With --confirm (the default) each callback is checked with a task query before it moves
+    a hold. With --no-confirm a callback may only settle a hold whose task succeeded, at no
+    less than its estimate: it never voids and never lowers a hold (anyone who learns the URL
+    could post one); `klingcost sync` settles the rest.
+    """
     import uvicorn
     from uvicorn.config import STARTUP_FAILURE
 
+    from klingcost._limits import ServerLimits, uvicorn_config
     from klingcost._listen import address
     from klingcost.client import AsyncKlingClient
     from klingcost.hooks import create_app
     from klingcost.ledger import Ledger
+
+    limits = ServerLimits(
+        header_timeout=header_timeout,
+        idle_timeout=idle_timeout,
+        max_connections=max_connections,
+        max_body=max_body,
+    )
 
     hook_secret = _hook_secret(secret)
     client = AsyncKlingClient(base_url=base_url) if confirm else None  # no key: fails first
@@ -398,7 +479,7 @@ def hooks_serve_command(
         url = f"http://{address(host, sock.getsockname()[1])}/hooks/{hook_secret}"
         click.echo(f"hook URL: {url}")
         click.echo("set it for submitters: export KLINGCOST_HOOK_URL=<that URL>")
-        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+        server = uvicorn.Server(uvicorn_config(app, limits, host=host, port=port))
         try:
             server.run(sockets=[sock])
         except KeyboardInterrupt:
