@@ -19,6 +19,8 @@ from klingcost.settlement import charge_for, resolve
 ENDPOINT: Endpoint = "videos/text2video"
 #: kling-v1-5, pro, 10 s: 7 units at 15,000 credits a unit.
 SEVEN = HoldAmounts(units_milli=7000, pack="video", cost_minor=105_000, currency="credits")
+#: Its shape: Kling lists 2 (kling-v1 std) to 20 (kling-v2-master) units for a 10 s clip.
+SHAPE = {"endpoint": ENDPOINT, "model": "kling-v1-5", "mode": "pro", "duration": 10, "n": 1}
 
 
 @pytest.fixture
@@ -30,7 +32,7 @@ def ledger(tmp_path: Path) -> Iterator[Ledger]:
 
 
 def held(ledger: Ledger, amounts: HoldAmounts = SEVEN, task_id: str | None = "task-1") -> Hold:
-    hold = ledger.reserve("team", amounts, meta={"endpoint": ENDPOINT})
+    hold = ledger.reserve("team", amounts, meta=SHAPE)
     return ledger.attach(hold.id, task_id) if task_id else hold
 
 
@@ -67,18 +69,23 @@ def test_succeeded_task_settles_at_its_deduction(ledger: Ledger) -> None:
     assert ledger.check() == []
 
 
-def test_a_deduction_far_above_the_estimate_is_flagged_and_not_booked(ledger: Ledger) -> None:
+def test_a_deduction_beyond_what_kling_lists_for_the_shape_is_not_booked(ledger: Ledger) -> None:
     ledger.set_budget("team", limit=10_000_000, period="month", parent="company")
-    # 7 units estimated: 70 (10x) is still booked; 70.001 is not trusted.
-    at_limit = resolve(ledger, held(ledger, task_id="t-70"), task("succeed", "70", "t-70"))
-    assert (at_limit.hold.units_milli, at_limit.hold.deduction_flag) == (70_000, "ok")
+    # 10 s clips are listed at 2 to 20 units; with the margin of 1/4, 25 is still booked.
+    at_limit = resolve(ledger, held(ledger, task_id="t-25"), task("succeed", "25", "t-25"))
+    assert (at_limit.hold.units_milli, at_limit.hold.deduction_flag) == (25_000, "ok")
+    assert at_limit.verdict == "drift"  # 25 against 7: booked, and flagged
     hold = held(ledger, task_id="t-big")
-    result = resolve(ledger, hold, task("succeed", "70.001", "t-big"))
-    assert "final_unit_deduction absurd ('70.001'): settled at the estimate" in result.note
+    result = resolve(ledger, hold, task("succeed", "25.001", "t-big"))
+    assert result.verdict == "implausible"
+    assert (
+        "final_unit_deduction absurd ('25.001'), implausible: Kling lists 2 to 20 units for its"
+        " shape: settled at the estimate" in result.note
+    )
     settled = ledger.get_hold(hold.id)
     assert (settled.units_milli, settled.cost_minor) == (7000, 105_000)
-    assert (settled.raw_deduction, settled.deduction_flag) == ("70.001", "absurd")
-    assert balances(ledger)["team"] == (70 * 15_000 + 105_000, 0)
+    assert (settled.raw_deduction, settled.deduction_flag) == ("25.001", "absurd")
+    assert balances(ledger)["team"] == (25 * 15_000 + 105_000, 0)
     # A failed task with such a figure was not charged it: voided.
     failed = resolve(ledger, held(ledger, task_id="t-f"), task("failed", "900", "t-f"))
     assert failed.action == "voided"
