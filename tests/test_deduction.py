@@ -102,7 +102,7 @@ def test_shape_from_a_holds_meta() -> None:
 
 def test_the_margin_is_a_quarter_beyond_either_end() -> None:
     listed = Listed(Fraction(2), Fraction(20))
-    assert MARGIN == Fraction(1, 4)
+    assert Fraction(1, 4) == MARGIN
     assert listed.plausible(Fraction(3, 2)) and listed.plausible(Fraction(25))
     assert not listed.plausible(Fraction(149, 100)) and not listed.plausible(Fraction(25001, 1000))
 
@@ -134,7 +134,12 @@ def test_a_deduction_far_from_the_estimate_but_listed_is_booked_and_flagged() ->
 def test_an_implausible_figure_is_not_booked_and_the_estimate_is_kept_in_range() -> None:
     listed = listed_range(Shape("videos/text2video", 5), KLING)
     high = decide("succeed", parse_deduction("13"), estimate=Fraction(2), listed=listed)
-    assert (high.basis, high.flag, high.units, high.verdict) == ("estimate", "absurd", 2, "implausible")
+    assert (high.basis, high.flag, high.units, high.verdict) == (
+        "estimate",
+        "absurd",
+        2,
+        "implausible",
+    )
     assert "implausible: Kling lists 1 to 10 units for its shape" in high.note
     # Below the range: the estimate, the higher of the two, is booked.
     low = decide("succeed", parse_deduction("0.5"), estimate=Fraction(2), listed=listed)

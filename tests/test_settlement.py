@@ -285,7 +285,7 @@ def test_a_true_charge_past_the_limit_is_booked_alerted_and_blocks_the_budget(
         with pytest.raises(BudgetExceeded, match="'team' refused"):
             ledger.reserve("team", amounts)
     ledger.set_budget("other", limit=10**6, parent="company")
-    with pytest.raises(BudgetExceeded, match="'company' .*refused"):
+    with pytest.raises(BudgetExceeded, match=r"'company' .*refused"):
         ledger.reserve("other", ONE)
     # Back under (a higher limit), it admits holds again.
     ledger.set_budget("company", limit=10**6)
