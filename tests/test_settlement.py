@@ -282,8 +282,9 @@ def test_a_true_charge_past_the_limit_is_booked_alerted_and_blocks_the_budget(
     assert {e.team for e in ledger.events(kind="over_limit")} == {"team", "company"}
     # Over its limit, each budget refuses every hold, even one that counts nothing.
     for amounts in (ONE, HoldAmounts(0, "video", 0)):
-        with pytest.raises(BudgetExceeded, match="'team' refused"):
+        with pytest.raises(BudgetExceeded, match="'team' refused") as caught:
             ledger.reserve("team", amounts)
+        assert "past its limit (147900 credits used): it refuses every hold" in str(caught.value)
     ledger.set_budget("other", limit=10**6, parent="company")
     with pytest.raises(BudgetExceeded, match=r"'company' .*refused"):
         ledger.reserve("other", ONE)

@@ -185,6 +185,7 @@ class BudgetExceeded(LedgerError):
         period: str,
         window: str,
         requested_by: str | None = None,
+        used: int | None = None,
     ) -> None:
         self.team = team
         self.needed = needed
@@ -196,9 +197,15 @@ class BudgetExceeded(LedgerError):
         self.requested_by = requested_by
         via = f" (on the path of {requested_by!r})" if requested_by and requested_by != team else ""
         when = "(the budget has no period)" if period == "none" else f"in period {period} {window}"
+        over = (
+            f"; true charges took it past its limit ({used} {unit} used): it refuses every "
+            "hold until it is back under (a new period, or a higher --limit)"
+            if used is not None and used > limit
+            else ""
+        )
         super().__init__(
             f"budget {team!r}{via} refused: needs {needed} {unit}, "
-            f"{available} of {limit} {unit} left {when}"
+            f"{available} of {limit} {unit} left {when}{over}"
         )
 
 

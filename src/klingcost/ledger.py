@@ -1290,6 +1290,7 @@ def _exceeded(
         period=budget.period,
         window=window_for(budget.period, now, budget.tz).describe(),
         requested_by=team,
+        used=posted + held,
     )
 
 
