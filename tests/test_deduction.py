@@ -54,7 +54,8 @@ KLING = [bundled_sheet()]
 def test_parse_deduction_never_trusts_the_text(value: object, flag: str, units: object) -> None:
     parsed = parse_deduction(value)
     assert (parsed.flag, parsed.units) == (flag, units)
-    assert parsed.raw is None or len(parsed.raw) <= 64
+    if isinstance(value, str):
+        assert parsed.raw == value  # kept as sent, for reconcile to show
 
 
 def test_huge_exponents_and_digit_runs_are_parsed_at_once() -> None:

@@ -126,7 +126,7 @@ def parse_deduction(value: object, *, cap: Fraction = DEFAULT_DEDUCTION_CAP) -> 
         return Deduction(raw, None, "absent")
     match = _NUMBER.fullmatch(text) if len(text) <= _MAX_DEDUCTION_TEXT else None
     if match is None:
-        return Deduction(raw[:_MAX_DEDUCTION_TEXT], None, "malformed")
+        return Deduction(raw, None, "malformed")
     exponent = int(match.group(1) or 0)
     if abs(exponent) > _MAX_EXPONENT:
         number = Decimal(text)  # a Decimal keeps the exponent as a number: no huge int here
@@ -159,7 +159,7 @@ def _as_text(value: object) -> str:
         text = json.dumps(value, default=str)
     except (TypeError, ValueError, RecursionError):
         text = repr(value)
-    return text[:_MAX_DEDUCTION_TEXT]
+    return text
 
 
 # --- what Kling lists for a shape -----------------------------------------------------------
