@@ -130,6 +130,8 @@ def test_local_overlays_can_be_allowed_and_the_hash_is_kept(
     assert allowed.exit_code == 0 and "allowed" in allowed.stdout
     assert submit(env, tmp_path, KLINGCOST_PRICING=cheap).exit_code == 0
     assert holds(env) == [(1, sheet_hash(load_sheet(cheap)))]  # the hold names its sheet
+    listed = json.loads(run(env, "holds", "--json").stdout)
+    assert [h["sheet_sha256"] for h in listed] == [sheet_hash(load_sheet(cheap))]
     assert run(env, "pricing", "local-overlays", "refuse").exit_code == 0
     assert submit(env, tmp_path, KLINGCOST_PRICING=cheap).exit_code == 2
 
