@@ -122,7 +122,10 @@ def test_hold_amounts_are_ints_in_minor_units(bad: dict[str, object]) -> None:
 def test_fits_at_the_limit_and_not_past_it() -> None:
     assert fits(100, 60, 30, 10)
     assert not fits(100, 60, 30, 11)
-    assert fits(100, 150, 0, 0)  # a hold that counts nothing always fits
+    # A budget that true charges drove past its limit admits nothing until it is back under.
+    assert not fits(100, 150, 0, 0)
+    assert not fits(100, 101, 0, 0)
+    assert fits(100, 100, 0, 0)
     assert available(100, 150, 0) == -50
 
 

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from fake_fixtures import _fake_session, fake_server  # noqa: F401
+from klingcost.budgets import HoldAmounts
 from klingcost.cli import main
 from klingcost.fake_server import FakeKling
 from klingcost.ledger import Ledger
@@ -295,3 +296,34 @@ def test_calibrate_says_no_class_reaches_min_samples(path: Path) -> None:
     trusted = sum(n for *_, n in JOBS)
     assert f"{trusted} trusted charges, but no job class has 50 or more" in out
     assert "(lower --min-samples)" in out and "no trusted charges" not in out
+
+
+def test_reconcile_strict_fails_on_an_over_limit_budget_or_an_implausible_deduction(
+    ledger_url: str,
+) -> None:
+    with Ledger.open(ledger_url) as ledger:
+        ledger.set_budget("studio", limit=10**12)
+        book(ledger, "kling-v1", 1000, "1")
+    code, out, _ = run("reconcile", "--ledger", ledger_url, "--strict")
+    assert code == 0, out
+    # A deduction that was not booked (implausible, settled at the estimate) fails --strict.
+    with Ledger.open(ledger_url) as ledger:
+        hold = ledger.reserve("studio", HoldAmounts(1000, "video", 15_000), meta={"n": 1})
+        ledger.settle(
+            hold.id,
+            units_milli=1000,
+            cost_minor=15_000,
+            raw_deduction="500",
+            deduction_flag="absurd",
+            verdict="implausible",
+        )
+    code, _, err = run("reconcile", "--ledger", ledger_url, "--strict")
+    assert code == 1 and "1 deduction(s) not booked as implausible" in err
+    # A budget charged past its limit fails it too, until it is back under.
+    with Ledger.open(ledger_url) as ledger:
+        ledger.set_budget("studio", limit=10_000)
+    code, out, err = run("reconcile", "--ledger", ledger_url, "--strict", "--json")
+    assert code == 1 and "budget(s) charged past their limit" in err and "studio" in err
+    data = json.loads(out)
+    assert data["over_limit"] == ["studio"] and data["strict_ok"] is False
+    assert data["ok"] is True  # no class drifts: --strict fails for the other reasons

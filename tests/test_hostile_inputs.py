@@ -232,8 +232,10 @@ def test_numbers_within_bounds_are_still_read_exactly() -> None:
     )
     assert payload["data"] == {"a": Decimal("1e100"), "b": Decimal("0.1"), "c": 10**100 - 1}
     assert parse_deduction("1e100").flag == "absurd"
-    assert parse_deduction("1e101").flag == "absurd" and parse_deduction("1e101").units is None
-    assert parse_deduction("0.1e-100").flag == "malformed"  # below every bound: no deduction
+    assert parse_deduction("1e101").flag == "absurd"
+    # past the deduction's own exponent bound no number is built at all (no 10**999999999)
+    assert parse_deduction("1e1001").flag == "absurd" and parse_deduction("1e1001").units is None
+    assert parse_deduction("1e-1001").flag == "malformed"
 
 
 @pytest.mark.parametrize(

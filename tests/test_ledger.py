@@ -14,6 +14,7 @@ from klingcost import migrations
 from klingcost.budgets import HoldAmounts
 from klingcost.clock import ManualClock
 from klingcost.errors import (
+    BudgetCannotCount,
     BudgetConfigError,
     BudgetExceeded,
     BudgetNotFound,
@@ -269,13 +270,40 @@ def test_a_refusal_says_why_and_writes_nothing(ledger: Ledger) -> None:
 def test_units_budgets_count_their_own_pack(ledger: Ledger) -> None:
     ledger.set_budget("videos", limit=5000, unit="units", pack="video")
     ledger.reserve("videos", credits(1, units=5000))
-    ledger.reserve("videos", credits(1, units=99_000, pack="image"))  # counts 0 here
     with pytest.raises(BudgetExceeded) as caught:
         ledger.reserve("videos", credits(1, units=1))
     assert caught.value.unit.startswith("milli-units")
     ledger.set_budget("dollars", limit=5000, unit="usd")
     with pytest.raises(BudgetConfigError, match="mixes currencies"):
         ledger.reserve("dollars", credits(1))
+
+
+def test_a_budget_that_cannot_count_a_job_refuses_it(ledger: Ledger) -> None:
+    # The attack: a team with only a video-units budget had five image jobs of n=9 admitted
+    # with nothing held. Now each is refused, nothing is written, and the message says what
+    # to add.
+    ledger.set_budget("company", limit=10**9)  # credits: counts both packs
+    ledger.set_budget("videos", limit=5000, unit="units", pack="video", parent="company")
+    before = (count(ledger, "holds"), count(ledger, "events"))
+    for _ in range(5):
+        with pytest.raises(BudgetCannotCount) as caught:
+            ledger.reserve("videos", credits(3375, units=72_000, pack="image"))
+        message = str(caught.value)
+        assert "budget 'videos' counts Kling units of the video pack" in message
+        assert "cannot count this image job" in message
+        assert "klingcost budget set videos --unit credits --limit N" in message
+        assert "--unit units --pack image" in message
+    assert (count(ledger, "holds"), count(ledger, "events")) == before
+    assert ledger.budget_status("company").held == 0
+    # A parent that cannot count it refuses it too, whatever the team's own budget counts.
+    ledger.set_budget("team", limit=10**6, parent="videos")
+    with pytest.raises(BudgetCannotCount, match="'videos' \\(on the path of 'team'\\)"):
+        ledger.reserve("team", credits(375, units=1000, pack="image"))
+    # Video jobs still pass; and an image-units budget counts image jobs.
+    ledger.reserve("team", credits(15_000, units=1000))
+    ledger.set_budget("images", limit=72_000, unit="units", pack="image", parent="company")
+    assert ledger.reserve("images", credits(3375, units=72_000, pack="image")).state == "held"
+    assert ledger.check() == []
 
 
 def test_one_path_never_mixes_two_currencies(ledger: Ledger) -> None:
@@ -340,6 +368,32 @@ def test_void_unless_task_decides_inside_the_transaction(ledger: Ledger) -> None
     assert ledger.budget_status("a").held == 100
 
 
+def _undo_0004(conn: sqlite3.Connection) -> None:
+    """Take a ledger file back to before 0004_published_sheets (as an older klingcost left it)."""
+    conn.execute("DROP TABLE pricing_sheets")
+    conn.execute("DROP TABLE ledger_settings")
+    conn.execute("ALTER TABLE holds DROP COLUMN sheet_sha256")
+    conn.execute("DELETE FROM _klingcost_migrations WHERE name = '0004_published_sheets'")
+    conn.execute("PRAGMA user_version = 3")
+
+
+def test_migration_0004_adds_published_sheets_to_an_old_ledger(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with Ledger.open(path) as ledger:
+        ledger.set_budget("team", limit=1000)
+        hold = ledger.reserve("team", credits(100))
+    conn = sqlite3.connect(path, isolation_level=None)
+    _undo_0004(conn)
+    conn.close()
+    with Ledger.open(path) as ledger:
+        assert ledger.get_hold(hold.id).sheet_sha256 is None  # priced before any was named
+        assert ledger.published_sheet() is None
+        assert ledger.reserve("team", credits(100), sheet_sha256="a" * 64).sheet_sha256 == "a" * 64
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+    conn.close()
+
+
 def test_migration_0003_moves_old_usd_and_cny_limits_to_the_sheet_exponents(
     tmp_path: Path,
 ) -> None:
@@ -350,6 +404,7 @@ def test_migration_0003_moves_old_usd_and_cny_limits_to_the_sheet_exponents(
     # As klingcost wrote them before 0003: USD and CNY to 10^-2, schema version 2.
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("UPDATE budgets SET limit_minor = 1000, exponent = 2")  # 10.00 each
+    _undo_0004(conn)
     conn.execute("DELETE FROM _klingcost_migrations WHERE name = '0003_currency_exponents'")
     conn.execute("PRAGMA user_version = 2")
     conn.close()
@@ -362,6 +417,7 @@ def test_migration_0003_moves_old_usd_and_cny_limits_to_the_sheet_exponents(
         ledger.set_budget("us", limit=1, unit="usd")
     conn = sqlite3.connect(tmp_path / "huge.db", isolation_level=None)
     conn.execute(f"UPDATE budgets SET limit_minor = {2**63 - 1}, exponent = 2")
+    _undo_0004(conn)
     conn.execute("DELETE FROM _klingcost_migrations WHERE name = '0003_currency_exponents'")
     conn.execute("PRAGMA user_version = 2")
     conn.close()

@@ -10,8 +10,8 @@ Budgets (fixed for the run)::
 Rules: reserve (fresh key or a key used before), attach, mark_unknown, settle (also again),
 void (also again), and moving the clock across day, week and month boundaries. After every
 step: the ledger agrees with the model, no budget's used amount passed its limit when a hold
-was granted, the running balances equal the sums of the entries (``check()``), and each task
-counts once.
+was granted (a budget past it admits nothing; a units budget refuses the other pack's jobs),
+the running balances equal the sums of the entries (``check()``), and each task counts once.
 
 The machine runs on SQLite (``TestLedgerMachine``) and on PostgreSQL
 (``test_the_ledger_machine_on_postgres``, fewer examples: each needs a fresh schema).
@@ -41,7 +41,7 @@ from hypothesis.stateful import (
 from conftest import fresh_ledger_url, postgres_server
 from klingcost.budgets import HoldAmounts
 from klingcost.clock import ManualClock
-from klingcost.errors import BudgetExceeded, HoldStateError
+from klingcost.errors import BudgetCannotCount, BudgetExceeded, HoldStateError
 from klingcost.ledger import Hold, Ledger
 from klingcost.periods import period_key
 
@@ -147,12 +147,16 @@ class LedgerMachine(RuleBasedStateMachine):
         # The key's live hold; a voided one frees the key for a new reservation.
         known = [i for i, h in self.model.holds.items() if h.key == key and h.state != "voided"]
         freed = [i for i, h in self.model.holds.items() if h.key == key and h.state == "voided"]
-        refused_by = None
+        refused_by = cannot_count = None
         if not known:
             for budget in path_of(team):
+                if BUDGETS[budget][1] == "units" and amounts.pack != "video":
+                    cannot_count = budget  # a video-units budget cannot count an image job
+                    break
                 posted, held = self.model.balance(budget, entries[budget])
                 need = counted(budget, amounts)
-                if need and posted + held + need > BUDGETS[budget][4]:
+                # Over its limit (true charges did it), a budget admits nothing, even 0 more.
+                if posted + held + need > BUDGETS[budget][4]:
                     refused_by = budget
                     break
         try:
@@ -161,6 +165,10 @@ class LedgerMachine(RuleBasedStateMachine):
             assert refused_by == exc.team, (refused_by, exc.team)
             assert exc.needed == counted(exc.team, amounts)
             return multiple()
+        except BudgetCannotCount as exc:
+            assert cannot_count == exc.budget, (cannot_count, exc.budget)
+            return multiple()
+        assert cannot_count is None, f"{cannot_count} admitted a job it cannot count"
         assert refused_by is None, f"the ledger granted what {refused_by} cannot afford"
         if known:
             assert hold.id == known[0]  # idempotent: the same hold, charged once
@@ -173,7 +181,7 @@ class LedgerMachine(RuleBasedStateMachine):
         # Granted: no budget on the path is past its limit in the hold's period.
         for budget in path_of(team):
             posted, held = self.model.balance(budget, entries[budget])
-            assert posted + held <= BUDGETS[budget][4] or counted(budget, amounts) == 0
+            assert posted + held <= BUDGETS[budget][4]
         return hold
 
     @rule(hold=holds)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
@@ -11,14 +11,17 @@ import pytest
 
 from klingcost._protocol import Task, TaskStatus, parse_deduction
 from klingcost.budgets import HoldAmounts
-from klingcost.errors import HoldStateError
+from klingcost.errors import BudgetExceeded, HoldStateError
 from klingcost.ledger import Hold, Ledger
 from klingcost.request import Endpoint
 from klingcost.settlement import charge_for, resolve
+from klingcost.sheet import load_sheet, parse_sheet
 
 ENDPOINT: Endpoint = "videos/text2video"
 #: kling-v1-5, pro, 10 s: 7 units at 15,000 credits a unit.
 SEVEN = HoldAmounts(units_milli=7000, pack="video", cost_minor=105_000, currency="credits")
+#: Its shape: Kling lists 2 (kling-v1 std) to 20 (kling-v2-master) units for a 10 s clip.
+SHAPE = {"endpoint": ENDPOINT, "model": "kling-v1-5", "mode": "pro", "duration": 10, "n": 1}
 
 
 @pytest.fixture
@@ -30,7 +33,7 @@ def ledger(tmp_path: Path) -> Iterator[Ledger]:
 
 
 def held(ledger: Ledger, amounts: HoldAmounts = SEVEN, task_id: str | None = "task-1") -> Hold:
-    hold = ledger.reserve("team", amounts, meta={"endpoint": ENDPOINT})
+    hold = ledger.reserve("team", amounts, meta=SHAPE)
     return ledger.attach(hold.id, task_id) if task_id else hold
 
 
@@ -67,18 +70,23 @@ def test_succeeded_task_settles_at_its_deduction(ledger: Ledger) -> None:
     assert ledger.check() == []
 
 
-def test_a_deduction_far_above_the_estimate_is_flagged_and_not_booked(ledger: Ledger) -> None:
+def test_a_deduction_beyond_what_kling_lists_for_the_shape_is_not_booked(ledger: Ledger) -> None:
     ledger.set_budget("team", limit=10_000_000, period="month", parent="company")
-    # 7 units estimated: 70 (10x) is still booked; 70.001 is not trusted.
-    at_limit = resolve(ledger, held(ledger, task_id="t-70"), task("succeed", "70", "t-70"))
-    assert (at_limit.hold.units_milli, at_limit.hold.deduction_flag) == (70_000, "ok")
+    # 10 s clips are listed at 2 to 20 units; with the margin of 1/4, 25 is still booked.
+    at_limit = resolve(ledger, held(ledger, task_id="t-25"), task("succeed", "25", "t-25"))
+    assert (at_limit.hold.units_milli, at_limit.hold.deduction_flag) == (25_000, "ok")
+    assert at_limit.verdict == "drift"  # 25 against 7: booked, and flagged
     hold = held(ledger, task_id="t-big")
-    result = resolve(ledger, hold, task("succeed", "70.001", "t-big"))
-    assert "final_unit_deduction absurd ('70.001'): settled at the estimate" in result.note
+    result = resolve(ledger, hold, task("succeed", "25.001", "t-big"))
+    assert result.verdict == "implausible"
+    assert (
+        "final_unit_deduction absurd ('25.001'), implausible: Kling lists 2 to 20 units for its"
+        " shape: settled at the estimate" in result.note
+    )
     settled = ledger.get_hold(hold.id)
     assert (settled.units_milli, settled.cost_minor) == (7000, 105_000)
-    assert (settled.raw_deduction, settled.deduction_flag) == ("70.001", "absurd")
-    assert balances(ledger)["team"] == (70 * 15_000 + 105_000, 0)
+    assert (settled.raw_deduction, settled.deduction_flag) == ("25.001", "absurd")
+    assert balances(ledger)["team"] == (25 * 15_000 + 105_000, 0)
     # A failed task with such a figure was not charged it: voided.
     failed = resolve(ledger, held(ledger, task_id="t-f"), task("failed", "900", "t-f"))
     assert failed.action == "voided"
@@ -241,3 +249,90 @@ def test_a_stale_open_hold_cannot_settle_a_voided_one(ledger: Ledger) -> None:
         resolve(ledger, hold, task("succeed", "7"))
     assert ledger.get_hold(hold.id).state == "voided"
     assert balances(ledger)["team"] == (0, 0)
+
+
+# --- issue 13 item 4: settlement trusts the figure Kling lists, not the estimate -------------
+
+#: kling-v1, std, 5 s: 1 unit, 15,000 credits. Kling lists 1 to 10 units for a 5 s clip.
+ONE = HoldAmounts(units_milli=1000, pack="video", cost_minor=15_000, currency="credits")
+FIVE_SECONDS = {"endpoint": ENDPOINT, "model": "kling-v1", "mode": "std", "duration": 5, "n": 1}
+
+
+def test_a_true_charge_past_the_limit_is_booked_alerted_and_blocks_the_budget(
+    make_ledger: Callable[..., Ledger],
+) -> None:
+    # The attack: 9.86 units against a 1-unit estimate was booked as "ok" and took the team to
+    # 213% of its limit (and its parent over too) with only a warning. Kling lists up to 10
+    # units for a 5 s clip, so the figure may be true: it is booked, flagged drift, both
+    # budgets' owners get an event, and neither admits another hold until back under.
+    ledger = make_ledger()
+    ledger.set_budget("company", limit=100_000)
+    ledger.set_budget("team", limit=69_450, parent="company")
+    hold = ledger.attach(ledger.reserve("team", ONE, meta=FIVE_SECONDS).id, "t-1")
+    result = resolve(ledger, hold, task("succeed", "9.86", "t-1"))
+    assert (result.action, result.verdict) == ("settled", "drift")
+    assert (result.hold.units_milli, result.hold.cost_minor) == (9860, 147_900)
+    assert result.hold.deduction_flag == "ok"
+    assert balances(ledger) == {"company": (147_900, 0), "team": (147_900, 0)}
+    assert round(ledger.budget_status("team").share_used * 100) == 213  # 147,900 of 69,450
+    alerted = {e.team: e.data for e in ledger.events(kind="deduction_drift")}
+    assert set(alerted) == {"team", "company"}
+    assert alerted["company"]["booked_units_milli"] == 9860
+    assert alerted["company"]["estimated_units_milli"] == 1000
+    assert {e.team for e in ledger.events(kind="over_limit")} == {"team", "company"}
+    # Over its limit, each budget refuses every hold, even one that counts nothing.
+    for amounts in (ONE, HoldAmounts(0, "video", 0)):
+        with pytest.raises(BudgetExceeded, match="'team' refused") as caught:
+            ledger.reserve("team", amounts)
+        assert "past its limit (147900 credits used): it refuses every hold" in str(caught.value)
+    ledger.set_budget("other", limit=10**6, parent="company")
+    with pytest.raises(BudgetExceeded, match=r"'company' .*refused"):
+        ledger.reserve("other", ONE)
+    # Back under (a higher limit), it admits holds again.
+    ledger.set_budget("company", limit=10**6)
+    ledger.set_budget("team", limit=10**6, parent="company")
+    assert ledger.reserve("team", ONE).state == "held"
+    assert ledger.check() == []
+
+
+def test_an_overlays_tiny_estimate_cannot_make_the_real_charge_look_absurd(
+    make_ledger: Callable[..., Ledger],
+) -> None:
+    # The attack: an overlay priced a kling-v1 10 s pro clip at 0.001 units (15 credits); the
+    # API's real "7" was more than 10x that, so it was thrown away and 0.001 booked.
+    ledger = make_ledger()
+    ledger.set_budget("team", limit=10**6)
+    tiny = HoldAmounts(units_milli=1, pack="video", cost_minor=15, currency="credits")
+    meta = {**SHAPE, "model": "kling-v1"}
+    hold = ledger.attach(ledger.reserve("team", tiny, meta=meta).id, "t-7")
+    result = resolve(ledger, hold, task("succeed", "7", "t-7"))
+    assert (result.verdict, result.hold.deduction_flag) == ("drift", "ok")
+    assert (result.hold.units_milli, result.hold.cost_minor) == (7000, 105_000)
+    assert [e.team for e in ledger.events(kind="deduction_drift")] == ["team"]
+
+
+def test_an_implausible_figure_is_not_booked_and_alerts_the_owners(
+    make_ledger: Callable[..., Ledger],
+) -> None:
+    ledger = make_ledger()
+    ledger.set_budget("team", limit=10**6)
+    hold = ledger.attach(ledger.reserve("team", ONE, meta=FIVE_SECONDS).id, "t-1")
+    result = resolve(ledger, hold, task("succeed", "13", "t-1"))  # 5 s clips: at most 10 (+1/4)
+    assert (result.verdict, result.hold.deduction_flag) == ("implausible", "absurd")
+    assert (result.hold.units_milli, result.hold.cost_minor) == (1000, 15_000)
+    [event] = ledger.events(kind="implausible_deduction")
+    assert (event.team, event.data["raw_deduction"]) == ("team", "13")
+    # The same figure for a 10 s clip of kling-v2-master is plausible, and booked.
+    other = ledger.attach(ledger.reserve("team", ONE, meta=SHAPE).id, "t-2")
+    assert resolve(ledger, other, task("succeed", "13", "t-2")).hold.units_milli == 13_000
+
+
+def test_a_published_sheet_is_part_of_what_kling_lists(make_ledger: Callable[..., Ledger]) -> None:
+    ledger = make_ledger()
+    ledger.set_budget("team", limit=10**7)
+    data = load_sheet().model_dump(mode="json", exclude={"origin"})
+    data["video"]["models"]["kling-v3"] = {"flat": {"factor": 40, "source": "inferred"}}
+    published = ledger.publish_sheet(parse_sheet(data, origin="ours.yaml"))
+    reserved = ledger.reserve("team", ONE, meta=FIVE_SECONDS, sheet_sha256=published.sha256)
+    hold = ledger.attach(reserved.id, "t")
+    assert resolve(ledger, hold, task("succeed", "40", "t")).hold.units_milli == 40_000

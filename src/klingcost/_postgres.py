@@ -322,8 +322,39 @@ _ROLLUPS_0002: Final[tuple[str, ...]] = (
 )
 
 
+#: See migrations.PUBLISHED_SHEETS_0004: published sheets (append-only), settings, and the
+#: sha256 of the sheet each hold was priced with.
+_PUBLISHED_SHEETS_0004: Final[tuple[str, ...]] = (
+    _c(
+        """
+    CREATE TABLE pricing_sheets (
+        version BIGINT PRIMARY KEY CHECK (version > 0),
+        sha256 TEXT NOT NULL CHECK (length(sha256) = 64),
+        canonical TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        published_at TEXT NOT NULL
+    )
+    """
+    ),
+    "CREATE FUNCTION klingcost_sheets_append_only() RETURNS trigger LANGUAGE plpgsql AS $$"
+    " BEGIN RAISE EXCEPTION 'published price sheets are append-only'; END $$",
+    "CREATE TRIGGER pricing_sheets_append_only BEFORE UPDATE OR DELETE ON pricing_sheets"
+    " FOR EACH ROW EXECUTE FUNCTION klingcost_sheets_append_only()",
+    _c(
+        """
+    CREATE TABLE ledger_settings (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )
+    """
+    ),
+    _c("ALTER TABLE holds ADD COLUMN sheet_sha256 TEXT"),
+)
+
+
 def _backfill_0002(db: DB) -> None:
-    from klingcost._protocol import parse_deduction
+    from klingcost.deduction import parse_deduction
 
     rows = db.execute("SELECT id, raw_deduction FROM holds WHERE state = 'settled'").fetchall()
     if rows:
@@ -343,6 +374,7 @@ MIGRATIONS: Final[tuple[tuple[str, tuple[str, ...], Callable[[DB], None] | None]
     ("0001_initial", _INITIAL, None),
     ("0002_rollups", _ROLLUPS_0002, _backfill_0002),
     ("0003_currency_exponents", migrations.CURRENCY_EXPONENTS_0003, None),
+    ("0004_published_sheets", _PUBLISHED_SHEETS_0004, None),
 )
 assert [m[0] for m in MIGRATIONS] == [m.name for m in migrations.MIGRATIONS]
 

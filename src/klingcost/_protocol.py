@@ -2,22 +2,20 @@
 
 Nothing here does I/O. :func:`read_envelope` turns an HTTP status and body into the answer's JSON
 or the matching :class:`~klingcost.errors.KlingAPIError`; :func:`error_for` is the one mapping of
-(HTTP status, Kling ``code``) to the exception tree; :func:`parse_task` and
-:func:`parse_deduction` build the typed results; :class:`RetryPolicy` decides what is retried
-and how long to wait.
+(HTTP status, Kling ``code``) to the exception tree; :func:`parse_task` builds the typed
+results (its deduction parsed by :mod:`klingcost.deduction`); :class:`RetryPolicy` decides what
+is retried and how long to wait.
 
 Amounts are exact: JSON numbers are read as :class:`~decimal.Decimal` and a deduction is parsed
-with :func:`klingcost.money.exact`, never through a float.
+by :mod:`klingcost.deduction`, never through a float.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Final, Literal, get_args
 
@@ -25,47 +23,27 @@ import httpx
 
 from klingcost import errors
 from klingcost._json import JSONInputError, loads
-from klingcost.money import MAX_DIGITS, MAX_EXPONENT, exact
+
+# The deduction's parsing and verdict live in klingcost.deduction; the client re-exports them.
+from klingcost.deduction import DEFAULT_DEDUCTION_CAP as DEFAULT_DEDUCTION_CAP
+from klingcost.deduction import Deduction as Deduction
+from klingcost.deduction import DeductionFlag as DeductionFlag
+from klingcost.deduction import parse_deduction as parse_deduction
+from klingcost.money import MAX_DIGITS
 from klingcost.redaction import redact as _redact
 from klingcost.redaction import secret_forms
 from klingcost.request import Endpoint
 
 DEFAULT_BASE_URL: Final = "https://api.openai-hk.com/kling"
-#: A single task deducting more units than this is flagged ``absurd`` (Kling's dearest clip,
-#: kling-v2-master at 10 s, is 20 units; a 10-image kling-image-o1 task is 72 image units).
-DEFAULT_DEDUCTION_CAP: Final = Fraction(1000)
 
 TaskStatus = Literal["submitted", "processing", "succeed", "failed"]
 TASK_STATUSES: Final[tuple[str, ...]] = get_args(TaskStatus)
-DeductionFlag = Literal["ok", "absent", "zero", "malformed", "negative", "absurd"]
 
 
 # --- results ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Deduction:
-    """What the API says a task deducted (``final_unit_deduction``), and whether to trust it.
-
-    ``raw`` is the text as sent (None when the field was absent or null); ``units`` the exact
-    amount when the text is a number; ``flag``:
-
-    * ``ok``: a positive amount at most the cap;
-    * ``absent``: no field, null or an empty string (tasks paid from cash balance, or not done);
-    * ``zero``: the API says nothing was deducted;
-    * ``malformed``: not a plain decimal number (``units`` is None);
-    * ``negative``: below zero (``units`` kept, unless its exponent is absurd);
-    * ``absurd``: above the cap (``units`` kept, unless its exponent is absurd, e.g. "1e999999").
-    """
-
-    raw: str | None
-    units: Fraction | None
-    flag: DeductionFlag
-
-    @property
-    def trusted(self) -> bool:
-        """True when ``units`` can be booked as is (``ok`` or ``zero``)."""
-        return self.flag in ("ok", "zero")
+_ABSENT: Final = Deduction(None, None, "absent")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +72,7 @@ class Task:
     images: tuple[ImageResult, ...] = ()
     videos: tuple[VideoResult, ...] = ()
     request_id: str | None = None
-    deduction: Deduction = Deduction(None, None, "absent")
+    deduction: Deduction = _ABSENT
     #: ``final_balance_deduction`` as sent (Kling's ``{quota, list_price}`` or a string), or None.
     balance_deduction: object = None
     external_task_id: str | None = None
@@ -110,53 +88,6 @@ class Task:
     @property
     def urls(self) -> tuple[str, ...]:
         return tuple(i.url for i in self.images) + tuple(v.url for v in self.videos)
-
-
-# --- deduction ----------------------------------------------------------------------------
-
-_NUMBER: Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE]([+-]?\d{1,9}))?")
-_MAX_DEDUCTION_TEXT: Final = 64
-_MAX_EXPONENT: Final = MAX_EXPONENT  # beyond it no Fraction is built (no 10**999999999)
-
-
-def parse_deduction(value: object, *, cap: Fraction = DEFAULT_DEDUCTION_CAP) -> Deduction:
-    """Parse ``final_unit_deduction`` (documented as a string) without trusting it.
-
-    >>> parse_deduction("4")
-    Deduction(raw='4', units=Fraction(4, 1), flag='ok')
-    >>> parse_deduction("1e100").flag, parse_deduction("abc").flag, parse_deduction(None).flag
-    ('absurd', 'malformed', 'absent')
-    """
-    if value is None:
-        return Deduction(None, None, "absent")
-    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
-        return Deduction(_as_text(value), None, "malformed")
-    raw = value if isinstance(value, str) else str(value)
-    text = raw.strip()
-    if not text:
-        return Deduction(raw, None, "absent")
-    match = _NUMBER.fullmatch(text) if len(text) <= _MAX_DEDUCTION_TEXT else None
-    if match is None:
-        return Deduction(raw, None, "malformed")
-    exponent = int(match.group(1) or 0)
-    if abs(exponent) > _MAX_EXPONENT:
-        number = Decimal(text)
-        if number == 0:
-            return Deduction(raw, Fraction(0), "zero")
-        if exponent < 0:  # 1e-1001 of a unit: no real deduction looks like that
-            return Deduction(raw, None, "malformed")
-        return Deduction(raw, None, "negative" if number < 0 else "absurd")
-    try:
-        units = exact(text)
-    except ValueError:  # past money's bounds only below them ("0.1e-100"): no real deduction
-        return Deduction(raw, None, "malformed")
-    if units == 0:
-        return Deduction(raw, units, "zero")
-    if units < 0:
-        return Deduction(raw, units, "negative")
-    if units > cap:
-        return Deduction(raw, units, "absurd")
-    return Deduction(raw, units, "ok")
 
 
 def _as_text(value: object) -> str:

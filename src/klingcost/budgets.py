@@ -199,9 +199,11 @@ def counted(
 ) -> int:
     """How much of ``amounts`` counts against a budget of ``unit`` and ``pack`` (minor units).
 
-    A units budget counts the hold's units when the packs match, else 0. A currency budget
-    counts the cost, and refuses (BudgetConfigError) a hold in another currency, or in
-    another minor unit of it than the budget's ``exponent``: neither can be added as it is.
+    A units budget counts the hold's units when the packs match, else 0 (only for holds from
+    before :func:`counts` was checked at reserve: a new hold of the other pack is refused).
+    A currency budget counts the cost, and refuses (BudgetConfigError) a hold in another
+    currency, or in another minor unit of it than the budget's ``exponent``: neither can be
+    added as it is.
     """
     if unit == UNITS:
         return amounts.units_milli if amounts.pack == pack else 0
@@ -219,14 +221,27 @@ def counted(
     return amounts.cost_minor
 
 
+def counts(unit: str, pack: str | None, amounts: HoldAmounts) -> bool:
+    """Whether a budget of ``unit`` and ``pack`` can count ``amounts`` at all.
+
+    A units budget counts only its own pack: a video-units budget cannot count an image job.
+    Such a job is refused at reserve (:class:`~klingcost.errors.BudgetCannotCount`) rather than
+    admitted with nothing held, which would let a team spend without limit on the other pack.
+    A currency budget counts either pack (:func:`counted` refuses another currency).
+    """
+    return unit != UNITS or amounts.pack == pack
+
+
 def charge_against(budget: Budget, amounts: HoldAmounts) -> int:
     """How much of ``amounts`` counts against ``budget`` (see :func:`counted`)."""
     return counted(budget.unit, budget.pack, amounts, budget.team, budget.exponent)
 
 
 def fits(limit: int, posted: int, held: int, amount: int) -> bool:
-    """Whether ``amount`` more fits: a hold that counts 0 always does."""
-    return amount == 0 or posted + held + amount <= limit
+    """Whether ``amount`` more fits. A budget that true charges drove past its limit admits
+    nothing, not even a hold that counts 0, until it is back under (a new period, a higher
+    limit, or a settlement below its hold)."""
+    return posted + held + amount <= limit
 
 
 def available(limit: int, posted: int, held: int) -> int:
@@ -308,6 +323,7 @@ __all__ = [
     "available",
     "charge_against",
     "counted",
+    "counts",
     "crosses_soft",
     "exponent_for",
     "fits",

@@ -207,6 +207,7 @@ class BudgetExceeded(LedgerError):
         period: str,
         window: str,
         requested_by: str | None = None,
+        used: int | None = None,
     ) -> None:
         self.team = team
         self.needed = needed
@@ -218,9 +219,54 @@ class BudgetExceeded(LedgerError):
         self.requested_by = requested_by
         via = f" (on the path of {requested_by!r})" if requested_by and requested_by != team else ""
         when = "(the budget has no period)" if period == "none" else f"in period {period} {window}"
+        over = (
+            f"; true charges took it past its limit ({used} {unit} used): it refuses every "
+            "hold until it is back under (a new period, or a higher --limit)"
+            if used is not None and used > limit
+            else ""
+        )
         super().__init__(
             f"budget {team!r}{via} refused: needs {needed} {unit}, "
-            f"{available} of {limit} {unit} left {when}"
+            f"{available} of {limit} {unit} left {when}{over}"
+        )
+
+
+class BudgetCannotCount(LedgerError):
+    """A budget on the team's path cannot count the job (a units budget of the other pack).
+
+    Admitting it would hold nothing against that budget, so it would guard nothing: the job is
+    refused, with nothing written, and the message says which budget to add or change.
+    """
+
+    def __init__(self, *, budget: str, team: str, counts: str, pack: str, currency: str) -> None:
+        self.budget = budget
+        self.team = team
+        self.pack = pack
+        via = f" (on the path of {team!r})" if team != budget else ""
+        super().__init__(
+            f"budget {budget!r}{via} counts {counts} and cannot count this {pack} job, so it "
+            f"would not guard it: refused, nothing was held or sent. Every budget on a team's "
+            f"path must count its jobs: make {budget!r} count {currency}, which counts both "
+            f"packs (`klingcost budget set {budget} --unit {currency} --limit N`), or submit "
+            f"{pack} jobs as a team whose budgets count them (`klingcost budget set TEAM "
+            f"--unit units --pack {pack} --limit N`)"
+        )
+
+
+class SheetMismatchError(LedgerError):
+    """A hold priced with another price sheet than the one the ledger publishes."""
+
+    def __init__(self, *, ledger: str, published: str, version: int, given: str | None) -> None:
+        self.published = published
+        self.version = version
+        self.given = given
+        what = f"sheet sha256 {given}" if given else "no sheet named (no sha256 given)"
+        super().__init__(
+            f"ledger {ledger} prices holds with its published sheet v{version} (sha256 "
+            f"{published}), but this hold was priced with {what}: refused, nothing was held "
+            "or sent. Price with the ledger's sheet (leave out --pricing and KLINGCOST_PRICING), "
+            "publish this one for everyone (`klingcost pricing publish FILE`), or let "
+            "submitters price with their own overlays (`klingcost pricing local-overlays allow`)"
         )
 
 

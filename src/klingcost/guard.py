@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -39,9 +40,9 @@ from klingcost.budgets import HoldAmounts
 from klingcost.client import AsyncKlingClient, KlingClient
 from klingcost.ledger import Hold, Ledger
 from klingcost.money import UNIT_EXPONENT, to_minor
-from klingcost.pricing import Estimate, estimate
+from klingcost.pricing import Estimate, estimate, price
 from klingcost.settlement import Resolution, resolve
-from klingcost.sheet import PriceSheet, load_sheet
+from klingcost.sheet import PRICING_ENV, PriceSheet, load_sheet, sheet_from_canonical, sheet_hash
 
 logger = logging.getLogger("klingcost.guard")
 
@@ -95,15 +96,55 @@ class _GuardCore:
         external_ids: bool,
     ) -> None:
         self.team = team
-        self.sheet = sheet if sheet is not None else load_sheet()
         self._owns_ledger = not isinstance(ledger, Ledger)
         self.ledger = ledger if isinstance(ledger, Ledger) else Ledger.open(ledger)
+        #: Without a sheet of the caller's (``sheet`` or ``KLINGCOST_PRICING``), the guard
+        #: prices with the sheet the ledger publishes, so every submitter prices alike.
+        self._ledger_priced = sheet is None and not os.environ.get(PRICING_ENV)
+        try:
+            self.sheet = sheet if sheet is not None else self._default_sheet()
+        except BaseException:
+            self.close()
+            raise
         self.provider = provider
         self.hook_url = hook_url
         self.external_ids = external_ids
 
+    def _default_sheet(self) -> PriceSheet:
+        if not self._ledger_priced:
+            return load_sheet()
+        published = self.ledger.published_sheet()
+        if published is None:
+            return load_sheet()
+        return sheet_from_canonical(
+            published.canonical, origin=f"the ledger's published sheet v{published.version}"
+        )
+
     def estimate(self, endpoint: str, body: Mapping[str, Any]) -> Estimate:
         return estimate(endpoint, body, sheet=self.sheet, provider=self.provider)
+
+    def hold(
+        self, priced: Estimate, amounts: HoldAmounts, key: str, meta: dict[str, Any]
+    ) -> tuple[Estimate, Hold]:
+        """Reserve, priced with ``self.sheet``. A guard that prices with the ledger's sheet
+        and meets a newer one (published since it started) reprices once with it."""
+        try:
+            hold = self.ledger.reserve(
+                self.team, amounts, key=key, meta=meta, sheet_sha256=sheet_hash(self.sheet)
+            )
+        except errors.SheetMismatchError:
+            if not self._ledger_priced:
+                raise
+            self.sheet = self._default_sheet()
+            priced = price(priced.request, sheet=self.sheet, provider=self.provider)
+            hold = self.ledger.reserve(
+                self.team,
+                _amounts(priced),
+                key=key,
+                meta=meta,
+                sheet_sha256=sheet_hash(self.sheet),
+            )
+        return priced, hold
 
     def reserve(
         self, endpoint: str, body: Mapping[str, Any], key: str | None
@@ -125,13 +166,7 @@ class _GuardCore:
             outgoing["external_task_id"] = key
         _check_json(priced.endpoint, outgoing)
         request = priced.request
-        amounts = HoldAmounts(
-            units_milli=to_minor(priced.units, UNIT_EXPONENT),
-            pack=priced.pack,
-            cost_minor=priced.cost.minor,
-            currency=priced.cost.currency,
-            exponent=priced.cost.exponent,
-        )
+        amounts = _amounts(priced)
         meta: dict[str, str | int | None] = {
             "endpoint": request.endpoint,
             "model": request.model,
@@ -146,7 +181,7 @@ class _GuardCore:
         }
         if given:
             meta["claim"] = claim
-        hold = self.ledger.reserve(self.team, amounts, key=key, meta=meta)
+        priced, hold = self.hold(priced, amounts, key, meta)
         if given and hold.meta.get("claim") != claim:
             return priced, hold, None
         return priced, hold, outgoing
@@ -247,6 +282,16 @@ def stays_counted(hold: Hold, team: str) -> str:
             "nothing was made)"
         )
     return f"hold {hold.id} on {team!r} stays counted: {how}"
+
+
+def _amounts(priced: Estimate) -> HoldAmounts:
+    return HoldAmounts(
+        units_milli=to_minor(priced.units, UNIT_EXPONENT),
+        pack=priced.pack,
+        cost_minor=priced.cost.minor,
+        currency=priced.cost.currency,
+        exponent=priced.cost.exponent,
+    )
 
 
 def _check_json(endpoint: str, body: Mapping[str, Any]) -> None:

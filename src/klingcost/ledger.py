@@ -35,7 +35,7 @@ from datetime import datetime
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar, get_args
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 from klingcost import migrations
 from klingcost._testpoints import reach
@@ -51,12 +51,15 @@ from klingcost.budgets import (
     Pack,
     available,
     counted,
+    counts,
     crosses_soft,
     fits,
     make_budget,
 )
 from klingcost.clock import Clock, SystemClock
+from klingcost.deduction import DEDUCTION_FLAGS, parse_deduction
 from klingcost.errors import (
+    BudgetCannotCount,
     BudgetConfigError,
     BudgetExceeded,
     BudgetNotFound,
@@ -66,9 +69,13 @@ from klingcost.errors import (
     LedgerError,
     LedgerNotFound,
     LedgerValueError,
+    SheetMismatchError,
 )
 from klingcost.money import format_amount
 from klingcost.periods import Period, period_key, window_for
+
+if TYPE_CHECKING:
+    from klingcost.sheet import PriceSheet
 
 logger = logging.getLogger("klingcost.ledger")
 
@@ -116,11 +123,25 @@ class Hold:
     #: ``negative`` or ``absurd``) and the task's final status, when the settler said.
     deduction_flag: str | None = None
     task_status: str | None = None
+    #: The sha256 of the price sheet the hold was priced with (see :meth:`Ledger.reserve`).
+    sheet_sha256: str | None = None
 
     @property
     def is_open(self) -> bool:
         """Still counting against its budgets as held: held, submitted or unknown."""
         return self.state in OPEN_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedSheet:
+    """A version of the price sheet a ledger publishes (``klingcost pricing publish``)."""
+
+    version: int
+    sha256: str
+    origin: str
+    published_at: str
+    #: The sheet as canonical JSON (:func:`klingcost.sheet.canonical_text`).
+    canonical: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +216,7 @@ def _int_amount(name: str, value: object) -> int:
 _HOLD_ROW = (
     "id, idempotency_key, team, state, pack, currency, est_units_milli, est_cost_minor,"
     " units_milli, cost_minor, variance_units_milli, variance_cost_minor, raw_deduction,"
-    " reason, meta, reserved_at, updated_at, task_id, deduction_flag, task_status"
+    " reason, meta, reserved_at, updated_at, task_id, deduction_flag, task_status, sheet_sha256"
 )
 _HOLD_COLUMNS = ", ".join(f"h.{name.strip()}" for name in _HOLD_ROW.split(","))
 _HOLD_SELECT = f"SELECT {_HOLD_COLUMNS} FROM holds AS h"
@@ -250,8 +271,9 @@ _BUDGET_COLUMNS = "name, limit_minor, unit, period, parent, soft, tz, pack, expo
 # The job class is kept in columns as well as in ``meta``: the rollups and reports read them.
 _INSERT_HOLD_SQL = (
     "INSERT INTO holds (idempotency_key, team, state, est_units_milli, pack, est_cost_minor,"
-    f" currency, meta, reserved_at, updated_at, {', '.join(migrations.CLASS_COLUMNS)})"
-    f" VALUES (?, ?, 'held', ?, ?, ?, ?, ?, ?, ?{', ?' * len(migrations.CLASS_COLUMNS)})"
+    " currency, meta, reserved_at, updated_at, sheet_sha256,"
+    f" {', '.join(migrations.CLASS_COLUMNS)})"
+    f" VALUES (?, ?, 'held', ?, ?, ?, ?, ?, ?, ?, ?{', ?' * len(migrations.CLASS_COLUMNS)})"
     " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
 )
 _INSERT_ENTRY_SQL = (
@@ -262,11 +284,22 @@ _HOLD_BALANCE_SQL = (
     " ON CONFLICT (budget, period_key) DO UPDATE SET held = balances.held + excluded.held"
 )
 _BUDGETS_LOCK: Final = migrations.APPLICATION_ID + 1  # pg_advisory_xact_lock key of set_budget
+_SHEETS_LOCK: Final = migrations.APPLICATION_ID + 2  # ... and of publish_sheet
 _EVENT_SQL = "INSERT INTO events (at, kind, hold_id, team, data) VALUES (?, ?, ?, ?, ?)"
 _INT_CLASS_COLUMNS = frozenset({"sound", "video_reference", "reference_image", "n"})
 #: A voided hold's key becomes ``KEY#voided-ID``; no caller's key may contain this, so the
 #: renamed key can never collide with a live one.
 RELEASED_KEY: Final = "#voided-"
+#: The settlement verdicts that alert a hold's budgets, and the event each records.
+_VERDICT_ALERTS: Final = {"drift": "deduction_drift", "implausible": "implausible_deduction"}
+#: The ledger setting that lets submitters price with a sheet other than the published one.
+LOCAL_OVERLAYS: Final = "local_overlays"
+_SHEET_POLICY_SQL = (
+    "SELECT (SELECT sha256 FROM pricing_sheets ORDER BY version DESC LIMIT 1),"
+    " (SELECT version FROM pricing_sheets ORDER BY version DESC LIMIT 1),"
+    f" (SELECT value FROM ledger_settings WHERE name = '{LOCAL_OVERLAYS}')"
+)
+_SHEET_COLUMNS = "version, sha256, origin, published_at, canonical"
 
 
 def _job_class(meta: Mapping[str, MetaValue] | None) -> tuple[MetaValue, ...]:
@@ -354,6 +387,7 @@ def _hold_from_row(row: tuple[Any, ...], alerts: tuple[Alert, ...] = ()) -> Hold
         alerts=alerts,
         deduction_flag=row[18],
         task_status=row[19],
+        sheet_sha256=row[20],
     )
 
 
@@ -644,6 +678,91 @@ class Ledger:
 
         return self._read(operation)
 
+    # --- the published price sheet ------------------------------------------------------
+
+    def publish_sheet(self, sheet: PriceSheet) -> PublishedSheet:
+        """Make ``sheet`` the one the ledger's holds are priced by (a new version, unless it
+        is the current one already). Versions are kept, append-only, with their sha256."""
+        from klingcost.sheet import canonical_text, sheet_hash
+
+        canonical, digest = canonical_text(sheet), sheet_hash(sheet)
+        at = self.clock.now().isoformat()
+
+        def operation(conn: DB) -> PublishedSheet:
+            if self._locks_rows:  # one publisher at a time: versions are numbered in order
+                conn.execute("SELECT pg_advisory_xact_lock(?)", (_SHEETS_LOCK,)).fetchall()
+            row = conn.execute(
+                f"SELECT {_SHEET_COLUMNS} FROM pricing_sheets ORDER BY version DESC LIMIT 1"
+            ).fetchone()
+            if row is not None and row[1] == digest:
+                return PublishedSheet(*row)
+            version = 1 if row is None else row[0] + 1
+            conn.execute(
+                f"INSERT INTO pricing_sheets ({_SHEET_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+                (version, digest, sheet.origin, at, canonical),
+            )
+            self._event(
+                conn,
+                at,
+                "pricing_publish",
+                None,
+                None,
+                version=version,
+                sha256=digest,
+                origin=sheet.origin,
+                previous=None if row is None else row[1],
+            )
+            return PublishedSheet(version, digest, sheet.origin, at, canonical)
+
+        return self._write(operation)
+
+    def published_sheet(self, version: int | None = None) -> PublishedSheet | None:
+        """The sheet the ledger publishes (its latest version, or ``version``); None if none."""
+        where = "ORDER BY version DESC LIMIT 1" if version is None else "WHERE version = ?"
+        sql = f"SELECT {_SHEET_COLUMNS} FROM pricing_sheets {where}"
+        with self.reading():
+            row = self._db.execute(sql, () if version is None else (version,)).fetchone()
+        return None if row is None else PublishedSheet(*row)
+
+    def published_versions(self) -> list[PublishedSheet]:
+        """Every published version, oldest first (``canonical`` left empty)."""
+        sql = "SELECT version, sha256, origin, published_at, '' FROM pricing_sheets ORDER BY 1"
+        with self.reading():
+            return [PublishedSheet(*row) for row in self._db.execute(sql).fetchall()]
+
+    def allow_local_overlays(self, allow: bool) -> None:
+        """Let submitters price with a sheet other than the published one (``True``), or
+        refuse such holds (``False``, the default once a sheet is published)."""
+        if not isinstance(allow, bool):
+            raise LedgerValueError(f"allow must be True or False (given {allow!r})")
+        at = self.clock.now().isoformat()
+        value = "allow" if allow else "refuse"
+
+        def operation(conn: DB) -> None:
+            conn.execute(
+                "INSERT INTO ledger_settings (name, value, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value,"
+                " updated_at = excluded.updated_at",
+                (LOCAL_OVERLAYS, value, at),
+            )
+            self._event(conn, at, "setting", None, None, name=LOCAL_OVERLAYS, value=value)
+
+        self._write(operation)
+
+    def local_overlays_allowed(self) -> bool:
+        with self.reading():
+            row = self._db.execute(_SHEET_POLICY_SQL).fetchone()
+        return row is not None and row[2] == "allow"
+
+    def _check_sheet(self, conn: DB, given: str | None) -> None:
+        """Inside a reserve: refuse a hold priced with another sheet than the published one."""
+        published, version, overlays = conn.execute(_SHEET_POLICY_SQL).fetchone()
+        if published is None or published == given or overlays == "allow":
+            return
+        raise SheetMismatchError(
+            ledger=str(self.path), published=published, version=version, given=given
+        )
+
     # --- holds ----------------------------------------------------------------------------
 
     def reserve(
@@ -653,13 +772,23 @@ class Ledger:
         *,
         key: str | None = None,
         meta: Mapping[str, MetaValue] | None = None,
+        sheet_sha256: str | None = None,
     ) -> Hold:
         """Place a hold for ``amounts`` on ``team`` and every budget above it, or refuse.
 
         ``key`` makes it idempotent: reserving with a key already used returns that hold and
         charges nothing more (another team or amount under the same key is a HoldStateError).
         A voided hold frees its key, so the same key can be reserved (and sent) again.
-        Raises BudgetExceeded, with nothing written, when any budget on the path lacks room.
+        Raises BudgetExceeded, with nothing written, when any budget on the path lacks room
+        (a budget charged past its limit has none until it is back under), and
+        BudgetCannotCount when a budget on the path cannot count the job at all (a units
+        budget of the other pack): a budget that counts nothing would guard nothing.
+
+        ``sheet_sha256`` names the price sheet ``amounts`` were priced with
+        (:func:`klingcost.sheet.sheet_hash`); it is kept on the hold. Once a sheet is
+        published in the ledger (:meth:`publish_sheet`), a hold priced with another sheet, or
+        with none named, is refused (SheetMismatchError) unless the ledger allows local
+        overlays (:meth:`allow_local_overlays`).
         """
         if not isinstance(amounts, HoldAmounts):
             raise TypeError(f"amounts must be HoldAmounts (given {type(amounts).__name__})")
@@ -695,6 +824,7 @@ class Ledger:
         # case, a new key, costs no extra read. Either way nothing more is held under it.
         def operation(conn: DB) -> Hold:
             a = amounts
+            self._check_sheet(conn, sheet_sha256)
             path = self._locked_path(conn, team) if self._locks_rows else _path(conn, team)
             if not path:
                 if (earlier := reserved_before(conn)) is not None:
@@ -703,6 +833,16 @@ class Ledger:
             balances = self._balances(conn, path, now) if self._locks_rows else None
             entries, alerts = [], []
             for depth, (name, unit, pack, limit, period, tz, soft, exponent, _) in enumerate(path):
+                if not counts(unit, pack, amounts):
+                    if (earlier := reserved_before(conn)) is not None:
+                        return earlier
+                    raise BudgetCannotCount(
+                        budget=name,
+                        team=team,
+                        counts=f"Kling units of the {pack} pack",
+                        pack=amounts.pack,
+                        currency=amounts.currency,
+                    )
                 amount = counted(unit, pack, amounts, name, exponent)
                 pkey = period_key(period, now, tz)
                 if balances is None:
@@ -723,7 +863,9 @@ class Ledger:
                 entries.append((name, depth, pkey, amount))
             row = (hold_key, team, a.units_milli, a.pack, a.cost_minor, a.currency, meta_json)
             for _ in range(3):  # a voided hold under the key frees it: then insert again
-                inserted = conn.execute(_INSERT_HOLD_SQL, (*row, at, at, *job_class)).fetchone()
+                inserted = conn.execute(
+                    _INSERT_HOLD_SQL, (*row, at, at, sheet_sha256, *job_class)
+                ).fetchone()
                 if inserted is not None:
                     break
                 if (earlier := reserved_before(conn)) is not None:
@@ -746,6 +888,7 @@ class Ledger:
                 units_milli=amounts.units_milli,
                 cost_minor=amounts.cost_minor,
                 currency=amounts.currency,
+                sheet_sha256=sheet_sha256,
             )
             self._record_alerts(conn, at, hold_id, alerts)
             return Hold(
@@ -758,6 +901,7 @@ class Ledger:
                 now,
                 meta=dict(meta) if meta else {},  # what _meta_json stored, without a parse
                 alerts=tuple(alerts),
+                sheet_sha256=sheet_sha256,
             )
 
         hold = self._write(operation)
@@ -969,6 +1113,7 @@ class Ledger:
         raw_deduction: str | None = None,
         task_status: str | None = None,
         deduction_flag: str | None = None,
+        verdict: str | None = None,
     ) -> Hold:
         """Post the hold at what the provider charged, recording the variance.
 
@@ -977,12 +1122,14 @@ class Ledger:
         ``raw_deduction`` is the API's ``final_unit_deduction`` text as sent (None when absent);
         ``task_status`` the task's final status (``succeed`` or ``failed``), so that
         ``klingcost reconcile`` can flag a failed task that was charged. ``deduction_flag`` is
-        the settler's verdict on that text (default: what parsing it alone says; the rule book
-        in :mod:`klingcost.settlement` also flags a figure far above the estimate).
+        the settler's flag for that text (default: what parsing it alone says; the verdict in
+        :mod:`klingcost.deduction` also flags a figure outside what Kling lists as ``absurd``).
+        ``verdict`` is that rule book's word for the settlement: ``drift`` (the API's figure was
+        booked, far from the estimate) or ``implausible`` (it was not booked) alert every
+        budget the hold counts against with an event (``deduction_drift`` or
+        ``implausible_deduction``), so their owners see it.
         """
-        from klingcost._protocol import DeductionFlag, parse_deduction  # loaded on first use
-
-        flags = get_args(DeductionFlag)
+        flags = DEDUCTION_FLAGS
 
         _int_amount("units_milli", units_milli)
         _int_amount("cost_minor", cost_minor)
@@ -1010,9 +1157,8 @@ class Ledger:
             self._lock_entry_budgets(conn, hold_id)
             actual = replace(hold.estimate, units_milli=units_milli, cost_minor=cost_minor)
             alerts = []
-            for name, pkey, reserved, unit, pack, limit, soft in conn.execute(
-                _ENTRIES_SQL, (hold_id,)
-            ).fetchall():
+            entries = conn.execute(_ENTRIES_SQL, (hold_id,)).fetchall()
+            for name, pkey, reserved, unit, pack, limit, soft in entries:
                 charged = counted(unit, pack, actual, name)
                 posted, held = conn.execute(
                     _SETTLE_SQL, (name, pkey, charged, -reserved)
@@ -1056,7 +1202,21 @@ class Ledger:
                 deduction_flag=flag,
                 task_status=task_status,
                 was=hold.state,
+                verdict=verdict,
             )
+            if verdict in _VERDICT_ALERTS:
+                for budget in {entry[0] for entry in entries}:
+                    self._event(
+                        conn,
+                        at,
+                        _VERDICT_ALERTS[verdict],
+                        hold_id,
+                        budget,
+                        hold_team=hold.team,
+                        raw_deduction=raw_deduction,
+                        estimated_units_milli=hold.estimate.units_milli,
+                        booked_units_milli=units_milli,
+                    )
             self._record_alerts(conn, at, hold_id, alerts)
             reach("during_settle")  # a crash test may stop here, before COMMIT
             return replace(
@@ -1075,6 +1235,15 @@ class Ledger:
 
         hold = self._write(operation)
         _log_alerts(hold)
+        if verdict in _VERDICT_ALERTS:
+            logger.warning(
+                "hold %s: final_unit_deduction %r is %s (estimate %s milli-units, booked %s)",
+                hold.id,
+                raw_deduction,
+                "far from the estimate" if verdict == "drift" else "implausible: not booked",
+                hold.estimate.units_milli,
+                units_milli,
+            )
         return hold
 
     def void(self, hold_id: int, *, reason: str, unless_task: bool = False) -> Hold:
@@ -1194,6 +1363,7 @@ def _exceeded(
         period=budget.period,
         window=window_for(budget.period, now, budget.tz).describe(),
         requested_by=team,
+        used=posted + held,
     )
 
 
@@ -1287,5 +1457,6 @@ __all__ = [
     "HoldAmounts",
     "HoldState",
     "Ledger",
+    "PublishedSheet",
     "default_ledger_path",
 ]

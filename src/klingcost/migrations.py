@@ -423,7 +423,7 @@ _CLASS_TYPES = {"sound": "INTEGER", "video_reference": "INTEGER", "reference_ima
 
 
 def _backfill_0002(conn: sqlite3.Connection) -> None:
-    from klingcost._protocol import parse_deduction  # the migration's only heavy import
+    from klingcost.deduction import parse_deduction  # pure: opening a ledger loads no httpx
 
     rows = conn.execute("SELECT id, raw_deduction FROM holds WHERE state = 'settled'").fetchall()
     conn.executemany(
@@ -511,10 +511,44 @@ CURRENCY_EXPONENTS_0003 = (
     """,
 )
 
+#: A shared ledger keeps the price sheet its holds are priced by (``klingcost pricing
+#: publish``): each published version, append-only, as canonical JSON with its sha256; the
+#: ledger's settings (whether a submitter may price with a local overlay instead); and, on
+#: every hold, the sha256 of the sheet that priced it (NULL for holds from before, or from a
+#: caller that gave none).
+PUBLISHED_SHEETS_0004 = (
+    """
+    CREATE TABLE pricing_sheets (
+        version INTEGER PRIMARY KEY CHECK (version > 0),
+        sha256 TEXT NOT NULL CHECK (length(sha256) = 64),
+        canonical TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        published_at TEXT NOT NULL
+    )
+    """,
+    """
+    CREATE TRIGGER pricing_sheets_append_only_update BEFORE UPDATE ON pricing_sheets
+    BEGIN SELECT RAISE(ABORT, 'published price sheets are append-only'); END
+    """,
+    """
+    CREATE TRIGGER pricing_sheets_append_only_delete BEFORE DELETE ON pricing_sheets
+    BEGIN SELECT RAISE(ABORT, 'published price sheets are append-only'); END
+    """,
+    """
+    CREATE TABLE ledger_settings (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )
+    """,
+    "ALTER TABLE holds ADD COLUMN sheet_sha256 TEXT",
+)
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration("0001_initial", _INITIAL),
     Migration("0002_rollups", _ROLLUPS_0002, _backfill_0002),
     Migration("0003_currency_exponents", CURRENCY_EXPONENTS_0003),
+    Migration("0004_published_sheets", PUBLISHED_SHEETS_0004),
 )
 
 

@@ -27,8 +27,8 @@ Charges that look wrong are flagged per task and counted per class:
 
 * ``missing``: settled with no ``final_unit_deduction`` (settled at the estimate);
 * ``zero``: the API said ``"0"`` (Kling billed the cash balance, or forgot);
-* ``absurd``: unparsable, negative, over the cap (``klingcost._protocol.parse_deduction``) or
-  over ``settlement.OUTLIER_FACTOR`` times the estimate;
+* ``absurd``: unparsable, negative, over the cap, or outside what Kling lists for the task's
+  shape (:mod:`klingcost.deduction`): not booked, the task settled at its estimate;
 * ``failed_charged``: the task failed, yet a deduction was reported and booked. This needs the
   settler to pass ``task_status`` to :meth:`Ledger.settle`.
 
@@ -228,6 +228,9 @@ class Reconciliation:
     since: date | None = None
     until: date | None = None
     flag_totals: dict[str, int] = field(default_factory=dict)
+    #: Budgets charged past their limit in their current period (true charges did it: holds
+    #: never go past a limit). Each refuses every hold until it is back under.
+    over_limit: tuple[str, ...] = ()
 
     @property
     def drifting(self) -> tuple[ClassReconciliation, ...]:
@@ -238,12 +241,41 @@ class Reconciliation:
         """No class drifts beyond the tolerance (flags alone do not make it fail)."""
         return not self.drifting
 
+    @property
+    def implausible(self) -> int:
+        """Settled tasks whose deduction was not booked: outside what Kling lists for their
+        shape, over the cap, unparsable or negative (the ``absurd`` flag)."""
+        return self.flag_totals.get("absurd", 0)
+
+    def strict_problems(self) -> list[str]:
+        """Why ``reconcile --strict`` fails: drift beyond the tolerance, a budget over its
+        limit, or a deduction that was not booked. Empty when it passes."""
+        problems = []
+        if self.drifting:
+            labels = ", ".join(c.job.label for c in self.drifting)
+            problems.append(
+                f"{len(self.drifting)} job class(es) drift beyond the tolerance: {labels}"
+            )
+        if self.over_limit:
+            problems.append(
+                f"{len(self.over_limit)} budget(s) charged past their limit, refusing every hold "
+                f"until back under: {', '.join(self.over_limit)}"
+            )
+        if self.implausible:
+            problems.append(
+                f"{self.implausible} deduction(s) not booked as implausible (absurd), settled "
+                "at the estimate: check them against the provider's usage log"
+            )
+        return problems
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "since": None if self.since is None else self.since.isoformat(),
             "until": None if self.until is None else self.until.isoformat(),
             "tolerance": share_text(self.tolerance),
             "ok": self.ok,
+            "strict_ok": not self.strict_problems(),
+            "over_limit": list(self.over_limit),
             "drifting": [c.job.label for c in self.drifting],
             "flags": dict(self.flag_totals),
             "classes": [c.to_dict(self.tolerance) for c in self.classes],
@@ -385,7 +417,8 @@ def reconcile(
             )
         )
     classes.sort(key=lambda c: (not c.beyond(tol), -c.flagged, -abs(c.drift or 0), c.job))
-    return Reconciliation(tuple(classes), tol, since, until, totals)
+    over = tuple(status.team for status in ledger.budgets() if status.used > status.limit)
+    return Reconciliation(tuple(classes), tol, since, until, totals, over)
 
 
 __all__ = [

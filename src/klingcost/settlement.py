@@ -1,19 +1,19 @@
-"""Settlement: turn what the API reports about a task into a ledger posting.
+"""Settlement: apply the deduction verdict to a hold.
 
-One rule book, used by the guard's ``wait``, by ``klingcost sync`` and by the callback server,
-so a task settles the same way whichever of them sees it first (and only once: the ledger's
-settle and void are idempotent).
+One shell around one rule book, used by the guard's ``wait``, by ``klingcost sync`` and by the
+callback server, so a task settles the same way whichever of them sees it first (and only
+once: the ledger's settle and void are idempotent). The rule book itself is
+:func:`klingcost.deduction.decide` (pure); this module gathers what it needs (the hold's
+estimate, its shape, what Kling lists for that shape) and posts the decision:
 
-* A task that **succeeded** is settled at ``final_unit_deduction`` when the value is trusted
-  (a positive number below the cap, and at most :data:`OUTLIER_FACTOR` times the estimate).
-  When it is absent or zero (Kling then bills the cash balance, ``final_balance_deduction``)
-  or looks wrong (malformed, negative, absurd), the task is settled at its **estimate**, never
-  at the suspicious figure, and the raw text is kept for ``klingcost reconcile`` to flag.
-* A task that **failed** is voided, unless the API reports a positive deduction for it: then it
-  was charged, and is settled at that charge so that the budget tells the truth (reconcile flags
-  it as a charged failure). A failed task's untrusted figure (an absurd one too) is not a
-  charge: the hold is voided.
-* A task still ``submitted`` or ``processing`` is left open.
+* a task that **succeeded** is settled at ``final_unit_deduction`` whenever the figure is
+  plausible, i.e. within what the bundled sheet (Kling's list) and the ledger's published
+  sheet list for the hold's shape; far from the estimate it is flagged ``drift`` and the
+  hold's budgets are alerted. Absent, zero, malformed or implausible: settled at the estimate
+  (brought into the listed range), the raw text kept for ``klingcost reconcile``;
+* a task that **failed** is voided, unless the API reports a plausible positive deduction
+  for it: then it was charged, and is settled at that charge;
+* a task still ``submitted`` or ``processing`` is left open.
 
 The charge in the provider's currency is the charged units at the rate the hold was priced
 with: ``cost = estimate.cost x charged units / estimated units``, rounded up. This keeps a
@@ -24,19 +24,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
-from klingcost._protocol import Deduction, Task
+from klingcost.deduction import Decision, Listed, Shape, decide, listed_range
 from klingcost.ledger import Hold, Ledger
 from klingcost.money import UNIT_EXPONENT, to_minor
 
+if TYPE_CHECKING:  # the task is the client's type; settling needs none of its I/O
+    from klingcost._protocol import Task
+    from klingcost.sheet import PriceSheet
+
 Action = Literal["settled", "voided", "pending", "unchanged"]
 
-#: A deduction more than this many times the hold's estimate is flagged ``absurd``: no price
-#: sheet is that wrong (a wrong tier, mode, duration or sound factor is 2-5x), so the figure
-#: is a fault of the report, and booking it would wreck a budget over one bad number. A person
-#: sees it in ``klingcost reconcile`` and can settle it by hand if it was real.
-OUTLIER_FACTOR: Final = 10
+#: Parsed published sheets by sha256: a ledger's sheet changes rarely, and parsing it is
+#: milliseconds, so it is parsed once per version per process.
+_PUBLISHED: Final[dict[str, PriceSheet]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,9 @@ class Resolution:
     hold: Hold
     action: Action
     note: str = ""
+    #: The verdict (``ok``, ``drift``, ``implausible``, ``estimate``, ``void``, ``pending``),
+    #: empty when nothing was decided (the hold had already ended).
+    verdict: str = ""
 
 
 def charge_for(hold: Hold, units: Fraction) -> tuple[int, int]:
@@ -58,14 +63,39 @@ def charge_for(hold: Hold, units: Fraction) -> tuple[int, int]:
     return units_milli, to_minor(cost, 0)
 
 
-def judged(deduction: Deduction, hold: Hold) -> Deduction:
-    """``deduction`` flagged ``absurd`` when it is over :data:`OUTLIER_FACTOR` x the estimate."""
-    estimated = hold.estimate.units_milli
-    if deduction.flag != "ok" or deduction.units is None or estimated == 0:
-        return deduction
-    if deduction.units * 1000 > OUTLIER_FACTOR * estimated:
-        return Deduction(deduction.raw, deduction.units, "absurd")
-    return deduction
+def kling_list(ledger: Ledger) -> list[PriceSheet]:
+    """The sheets a deduction is judged against: the bundled one (Kling's own price list) and
+    the ledger's published one, if any. Never a submitter's local overlay: that is the figure
+    under test, not the reference."""
+    from klingcost.sheet import bundled_sheet, sheet_from_canonical
+
+    sheets = [bundled_sheet()]
+    published = ledger.published_sheet()
+    if published is not None:
+        sheet = _PUBLISHED.get(published.sha256)
+        if sheet is None:
+            origin = f"the ledger's published sheet v{published.version}"
+            sheet = _PUBLISHED[published.sha256] = sheet_from_canonical(
+                published.canonical, origin=origin
+            )
+        sheets.append(sheet)
+    return sheets
+
+
+def listed_for(hold: Hold, sheets: list[PriceSheet]) -> Listed | None:
+    """What the sheets list for the hold's shape (its endpoint, duration and n)."""
+    return listed_range(Shape.from_meta(hold.meta, pack=hold.estimate.pack), sheets)
+
+
+def decide_for(hold: Hold, task: Task, sheets: list[PriceSheet]) -> Decision:
+    """The verdict on ``task``'s report for ``hold`` (pure, given the sheets)."""
+    return decide(
+        task.status,
+        task.deduction,
+        estimate=Fraction(hold.estimate.units_milli, 10**UNIT_EXPONENT),
+        listed=listed_for(hold, sheets),
+        status_msg=task.status_msg,
+    )
 
 
 def resolve(ledger: Ledger, hold: Hold, task: Task) -> Resolution:
@@ -74,38 +104,24 @@ def resolve(ledger: Ledger, hold: Hold, task: Task) -> Resolution:
         return Resolution(hold, "unchanged", f"hold already {hold.state}")
     if hold.task_id is None:
         hold = ledger.attach(hold.id, task.task_id)
-    deduction = judged(task.deduction, hold)
-    if task.status == "succeed":
-        if deduction.flag == "ok" and deduction.units is not None:
-            units_milli, cost_minor = charge_for(hold, deduction.units)
-            note = f"settled at final_unit_deduction {deduction.raw}"
-        else:
-            units_milli, cost_minor = hold.estimate.units_milli, hold.estimate.cost_minor
-            note = (
-                f"final_unit_deduction {deduction.flag} ({deduction.raw!r}): "
-                "settled at the estimate"
-            )
-        settled = ledger.settle(
-            hold.id,
-            units_milli=units_milli,
-            cost_minor=cost_minor,
-            raw_deduction=deduction.raw,
-            task_status=task.status,
-            deduction_flag=deduction.flag,
-        )
-        return Resolution(settled, "settled", note)
-    if task.status == "failed":
-        if deduction.flag == "ok" and deduction.units is not None:
-            units_milli, cost_minor = charge_for(hold, deduction.units)
-            settled = ledger.settle(
-                hold.id,
-                units_milli=units_milli,
-                cost_minor=cost_minor,
-                raw_deduction=deduction.raw,
-                task_status=task.status,
-                deduction_flag=deduction.flag,
-            )
-            return Resolution(settled, "settled", f"failed task charged {deduction.raw} units")
-        reason = f"task failed: {task.status_msg}" if task.status_msg else "task failed"
-        return Resolution(ledger.void(hold.id, reason=reason), "voided", reason)
-    return Resolution(hold, "pending", f"task {task.status}")
+    decision = decide_for(hold, task, kling_list(ledger))
+    if decision.action == "pending":
+        return Resolution(hold, "pending", decision.note, decision.verdict)
+    if decision.action == "void":
+        voided = ledger.void(hold.id, reason=decision.note)
+        return Resolution(voided, "voided", decision.note, decision.verdict)
+    assert decision.units is not None  # a settle decision always carries its units
+    if decision.basis == "estimate" and decision.units == Fraction(hold.estimate.units_milli, 1000):
+        units_milli, cost_minor = hold.estimate.units_milli, hold.estimate.cost_minor
+    else:
+        units_milli, cost_minor = charge_for(hold, decision.units)
+    settled = ledger.settle(
+        hold.id,
+        units_milli=units_milli,
+        cost_minor=cost_minor,
+        raw_deduction=task.deduction.raw,
+        task_status=task.status,
+        deduction_flag=decision.flag,
+        verdict=decision.verdict,
+    )
+    return Resolution(settled, "settled", decision.note, decision.verdict)

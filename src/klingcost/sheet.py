@@ -114,6 +114,7 @@ class PriceSheet(_Strict):
     origin: str = BUNDLED
     # Priced job classes, filled by klingcost.pricing: a sheet is immutable, so its prices are too.
     _priced: dict[Any, Any] = PrivateAttr(default_factory=dict)
+    _sha256: str | None = PrivateAttr(default=None)
 
     @property
     def priced(self) -> dict[Any, Any]:
@@ -233,6 +234,49 @@ def _sources_used(sheet: PriceSheet) -> list[tuple[str, str]]:
     for name, provider in sheet.providers.items():
         used += [(f"providers.{name}.per_unit.{p}", u.source) for p, u in provider.per_unit.items()]
     return used
+
+
+def bundled_sheet() -> PriceSheet:
+    """The bundled sheet alone (Kling's own price list), whatever ``KLINGCOST_PRICING`` says."""
+    return _load_cached(None)
+
+
+# --- the canonical form: what a ledger publishes, and what a hold's hash names ---------------
+
+
+def canonical_text(sheet: PriceSheet) -> str:
+    """``sheet`` as canonical JSON (keys sorted, amounts as exact fractions, no origin): two
+    sheets that price alike and say the same have the same text, whatever files built them."""
+    import json
+
+    data = sheet.model_dump(mode="json", exclude={"origin"})
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def sheet_hash(sheet: PriceSheet) -> str:
+    """The sha256 of :func:`canonical_text`, in hex: the name a ledger and its holds use."""
+    private = sheet.__pydantic_private__
+    assert private is not None
+    found: str | None = private["_sha256"]  # a sheet is immutable: hash it once
+    if found is None:
+        import hashlib
+
+        found = hashlib.sha256(canonical_text(sheet).encode("utf-8")).hexdigest()
+        private["_sha256"] = found
+    return found
+
+
+def sheet_from_canonical(text: str, *, origin: str) -> PriceSheet:
+    """A sheet from :func:`canonical_text` (as a ledger stores it), validated again."""
+    import json
+
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise PricingSheetError(source=origin, problems=[f"not canonical JSON: {exc}"]) from None
+    if not isinstance(data, dict):
+        raise PricingSheetError(source=origin, problems=["(top): the sheet must be a mapping"])
+    return parse_sheet(data, origin=origin)
 
 
 def _bundled_data() -> dict[str, Any]:

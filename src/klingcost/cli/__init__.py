@@ -23,9 +23,17 @@ def main() -> None:
 def _register() -> None:
     # Each module imports only click and klingcost's light core at import time; the ledger,
     # the client and the servers load inside the commands that use them.
-    from klingcost.cli import api_cmd, demo_cmd, estimate_cmd, guard_cmd, ledger_cmd, report_cmd
+    from klingcost.cli import (
+        api_cmd,
+        demo_cmd,
+        estimate_cmd,
+        guard_cmd,
+        ledger_cmd,
+        pricing_cmd,
+        report_cmd,
+    )
 
-    for module in (estimate_cmd, ledger_cmd, guard_cmd, report_cmd, api_cmd, demo_cmd):
+    for module in (estimate_cmd, ledger_cmd, pricing_cmd, guard_cmd, report_cmd, api_cmd, demo_cmd):
         module.register(main)
 
 

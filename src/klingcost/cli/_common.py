@@ -31,7 +31,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def exit_code_for(exc: BaseException) -> int:
-    if isinstance(exc, errors.BudgetExceeded):
+    if isinstance(exc, errors.BudgetExceeded | errors.BudgetCannotCount):
         return EXIT_REFUSED
     if isinstance(
         exc,
@@ -45,6 +45,7 @@ def exit_code_for(exc: BaseException) -> int:
         | errors.HoldNotFound
         | errors.LedgerNotFound
         | errors.LedgerValueError
+        | errors.SheetMismatchError
         | errors.UnpricedRequestError
         | errors.UnknownProviderError,
     ):

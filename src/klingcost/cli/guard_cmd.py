@@ -111,14 +111,17 @@ def submit_command(
     voided), or one still running at --timeout, exits 1; `klingcost sync` settles it later.
     """
     from klingcost.guard import GuardedClient, stays_counted
-    from klingcost.sheet import load_sheet
+    from klingcost.sheet import PRICING_ENV, load_sheet
 
     endpoint, body = split_job(_read_body(source), endpoint)
+    # Without --pricing or KLINGCOST_PRICING the guard prices with the ledger's published
+    # sheet (or the bundled one when it publishes none).
+    local = pricing_path or os.environ.get(PRICING_ENV)
     with GuardedClient(
         team,
         ledger=ledger_path,
         base_url=base_url,
-        sheet=load_sheet(pricing_path),
+        sheet=load_sheet(pricing_path) if local else None,
         provider=provider,
         hook_url=hook_url,
         external_ids=external_ids,

@@ -409,6 +409,7 @@ def hold_dict(hold: Hold) -> dict[str, Any]:
         "cost_minor": hold.cost_minor,
         "raw_deduction": hold.raw_deduction,
         "reason": hold.reason,
+        "sheet_sha256": hold.sheet_sha256,
         "meta": dict(hold.meta),
         "reserved_at": hold.reserved_at.isoformat(),
         "updated_at": hold.updated_at.isoformat(),

@@ -228,7 +228,8 @@ def _tolerance(ctx: click.Context, param: click.Parameter, value: str) -> Any:
 @click.option(
     "--strict",
     is_flag=True,
-    help="Exit 1 when any job class drifts beyond the tolerance (for cron and CI).",
+    help="Exit 1 when any job class drifts beyond the tolerance, a budget is over its limit,"
+    " or a deduction was not booked as implausible (for cron and CI).",
 )
 @click.option(
     "--limit",
@@ -265,13 +266,16 @@ def reconcile_command(
         echo_json(result.to_dict())
     else:
         click.echo(_render_reconciliation(result))
-    if strict and not result.ok:
-        labels = ", ".join(c.job.label for c in result.drifting)
-        click.echo(
-            f"Error: {len(result.drifting)} job class(es) drift beyond the tolerance of "
-            f"{_pct(result.tolerance)}: {labels}",
-            err=True,
-        )
+    if strict and result.strict_problems():
+        if result.drifting:
+            labels = ", ".join(c.job.label for c in result.drifting)
+            click.echo(
+                f"Error: {len(result.drifting)} job class(es) drift beyond the tolerance of "
+                f"{_pct(result.tolerance)}: {labels}",
+                err=True,
+            )
+        for problem in result.strict_problems()[1 if result.drifting else 0 :]:
+            click.echo(f"Error: {problem}", err=True)
         sys.exit(EXIT_ERROR)
 
 
