@@ -535,7 +535,7 @@ def test_concurrent_submits_with_one_key_send_once(fake: FakeKling, tmp_path: Pa
 def test_wait_settles_at_the_deduction(
     guard: Callable[..., Guard], fake: FakeKling, ledger: Ledger
 ) -> None:
-    fake.configure(done_after=0.15)
+    fake.configure(done_after=1.0)
     call = guard()
     submission = call("submit", ENDPOINT, BODY)
     resolution = call("wait", submission, interval=0.02, timeout=10)
