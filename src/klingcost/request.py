@@ -79,6 +79,8 @@ CAMERA_TYPES: Final = (
 #: points of one trajectory.
 MAX_VOICES: Final = 2
 MAX_SHOTS: Final = 6
+MAX_SHOT_PROMPT: Final = 512
+MAX_ELEMENTS_I2V: Final = 3
 MAX_DYNAMIC_MASKS: Final = 6
 TRAJECTORY_POINTS: Final = (2, 77)
 
@@ -401,11 +403,9 @@ def validate_request(
             for p in problems
         ]
     request = _resolve(name, parsed, caps, sheet, problems, warnings)
-    # An unknown model (already reported) is checked as the endpoint's default model, so that
-    # its other problems are named too.
-    rules_caps = caps or sheet.models[name].get(DEFAULT_MODEL[name])
-    if rules_caps is not None:
-        _rules(request, parsed, rules_caps, sheet, limits, problems)
+    # An unknown model (already reported) still has the rules that do not depend on the model
+    # checked (prompt lengths, images, lists), so that one error names its other problems.
+    _rules(request, parsed, caps, sheet, limits, problems)
     if problems:
         raise RequestValidationError(endpoint=name, problems=problems)
     return request
@@ -680,7 +680,7 @@ def _resolve(
 def _rules(
     request: ValidatedRequest,
     body: RequestModel,
-    caps: Capabilities,
+    caps: Capabilities | None,
     sheet: PriceSheet,
     limits: tuple[int, int],
     problems: list[Problem],
@@ -707,8 +707,11 @@ def _rules(
         if body.image is not None:
             _check_image("image", body.image, problems)
         return
-    _duration_rules(request, body, caps, prompt_max, problems)
-    _sound_rules(request, body, caps, sheet, problems)
+    if caps is not None:
+        _duration_rules(request, body, caps, prompt_max, problems)
+        _sound_rules(request, body, caps, sheet, problems)
+    elif body.prompt is None and not isinstance(body, ImageToVideoRequest) and not body.multi_shot:
+        problems.append(Problem("prompt", _MISSING, "a value", "is required"))
     if isinstance(body, OmniVideoRequest):
         _omni_rules(request, body, problems)
         return
@@ -734,8 +737,7 @@ def _duration_rules(
                 "duration",
                 body.duration if body.duration is not None else request.duration,
                 caps.duration_text(),
-                f"not a duration {model} takes (an overlay may add more under catalog."
-                f"{request.endpoint}.{model}.durations)",
+                "not an allowed duration",
             )
         )
     shots = body.multi_prompt
@@ -767,13 +769,14 @@ def _duration_rules(
                     "the shots' durations must add up to the video's",
                 )
             )
+        most = min(prompt_max, MAX_SHOT_PROMPT)
         for index, shot in enumerate(shots):
-            if len(shot.prompt) > prompt_max:
+            if len(shot.prompt) > most:
                 problems.append(
                     Problem(
                         f"multi_prompt.{index}.prompt",
                         shot.prompt,
-                        f"at most {prompt_max} characters",
+                        f"at most {most} characters",
                         f"{len(shot.prompt)} characters",
                     )
                 )
@@ -819,22 +822,47 @@ def _sound_rules(
                 )
             )
     elements = getattr(body, "element_list", None)
-    if elements and not isinstance(body, OmniVideoRequest) and not caps.elements:
-        problems.append(
-            Problem("element_list", len(elements), f"no elements on {model}", f"{model} takes no "
-                    "elements")
-        )
+    if elements and not isinstance(body, OmniVideoRequest):
+        if not caps.elements:
+            problems.append(
+                Problem(
+                    "element_list",
+                    len(elements),
+                    "elements on a model that takes them: "
+                    + _models_with(sheet, request.endpoint, "elements"),
+                    f"{model} takes no elements",
+                )
+            )
+        elif isinstance(body, ImageToVideoRequest):
+            if len(elements) > MAX_ELEMENTS_I2V:
+                problems.append(
+                    Problem(
+                        "element_list",
+                        len(elements),
+                        f"at most {MAX_ELEMENTS_I2V} elements",
+                        "too many elements",
+                    )
+                )
+            if voices:
+                problems.append(
+                    Problem(
+                        "element_list",
+                        "element_list + voice_list",
+                        "one of element_list, voice_list",
+                        "image2video cannot combine elements and voices",
+                    )
+                )
 
 
 def _video_rules(
     request: ValidatedRequest,
     body: TextToVideoRequest | ImageToVideoRequest,
-    caps: Capabilities,
+    caps: Capabilities | None,
     sheet: PriceSheet,
     problems: list[Problem],
 ) -> None:
     camera = body.camera_control
-    if camera is not None:
+    if camera is not None and caps is not None:
         _camera_rules(request, camera, caps, sheet, problems)
     if isinstance(body, ImageToVideoRequest):
         _check_image("image", body.image, problems)

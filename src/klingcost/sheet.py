@@ -138,7 +138,8 @@ class CatalogEntry(_Strict):
     default_duration: int = 5
     #: The mode of a body that gives none (default: std when priced).
     default_mode: str | None = None
-    #: Modes in which ``sound: on`` is allowed (default: every mode with a sound price).
+    #: Modes in which ``sound: on`` is allowed (default: every mode with a sound price). When
+    #: given, a mode here without a sound price is valid, and pricing names the missing price.
     sound_modes: tuple[str, ...] | None = None
     camera_control: bool = False
     multi_shot: bool = False
@@ -343,12 +344,15 @@ def _capabilities(sheet: PriceSheet, endpoint: str, model: str, entry: CatalogEn
         modes = {"std", "pro"}
     else:
         price_key = f"video.models.{model}"
-        modes = set(sheet.video.models.get(model, {})) - {"flat"}
+        # A listed model whose price an overlay removed keeps std/pro: it is valid, and pricing
+        # says which price is missing.
+        modes = set(sheet.video.models.get(model, {"std": None, "pro": None})) - {"flat"}
         if model in sheet.video.sound:
             sound = set(modes) or {"flat"}
         voice = model in sheet.video.voice
     if entry.sound_modes is not None:
-        sound &= set(entry.sound_modes)
+        # Said in the catalogue: the API takes it; a missing price is then named by pricing.
+        sound = set(entry.sound_modes)
     default_mode = entry.default_mode
     if default_mode is None and modes:
         default_mode = "std" if "std" in modes else sorted(modes)[0]
