@@ -141,7 +141,10 @@ def test_seed_o1_video_reference_multiplier_is_1_5() -> None:
         plain = estimate(O1, body, provider=provider)
         with_video = estimate(O1, {**body, "video_list": VIDEO}, provider=provider)
         assert with_video.units / plain.units == Fraction(3, 2)
-    assert estimate(O1, {"prompt": "p", "mode": "std", "duration": 10}, provider="kling-global").units == 6
+    assert (
+        estimate(O1, {"prompt": "p", "mode": "std", "duration": 10}, provider="kling-global").units
+        == 6
+    )
 
 
 def test_seed_o1_worked_example_90000_credits() -> None:
@@ -159,7 +162,9 @@ def test_seed_o1_std_is_9000_credits_per_second_on_the_list() -> None:
     # The worked example's 9000: the std O1 rate per second (0.6 units x 15,000 credits), from
     # which the credit price of a unit is inferred.
     for seconds in (5, 10):
-        result = estimate(O1, {"prompt": "p", "mode": "std", "duration": seconds}, provider="kling-global")
+        result = estimate(
+            O1, {"prompt": "p", "mode": "std", "duration": seconds}, provider="kling-global"
+        )
         assert result.units * CREDITS_PER_VIDEO_UNIT == 9000 * seconds
 
 

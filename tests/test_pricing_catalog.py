@@ -141,13 +141,20 @@ def test_kling_v2_6_with_voices_is_6_units_per_5_s() -> None:
         ({"model_name": "kling-v3", "voice_list": [{"voice_id": "a"}]}, "voice_list"),  # no sound
         ({"model_name": "kling-v1", "sound": "on", "voice_list": [{"voice_id": "a"}]}, "sound"),
         (
-            {"model_name": "kling-v3", "sound": "on", "voice_list": [{"voice_id": str(i)} for i in range(3)]},
+            {
+                "model_name": "kling-v3",
+                "sound": "on",
+                "voice_list": [{"voice_id": str(i)} for i in range(3)],
+            },
             "voice_list",
         ),
         ({"model_name": "kling-v3", "mode": "ultra"}, "mode"),
         ({"model_name": "kling-v1", "mode": "4k"}, "mode"),
         ({"model_name": "kling-v1-6", "element_list": [{"element_id": 1}]}, "element_list"),
-        ({"model_name": "kling-v1-6", "multi_shot": True, "shot_type": "intelligence"}, "multi_shot"),
+        (
+            {"model_name": "kling-v1-6", "multi_shot": True, "shot_type": "intelligence"},
+            "multi_shot",
+        ),
     ],
 )
 def test_what_a_model_does_not_take_is_refused(body: dict[str, Any], field: str) -> None:
@@ -315,12 +322,20 @@ def test_vercel_image2video_with_motion_brush() -> None:
         "image": URL,
         "static_mask": "https://example.com/static.png",
         "dynamic_masks": [
-            {"mask": "https://example.com/m.png", "trajectories": [{"x": 1, "y": 2}, {"x": 3, "y": 4}]}
+            {
+                "mask": "https://example.com/m.png",
+                "trajectories": [{"x": 1, "y": 2}, {"x": 3, "y": 4}],
+            }
         ],
         "watermark_info": {"enabled": True},
     }
     assert estimate(I2V, body).units == 1
-    bad = {**body, "dynamic_masks": [{"mask": "https://example.com/m.png", "trajectories": [{"x": 1, "y": 2}]}]}
+    bad = {
+        **body,
+        "dynamic_masks": [
+            {"mask": "https://example.com/m.png", "trajectories": [{"x": 1, "y": 2}]}
+        ],
+    }
     with pytest.raises(RequestValidationError) as info:
         estimate(I2V, bad)
     assert [p.field for p in info.value.problems] == ["dynamic_masks.0.trajectories"]
@@ -441,9 +456,9 @@ def test_an_overlay_alone_adds_a_model_to_the_guard(overlay_path: str, tmp_path:
         ) as guard:
             priced = guard.estimate(T2V, NEW_MODEL_BODY)
             assert (priced.units, priced.credits) == (7, 7 * CREDITS_PER_VIDEO_UNIT)
-        with GuardedClient("studio", ledger=ledger, api_key="hk-test") as guard:
-            with pytest.raises(RequestValidationError):
-                guard.estimate(T2V, NEW_MODEL_BODY)
+        without = GuardedClient("studio", ledger=ledger, api_key="hk-test")
+        with without as guard, pytest.raises(RequestValidationError):
+            guard.estimate(T2V, NEW_MODEL_BODY)
 
 
 def test_a_price_only_overlay_adds_a_clip_model(tmp_path: Path) -> None:
@@ -466,7 +481,9 @@ def test_a_catalogue_model_without_a_price_names_the_missing_key(tmp_path: Path)
     del data["per_second"]["kling-v3"]["4k"]["sound"]
     sheet = parse_sheet(data, origin="trimmed.yaml")
     with pytest.raises(RequestValidationError):  # sound in 4k is no longer offered
-        estimate(T2V, {"model_name": "kling-v3", "prompt": "p", "mode": "4k", "sound": "on"}, sheet=sheet)
+        estimate(
+            T2V, {"model_name": "kling-v3", "prompt": "p", "mode": "4k", "sound": "on"}, sheet=sheet
+        )
     # Voices in 4k: kling-v3 takes voices, but the sheet has no 4k voice price.
     body = {"model_name": "kling-v3", "prompt": "p", "mode": "4k", "sound": "on"}
     with pytest.raises(UnpricedRequestError) as info:
@@ -519,9 +536,10 @@ def test_warnings_in_json_and_strict_refuses(tmp_path: Path) -> None:
     assert "seed: unknown field (--strict" in strict.stderr
     clean = tmp_path / "clean.json"
     clean.write_text(json.dumps({"prompt": "p"}), encoding="utf-8")
-    assert json.loads(run("estimate", "-e", "text2video", "--json", str(clean)).stdout)[
-        "warnings"
-    ] == []
+    assert (
+        json.loads(run("estimate", "-e", "text2video", "--json", str(clean)).stdout)["warnings"]
+        == []
+    )
 
 
 def test_batch_warnings_per_line(tmp_path: Path) -> None:

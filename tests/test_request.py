@@ -472,7 +472,9 @@ def test_unknown_field_that_may_change_the_price_is_refused(
 ) -> None:
     found = problems_of(endpoint, body)
     problem = found[field]
-    assert problem.message == "unknown field that may change the price, so klingcost cannot price it"
+    assert (
+        problem.message == "unknown field that may change the price, so klingcost cannot price it"
+    )
     assert "documented fields" in problem.allowed
 
 
@@ -730,7 +732,9 @@ def test_camera_axis_may_be_a_decimal(value: Any) -> None:
 
 @pytest.mark.parametrize("value", [True, "half", [1]])
 def test_camera_axis_must_be_a_number(value: Any) -> None:
-    assert_invalid(T2V, {"prompt": "p", "camera_control": camera(zoom=value)}, "camera_control.config.zoom")
+    assert_invalid(
+        T2V, {"prompt": "p", "camera_control": camera(zoom=value)}, "camera_control.config.zoom"
+    )
 
 
 def test_camera_preset_takes_no_config() -> None:

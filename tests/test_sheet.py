@@ -298,7 +298,9 @@ def test_catalogue_entries_are_checked(tmp_path: Path, text: str, expected: str)
 def test_a_mode_an_overlay_prices_is_a_mode_the_api_takes(tmp_path: Path) -> None:
     from klingcost.pricing import estimate
 
-    path = write(tmp_path, "video:\n  models:\n    kling-v1:\n      turbo: { factor: 2, source: seed }\n")
+    path = write(
+        tmp_path, "video:\n  models:\n    kling-v1:\n      turbo: { factor: 2, source: seed }\n"
+    )
     sheet = load_sheet(path)
     body = {"prompt": "p", "mode": "turbo"}
     assert estimate("videos/text2video", body, sheet=sheet).units == 2

@@ -255,10 +255,13 @@ def _duration_step(request: ValidatedRequest, source: str) -> Step:
             "a video edit without a duration follows its input video: held at the longest it "
             "can last"
         )
-        return Step(f"duration: {request.duration} s (held)", Fraction(request.duration or 0),
-                    source, note)
+        return Step(
+            f"duration: {request.duration} s (held)", Fraction(request.duration or 0), source, note
+        )
     return Step(
-        f"duration: {request.duration} s", Fraction(request.duration or 0), source,
+        f"duration: {request.duration} s",
+        Fraction(request.duration or 0),
+        source,
         "priced per second",
     )
 
@@ -282,8 +285,9 @@ def _per_second_steps(request: ValidatedRequest, sheet: PriceSheet) -> list[Step
             missing=f"per_second.{request.model}.{mode}.{variant}",
         )
     return [
-        Step(f"base: {request.model} {mode}, {label}, per second", rate.units, rate.source,
-             rate.note),
+        Step(
+            f"base: {request.model} {mode}, {label}, per second", rate.units, rate.source, rate.note
+        ),
         _duration_step(request, "kling-official"),
     ]
 

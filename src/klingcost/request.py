@@ -434,7 +434,7 @@ def _unknown_fields(
                     f"{field}: unknown field, priced as if absent (given {_short(value)}); "
                     "--strict refuses it"
                 )
-    for key in model.model_fields_set:
+    for key in _nested_fields(type(model)) & model.model_fields_set:
         value = model.__dict__.get(key)
         if isinstance(value, BaseModel):
             warnings += _unknown_fields(value, f"{prefix}{key}.", strict, problems)
@@ -449,6 +449,20 @@ def _choices(values: frozenset[str]) -> str:
     """'std' or 'pro' (std first, then the rest in order)."""
     ordered = sorted(values, key=lambda v: (v != "std", v != "pro", v))
     return " or ".join(repr(v) for v in ordered)
+
+
+_NESTED: dict[type[BaseModel], frozenset[str]] = {}
+
+
+def _nested_fields(cls: type[BaseModel]) -> frozenset[str]:
+    """The fields of ``cls`` that hold parts (models, or lists of them): only those can hide an
+    unknown key, so only those are walked (this runs on every estimate)."""
+    found = _NESTED.get(cls)
+    if found is None:
+        found = _NESTED[cls] = frozenset(
+            name for name, info in cls.model_fields.items() if _model_in(info.annotation)
+        )
+    return found
 
 
 def _short(value: Any) -> str:
@@ -479,7 +493,7 @@ def _from_pydantic(exc: ValidationError, model: type[BaseModel]) -> list[Problem
     problems: dict[str, Problem] = {}
     for error in exc.errors(include_url=False):
         kind = error["type"]
-        field, owner = _field_path(model, error["loc"], kind)
+        field, _owner = _field_path(model, error["loc"], kind)
         name = field.rsplit(".", 1)[-1]
         ctx = error.get("ctx") or {}
         given = error.get("input", _MISSING)
@@ -495,7 +509,8 @@ def _from_pydantic(exc: ValidationError, model: type[BaseModel]) -> list[Problem
             # Value errors come only from our own validators (_parse_whole, _fraction_number,
             # _flag), so their text is ours to show.
             allowed = _number_text(model, name) or (
-                "true or false" if ctx.get("error") and "true or false" in str(ctx["error"])
+                "true or false"
+                if ctx.get("error") and "true or false" in str(ctx["error"])
                 else 'a whole number, as 5 or "5"'
             )
             message = str(ctx["error"]) if kind == "value_error" else "not a whole number"
@@ -744,13 +759,21 @@ def _duration_rules(
     if body.multi_shot:
         if not caps.multi_shot:
             problems.append(
-                Problem("multi_shot", True, "false, or a model with multi-shot", f"{model} "
-                        "makes no multi-shot video")
+                Problem(
+                    "multi_shot",
+                    True,
+                    "false, or a model with multi-shot",
+                    f"{model} makes no multi-shot video",
+                )
             )
         if body.shot_type == "customize" and not shots:
             problems.append(
-                Problem("multi_prompt", _MISSING, "a list of shots", "a customized multi-shot "
-                        "video needs its shots")
+                Problem(
+                    "multi_prompt",
+                    _MISSING,
+                    "a list of shots",
+                    "a customized multi-shot video needs its shots",
+                )
             )
     elif body.prompt is None and not isinstance(body, ImageToVideoRequest):
         problems.append(Problem("prompt", _MISSING, "a value", "is required"))
@@ -805,7 +828,9 @@ def _sound_rules(
     if voices:
         if len(voices) > MAX_VOICES:
             problems.append(
-                Problem("voice_list", len(voices), f"at most {MAX_VOICES} voices", "too many voices")
+                Problem(
+                    "voice_list", len(voices), f"at most {MAX_VOICES} voices", "too many voices"
+                )
             )
         if not request.sound:
             problems.append(
@@ -977,7 +1002,9 @@ def _omni_rules(request: ValidatedRequest, body: OmniVideoRequest, problems: lis
         problems.append(Problem("video_list", len(videos), "at most 1 video", "too many videos"))
     if videos and request.sound:
         problems.append(
-            Problem("sound", "on", "off with a video in video_list", "sound must be off with a video")
+            Problem(
+                "sound", "on", "off with a video in video_list", "sound must be off with a video"
+            )
         )
     most = 4 if videos else 7
     if len(images) + len(elements) > most:

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache
 from importlib import resources
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -113,7 +113,7 @@ def _durations(value: Any) -> Any:
     if isinstance(value, str):
         low, sep, high = value.partition("-")
         if not sep or not (low.strip().isdigit() and high.strip().isdigit()):
-            raise ValueError(f"{value!r} is not a list of seconds or a range such as \"3-15\"")
+            raise ValueError(f'{value!r} is not a list of seconds or a range such as "3-15"')
         first, last = int(low), int(high)
         if first > last:
             raise ValueError(f"{value!r} is an empty range")
@@ -221,7 +221,7 @@ class PriceSheet(_Strict):
 
     @property
     def models(self) -> dict[str, dict[str, Capabilities]]:
-        """The catalogue, resolved: endpoint -> model -> what it takes (see :class:`Capabilities`)."""
+        """The catalogue, resolved: endpoint -> model -> :class:`Capabilities`."""
         private = self.__pydantic_private__
         assert private is not None
         models: dict[str, dict[str, Capabilities]] = private["_models"]
@@ -303,7 +303,9 @@ def resolve_catalog(sheet: PriceSheet) -> dict[str, dict[str, Capabilities]]:
     resolved: dict[str, dict[str, Capabilities]] = {
         endpoint: {} for endpoint in ("images/generations", *_VIDEO_ENDPOINTS, "videos/omni-video")
     }
-    declared = {(e, m): entry for e, models in sheet.catalog.items() for m, entry in models.items()}
+    declared: dict[tuple[str, str], CatalogEntry] = {
+        (e, m): entry for e, models in sheet.catalog.items() for m, entry in models.items()
+    }
     # Implied entries for priced models the catalogue leaves out.
     for model in sheet.images:
         declared.setdefault(("images/generations", model), CatalogEntry(source="(its price)"))
@@ -322,7 +324,9 @@ def resolve_catalog(sheet: PriceSheet) -> dict[str, dict[str, Capabilities]]:
     return resolved
 
 
-def _capabilities(sheet: PriceSheet, endpoint: str, model: str, entry: CatalogEntry) -> Capabilities:
+def _capabilities(
+    sheet: PriceSheet, endpoint: str, model: str, entry: CatalogEntry
+) -> Capabilities:
     modes: set[str] = set()
     sound: set[str] = set()
     voice = False
@@ -437,8 +441,8 @@ def _sources_used(sheet: PriceSheet) -> list[tuple[str, str]]:
     used += [(f"video.voice.{k}", v.source) for k, v in sheet.video.voice.items()]
     for endpoint, models in sheet.catalog.items():
         used += [(f"catalog.{endpoint}.{m}", entry.source) for m, entry in models.items()]
-    for model, modes in sheet.per_second.items():
-        for mode, rates in modes.items():
+    for model, per_mode in sheet.per_second.items():
+        for mode, rates in per_mode.items():
             for variant in ("silent", "sound", "voice", "video"):
                 rate = getattr(rates, variant)
                 if rate is not None:
@@ -452,7 +456,9 @@ def _sources_used(sheet: PriceSheet) -> list[tuple[str, str]]:
     for model, image in sheet.images.items():
         used += [(f"images.{model}.text", image.text.source)]
         used += [(f"images.{model}.reference", image.reference.source)]
-        used += [(f"images.{model}.resolutions.{k}", v.source) for k, v in image.resolutions.items()]
+        used += [
+            (f"images.{model}.resolutions.{k}", v.source) for k, v in image.resolutions.items()
+        ]
     for name, provider in sheet.providers.items():
         used += [(f"providers.{name}.per_unit.{p}", u.source) for p, u in provider.per_unit.items()]
     return used

@@ -363,8 +363,8 @@ def price_table(sheet: PriceSheet, provider: str | None = None) -> Iterator[dict
                 {min(caps.durations), max(caps.durations)} | ({5, 10} & caps.durations)
             )
             for mode, rates in sheet.per_second[model].items():
-                for seconds in seconds_shown:
-                    body = {"model_name": model, "prompt": "p", "mode": mode, "duration": seconds}
+                for shown in seconds_shown:
+                    body = {"model_name": model, "prompt": "p", "mode": mode, "duration": shown}
                     yield row(endpoint, body, "")
                     if rates.sound is not None and mode in caps.sound_modes:
                         yield row(endpoint, {**body, "sound": "on"}, "sound on")
@@ -374,11 +374,11 @@ def price_table(sheet: PriceSheet, provider: str | None = None) -> Iterator[dict
                     if rates.video is not None and endpoint == "videos/omni-video":
                         yield row(endpoint, {**body, "video_list": video}, "video reference")
     for model in sheet.omni:
-        caps = sheet.models["videos/omni-video"].get(model)
-        if caps is None or model in sheet.per_second:
+        o1 = sheet.models["videos/omni-video"].get(model)
+        if o1 is None or model in sheet.per_second:
             continue
         for mode in ("std", "pro"):
-            for o1_seconds in sorted({min(caps.durations), 5, 10} & caps.durations):
+            for o1_seconds in sorted({min(o1.durations), 5, 10} & o1.durations):
                 body = {"model_name": model, "prompt": "p", "mode": mode, "duration": o1_seconds}
                 yield row("videos/omni-video", body, "")
                 yield row("videos/omni-video", {**body, "video_list": video}, "video reference")
