@@ -394,7 +394,7 @@ def validate_request(
             raise RequestValidationError(endpoint=name, problems=problems) from None
     warnings = _unknown_fields(parsed, "", strict, problems)
     caps = sheet.models[name].get(parsed.model_name or DEFAULT_MODEL[name])
-    if caps is not None and caps.durations:
+    if problems and caps is not None and caps.durations:
         # A duration of the wrong type names what this model takes.
         problems[:] = [
             Problem(p.field, p.given, caps.duration_text(), p.message)
@@ -654,38 +654,40 @@ def _resolve(
                     f"{caps.price_key}.{mode} to a --pricing overlay)",
                 )
             )
+    omni = isinstance(parsed, OmniVideoRequest)
     sound = parsed.sound == "on"
-    voice = sound and bool(parsed.voice_list) if not isinstance(parsed, OmniVideoRequest) else False
+    voice = sound and not omni and bool(parsed.voice_list)  # type: ignore[union-attr]
+    videos = parsed.video_list if omni else None  # type: ignore[union-attr]
     duration = parsed.duration
     held = False
-    shots = parsed.multi_prompt if parsed.multi_shot else None
-    if duration is None and shots:
-        duration = sum(shot.duration for shot in shots)
-    videos = parsed.video_list if isinstance(parsed, OmniVideoRequest) else None
-    if duration is None and caps is not None:
-        edit = bool(videos) and any(v.refer_type == "base" for v in videos or ())
-        if edit and caps.durations:
-            # A video edit's output follows its input video, which may last this long.
-            duration, held = caps.edit_hold_seconds or max(caps.durations), True
-        else:
-            duration = caps.default_duration
-    if isinstance(parsed, OmniVideoRequest):
-        reference_image = bool(parsed.image_list)
+    if duration is None:
+        if parsed.multi_shot and parsed.multi_prompt:
+            duration = sum(shot.duration for shot in parsed.multi_prompt)
+        elif caps is not None:
+            if videos and caps.durations and any(v.refer_type == "base" for v in videos):
+                # A video edit's output follows its input video, which may last this long.
+                duration, held = caps.edit_hold_seconds or max(caps.durations), True
+            else:
+                duration = caps.default_duration
+    if omni:
+        reference_image = bool(parsed.image_list)  # type: ignore[union-attr]
     else:
         reference_image = isinstance(parsed, ImageToVideoRequest)
+    # Positional: this runs on every estimate, and keywords cost a little more.
     return ValidatedRequest(
-        endpoint=name,
-        model=model,
-        mode=mode,
-        duration=duration if duration is not None else 5,
-        sound=sound,
-        video_reference=bool(videos),
-        reference_image=reference_image,
-        n=1,
-        body=parsed,
-        voice=voice,
-        held_duration=held,
-        warnings=warnings,
+        name,
+        model,
+        mode,
+        duration if duration is not None else 5,
+        sound,
+        bool(videos),
+        reference_image,
+        1,
+        parsed,
+        voice,
+        None,
+        held,
+        warnings,
     )
 
 
