@@ -669,10 +669,11 @@ def _resolve(
                 duration, held = caps.edit_hold_seconds or max(caps.durations), True
             else:
                 duration = caps.default_duration
-    if omni:
-        reference_image = bool(parsed.image_list)  # type: ignore[union-attr]
-    else:
-        reference_image = isinstance(parsed, ImageToVideoRequest)
+    reference_image = (
+        bool(parsed.image_list)  # type: ignore[union-attr]
+        if omni
+        else isinstance(parsed, ImageToVideoRequest)
+    )
     # Positional: this runs on every estimate, and keywords cost a little more.
     return ValidatedRequest(
         name,
