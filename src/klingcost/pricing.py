@@ -21,7 +21,7 @@ Images: ``units per image (with or without a reference image) x resolution x n``
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Literal
 
@@ -171,7 +171,7 @@ def _price_job(request: ValidatedRequest, sheet: PriceSheet, provider: str | Non
         note = f"{name} bills {request.model} at the pro price, whatever the mode"
         source = profile.bills_as_pro[request.model]
         as_pro.append(Step(f"mode std given; {note}", Fraction(1), source, note))
-        request = replace(request, mode="pro")
+        request = request._replace(mode="pro")
     pack: Pack
     if request.endpoint == "images/generations":
         pack, steps = "image", _image_steps(request, sheet)

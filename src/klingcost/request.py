@@ -26,8 +26,7 @@ import binascii
 import re
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, NamedTuple
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
@@ -307,12 +306,14 @@ _REQUIRED_BY_RULE: Final = frozenset({"prompt"})
 # --- the validated request: what pricing needs --------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ValidatedRequest:
-    """A body that keeps every rule, with Kling's defaults filled in.
+class ValidatedRequest(NamedTuple):
+    """A body that keeps every rule, with Kling's defaults filled in. Immutable.
 
     ``job`` is the request's *job class*: everything that decides its price and nothing else.
     ``warnings`` name the fields klingcost did not know and priced as if absent.
+
+    A named tuple, not a frozen dataclass: one is built per estimate, and a frozen dataclass
+    of these 13 fields costs about 1 us to build against 0.2 us (the estimate's budget is 10 us).
     """
 
     endpoint: Endpoint
@@ -392,7 +393,9 @@ def validate_request(
             parsed = model.model_validate(rest)
         except ValidationError:
             raise RequestValidationError(endpoint=name, problems=problems) from None
-    warnings = _unknown_fields(parsed, "", strict, problems)
+    warnings: tuple[str, ...] = ()
+    if parsed.__pydantic_extra__ or _nested_fields(type(parsed)) & parsed.model_fields_set:
+        warnings = _unknown_fields(parsed, "", strict, problems)
     caps = sheet.models[name].get(parsed.model_name or DEFAULT_MODEL[name])
     if problems and caps is not None and caps.durations:
         # A duration of the wrong type names what this model takes.
@@ -727,7 +730,9 @@ def _rules(
         return
     if caps is not None:
         _duration_rules(request, body, caps, prompt_max, problems)
-        _sound_rules(request, body, caps, sheet, problems)
+        # Most bodies are silent, without voices or elements: skip the call then.
+        if request.sound or getattr(body, "voice_list", None) or body.element_list:
+            _sound_rules(request, body, caps, sheet, problems)
     elif body.prompt is None and not isinstance(body, ImageToVideoRequest) and not body.multi_shot:
         problems.append(Problem("prompt", _MISSING, "a value", "is required"))
     if isinstance(body, OmniVideoRequest):
