@@ -288,6 +288,17 @@ def test_bad_overlay_names_file_key_path_and_problem(
             "    kling-v9: { source: seed, durations: [5, 10], default_duration: 7 }\n",
             "catalog.videos/text2video.kling-v9.default_duration: 7 is not one of its durations",
         ),
+        (
+            "catalog:\n  videos/text2video:\n"
+            "    kling-v1: { source: seed, durations: [5, 10], default_mode: turbo }\n",
+            "catalog.videos/text2video.kling-v1.default_mode: 'turbo' is not a mode the sheet "
+            "prices for it (pro, std)",
+        ),
+        (
+            "catalog:\n  videos/text2video:\n"
+            "    kling-v1: { source: seed, durations: [5, 10], sound_modes: [loud] }\n",
+            "catalog.videos/text2video.kling-v1.sound_modes: 'loud' is not a mode",
+        ),
     ],
 )
 def test_catalogue_entries_are_checked(tmp_path: Path, text: str, expected: str) -> None:

@@ -133,7 +133,7 @@ class CatalogEntry(_Strict):
 
     source: str
     note: str = ""
-    #: Seconds a video may last (video endpoints); the first of them is not a default.
+    #: Seconds a video may last (video endpoints): a list, or a range such as "3-15".
     durations: Durations = ()
     default_duration: int = 5
     #: The mode of a body that gives none (default: std when priced).
@@ -285,7 +285,23 @@ def parse_sheet(data: Mapping[str, Any], *, origin: str) -> PriceSheet:
         ]
         raise PricingSheetError(source=origin, problems=problems) from None
     _check_references(sheet)
-    sheet.models.update(resolve_catalog(sheet))
+    resolved = resolve_catalog(sheet)
+    problems = [
+        f"catalog.{endpoint}.{model}.{key}: {value!r} is not a mode the sheet prices for it"
+        f" ({', '.join(sorted(caps.modes))})"
+        for endpoint, models in resolved.items()
+        for model, caps in models.items()
+        if caps.modes
+        for key, values in (
+            ("default_mode", [caps.default_mode]),
+            ("sound_modes", sorted(caps.sound_modes)),
+        )
+        for value in values
+        if value not in caps.modes
+    ]
+    if problems:
+        raise PricingSheetError(source=origin, problems=problems)
+    sheet.models.update(resolved)
     return sheet
 
 
