@@ -553,3 +553,67 @@ def test_batch_warnings_per_line(tmp_path: Path) -> None:
     assert strict.exit_code == 2
     rows = json.loads(strict.stdout)["results"]
     assert "error" in rows[0] and "estimate" in rows[1]
+
+
+# --- every documented field is checked by its type and range --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "extra", "field"),
+    [
+        (T2V, {"callback_url": 5}, "callback_url"),
+        (T2V, {"external_task_id": ["a"]}, "external_task_id"),
+        (T2V, {"watermark_info": True}, "watermark_info"),
+        (T2V, {"model_name": "kling-v3", "shot_type": "auto"}, "shot_type"),
+        (T2V, {"model_name": "kling-v3", "multi_shot": "yes"}, "multi_shot"),
+        (
+            T2V,
+            {"model_name": "kling-v3", "multi_shot": True, "multi_prompt": [{"prompt": "a"}]},
+            "multi_prompt.0.duration",
+        ),
+        (
+            T2V,
+            {
+                "model_name": "kling-v3",
+                "multi_shot": True,
+                "multi_prompt": [{"prompt": "a", "duration": "16"}],
+            },
+            "multi_prompt.0.duration",
+        ),
+        (
+            T2V,
+            {"model_name": "kling-v3", "sound": "on", "voice_list": [{"id": "a"}]},
+            "voice_list.0.voice_id",
+        ),
+        (
+            T2V,
+            {"model_name": "kling-v3", "element_list": [{"element_id": 1.5}]},
+            "element_list.0.element_id",
+        ),
+        (T2V, {"sound": "yes"}, "sound"),
+        (I2V, {"image": URL, "image_tail": 7}, "image_tail"),
+        (I2V, {"image": URL, "static_mask": "data:image/png;base64,AA"}, "static_mask"),
+        (I2V, {"image": URL, "dynamic_masks": [{"mask": URL}] * 7}, "dynamic_masks"),
+        (
+            I2V,
+            {
+                "image": URL,
+                "dynamic_masks": [{"mask": URL, "trajectories": [{"x": "a", "y": 1}] * 2}],
+            },
+            "dynamic_masks.0.trajectories.0.x",
+        ),
+        (IMG, {"resolution": 2}, "resolution"),
+        (IMG, {"aspect_ratio": "21:10"}, "aspect_ratio"),
+        (OMNI, {"image_list": [{"image_url": URL, "type": "middle_frame"}]}, "image_list.0.type"),
+        (
+            OMNI,
+            {"video_list": [{"video_url": URL, "refer_type": "edit"}]},
+            "video_list.0.refer_type",
+        ),
+    ],
+)
+def test_documented_fields_are_checked(endpoint: str, extra: dict[str, Any], field: str) -> None:
+    body = {"prompt": "p", **extra}
+    with pytest.raises(RequestValidationError) as info:
+        estimate(endpoint, body)
+    assert field in {p.field for p in info.value.problems}, info.value.problems
