@@ -394,7 +394,7 @@ def validate_request(
         except ValidationError:
             raise RequestValidationError(endpoint=name, problems=problems) from None
     warnings: tuple[str, ...] = ()
-    if parsed.__pydantic_extra__ or _nested_fields(type(parsed)) & parsed.model_fields_set:
+    if parsed.__pydantic_extra__ or _nested_fields(type(parsed)) & parsed.__pydantic_fields_set__:
         warnings = _unknown_fields(parsed, "", strict, problems)
     caps = sheet.models[name].get(parsed.model_name or DEFAULT_MODEL[name])
     if problems and caps is not None and caps.durations:
@@ -437,14 +437,17 @@ def _unknown_fields(
                     f"{field}: unknown field, priced as if absent (given {_short(value)}); "
                     "--strict refuses it"
                 )
-    for key in _nested_fields(type(model)) & model.model_fields_set:
+    # __pydantic_fields_set__, not the model_fields_set property: this runs on every estimate.
+    for key in _nested_fields(type(model)) & model.__pydantic_fields_set__:
         value = model.__dict__.get(key)
-        if isinstance(value, BaseModel):
-            warnings += _unknown_fields(value, f"{prefix}{key}.", strict, problems)
-        elif isinstance(value, list):
-            for index, item in enumerate(value):
-                if isinstance(item, BaseModel):
-                    warnings += _unknown_fields(item, f"{prefix}{key}.{index}.", strict, problems)
+        parts = value if isinstance(value, list) else [value]
+        for index, item in enumerate(parts):
+            # Only a part with keys of its own, or parts inside it, can hide an unknown key.
+            if isinstance(item, BaseModel) and (
+                item.__pydantic_extra__ or _nested_fields(type(item))
+            ):
+                where = f"{prefix}{key}.{index}." if value is parts else f"{prefix}{key}."
+                warnings += _unknown_fields(item, where, strict, problems)
     return tuple(warnings)
 
 
