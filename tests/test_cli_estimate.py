@@ -159,14 +159,16 @@ def test_no_endpoint_is_exit_2(tmp_path: Path) -> None:
 
 
 def test_invalid_body_is_exit_2_naming_every_field(tmp_path: Path) -> None:
-    body = {"prompt": "p", "duration": "7", "model_name": "kling-v9", "colour": "red"}
+    body = {"prompt": "x" * 501, "duration": "7", "model_name": "kling-v1", "audio": "yes"}
+    body["mode"] = "ultra"
     result = run("estimate", "-e", "text2video", write_json(tmp_path, body))
     assert result.exit_code == 2
     err = result.stderr
-    assert err.startswith("Error: invalid videos/text2video request (3 problems)")
+    assert err.startswith("Error: invalid videos/text2video request (4 problems)")
     assert "duration" in err and "7" in err
-    assert "model_name" in err and "kling-v9" in err
-    assert "colour" in err and "unknown field" in err
+    assert "mode" in err and "ultra" in err
+    assert "prompt" in err and "501 characters" in err
+    assert "audio" in err and "unknown field that may change the price" in err
     assert result.stdout == ""
     assert_no_traceback(result)
 
@@ -443,7 +445,9 @@ def test_prices_json() -> None:
     assert find(model="kling-v1", mode="pro", duration=10)["units"] == "7"
     assert find(model="kling-v2-1-master", duration=10)["units"] == "20"
     assert find(model="kling-v2-5-turbo", mode="std", duration=5)["units"] == "1.5"
-    assert find(model="kling-video-o1", mode="std", duration=10, options="")["units"] == "6"
+    # openai-hk bills O1 as pro whatever the mode (the seed's recorded answer): 0.8 units/s.
+    assert find(model="kling-video-o1", mode="std", duration=10, options="")["units"] == "8"
+    assert find(model="kling-video-o1", mode="std", duration=3, options="")["units"] == "2.4"
     assert find(model="kling-image-o1", options="per image")["cost"] == "3000"
     models = {row["model"] for row in rows}
     assert {

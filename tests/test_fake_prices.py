@@ -17,32 +17,12 @@ from typing import Any
 
 import pytest
 
-from klingcost.errors import KlingcostError
 from klingcost.pricing import estimate
 from klingcost.testing.prices import TableError, load_table, parse_table
 from klingcost.testing.rules import Job, Refused, read_job
 
-#: While h12a's catalogue work (issue 12 items 1-3: kling-v3, kling-v3-omni, O1 at 3-10 s,
-#: voice_list, image resolution and the new image models) is not merged into this branch,
-#: klingcost refuses some bodies the fake prices: such a row is skipped, naming klingcost's
-#: reason. The lead sets this to False at the merge: from then on a refusal fails the row.
-UNTIL_H12A_MERGE = True
-
 #: klingcost's provider for each of the fake's profiles.
 PROVIDER = {"openai-hk": "openai-hk", "kling": "kling-global"}
-
-#: Rows where klingcost on this branch knowingly disagrees, each with its reason. Strict: when
-#: klingcost is fixed the row passes, the xfail fails, and the lead removes the entry.
-KNOWN_GAPS = {
-    ("openai-hk", "videos/omni-video", "kling-video-o1", "std"): (
-        "openai-hk bills an O1 std task at the pro price (the seed's recorded answer: 4 units "
-        "for std 5 s); klingcost holds the std price until h12a's fix (issue 12 item 3)"
-    ),
-    ("openai-hk", "videos/omni-video", "kling-video-o1", "std+video"): (
-        "openai-hk bills O1 std as pro (seed's recorded answer); klingcost holds std until "
-        "h12a's fix (issue 12 item 3)"
-    ),
-}
 
 IMAGE_URL = "https://example.com/first-frame.png"
 VIDEO_URL = "https://example.com/input.mp4"
@@ -85,10 +65,8 @@ def _rows() -> Iterator[Any]:
                     spread = allowed[:1] if endpoint == "videos/image2video" else _spread(allowed)
                     for seconds in spread:
                         body = _video_body(endpoint, model, key, seconds)
-                        gap = KNOWN_GAPS.get((profile, endpoint, model, key))
-                        marks = [pytest.mark.xfail(strict=True, reason=gap)] if gap else []
                         name = f"{profile}-{endpoint.split('/')[1]}-{model}-{key}-{seconds}s"
-                        yield pytest.param(profile, endpoint, body, id=name, marks=marks)
+                        yield pytest.param(profile, endpoint, body, id=name)
         for model, image in TABLE.images.items():
             for reference in (False, True):
                 for resolution in image.resolutions:
@@ -107,16 +85,7 @@ def test_the_fake_and_klingcost_charge_the_same_units(
     profile: str, endpoint: str, body: dict[str, Any]
 ) -> None:
     job = read_job(endpoint, body, TABLE, TABLE.profile(profile))
-    try:
-        priced = estimate(endpoint, body, provider=PROVIDER[profile])
-    except KlingcostError as exc:
-        if not UNTIL_H12A_MERGE:
-            raise
-        why = " ".join(str(exc).split())
-        pytest.skip(
-            f"klingcost cannot price {job.model} {job.key} yet ({why}); h12a's catalogue work "
-            "(issue 12 items 1-3) adds it: set UNTIL_H12A_MERGE = False at the merge"
-        )
+    priced = estimate(endpoint, body, provider=PROVIDER[profile])
     assert priced.units == job.units, (job, priced.breakdown)
 
 

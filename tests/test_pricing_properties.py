@@ -328,7 +328,7 @@ def test_prompt_text_never_changes_the_price(case: tuple[str, dict[str, Any]]) -
 _BREAKERS: dict[str, list[tuple[str, Any]]] = {
     # endpoint: (field, value) pairs that each break one rule in any otherwise valid body
     T2V: [
-        ("seed", 1),
+        ("generate_audio", True),
         ("model_name", "kling-v9"),
         ("model_name", "kling-video-o1"),
         ("duration", "7"),
@@ -359,7 +359,7 @@ _BREAKERS: dict[str, list[tuple[str, Any]]] = {
         ("n", 0),
         ("n", 10),
         ("n", "ten"),
-        ("aspect_ratio", "21:9"),
+        ("aspect_ratio", "9:21"),
         ("image_fidelity", 2),
         ("human_fidelity", -0.5),
         ("model_name", "kling-v2-master"),

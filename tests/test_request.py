@@ -22,7 +22,8 @@ O1 = "videos/omni-video"
 URL = "https://pics2.baidu.com/feed/fc1f4134970a304e8662f052c91a3188c8175c32.jpeg"
 VIDEO_URL = "https://example.com/clip.mp4"
 
-# From kling-facts.md (the seed's lists plus Kling's official price list).
+# From kling-facts.md (the seed's lists plus Kling's official price list), and the models of
+# today (issue 12): kling-v3 beside them, kling-v3-omni on omni-video and images.
 VIDEO_MODELS = [
     "kling-v1",
     "kling-v1-5",
@@ -32,8 +33,20 @@ VIDEO_MODELS = [
     "kling-v2-1-master",
     "kling-v2-5-turbo",
     "kling-v2-6",
+    "kling-v3",
 ]
-IMAGE_MODELS = ["kling-v1", "kling-v1-5", "kling-v2", "kling-v2-1", "kling-image-o1"]
+CLIP_MODELS = VIDEO_MODELS[:-1]  # priced per 5 s clip, 5 or 10 s
+IMAGE_MODELS = [
+    "kling-v1",
+    "kling-v1-5",
+    "kling-v2",
+    "kling-v2-new",
+    "kling-v2-1",
+    "kling-v3",
+    "kling-image-o1",
+    "kling-v3-omni",
+]
+OMNI_MODELS = ["kling-video-o1", "kling-v3-omni"]
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -367,7 +380,8 @@ def test_every_image_model_is_accepted(model: str) -> None:
         (IMG, "kling-video-o1"),
         (O1, "kling-v1"),
         (O1, "kling-image-o1"),
-        (T2V, "kling-v3"),
+        (T2V, "kling-v3-omni"),
+        (T2V, "kling-v4"),
         (T2V, "KLING-V1"),
     ],
 )
@@ -382,46 +396,100 @@ def test_unknown_model_names_the_field_value_and_allowed(endpoint: str, model: s
         T2V: VIDEO_MODELS,
         I2V: VIDEO_MODELS,
         IMG: IMAGE_MODELS,
-        O1: ["kling-video-o1"],
+        O1: OMNI_MODELS,
     }[endpoint]
     for allowed in expected_allowed:
         assert allowed in problem.allowed
+    # What to do: the overlay key that would add a model.
+    assert f"catalog.{endpoint}" in problem.allowed
 
 
 # --- unknown fields, types ----------------------------------------------------------------------
 
 
+CAMERA_WITH_DOLLY = {"type": "simple", "config": {"zoom": 1, "dolly": 1}}
+UNKNOWN_HARMLESS = [
+    # endpoint, body, the unknown field, the body without it
+    (T2V, {"prompt": "p", "seed": 42}, "seed", {"prompt": "p"}),
+    (T2V, {"prompt": "p", "user": {"id": 7}}, "user", {"prompt": "p"}),
+    (
+        O1,
+        {"prompt": "p", "video_list": [{"video_url": VIDEO_URL, "x": 1}]},
+        "video_list.0.x",
+        {"prompt": "p", "video_list": [{"video_url": VIDEO_URL}]},
+    ),
+    (
+        T2V,
+        {"prompt": "p", "camera_control": CAMERA_WITH_DOLLY},
+        "camera_control.config.dolly",
+        {"prompt": "p", "camera_control": {"type": "simple", "config": {"zoom": 1}}},
+    ),
+    (
+        T2V,
+        {"prompt": "p", "watermark_info": {"enabled": True, "position": "tl"}},
+        "watermark_info.position",
+        {"prompt": "p"},
+    ),
+]
+
+
+@pytest.mark.parametrize(("endpoint", "body", "field", "without"), UNKNOWN_HARMLESS)
+def test_unknown_field_that_cannot_change_the_price_is_a_warning(
+    endpoint: str, body: dict[str, Any], field: str, without: dict[str, Any]
+) -> None:
+    request = validate_request(endpoint, body)
+    (warning,) = request.warnings
+    assert warning.startswith(f"{field}: unknown field, priced as if absent")
+    assert "--strict" in warning
+    # Priced as if absent: the same job class as the body without the field.
+    assert request.job == validate_request(endpoint, without).job
+    assert validate_request(endpoint, without).warnings == ()
+
+
+@pytest.mark.parametrize(("endpoint", "body", "field", "without"), UNKNOWN_HARMLESS)
+def test_strict_refuses_every_unknown_field(
+    endpoint: str, body: dict[str, Any], field: str, without: dict[str, Any]
+) -> None:
+    validate_request(endpoint, without, strict=True)
+    found = problems_of(endpoint, body, strict=True)
+    assert "--strict" in found[field].message
+    assert "documented fields" in found[field].allowed
+
+
 @pytest.mark.parametrize(
     ("endpoint", "body", "field"),
     [
-        (T2V, {"prompt": "p", "seed": 42}, "seed"),
         (T2V, {"prompt": "p", "n": 2}, "n"),  # n is an image field
+        (T2V, {"prompt": "p", "generate_audio": True}, "generate_audio"),  # another API's sound
         (IMG, {"prompt": "p", "duration": "5"}, "duration"),
         (IMG, {"prompt": "p", "mode": "pro"}, "mode"),
         (I2V, {"image": URL, "video_list": []}, "video_list"),
-        (O1, {"prompt": "p", "sound": "on"}, "sound"),
-        (O1, {"prompt": "p", "video_list": [{"video_url": VIDEO_URL, "x": 1}]}, "video_list.0.x"),
-        (
-            T2V,
-            {"prompt": "p", "camera_control": {"type": "simple", "config": {"dolly": 1}}},
-            "camera_control.config.dolly",
-        ),
+        (T2V, {"prompt": "p", "quality": "1080p"}, "quality"),
     ],
 )
-def test_unknown_field_is_named_with_its_value(
+def test_unknown_field_that_may_change_the_price_is_refused(
     endpoint: str, body: dict[str, Any], field: str
 ) -> None:
     found = problems_of(endpoint, body)
     problem = found[field]
-    assert problem.message == "unknown field"
+    assert (
+        problem.message == "unknown field that may change the price, so klingcost cannot price it"
+    )
     assert "documented fields" in problem.allowed
 
 
 def test_unknown_field_lists_the_documented_fields() -> None:
-    found = problems_of(T2V, {"prompt": "p", "seed": 42})
+    found = problems_of(T2V, {"prompt": "p", "seed": 42}, strict=True)
     assert found["seed"].given == 42
     for documented in ("model_name", "prompt", "mode", "duration", "camera_control", "sound"):
         assert documented in found["seed"].allowed
+
+
+def test_o1_makes_no_sound() -> None:
+    found = problems_of(O1, {"prompt": "p", "sound": "on"})
+    assert found["sound"].given == "on"
+    assert "kling-v3-omni" in found["sound"].allowed
+    assert validate_request(O1, {"prompt": "p", "sound": "off"}).sound is False
 
 
 @pytest.mark.parametrize(
@@ -509,12 +577,12 @@ def test_n_out_of_range(n: Any) -> None:
     assert found["n"].allowed == "1 to 9"
 
 
-@pytest.mark.parametrize("ratio", ["16:9", "9:16", "1:1", "4:3", "3:4", "3:2", "2:3"])
+@pytest.mark.parametrize("ratio", ["16:9", "9:16", "1:1", "4:3", "3:4", "3:2", "2:3", "21:9"])
 def test_image_aspect_ratios(ratio: str) -> None:
     validate_request(IMG, {"prompt": "p", "aspect_ratio": ratio})
 
 
-@pytest.mark.parametrize("ratio", ["21:9", "1:2", "16x9"])
+@pytest.mark.parametrize("ratio", ["1:2", "16x9", "9:21"])
 def test_image_aspect_ratio_refused(ratio: str) -> None:
     found = problems_of(IMG, {"prompt": "p", "aspect_ratio": ratio})
     assert "4:3" in found["aspect_ratio"].allowed
@@ -582,11 +650,12 @@ def test_sound_off_is_the_default_and_allowed() -> None:
     assert validate_request(T2V, {"prompt": "p", "model_name": "kling-v2-6"}).sound is False
 
 
-@pytest.mark.parametrize("model", [m for m in VIDEO_MODELS if m != "kling-v2-6"])
-def test_sound_on_is_kling_v2_6_only(model: str) -> None:
+@pytest.mark.parametrize("model", [m for m in CLIP_MODELS if m != "kling-v2-6"])
+def test_sound_on_is_kling_v2_6_and_v3_only(model: str) -> None:
     found = problems_of(T2V, {"prompt": "p", "model_name": model, "sound": "on"})
     assert found["sound"].given == "on"
     assert "kling-v2-6" in found["sound"].allowed
+    assert "kling-v3" in found["sound"].allowed
 
 
 def test_sound_on_needs_pro_on_kling_v2_6() -> None:
@@ -648,17 +717,23 @@ def test_camera_simple_without_config() -> None:
     assert "camera_control.config" in found
 
 
-@pytest.mark.parametrize("value", [11, -11, 100])
-def test_camera_axis_range(value: int) -> None:
-    found = problems_of(T2V, {"prompt": "p", "camera_control": camera(zoom=value)})
-    assert found["camera_control.config.zoom"].allowed == "whole numbers from -10 to 10"
+@pytest.mark.parametrize("value", [11, -11, 100, 10.5, -10.01])
+def test_camera_axis_range(value: float) -> None:
+    found = problems_of(T2V, {"prompt": "p", "camera_control": camera(zoom=value)})  # type: ignore[arg-type]
+    assert found["camera_control.config.zoom"].allowed == "a number from -10 to 10"
 
 
-def test_camera_axis_must_be_whole() -> None:
+@pytest.mark.parametrize("value", [0.5, -9.75, "2.5", 10.0])
+def test_camera_axis_may_be_a_decimal(value: Any) -> None:
+    # The official reference types the axes as float in [-10, 10]; ComfyUI's nodes send 0.5.
+    body = {"prompt": "p", "camera_control": camera(zoom=value)}
+    assert validate_request(T2V, body).body.camera_control.config.zoom == float(value)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("value", [True, "half", [1]])
+def test_camera_axis_must_be_a_number(value: Any) -> None:
     assert_invalid(
-        T2V,
-        {"prompt": "p", "camera_control": camera(zoom=1.5)},  # type: ignore[arg-type]
-        "camera_control.config.zoom",
+        T2V, {"prompt": "p", "camera_control": camera(zoom=value)}, "camera_control.config.zoom"
     )
 
 
@@ -906,12 +981,11 @@ def test_omni_duration_outside_3_to_10(duration: int) -> None:
 
 
 @pytest.mark.parametrize("duration", [3, 4, 6, 7, 8, 9])
-def test_omni_text_only_and_first_frame_tasks_are_5_or_10(duration: int) -> None:
-    found = problems_of(O1, {"prompt": "p", "duration": duration})
-    assert "5 or 10" in found["duration"].allowed
+def test_omni_text_only_and_first_frame_tasks_take_3_to_10(duration: int) -> None:
+    # kling-video-o1 takes 3 to 10 s (issue 12); klingcost used to allow only 5 or 10 here.
+    assert validate_request(O1, {"prompt": "p", "duration": duration}).duration == duration
     body = {"prompt": "p", "duration": duration, "image_list": frames(1, "first_frame")}
-    found = problems_of(O1, body)
-    assert "5 or 10" in found["duration"].allowed
+    assert validate_request(O1, body).duration == duration
 
 
 # --- one error names every problem, and never leaks pydantic ---------------------------------
@@ -925,20 +999,22 @@ def test_one_error_names_every_offending_field() -> None:
         "duration": "7",
         "cfg_scale": 2,
         "aspect_ratio": "4:3",
-        "seed": 1,
+        "generate_audio": True,
     }
     found = problems_of(T2V, body)
-    assert set(found) == {"prompt", "mode", "duration", "cfg_scale", "aspect_ratio", "seed"}
+    expected = {"prompt", "mode", "duration", "cfg_scale", "aspect_ratio", "generate_audio"}
+    assert set(found) == expected
     assert found["duration"].given == 7
     assert found["cfg_scale"].given == 2
     assert found["aspect_ratio"].given == "4:3"
-    assert found["seed"].given == 1
+    assert found["generate_audio"].given is True
 
 
 @pytest.mark.parametrize(
     ("endpoint", "body", "fields"),
     [
-        (T2V, {"model_name": "kling-v9", "duration": 7}, {"prompt", "model_name", "duration"}),
+        # An unknown model's durations are unknown: only its model-free rules are checked.
+        (T2V, {"model_name": "kling-v9", "duration": 7}, {"prompt", "model_name"}),
         (T2V, {"prompt": 5, "model_name": "kling-v1", "sound": "on"}, {"prompt", "sound"}),
         (I2V, {"image": 5, "duration": 7, "sound": "on"}, {"image", "duration", "sound"}),
         (
@@ -1049,7 +1125,7 @@ def test_validated_request_job_holds_only_what_decides_the_price() -> None:
     )
     assert isinstance(a, ValidatedRequest)
     assert a.job == b.job
-    assert a.job == (T2V, "kling-v1", "pro", 10, False, False, False, 1)
+    assert a.job == (T2V, "kling-v1", "pro", 10, False, False, False, 1, False, None, False)
     c = validate_request(T2V, {"prompt": "a ship", "mode": "std", "duration": 10})
     assert a.job != c.job
 

@@ -238,9 +238,14 @@ def test_empty_env_var_means_the_bundled_sheet(monkeypatch: pytest.MonkeyPatch) 
         ("video:\n  base: { units: true, source: seed }\n", "video.base.units", "not an amount"),
         ("video:\n  base: { units: [1], source: seed }\n", "video.base.units", "not an amount"),
         (
-            "video:\n  models:\n    kling-v1:\n      turbo: { factor: 1, source: seed }\n",
-            "video.models.kling-v1.turbo",
-            "'std', 'pro' or 'flat'",
+            "catalog:\n  videos/lipsync:\n    kling-v1: { source: seed }\n",
+            "catalog.videos/lipsync",
+            "'images/generations'",
+        ),
+        (
+            'catalog:\n  videos/text2video:\n    kling-v1: { source: seed, durations: "9-3" }\n',
+            "catalog.videos/text2video.kling-v1.durations",
+            "empty range",
         ),
         (
             "omni:\n  kling-video-o1:\n    pro: { factor: 1.5, source: seed }\n",
@@ -265,6 +270,52 @@ def test_bad_overlay_names_file_key_path_and_problem(
     matching = [p for p in error.problems if p.startswith((key_path + ":", key_path + ".[key]:"))]
     assert matching, f"no problem at {key_path}: {error.problems}"
     assert problem in matching[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "catalog:\n  videos/text2video:\n    kling-v9: { source: seed }\n",
+            "catalog.videos/text2video.kling-v9.durations: missing",
+        ),
+        (
+            "catalog:\n  videos/text2video:\n    kling-v9: { source: nobody, durations: [5] }\n",
+            "catalog.videos/text2video.kling-v9.source: unknown source 'nobody'",
+        ),
+        (
+            "catalog:\n  videos/text2video:\n"
+            "    kling-v9: { source: seed, durations: [5, 10], default_duration: 7 }\n",
+            "catalog.videos/text2video.kling-v9.default_duration: 7 is not one of its durations",
+        ),
+        (
+            "catalog:\n  videos/text2video:\n"
+            "    kling-v1: { source: seed, durations: [5, 10], default_mode: turbo }\n",
+            "catalog.videos/text2video.kling-v1.default_mode: 'turbo' is not a mode the sheet "
+            "prices for it (pro, std)",
+        ),
+        (
+            "catalog:\n  videos/text2video:\n"
+            "    kling-v1: { source: seed, durations: [5, 10], sound_modes: [loud] }\n",
+            "catalog.videos/text2video.kling-v1.sound_modes: 'loud' is not a mode",
+        ),
+    ],
+)
+def test_catalogue_entries_are_checked(tmp_path: Path, text: str, expected: str) -> None:
+    error = sheet_error(write(tmp_path, text))
+    assert any(p.startswith(expected) for p in error.problems), error.problems
+
+
+def test_a_mode_an_overlay_prices_is_a_mode_the_api_takes(tmp_path: Path) -> None:
+    from klingcost.pricing import estimate
+
+    path = write(
+        tmp_path, "video:\n  models:\n    kling-v1:\n      turbo: { factor: 2, source: seed }\n"
+    )
+    sheet = load_sheet(path)
+    body = {"prompt": "p", "mode": "turbo"}
+    assert estimate("videos/text2video", body, sheet=sheet).units == 2
+    assert "turbo" in sheet.models["videos/text2video"]["kling-v1"].modes
 
 
 def test_every_broken_key_is_listed(tmp_path: Path) -> None:

@@ -376,7 +376,7 @@ def _fit_overlay(
         assert best is not None
         factor, support = best
         factors[(model, mode)] = factor
-        current = sheet.video.models.get(model, {}).get(mode)  # type: ignore[call-overload]
+        current = sheet.video.models.get(model, {}).get(mode)
         if current is None or current.factor != factor:
             before = None if current is None else current.factor
             models_out.setdefault(model, {})[mode] = _entry("factor", factor, support, before)
@@ -388,7 +388,7 @@ def _fit_overlay(
         j = o.job
         mode = j.mode or "flat"
         if j.endpoint in VIDEO_ENDPOINTS and j.sound and j.duration in durations:
-            sheet_mode = sheet.video.models.get(j.model, {}).get(mode)  # type: ignore[call-overload]
+            sheet_mode = sheet.video.models.get(j.model, {}).get(mode)
             mm = factors.get((j.model, mode), sheet_mode.factor if sheet_mode else None)
             if mm:
                 sound_candidates[j.model].append(

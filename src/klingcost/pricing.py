@@ -13,13 +13,15 @@ How the seed's sentences fit Kling's price list: a video clip costs
 The model-and-mode factor is read whole from the list (kling-v1-5 pro is 3.5, not 2 x 3.5), so
 "pro mode costs 3.5x", "kling-v1-5 costs 2x" and "kling-v1-5 at 10s in pro = base x2 x3.5" all hold.
 O1 is priced per second: ``0.6 units/s x 4/3 (pro) x 1.5 (video reference) x seconds``.
-Images: ``units per image (with or without a reference image) x n``.
+kling-v3 and kling-v3-omni are priced per second from a table (``per_second``): units per second of
+the mode, silent, with sound, with sound and voices, or with a video reference, x seconds.
+Images: ``units per image (with or without a reference image) x resolution x n``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Literal
 
@@ -101,6 +103,8 @@ class Estimate:
             "video_reference": request.video_reference,
             "reference_image": request.reference_image,
             "n": request.n,
+            "voice": request.voice,
+            "resolution": request.resolution,
             "pack": self.pack,
             "units": format_amount(self.units),
             "provider": self.cost.provider,
@@ -109,7 +113,13 @@ class Estimate:
             "credits": None if credits is None else format_amount(credits),
             "per_unit": format_amount(self.cost.per_unit),
             "breakdown": [step.to_dict() for step in self.breakdown],
+            "warnings": list(request.warnings),
         }
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Fields klingcost did not know and priced as if absent."""
+        return self.request.warnings
 
 
 def estimate(
@@ -118,17 +128,20 @@ def estimate(
     *,
     sheet: PriceSheet | None = None,
     provider: str | None = None,
+    strict: bool = False,
 ) -> Estimate:
     """Validate ``body`` for ``endpoint`` and price it.
 
     ``sheet`` defaults to the bundled sheet with ``$KLINGCOST_PRICING`` overlaid; ``provider``
     to the sheet's default (openai-hk). Raises :class:`~klingcost.errors.RequestValidationError`
-    for a body that breaks a rule.
+    for a body that breaks a rule. A field klingcost does not know is priced as if absent and
+    named in :attr:`Estimate.warnings`; ``strict`` refuses it instead.
     """
     sheet = sheet if sheet is not None else load_sheet()
     name, profile = sheet.provider(provider)
     limits = (profile.prompt_limits.prompt, profile.prompt_limits.negative_prompt)
-    return price(validate_request(endpoint, body, limits=limits), sheet=sheet, provider=name)
+    request = validate_request(endpoint, body, limits=limits, sheet=sheet, strict=strict)
+    return price(request, sheet=sheet, provider=name)
 
 
 def price(
@@ -158,10 +171,12 @@ def _price_job(request: ValidatedRequest, sheet: PriceSheet, provider: str | Non
         note = f"{name} bills {request.model} at the pro price, whatever the mode"
         source = profile.bills_as_pro[request.model]
         as_pro.append(Step(f"mode std given; {note}", Fraction(1), source, note))
-        request = replace(request, mode="pro")
+        request = request._replace(mode="pro")
     pack: Pack
     if request.endpoint == "images/generations":
         pack, steps = "image", _image_steps(request, sheet)
+    elif request.model in sheet.per_second:
+        pack, steps = "video", _per_second_steps(request, sheet)
     elif request.endpoint == "videos/omni-video":
         pack, steps = "video", _omni_steps(request, sheet)
     else:
@@ -213,7 +228,16 @@ def _video_steps(request: ValidatedRequest, sheet: PriceSheet) -> list[Step]:
         steps.append(
             Step(f"duration: {request.duration} s", duration.factor, duration.source, duration.note)
         )
-    if request.sound:
+    if request.voice:
+        voice = video.voice.get(request.model)
+        if voice is None:
+            raise UnpricedRequestError(
+                endpoint=request.endpoint,
+                model=request.model,
+                missing=f"video.voice.{request.model}",
+            )
+        steps.append(Step("sound: on, with voices", voice.factor, voice.source, voice.note))
+    elif request.sound:
         sound = video.sound.get(request.model)
         if sound is None:
             raise UnpricedRequestError(
@@ -223,6 +247,49 @@ def _video_steps(request: ValidatedRequest, sheet: PriceSheet) -> list[Step]:
             )
         steps.append(Step("sound: on", sound.factor, sound.source, sound.note))
     return steps
+
+
+def _duration_step(request: ValidatedRequest, source: str) -> Step:
+    if request.held_duration:
+        note = (
+            "a video edit without a duration follows its input video: held at the longest it "
+            "can last"
+        )
+        return Step(
+            f"duration: {request.duration} s (held)", Fraction(request.duration or 0), source, note
+        )
+    return Step(
+        f"duration: {request.duration} s",
+        Fraction(request.duration or 0),
+        source,
+        "priced per second",
+    )
+
+
+def _per_second_steps(request: ValidatedRequest, sheet: PriceSheet) -> list[Step]:
+    mode = request.mode or "flat"
+    rates = sheet.per_second[request.model].get(mode)
+    if request.video_reference:
+        variant, label = "video", "with a video reference"
+    elif request.voice:
+        variant, label = "voice", "sound on, with voices"
+    elif request.sound:
+        variant, label = "sound", "sound on"
+    else:
+        variant, label = "silent", "silent"
+    rate = getattr(rates, variant) if rates is not None else None
+    if rate is None:
+        raise UnpricedRequestError(
+            endpoint=request.endpoint,
+            model=request.model,
+            missing=f"per_second.{request.model}.{mode}.{variant}",
+        )
+    return [
+        Step(
+            f"base: {request.model} {mode}, {label}, per second", rate.units, rate.source, rate.note
+        ),
+        _duration_step(request, "kling-official"),
+    ]
 
 
 def _omni_steps(request: ValidatedRequest, sheet: PriceSheet) -> list[Step]:
@@ -238,10 +305,7 @@ def _omni_steps(request: ValidatedRequest, sheet: PriceSheet) -> list[Step]:
     if request.video_reference:
         ref = omni.video_reference
         steps.append(Step("video reference", ref.factor, ref.source, ref.note))
-    seconds = Fraction(request.duration or 0)
-    steps.append(
-        Step(f"duration: {request.duration} s", seconds, "seed", "O1 is priced per second")
-    )
+    steps.append(_duration_step(request, "seed"))
     return steps
 
 
@@ -261,6 +325,18 @@ def _image_steps(request: ValidatedRequest, sheet: PriceSheet) -> list[Step]:
             per_image.note,
         )
     ]
+    if request.resolution is not None:
+        size = image.resolutions.get(request.resolution)
+        if size is None:
+            raise UnpricedRequestError(
+                endpoint=request.endpoint,
+                model=request.model,
+                missing=f"images.{request.model}.resolutions.{request.resolution}",
+            )
+        if size.factor != 1:
+            steps.append(
+                Step(f"resolution: {request.resolution}", size.factor, size.source, size.note)
+            )
     if request.n != 1:
         steps.append(
             Step(

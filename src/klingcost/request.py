@@ -1,30 +1,39 @@
 """Request models for the four Kling endpoints, and every rule their bodies must keep.
 
 A body passes in two steps. Pydantic checks each field's type, allowed values and ranges (the
-models below, ``extra="forbid"``); then :func:`_rules` checks what spans fields or depends on the
-model (``sound`` only on kling-v2-6, camera control only at 5 s std, the O1 list limits, inline
-images). Both steps report into one :class:`~klingcost.errors.RequestValidationError` that names
-every offending field, the value given and what is allowed. No pydantic error escapes.
+models below); then :func:`_rules` checks what spans fields or depends on the model. Which models
+an endpoint takes, their durations, modes, sound, voices, resolutions and features come from the
+price sheet's catalogue (:attr:`klingcost.sheet.PriceSheet.models`), so a model an overlay adds
+is valid and priced at once. Both steps report into one
+:class:`~klingcost.errors.RequestValidationError` that names every offending field, the value
+given and what is allowed. No pydantic error escapes.
 
-What real clients send is accepted as the API accepts it: ``null`` means "not set", numbers may be
-strings (``"5"``) or numbers (``5``), and ``model`` (the proxy's web client) means ``model_name``.
-Kling's defaults fill what is left out (kling-v1, std, 5 s, n 1, sound off); see :data:`DEFAULTS`.
+What real clients send is accepted as the API accepts it: every field of Kling's official request
+reference, ``null`` for "not set", numbers as strings (``"5"``) or numbers (``5``), ``model`` (the
+proxy's web client) for ``model_name``. A field klingcost does not know is priced as if absent,
+with a warning, when it cannot change the price; it is refused when it may (its name speaks of
+sound, video, duration, mode, resolution...), and ``strict=True`` refuses every one. A known field
+with a value the sheet does not price (``resolution: "8k"``) is refused, naming the overlay key
+that would price it. Kling's defaults fill what is left out (kling-v1, std, 5 s, n 1, sound off).
 
-Sources: the seed (the openai-hk Kling page) and kling-facts.md; each rule says which.
+Sources: the seed (the openai-hk Kling page), Kling's API reference, and the sheet's catalogue.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Annotated, Any, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, NamedTuple
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from klingcost.errors import _MISSING, Problem, RequestValidationError
+
+if TYPE_CHECKING:
+    from klingcost.sheet import Capabilities, PriceSheet
 
 Endpoint = Literal[
     "images/generations", "videos/text2video", "videos/image2video", "videos/omni-video"
@@ -40,50 +49,16 @@ _ENDPOINT_NAMES: Final[dict[str, Endpoint]] = {
     **{e.split("/")[1]: e for e in ENDPOINTS},
     "images": "images/generations",
 }
-
-#: Models per endpoint. Video: the seed's lists plus every model of Kling's official price list.
-VIDEO_MODELS: Final = (
-    "kling-v1",
-    "kling-v1-5",
-    "kling-v1-6",
-    "kling-v2-master",
-    "kling-v2-1",
-    "kling-v2-1-master",
-    "kling-v2-5-turbo",
-    "kling-v2-6",
-)
-IMAGE_MODELS: Final = ("kling-v1", "kling-v1-5", "kling-v2", "kling-v2-1", "kling-image-o1")
-OMNI_MODELS: Final = ("kling-video-o1",)
-MODELS: Final[dict[Endpoint, tuple[str, ...]]] = {
-    "images/generations": IMAGE_MODELS,
-    "videos/text2video": VIDEO_MODELS,
-    "videos/image2video": VIDEO_MODELS,
-    "videos/omni-video": OMNI_MODELS,
+#: The model of a body that names none (Kling's API reference; omni-video has one family).
+DEFAULT_MODEL: Final[dict[Endpoint, str]] = {
+    "images/generations": "kling-v1",
+    "videos/text2video": "kling-v1",
+    "videos/image2video": "kling-v1",
+    "videos/omni-video": "kling-video-o1",
 }
-#: Models with one price and no std/pro split (seed: "mode ... not supported by kling-v2-master").
-UNMODED_MODELS: Final = frozenset({"kling-v2-master", "kling-v2-1-master"})
-SOUND_MODELS: Final = frozenset({"kling-v2-6"})
 
-IMAGE_ASPECTS: Final = ("16:9", "9:16", "1:1", "4:3", "3:4", "3:2", "2:3")
+IMAGE_ASPECTS: Final = ("16:9", "9:16", "1:1", "4:3", "3:4", "3:2", "2:3", "21:9")
 VIDEO_ASPECTS: Final = ("16:9", "9:16", "1:1")
-VIDEO_DURATIONS: Final = (5, 10)
-OMNI_DURATIONS: Final = range(3, 11)
-#: What a problem with ``duration`` names as allowed.
-VIDEO_DURATION_TEXT: Final = '"5" or "10"'
-OMNI_DURATION_TEXT: Final = "3 to 10 seconds"
-
-#: Kling's defaults for a field left out. kling-v2-6 is always pro on the proxy (openai-hk
-#: docs), and an O1 body without a mode is priced as pro: the sources disagree on O1's default,
-#: the seed's one observed O1 charge ("4" units for 5 s) is the pro price, and a budget guard
-#: must not under-estimate.
-DEFAULTS: Final[dict[str, Any]] = {
-    "model_name": "kling-v1",
-    "mode": "std",
-    "duration": 5,
-    "n": 1,
-    "sound": "off",
-}
-DEFAULT_MODE_BY_MODEL: Final = {"kling-v2-6": "pro", "kling-video-o1": "pro"}
 
 #: The proxy's prompt limits (seed); Kling's own API allows 2500 characters for both.
 PROXY_LIMITS: Final = (500, 200)
@@ -98,6 +73,25 @@ CAMERA_TYPES: Final = (
     "forward_up",
     "right_turn_forward",
     "left_turn_forward",
+)
+#: Official limits: voices per request, shots per multi-shot video, motion-brush masks and the
+#: points of one trajectory.
+MAX_VOICES: Final = 2
+MAX_SHOTS: Final = 6
+MAX_SHOT_PROMPT: Final = 512
+MAX_ELEMENTS_I2V: Final = 3
+MAX_DYNAMIC_MASKS: Final = 6
+TRAJECTORY_POINTS: Final = (2, 77)
+
+#: What a broken ``duration`` allows, until the model's own durations replace it.
+_DURATION_TEXT: Final = "whole seconds the model takes (see klingcost prices)"
+
+#: An unknown field whose name speaks of one of these may change the price: it is refused, not
+#: priced as if absent. ("seed", "user", "metadata" are priced as if absent, with a warning.)
+_PRICED_WORDS: Final = re.compile(
+    r"audio|sound|voice|video|image|resolution|quality|duration|second|mode|fps|frame|count|"
+    r"num|^n$|4k|hd|multi|shot|upscal|length|element|camera|motion|mask",
+    re.IGNORECASE,
 )
 
 
@@ -149,18 +143,38 @@ def _fraction_number(value: Any) -> Any:
     return value
 
 
+def _flag(value: Any) -> Any:
+    """A JSON boolean: "true" or 1 are not what the API documents."""
+    if not isinstance(value, bool):
+        raise ValueError("not true or false")
+    return value
+
+
 Whole = Annotated[int, BeforeValidator(_whole_number)]
 Count = Annotated[int, BeforeValidator(_count)]  # duration, n: "-5" is no count of anything
 Unit = Annotated[float, BeforeValidator(_fraction_number), Field(ge=0, le=1)]
+#: Camera values: Kling's reference types them as float in [-10, 10] (ComfyUI sends 0.5).
+Axis = Annotated[float, BeforeValidator(_fraction_number), Field(ge=-10, le=10)]
+Flag = Annotated[bool, BeforeValidator(_flag)]
 OnOff = Literal["on", "off"]
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+class _Part(BaseModel):
+    # Unknown keys are kept, to be reported (a warning, or a refusal) rather than dropped.
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class WatermarkInfo(_Part):
+    enabled: Flag | None = None
+
+
+class _Body(_Part):
+    model_config = ConfigDict(extra="allow", frozen=True, str_strip_whitespace=False)
 
     notify_hook: str | None = None
     callback_url: str | None = None  # Kling's own API's name for notify_hook
     external_task_id: str | None = None
+    watermark_info: WatermarkInfo | None = None
 
 
 class ImageRequest(_Body):
@@ -173,26 +187,49 @@ class ImageRequest(_Body):
     image_reference: Literal["subject", "face"] | None = None
     image_fidelity: Unit | None = None
     human_fidelity: Unit | None = None
+    resolution: str | None = None  # allowed values: the sheet's images.<model>.resolutions
     n: Annotated[Count, Field(ge=1, le=9)] | None = None
-    aspect_ratio: Literal["16:9", "9:16", "1:1", "4:3", "3:4", "3:2", "2:3"] | None = None
+    aspect_ratio: Literal["16:9", "9:16", "1:1", "4:3", "3:4", "3:2", "2:3", "21:9"] | None = None
 
 
-class CameraConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    horizontal: Annotated[Whole, Field(ge=-10, le=10)] | None = None
-    vertical: Annotated[Whole, Field(ge=-10, le=10)] | None = None
-    pan: Annotated[Whole, Field(ge=-10, le=10)] | None = None
-    tilt: Annotated[Whole, Field(ge=-10, le=10)] | None = None
-    roll: Annotated[Whole, Field(ge=-10, le=10)] | None = None
-    zoom: Annotated[Whole, Field(ge=-10, le=10)] | None = None
+class CameraConfig(_Part):
+    horizontal: Axis | None = None
+    vertical: Axis | None = None
+    pan: Axis | None = None
+    tilt: Axis | None = None
+    roll: Axis | None = None
+    zoom: Axis | None = None
 
 
-class CameraControl(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class CameraControl(_Part):
     type: Literal["simple", "down_back", "forward_up", "right_turn_forward", "left_turn_forward"]
     config: CameraConfig | None = None
+
+
+class Voice(_Part):
+    voice_id: str
+
+
+class Shot(_Part):
+    """One shot of a multi-shot video (``multi_prompt``)."""
+
+    index: Whole | None = None
+    prompt: str
+    duration: Annotated[Count, Field(ge=1, le=15)]
+
+
+class OmniElement(_Part):
+    element_id: Whole | str
+
+
+class Point(_Part):
+    x: Whole
+    y: Whole
+
+
+class DynamicMask(_Part):
+    mask: str | None = None
+    trajectories: list[Point] | None = None
 
 
 class _VideoBody(_Body):
@@ -200,17 +237,20 @@ class _VideoBody(_Body):
     prompt: str | None = None
     negative_prompt: str | None = None
     cfg_scale: Unit | None = None
-    mode: Literal["std", "pro"] | None = None
+    mode: str | None = None  # allowed values: the modes the sheet prices for the model
     aspect_ratio: Literal["16:9", "9:16", "1:1"] | None = None
     duration: Count | None = None
     sound: OnOff | None = None
+    voice_list: list[Voice] | None = None
     camera_control: CameraControl | None = None
+    multi_shot: Flag | None = None
+    shot_type: Literal["customize", "intelligence"] | None = None
+    multi_prompt: list[Shot] | None = None
+    element_list: list[OmniElement] | None = None
 
 
 class TextToVideoRequest(_VideoBody):
-    """``POST /v1/videos/text2video``."""
-
-    prompt: str
+    """``POST /v1/videos/text2video``. ``prompt`` is required unless the shots carry it."""
 
 
 class ImageToVideoRequest(_VideoBody):
@@ -219,41 +259,36 @@ class ImageToVideoRequest(_VideoBody):
     image: str
     image_tail: str | None = None
     static_mask: str | None = None
-    dynamic_masks: list[dict[str, Any]] | None = None
+    dynamic_masks: list[DynamicMask] | None = None
 
 
-class OmniImage(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class OmniImage(_Part):
     image_url: str
     type: Literal["first_frame", "end_frame"] | None = None
 
 
-class OmniVideo(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class OmniVideo(_Part):
     video_url: str
     refer_type: Literal["feature", "base"] | None = None
     keep_original_sound: Literal["yes", "no"] | None = None
 
 
-class OmniElement(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    element_id: Whole | str
-
-
 class OmniVideoRequest(_Body):
-    """``POST /v1/videos/omni-video``: kling-video-o1 (Omni-Video)."""
+    """``POST /v1/videos/omni-video``: kling-video-o1 and kling-v3-omni (Omni-Video)."""
 
     model_name: str | None = None
-    prompt: str
-    mode: Literal["std", "pro"] | None = None
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    mode: str | None = None
     aspect_ratio: Literal["16:9", "9:16", "1:1"] | None = None
     duration: Count | None = None
+    sound: OnOff | None = None
     image_list: list[OmniImage] | None = None
     element_list: list[OmniElement] | None = None
     video_list: list[OmniVideo] | None = None
+    multi_shot: Flag | None = None
+    shot_type: Literal["customize", "intelligence"] | None = None
+    multi_prompt: list[Shot] | None = None
 
 
 RequestModel = ImageRequest | TextToVideoRequest | ImageToVideoRequest | OmniVideoRequest
@@ -263,30 +298,41 @@ _MODEL_FOR: Final[dict[Endpoint, type[RequestModel]]] = {
     "videos/image2video": ImageToVideoRequest,
     "videos/omni-video": OmniVideoRequest,
 }
+#: Fields whose absence is reported by the rules, not by pydantic (prompt: the shots may carry
+#: it), so that a missing one is still "is required".
+_REQUIRED_BY_RULE: Final = frozenset({"prompt"})
 
 
 # --- the validated request: what pricing needs --------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ValidatedRequest:
-    """A body that keeps every rule, with Kling's defaults filled in.
+class ValidatedRequest(NamedTuple):
+    """A body that keeps every rule, with Kling's defaults filled in. Immutable.
 
     ``job`` is the request's *job class*: everything that decides its price and nothing else.
+    ``warnings`` name the fields klingcost did not know and priced as if absent.
+
+    A named tuple, not a frozen dataclass: one is built per estimate, and a frozen dataclass
+    of these 13 fields costs about 1 us to build against 0.2 us (the estimate's budget is 10 us).
     """
 
     endpoint: Endpoint
     model: str
-    mode: Literal["std", "pro"] | None  # None: the model has no std/pro split
+    mode: str | None  # None: the model has no std/pro split
     duration: int | None  # seconds; None for images
     sound: bool
     video_reference: bool
     reference_image: bool
     n: int
     body: RequestModel
+    voice: bool = False  # sound with a voice_list
+    resolution: str | None = None  # images: the resolution priced
+    #: The duration was not given and is held at the longest the output can last (a video edit).
+    held_duration: bool = False
+    warnings: tuple[str, ...] = ()
 
     @property
-    def job(self) -> tuple[str, str, str | None, int | None, bool, bool, bool, int]:
+    def job(self) -> tuple[Any, ...]:
         return (
             self.endpoint,
             self.model,
@@ -296,16 +342,26 @@ class ValidatedRequest:
             self.video_reference,
             self.reference_image,
             self.n,
+            self.voice,
+            self.resolution,
+            self.held_duration,
         )
 
 
 def validate_request(
-    endpoint: str, body: Mapping[str, Any], *, limits: tuple[int, int] = PROXY_LIMITS
+    endpoint: str,
+    body: Mapping[str, Any],
+    *,
+    limits: tuple[int, int] = PROXY_LIMITS,
+    sheet: PriceSheet | None = None,
+    strict: bool = False,
 ) -> ValidatedRequest:
     """Check ``body`` against every rule of ``endpoint``; raise one error naming every problem.
 
     ``limits`` are the maximum lengths of ``prompt`` and ``negative_prompt`` (the proxy's 500
-    and 200 by default; Kling's own API allows 2500).
+    and 200 by default; Kling's own API allows 2500). ``sheet`` is the price sheet whose
+    catalogue says which models, modes and durations are allowed (default: the loaded sheet).
+    ``strict`` refuses every field klingcost does not know, instead of a warning.
     """
     name = normalize_endpoint(endpoint)
     if not isinstance(body, Mapping):
@@ -314,6 +370,10 @@ def validate_request(
             problems=[Problem("body", body, "a JSON object", "the body must be a JSON object")],
         )
     _refuse_lone_surrogates(name, body)
+    if sheet is None:
+        from klingcost.sheet import load_sheet
+
+        sheet = load_sheet()
     prepared, problems = _prepare(body)
     model = _MODEL_FOR[name]
     try:
@@ -328,15 +388,93 @@ def validate_request(
         for key, info in model.model_fields.items():
             if info.is_required() and key not in rest:
                 rest[key] = "https://placeholder.invalid/" if key == "image" else "-"
+            elif key in _REQUIRED_BY_RULE and key in broken:
+                rest[key] = "-"
         try:
             parsed = model.model_validate(rest)
         except ValidationError:
             raise RequestValidationError(endpoint=name, problems=problems) from None
-    request = _resolve(name, parsed, problems)
-    _rules(request, parsed, limits, problems)
+    warnings: tuple[str, ...] = ()
+    if parsed.__pydantic_extra__ or _nested_fields(type(parsed)) & parsed.__pydantic_fields_set__:
+        warnings = _unknown_fields(parsed, "", strict, problems)
+    caps = sheet.models[name].get(parsed.model_name or DEFAULT_MODEL[name])
+    if problems and caps is not None and caps.durations:
+        # A duration of the wrong type names what this model takes.
+        problems[:] = [
+            Problem(p.field, p.given, caps.duration_text(), p.message)
+            if p.field == "duration" and p.allowed == _DURATION_TEXT
+            else p
+            for p in problems
+        ]
+    request = _resolve(name, parsed, caps, sheet, problems, warnings)
+    # An unknown model (already reported) still has the rules that do not depend on the model
+    # checked (prompt lengths, images, lists), so that one error names its other problems.
+    _rules(request, parsed, caps, sheet, limits, problems)
     if problems:
         raise RequestValidationError(endpoint=name, problems=problems)
     return request
+
+
+def _unknown_fields(
+    model: BaseModel, prefix: str, strict: bool, problems: list[Problem]
+) -> tuple[str, ...]:
+    """Warnings for the fields of ``model`` (and its parts) that klingcost does not know; a
+    refusal instead when ``strict`` or when the field's name says it may change the price."""
+    warnings: list[str] = []
+    extra = model.__pydantic_extra__
+    if extra:
+        documented = ", ".join(type(model).model_fields)
+        for key, value in extra.items():
+            field = prefix + key
+            if strict or _PRICED_WORDS.search(key):
+                why = (
+                    "unknown field (--strict refuses every field klingcost does not know)"
+                    if strict
+                    else "unknown field that may change the price, so klingcost cannot price it"
+                )
+                problems.append(Problem(field, value, "the documented fields: " + documented, why))
+            else:
+                warnings.append(
+                    f"{field}: unknown field, priced as if absent (given {_short(value)}); "
+                    "--strict refuses it"
+                )
+    # __pydantic_fields_set__, not the model_fields_set property: this runs on every estimate.
+    for key in _nested_fields(type(model)) & model.__pydantic_fields_set__:
+        value = model.__dict__.get(key)
+        parts = value if isinstance(value, list) else [value]
+        for index, item in enumerate(parts):
+            # Only a part with keys of its own, or parts inside it, can hide an unknown key.
+            if isinstance(item, BaseModel) and (
+                item.__pydantic_extra__ or _nested_fields(type(item))
+            ):
+                where = f"{prefix}{key}.{index}." if value is parts else f"{prefix}{key}."
+                warnings += _unknown_fields(item, where, strict, problems)
+    return tuple(warnings)
+
+
+def _choices(values: frozenset[str]) -> str:
+    """'std' or 'pro' (std first, then the rest in order)."""
+    ordered = sorted(values, key=lambda v: (v != "std", v != "pro", v))
+    return " or ".join(repr(v) for v in ordered)
+
+
+_NESTED: dict[type[BaseModel], frozenset[str]] = {}
+
+
+def _nested_fields(cls: type[BaseModel]) -> frozenset[str]:
+    """The fields of ``cls`` that hold parts (models, or lists of them): only those can hide an
+    unknown key, so only those are walked (this runs on every estimate)."""
+    found = _NESTED.get(cls)
+    if found is None:
+        found = _NESTED[cls] = frozenset(
+            name for name, info in cls.model_fields.items() if _model_in(info.annotation)
+        )
+    return found
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _prepare(body: Mapping[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
@@ -362,15 +500,12 @@ def _from_pydantic(exc: ValidationError, model: type[BaseModel]) -> list[Problem
     problems: dict[str, Problem] = {}
     for error in exc.errors(include_url=False):
         kind = error["type"]
-        field, owner = _field_path(model, error["loc"], kind)
+        field, _owner = _field_path(model, error["loc"], kind)
         name = field.rsplit(".", 1)[-1]
         ctx = error.get("ctx") or {}
         given = error.get("input", _MISSING)
         if kind == "missing":
             given, allowed, message = _MISSING, "a value", "is required"
-        elif kind == "extra_forbidden":
-            allowed = "the documented fields: " + ", ".join(owner.model_fields)
-            message = "unknown field"
         elif kind == "literal_error":
             allowed = str(ctx.get("expected"))
             message = "not an allowed value"
@@ -378,12 +513,18 @@ def _from_pydantic(exc: ValidationError, model: type[BaseModel]) -> list[Problem
             allowed = _number_text(model, name) or ", ".join(f"{k} {v}" for k, v in ctx.items())
             message = "out of range"
         elif kind.startswith("int") or kind == "value_error":
-            # Value errors come only from our own validators (_parse_whole, _fraction_number),
-            # so their text is ours to show.
-            allowed = _number_text(model, name) or 'a whole number, as 5 or "5"'
+            # Value errors come only from our own validators (_parse_whole, _fraction_number,
+            # _flag), so their text is ours to show.
+            allowed = _number_text(model, name) or (
+                "true or false"
+                if ctx.get("error") and "true or false" in str(ctx["error"])
+                else 'a whole number, as 5 or "5"'
+            )
             message = str(ctx["error"]) if kind == "value_error" else "not a whole number"
         else:
             allowed, message = _expected_type(kind)
+            if name == "mask" and kind.startswith("string"):
+                allowed = "an http(s) URL or base64 image data"
         earlier = problems.get(field)
         if earlier is not None:
             # A union field (element_id: a number or a string) fails once per member.
@@ -406,7 +547,7 @@ def _field_path(
     for part in loc:
         if isinstance(part, int):  # a list index
             parts.append(str(part))
-        elif current is not None and (part in current.model_fields or kind == "extra_forbidden"):
+        elif current is not None and part in current.model_fields:
             owner = current
             parts.append(part)
             info = current.model_fields.get(part)
@@ -427,9 +568,9 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
 def _number_text(model: type[BaseModel], field: str) -> str | None:
     """What a numeric field allows, for both a value out of range and one of the wrong type."""
     if field == "duration":
-        return OMNI_DURATION_TEXT if model is OmniVideoRequest else VIDEO_DURATION_TEXT
+        return _DURATION_TEXT
     if field in CAMERA_AXES:
-        return "whole numbers from -10 to 10"
+        return "a number from -10 to 10"
     return {
         "n": "1 to 9",
         "cfg_scale": "0 to 1",
@@ -444,6 +585,8 @@ def _expected_type(kind: str) -> tuple[str, str]:
         return "a string", "not a string"
     if kind.startswith("float") or kind.startswith("decimal"):
         return "a number", "not a number"
+    if kind.startswith("bool"):
+        return "true or false", "not true or false"
     if kind in ("list_type", "too_long", "too_short"):
         return "a list", "not a list"
     if kind in ("model_type", "dict_type", "model_attributes_type"):
@@ -451,15 +594,40 @@ def _expected_type(kind: str) -> tuple[str, str]:
     return "see the Kling API documentation", "not an allowed value"
 
 
-def _resolve(name: Endpoint, parsed: RequestModel, problems: list[Problem]) -> ValidatedRequest:
-    """Fill Kling's defaults and derive the job class."""
-    model = parsed.model_name or (OMNI_MODELS[0] if name == "videos/omni-video" else "kling-v1")
-    if model not in MODELS[name]:
+def _resolve(
+    name: Endpoint,
+    parsed: RequestModel,
+    caps: Capabilities | None,
+    sheet: PriceSheet,
+    problems: list[Problem],
+    warnings: tuple[str, ...],
+) -> ValidatedRequest:
+    """Fill Kling's defaults (the catalogue's) and derive the job class."""
+    model = parsed.model_name or DEFAULT_MODEL[name]
+    if caps is None:
+        known = ", ".join(sheet.models[name])
         problems.append(
-            Problem("model_name", model, ", ".join(MODELS[name]), f"not a model of {name}")
+            Problem(
+                "model_name",
+                model,
+                f"{known} (to add a model, list it under catalog.{name} with its prices in a "
+                "--pricing overlay)",
+                f"not a model of {name}",
+            )
         )
-    mode: Literal["std", "pro"] | None
     if isinstance(parsed, ImageRequest):
+        resolution = parsed.resolution
+        if resolution is not None and caps is not None and resolution not in caps.resolutions:
+            problems.append(
+                Problem(
+                    "resolution",
+                    resolution,
+                    _choices(caps.resolutions) if caps.resolutions else "no resolution field",
+                    f"not a resolution the sheet prices for {model}, and it may change the price"
+                    f" (to price {resolution!r}, add {caps.price_key}.resolutions.{resolution} "
+                    "to a --pricing overlay)",
+                )
+            )
         return ValidatedRequest(
             endpoint=name,
             model=model,
@@ -470,37 +638,64 @@ def _resolve(name: Endpoint, parsed: RequestModel, problems: list[Problem]) -> V
             reference_image=parsed.image is not None,
             n=parsed.n if parsed.n is not None else 1,
             body=parsed,
+            resolution=resolution,
+            warnings=warnings,
         )
-    if model in UNMODED_MODELS:
-        if parsed.mode == "pro":
+    mode = parsed.mode
+    if caps is not None:
+        if not caps.modes:
+            if mode not in (None, "std"):
+                problems.append(
+                    Problem("mode", mode, "std or nothing", f"{model} has no {mode} mode (seed)")
+                )
+            mode = None
+        elif mode is None:
+            mode = caps.default_mode
+        elif mode not in caps.modes:
             problems.append(
-                Problem("mode", "pro", "std or nothing", f"{model} has no pro mode (seed)")
+                Problem(
+                    "mode",
+                    mode,
+                    _choices(caps.modes),
+                    f"not a mode the sheet prices for {model} (to price {mode!r}, add "
+                    f"{caps.price_key}.{mode} to a --pricing overlay)",
+                )
             )
-        mode = None
-    else:
-        mode = parsed.mode or DEFAULT_MODE_BY_MODEL.get(model, "std")  # type: ignore[assignment]
-    if isinstance(parsed, OmniVideoRequest):
-        return ValidatedRequest(
-            endpoint=name,
-            model=model,
-            mode=mode,
-            duration=parsed.duration if parsed.duration is not None else 5,
-            sound=False,
-            video_reference=bool(parsed.video_list),
-            reference_image=bool(parsed.image_list),
-            n=1,
-            body=parsed,
-        )
+    omni = isinstance(parsed, OmniVideoRequest)
+    sound = parsed.sound == "on"
+    voice = sound and not omni and bool(parsed.voice_list)  # type: ignore[union-attr]
+    videos = parsed.video_list if omni else None  # type: ignore[union-attr]
+    duration = parsed.duration
+    held = False
+    if duration is None:
+        if parsed.multi_shot and parsed.multi_prompt:
+            duration = sum(shot.duration for shot in parsed.multi_prompt)
+        elif caps is not None:
+            if videos and caps.durations and any(v.refer_type == "base" for v in videos):
+                # A video edit's output follows its input video, which may last this long.
+                duration, held = caps.edit_hold_seconds or max(caps.durations), True
+            else:
+                duration = caps.default_duration
+    reference_image = (
+        bool(parsed.image_list)  # type: ignore[union-attr]
+        if omni
+        else isinstance(parsed, ImageToVideoRequest)
+    )
+    # Positional: this runs on every estimate, and keywords cost a little more.
     return ValidatedRequest(
-        endpoint=name,
-        model=model,
-        mode=mode,
-        duration=parsed.duration if parsed.duration is not None else 5,
-        sound=parsed.sound == "on",
-        video_reference=False,
-        reference_image=isinstance(parsed, ImageToVideoRequest),
-        n=1,
-        body=parsed,
+        name,
+        model,
+        mode,
+        duration if duration is not None else 5,
+        sound,
+        bool(videos),
+        reference_image,
+        1,
+        parsed,
+        voice,
+        None,
+        held,
+        warnings,
     )
 
 
@@ -510,6 +705,8 @@ def _resolve(name: Endpoint, parsed: RequestModel, problems: list[Problem]) -> V
 def _rules(
     request: ValidatedRequest,
     body: RequestModel,
+    caps: Capabilities | None,
+    sheet: PriceSheet,
     limits: tuple[int, int],
     problems: list[Problem],
 ) -> None:
@@ -535,28 +732,175 @@ def _rules(
         if body.image is not None:
             _check_image("image", body.image, problems)
         return
+    if caps is not None:
+        _duration_rules(request, body, caps, prompt_max, problems)
+        # Most bodies are silent, without voices or elements: skip the call then.
+        if request.sound or getattr(body, "voice_list", None) or body.element_list:
+            _sound_rules(request, body, caps, sheet, problems)
+    elif body.prompt is None and not isinstance(body, ImageToVideoRequest) and not body.multi_shot:
+        problems.append(Problem("prompt", _MISSING, "a value", "is required"))
     if isinstance(body, OmniVideoRequest):
         _omni_rules(request, body, problems)
         return
-    _video_rules(request, body, problems)
+    _video_rules(request, body, caps, sheet, problems)
 
 
-def _video_rules(request: ValidatedRequest, body: _VideoBody, problems: list[Problem]) -> None:
-    if body.duration is not None and body.duration not in VIDEO_DURATIONS:
+def _models_with(sheet: PriceSheet, endpoint: str, feature: str) -> str:
+    """The models of ``endpoint`` that have ``feature`` (a truthy Capabilities attribute)."""
+    return ", ".join(m for m, c in sheet.models[endpoint].items() if getattr(c, feature)) or "none"
+
+
+def _duration_rules(
+    request: ValidatedRequest,
+    body: TextToVideoRequest | ImageToVideoRequest | OmniVideoRequest,
+    caps: Capabilities,
+    prompt_max: int,
+    problems: list[Problem],
+) -> None:
+    model = request.model
+    if request.duration not in caps.durations:
         problems.append(
-            Problem("duration", body.duration, VIDEO_DURATION_TEXT, "not an allowed duration")
+            Problem(
+                "duration",
+                body.duration if body.duration is not None else request.duration,
+                caps.duration_text(),
+                "not an allowed duration",
+            )
         )
-    if request.sound and request.model not in SOUND_MODELS:
-        problems.append(
-            Problem("sound", "on", "off, or a kling-v2-6 model", "sound is kling-v2-6 only (seed)")
-        )
-    elif request.sound and request.mode != "pro":
-        problems.append(
-            Problem("sound", "on", "off in std mode", "kling-v2-6 makes sound only in pro mode")
-        )
+    shots = body.multi_prompt
+    if body.multi_shot:
+        if not caps.multi_shot:
+            problems.append(
+                Problem(
+                    "multi_shot",
+                    True,
+                    "false, or a model with multi-shot",
+                    f"{model} makes no multi-shot video",
+                )
+            )
+        if body.shot_type == "customize" and not shots:
+            problems.append(
+                Problem(
+                    "multi_prompt",
+                    _MISSING,
+                    "a list of shots",
+                    "a customized multi-shot video needs its shots",
+                )
+            )
+    elif body.prompt is None and not isinstance(body, ImageToVideoRequest):
+        problems.append(Problem("prompt", _MISSING, "a value", "is required"))
+    if body.multi_shot and shots:
+        if len(shots) > MAX_SHOTS:
+            problems.append(
+                Problem("multi_prompt", len(shots), f"at most {MAX_SHOTS} shots", "too many shots")
+            )
+        total = sum(shot.duration for shot in shots)
+        if body.duration is not None and total != body.duration:
+            problems.append(
+                Problem(
+                    "multi_prompt",
+                    f"shots of {total} s in all",
+                    f"shots adding up to duration ({body.duration} s)",
+                    "the shots' durations must add up to the video's",
+                )
+            )
+        most = min(prompt_max, MAX_SHOT_PROMPT)
+        for index, shot in enumerate(shots):
+            if len(shot.prompt) > most:
+                problems.append(
+                    Problem(
+                        f"multi_prompt.{index}.prompt",
+                        shot.prompt,
+                        f"at most {most} characters",
+                        f"{len(shot.prompt)} characters",
+                    )
+                )
+
+
+def _sound_rules(
+    request: ValidatedRequest,
+    body: TextToVideoRequest | ImageToVideoRequest | OmniVideoRequest,
+    caps: Capabilities,
+    sheet: PriceSheet,
+    problems: list[Problem],
+) -> None:
+    model = request.model
+    mode = request.mode or "flat"
+    if request.sound and mode not in caps.sound_modes:
+        if caps.sound_modes:
+            allowed = "off, or on in " + " or ".join(sorted(caps.sound_modes)) + " mode"
+            message = f"{model} makes sound only in " + " or ".join(sorted(caps.sound_modes))
+        else:
+            allowed = "off, or a model with sound: " + _models_with(
+                sheet, request.endpoint, "sound_modes"
+            )
+            message = f"{model} makes no sound (an overlay may price it)"
+        problems.append(Problem("sound", "on", allowed, message))
+    voices = getattr(body, "voice_list", None)
+    if voices:
+        if len(voices) > MAX_VOICES:
+            problems.append(
+                Problem(
+                    "voice_list", len(voices), f"at most {MAX_VOICES} voices", "too many voices"
+                )
+            )
+        if not request.sound:
+            problems.append(
+                Problem("voice_list", len(voices), 'voices with sound "on"', "voices need sound on")
+            )
+        elif not caps.voice:
+            problems.append(
+                Problem(
+                    "voice_list",
+                    len(voices),
+                    f"no voices on {model} (to price them, add its voice price to a --pricing "
+                    "overlay)",
+                    f"{model} takes no voices",
+                )
+            )
+    elements = getattr(body, "element_list", None)
+    if elements and not isinstance(body, OmniVideoRequest):
+        if not caps.elements:
+            problems.append(
+                Problem(
+                    "element_list",
+                    len(elements),
+                    "elements on a model that takes them: "
+                    + _models_with(sheet, request.endpoint, "elements"),
+                    f"{model} takes no elements",
+                )
+            )
+        elif isinstance(body, ImageToVideoRequest):
+            if len(elements) > MAX_ELEMENTS_I2V:
+                problems.append(
+                    Problem(
+                        "element_list",
+                        len(elements),
+                        f"at most {MAX_ELEMENTS_I2V} elements",
+                        "too many elements",
+                    )
+                )
+            if voices:
+                problems.append(
+                    Problem(
+                        "element_list",
+                        "element_list + voice_list",
+                        "one of element_list, voice_list",
+                        "image2video cannot combine elements and voices",
+                    )
+                )
+
+
+def _video_rules(
+    request: ValidatedRequest,
+    body: TextToVideoRequest | ImageToVideoRequest,
+    caps: Capabilities | None,
+    sheet: PriceSheet,
+    problems: list[Problem],
+) -> None:
     camera = body.camera_control
-    if camera is not None:
-        _camera_rules(request, camera, problems)
+    if camera is not None and caps is not None:
+        _camera_rules(request, camera, caps, sheet, problems)
     if isinstance(body, ImageToVideoRequest):
         _check_image("image", body.image, problems)
         if body.image_tail is not None:
@@ -564,14 +908,27 @@ def _video_rules(request: ValidatedRequest, body: _VideoBody, problems: list[Pro
         # The motion brush's masks are images too, sent as a URL or base64 like image.
         if body.static_mask is not None:
             _check_image("static_mask", body.static_mask, problems)
-        for index, brush in enumerate(body.dynamic_masks or []):
-            field, mask = f"dynamic_masks.{index}.mask", brush.get("mask")
-            if isinstance(mask, str):
-                if mask:  # "" means "not set", as at the top level
-                    _check_image(field, mask, problems)
-            elif mask is not None:
-                allowed = "an http(s) URL or base64 image data"
-                problems.append(Problem(field, mask, allowed, "not a string"))
+        brushes = body.dynamic_masks or []
+        if len(brushes) > MAX_DYNAMIC_MASKS:
+            problems.append(
+                Problem(
+                    "dynamic_masks", len(brushes), f"at most {MAX_DYNAMIC_MASKS}", "too many masks"
+                )
+            )
+        low, high = TRAJECTORY_POINTS
+        for index, brush in enumerate(brushes):
+            if brush.mask:  # "" means "not set", as at the top level
+                _check_image(f"dynamic_masks.{index}.mask", brush.mask, problems)
+            points = brush.trajectories
+            if points is not None and not low <= len(points) <= high:
+                problems.append(
+                    Problem(
+                        f"dynamic_masks.{index}.trajectories",
+                        len(points),
+                        f"{low} to {high} points",
+                        "a trajectory of too few or too many points",
+                    )
+                )
         extras = [
             name
             for name, present in (
@@ -596,7 +953,11 @@ def _video_rules(request: ValidatedRequest, body: _VideoBody, problems: list[Pro
 
 
 def _camera_rules(
-    request: ValidatedRequest, camera: CameraControl, problems: list[Problem]
+    request: ValidatedRequest,
+    camera: CameraControl,
+    caps: Capabilities,
+    sheet: PriceSheet,
+    problems: list[Problem],
 ) -> None:
     if request.duration != 5 or request.mode != "std":
         problems.append(
@@ -607,13 +968,14 @@ def _camera_rules(
                 "camera control works only at 5 s in std mode (seed)",
             )
         )
-    if request.endpoint == "videos/text2video" and request.model != "kling-v1":
+    if not caps.camera_control:
         problems.append(
             Problem(
                 "camera_control",
                 request.model,
-                "kling-v1",
-                "text2video camera control is kling-v1 only (Kling's capability map)",
+                _models_with(sheet, request.endpoint, "camera_control"),
+                f"{request.model} takes no camera control on {request.endpoint} (Kling's "
+                "capability map)",
             )
         )
     if camera.type == "simple":
@@ -650,6 +1012,12 @@ def _omni_rules(request: ValidatedRequest, body: OmniVideoRequest, problems: lis
     elements = body.element_list or []
     if len(videos) > 1:
         problems.append(Problem("video_list", len(videos), "at most 1 video", "too many videos"))
+    if videos and request.sound:
+        problems.append(
+            Problem(
+                "sound", "on", "off with a video in video_list", "sound must be off with a video"
+            )
+        )
     most = 4 if videos else 7
     if len(images) + len(elements) > most:
         problems.append(
@@ -663,23 +1031,6 @@ def _omni_rules(request: ValidatedRequest, body: OmniVideoRequest, problems: lis
         )
     for index, image in enumerate(images):
         _check_image(f"image_list.{index}.image_url", image.image_url, problems)
-    first_frame_only = (
-        not elements and not videos and [i.type for i in images] in ([], ["first_frame"])
-    )
-    duration = request.duration
-    if duration not in OMNI_DURATIONS:
-        problems.append(
-            Problem("duration", duration, OMNI_DURATION_TEXT, "not an allowed duration")
-        )
-    elif first_frame_only and duration not in VIDEO_DURATIONS:
-        problems.append(
-            Problem(
-                "duration",
-                duration,
-                "5 or 10 for a text-only or first-frame task",
-                "not an allowed duration",
-            )
-        )
 
 
 # --- inline images -------------------------------------------------------------------------

@@ -7,6 +7,11 @@ use: amounts are integers or quoted exact decimals or fractions (a YAML float is
 ``1.10`` has already become ``1.1``), every price is positive and names a known source, unknown
 keys are refused, and an error names the file, the key path and the problem.
 
+The sheet is also the **catalogue**: which models each endpoint takes, their durations, default
+mode and features (``catalog``), read by request validation and pricing alike, so an overlay that
+adds a model and its prices makes it valid and priced at once. A mode, a resolution or a sound
+option is allowed exactly when the sheet prices it.
+
 A missing or unreadable sheet fails loudly; nothing falls back in silence.
 """
 
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache
 from importlib import resources
@@ -71,8 +77,12 @@ class PerUnit(_Strict):
 class VideoPrices(_Strict):
     base: Price
     durations: dict[str, Factor]
-    models: dict[str, dict[Literal["std", "pro", "flat"], Factor]]
+    #: Factor over the base per model and mode; ``flat`` is the one price of a model without a
+    #: std/pro split. Any other mode name an overlay adds is a mode the API is taken to accept.
+    models: dict[str, dict[str, Factor]]
     sound: dict[str, Factor] = {}
+    #: Sound with a ``voice_list`` (the voices given), in place of the ``sound`` factor.
+    voice: dict[str, Factor] = {}
 
 
 class OmniPrices(_Strict):
@@ -81,9 +91,63 @@ class OmniPrices(_Strict):
     video_reference: Factor
 
 
+class PerSecond(_Strict):
+    """Units per second of one model in one mode: silent, with sound, with sound and voices, and
+    with a video in ``video_list`` (omni-video). A variant left out is not offered."""
+
+    silent: Price
+    sound: Price | None = None
+    voice: Price | None = None
+    video: Price | None = None
+
+
 class ImagePrices(_Strict):
     text: Price
     reference: Price
+    #: Factor per ``resolution`` value; a value not listed here is refused (it may cost more).
+    resolutions: dict[str, Factor] = {}
+
+
+def _durations(value: Any) -> Any:
+    """``[5, 10]``, or ``"3-15"`` for every whole second from 3 to 15."""
+    if isinstance(value, str):
+        low, sep, high = value.partition("-")
+        if not sep or not (low.strip().isdigit() and high.strip().isdigit()):
+            raise ValueError(f'{value!r} is not a list of seconds or a range such as "3-15"')
+        first, last = int(low), int(high)
+        if first > last:
+            raise ValueError(f"{value!r} is an empty range")
+        return list(range(first, last + 1))
+    return value
+
+
+Durations = Annotated[tuple[int, ...], BeforeValidator(_durations)]
+Endpoint = Literal[
+    "images/generations", "videos/text2video", "videos/image2video", "videos/omni-video"
+]
+
+
+class CatalogEntry(_Strict):
+    """What one model takes on one endpoint. Modes, sound, voices and resolutions are allowed
+    where the sheet prices them; these keys say the rest."""
+
+    source: str
+    note: str = ""
+    #: Seconds a video may last (video endpoints): a list, or a range such as "3-15".
+    durations: Durations = ()
+    default_duration: int = 5
+    #: The mode of a body that gives none (default: std when priced).
+    default_mode: str | None = None
+    #: Modes in which ``sound: on`` is allowed (default: every mode with a sound price). When
+    #: given, a mode here without a sound price is valid, and pricing names the missing price.
+    sound_modes: tuple[str, ...] | None = None
+    camera_control: bool = False
+    multi_shot: bool = False
+    #: ``element_list`` on text2video/image2video (omni-video always takes elements).
+    elements: bool = False
+    #: omni-video: seconds a video edit (``refer_type: base``) without a duration is held at:
+    #: its output follows the input video, which may be this long.
+    edit_hold_seconds: int | None = None
 
 
 class PromptLimits(_Strict):
@@ -101,13 +165,52 @@ class Provider(_Strict):
     bills_as_pro: dict[str, str] = {}
 
 
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What one model takes on one endpoint, resolved from the catalogue and the prices.
+
+    ``modes`` is empty for a model with one price and no std/pro split. ``price_key`` names the
+    part of the sheet that prices the model (for messages: the overlay key to add).
+    """
+
+    model: str
+    endpoint: str
+    modes: frozenset[str]
+    default_mode: str | None
+    durations: frozenset[int]
+    default_duration: int
+    sound_modes: frozenset[str]
+    voice: bool
+    camera_control: bool
+    multi_shot: bool
+    elements: bool
+    edit_hold_seconds: int | None
+    resolutions: frozenset[str]
+    price_key: str
+    source: str
+
+    def duration_text(self) -> str:
+        return _seconds_text(self.durations)
+
+
+def _seconds_text(seconds: frozenset[int]) -> str:
+    ordered = sorted(seconds)
+    if not ordered:
+        return "none"
+    if len(ordered) > 2 and ordered == list(range(ordered[0], ordered[-1] + 1)):
+        return f"{ordered[0]} to {ordered[-1]} seconds"
+    return " or ".join(f'"{s}"' for s in ordered)
+
+
 class PriceSheet(_Strict):
     """A validated price sheet. ``origin`` says which files it was built from."""
 
     version: Literal[1]
     sources: dict[str, str]
+    catalog: dict[Endpoint, dict[str, CatalogEntry]] = {}
     video: VideoPrices
     omni: dict[str, OmniPrices]
+    per_second: dict[str, dict[str, PerSecond]] = {}
     images: dict[str, ImagePrices]
     default_provider: str
     providers: dict[str, Provider]
@@ -115,6 +218,15 @@ class PriceSheet(_Strict):
     # Priced job classes, filled by klingcost.pricing: a sheet is immutable, so its prices are too.
     _priced: dict[Any, Any] = PrivateAttr(default_factory=dict)
     _sha256: str | None = PrivateAttr(default=None)
+    _models: dict[str, dict[str, Capabilities]] = PrivateAttr(default_factory=dict)
+
+    @property
+    def models(self) -> dict[str, dict[str, Capabilities]]:
+        """The catalogue, resolved: endpoint -> model -> :class:`Capabilities`."""
+        private = self.__pydantic_private__
+        assert private is not None
+        models: dict[str, dict[str, Capabilities]] = private["_models"]
+        return models
 
     @property
     def priced(self) -> dict[Any, Any]:
@@ -174,7 +286,114 @@ def parse_sheet(data: Mapping[str, Any], *, origin: str) -> PriceSheet:
         ]
         raise PricingSheetError(source=origin, problems=problems) from None
     _check_references(sheet)
+    resolved = resolve_catalog(sheet)
+    problems = [
+        f"catalog.{endpoint}.{model}.{key}: {value!r} is not a mode the sheet prices for it"
+        f" ({', '.join(sorted(caps.modes))})"
+        for endpoint, models in resolved.items()
+        for model, caps in models.items()
+        if caps.modes
+        for key, values in (
+            ("default_mode", [caps.default_mode]),
+            ("sound_modes", sorted(caps.sound_modes)),
+        )
+        for value in values
+        if value not in caps.modes
+    ]
+    if problems:
+        raise PricingSheetError(source=origin, problems=problems)
+    sheet.models.update(resolved)
     return sheet
+
+
+# --- the catalogue, resolved for validation ---------------------------------------------------
+
+
+_VIDEO_ENDPOINTS = ("videos/text2video", "videos/image2video")
+
+
+def resolve_catalog(sheet: PriceSheet) -> dict[str, dict[str, Capabilities]]:
+    """Each endpoint's models and what they take. A model the sheet prices but the catalogue
+    does not list is taken on the endpoints its price is for, with the sheet's clip durations
+    (O1-style omni prices: 3 to 10 s), so a price-only overlay still adds a usable model."""
+    clip_seconds = tuple(int(k) for k in sheet.video.durations if k.isdigit())
+    resolved: dict[str, dict[str, Capabilities]] = {
+        endpoint: {} for endpoint in ("images/generations", *_VIDEO_ENDPOINTS, "videos/omni-video")
+    }
+    declared: dict[tuple[str, str], CatalogEntry] = {
+        (e, m): entry for e, models in sheet.catalog.items() for m, entry in models.items()
+    }
+    # Implied entries for priced models the catalogue leaves out.
+    for model in sheet.images:
+        declared.setdefault(("images/generations", model), CatalogEntry(source="(its price)"))
+    for model in sheet.video.models:
+        for endpoint in _VIDEO_ENDPOINTS:
+            declared.setdefault(
+                (endpoint, model), CatalogEntry(source="(its price)", durations=clip_seconds)
+            )
+    for model in sheet.omni:
+        declared.setdefault(
+            ("videos/omni-video", model),
+            CatalogEntry(source="(its price)", durations=tuple(range(3, 11))),
+        )
+    for (endpoint, model), entry in declared.items():
+        resolved[endpoint][model] = _capabilities(sheet, endpoint, model, entry)
+    return resolved
+
+
+def _capabilities(
+    sheet: PriceSheet, endpoint: str, model: str, entry: CatalogEntry
+) -> Capabilities:
+    modes: set[str] = set()
+    sound: set[str] = set()
+    voice = False
+    resolutions: frozenset[str] = frozenset()
+    if endpoint == "images/generations":
+        price_key = f"images.{model}"
+        image = sheet.images.get(model)
+        if image is not None:
+            resolutions = frozenset(image.resolutions)
+    elif model in sheet.per_second:
+        price_key = f"per_second.{model}"
+        for mode, rates in sheet.per_second[model].items():
+            modes.add(mode)
+            if rates.sound is not None:
+                sound.add(mode)
+            voice = voice or rates.voice is not None
+    elif endpoint == "videos/omni-video":
+        price_key = f"omni.{model}"
+        modes = {"std", "pro"}
+    else:
+        price_key = f"video.models.{model}"
+        # A listed model whose price an overlay removed keeps std/pro: it is valid, and pricing
+        # says which price is missing.
+        modes = set(sheet.video.models.get(model, {"std": None, "pro": None})) - {"flat"}
+        if model in sheet.video.sound:
+            sound = set(modes) or {"flat"}
+        voice = model in sheet.video.voice
+    if entry.sound_modes is not None:
+        # Said in the catalogue: the API takes it; a missing price is then named by pricing.
+        sound = set(entry.sound_modes)
+    default_mode = entry.default_mode
+    if default_mode is None and modes:
+        default_mode = "std" if "std" in modes else sorted(modes)[0]
+    return Capabilities(
+        model=model,
+        endpoint=endpoint,
+        modes=frozenset(modes),
+        default_mode=default_mode,
+        durations=frozenset(entry.durations),
+        default_duration=entry.default_duration,
+        sound_modes=frozenset(sound),
+        voice=voice,
+        camera_control=entry.camera_control,
+        multi_shot=entry.multi_shot,
+        elements=entry.elements,
+        edit_hold_seconds=entry.edit_hold_seconds,
+        resolutions=resolutions,
+        price_key=price_key,
+        source=entry.source,
+    )
 
 
 def _reason(error: Mapping[str, Any]) -> str:
@@ -192,6 +411,20 @@ def _check_references(sheet: PriceSheet) -> None:
             problems.append(f"{path}.source: unknown source {source!r}; add it under sources")
     if sheet.default_provider not in sheet.providers:
         problems.append(f"default_provider: no provider {sheet.default_provider!r}")
+    for endpoint, models in sheet.catalog.items():
+        for model, entry in models.items():
+            where = f"catalog.{endpoint}.{model}"
+            if endpoint != "images/generations" and not entry.durations:
+                problems.append(f"{where}.durations: missing; list the seconds it takes")
+            if entry.durations and entry.default_duration not in entry.durations:
+                problems.append(
+                    f"{where}.default_duration: {entry.default_duration} is not one of its "
+                    "durations"
+                )
+            if entry.durations and min(entry.durations) < 1:
+                problems.append(f"{where}.durations: seconds must be 1 or more")
+            if entry.edit_hold_seconds is not None and entry.edit_hold_seconds < 1:
+                problems.append(f"{where}.edit_hold_seconds: must be 1 or more")
     for name, provider in sheet.providers.items():
         if not 0 <= provider.exponent <= 9:
             problems.append(f"providers.{name}.exponent: {provider.exponent} is not 0 to 9")
@@ -222,6 +455,15 @@ def _sources_used(sheet: PriceSheet) -> list[tuple[str, str]]:
     for model, modes in sheet.video.models.items():
         used += [(f"video.models.{model}.{mode}", f.source) for mode, f in modes.items()]
     used += [(f"video.sound.{k}", v.source) for k, v in sheet.video.sound.items()]
+    used += [(f"video.voice.{k}", v.source) for k, v in sheet.video.voice.items()]
+    for endpoint, models in sheet.catalog.items():
+        used += [(f"catalog.{endpoint}.{m}", entry.source) for m, entry in models.items()]
+    for model, per_mode in sheet.per_second.items():
+        for mode, rates in per_mode.items():
+            for variant in ("silent", "sound", "voice", "video"):
+                rate = getattr(rates, variant)
+                if rate is not None:
+                    used.append((f"per_second.{model}.{mode}.{variant}", rate.source))
     for model, omni in sheet.omni.items():
         used += [
             (f"omni.{model}.per_second", omni.per_second.source),
@@ -231,6 +473,9 @@ def _sources_used(sheet: PriceSheet) -> list[tuple[str, str]]:
     for model, image in sheet.images.items():
         used += [(f"images.{model}.text", image.text.source)]
         used += [(f"images.{model}.reference", image.reference.source)]
+        used += [
+            (f"images.{model}.resolutions.{k}", v.source) for k, v in image.resolutions.items()
+        ]
     for name, provider in sheet.providers.items():
         used += [(f"providers.{name}.per_unit.{p}", u.source) for p, u in provider.per_unit.items()]
     return used

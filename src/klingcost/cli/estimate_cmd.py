@@ -51,12 +51,19 @@ def register(main: click.Group) -> None:
 )
 @provider_option
 @pricing_option
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Refuse every field klingcost does not know (by default one that cannot change the "
+    "price is priced as if absent, with a warning).",
+)
 @json_option
 def estimate_command(
     source: IO[str],
     endpoint: str | None,
     provider: str | None,
     pricing_path: str | None,
+    strict: bool,
     as_json: bool,
 ) -> None:
     """Price the JSON body you would POST, before spending anything.
@@ -64,6 +71,8 @@ def estimate_command(
     FILE holds one JSON body, or a JSON Lines batch of them, one per line. A body's endpoint
     comes from --endpoint, an "endpoint" field, or {"endpoint": ..., "body": ...}. A bad
     line is reported by its number and the others are still priced (the exit code is then 2).
+    A field klingcost does not know is priced as if absent and named in a warning (on stderr,
+    and in "warnings" with --json) when it cannot change the price; --strict refuses it.
 
     \b
       klingcost estimate -e text2video body.json
@@ -75,15 +84,17 @@ def estimate_command(
     single = _single_document(text)
     if single is not None:
         line = _Line(1, single)
-        result = _estimate_line(line, default_endpoint, sheet, provider)
+        result = _estimate_line(line, default_endpoint, sheet, provider, strict)
         if isinstance(result, KlingcostError):
             raise result
         if as_json:
             echo_json(result.to_dict())
         else:
+            for warning in result.warnings:
+                click.echo(f"warning: {warning}", err=True)
             click.echo(render_estimate(result))
         return
-    totals = _run_batch(text, default_endpoint, sheet, provider, as_json)
+    totals = _run_batch(text, default_endpoint, sheet, provider, as_json, strict)
     if totals.errors:
         sys.exit(EXIT_INVALID)
 
@@ -125,11 +136,15 @@ def _is_json_line(line: str) -> bool:
 
 
 def _estimate_line(
-    line: _Line, default_endpoint: str | None, sheet: PriceSheet, provider: str | None
+    line: _Line,
+    default_endpoint: str | None,
+    sheet: PriceSheet,
+    provider: str | None,
+    strict: bool = False,
 ) -> Estimate | KlingcostError:
     try:
         endpoint, body = split_job(line.value, default_endpoint)
-        return estimate(endpoint, body, sheet=sheet, provider=provider)
+        return estimate(endpoint, body, sheet=sheet, provider=provider, strict=strict)
     except KlingcostError as exc:
         return exc
 
@@ -156,7 +171,12 @@ def _lines(text: str) -> Iterator[_Line | tuple[int, str]]:
 
 
 def _run_batch(
-    text: str, endpoint: str | None, sheet: PriceSheet, provider: str | None, as_json: bool
+    text: str,
+    endpoint: str | None,
+    sheet: PriceSheet,
+    provider: str | None,
+    as_json: bool,
+    strict: bool = False,
 ) -> _Totals:
     totals = _Totals()
     out = sys.stdout
@@ -178,13 +198,17 @@ def _run_batch(
             result: Estimate | KlingcostError | None = None
         else:
             number = item.number
-            result = _estimate_line(item, endpoint, sheet, provider)
+            result = _estimate_line(item, endpoint, sheet, provider, strict)
             error = None if isinstance(result, Estimate) else _error_dict(result)
         if isinstance(result, Estimate):
             totals.units[result.pack] = totals.units.get(result.pack, Fraction(0)) + result.units
             totals.cost += result.cost.amount
             totals.currency = result.cost.currency
-            key = (result.request.job, result.cost.provider)
+            warnings = result.warnings
+            key = (result.request.job, result.cost.provider, warnings)
+            if warnings and not as_json:
+                for warning in warnings:
+                    sys.stderr.write(f"line {number}: warning: {warning}\n")
             row = rows.get(key)
             if row is None:
                 row = rows[key] = json.dumps(_row_dict(result)) if as_json else _row_text(result)
@@ -269,7 +293,9 @@ def render_estimate(result: Estimate) -> str:
         + (f"  {request.duration} s" if request.duration else "")
         + (f"  n {request.n}" if request.endpoint == "images/generations" else "")
         + ("  sound on" if request.sound else "")
+        + ("  with voices" if request.voice else "")
         + ("  video reference" if request.video_reference else "")
+        + (f"  resolution {request.resolution}" if request.resolution else "")
     )
     lines = [head]
     width = max(len(step.rule) for step in result.breakdown)
@@ -331,23 +357,58 @@ def price_table(sheet: PriceSheet, provider: str | None = None) -> Iterator[dict
             "currency": result.cost.currency,
         }
 
+    video = [{"video_url": "https://example.com/v.mp4"}]
+    voices = [{"voice_id": "voice-1"}]
+    clips = sheet.models["videos/text2video"]
     for model, modes in sheet.video.models.items():
+        if model not in clips or model in sheet.per_second:
+            continue
         for mode in modes:
             for seconds in sheet.video.durations:
                 body: dict[str, Any] = {"model_name": model, "prompt": "p", "duration": seconds}
                 if mode != "flat":
                     body["mode"] = mode
                 yield row("videos/text2video", body, "")
-                if model in sheet.video.sound and mode == "pro":
+                if mode in clips[model].sound_modes:
                     yield row("videos/text2video", {**body, "sound": "on"}, "sound on")
+                    if model in sheet.video.voice:
+                        with_voices = {**body, "sound": "on", "voice_list": voices}
+                        yield row("videos/text2video", with_voices, "sound on, voices")
+    # Per-second models: each mode and option at the shortest, 5 s, 10 s and the longest.
+    for endpoint in ("videos/text2video", "videos/omni-video"):
+        for model, caps in sheet.models[endpoint].items():
+            if model not in sheet.per_second:
+                continue
+            seconds_shown = sorted(
+                {min(caps.durations), max(caps.durations)} | ({5, 10} & caps.durations)
+            )
+            for mode, rates in sheet.per_second[model].items():
+                for shown in seconds_shown:
+                    body = {"model_name": model, "prompt": "p", "mode": mode, "duration": shown}
+                    yield row(endpoint, body, "")
+                    if rates.sound is not None and mode in caps.sound_modes:
+                        yield row(endpoint, {**body, "sound": "on"}, "sound on")
+                    if rates.voice is not None and endpoint != "videos/omni-video":
+                        with_voices = {**body, "sound": "on", "voice_list": voices}
+                        yield row(endpoint, with_voices, "sound on, voices")
+                    if rates.video is not None and endpoint == "videos/omni-video":
+                        yield row(endpoint, {**body, "video_list": video}, "video reference")
     for model in sheet.omni:
+        o1 = sheet.models["videos/omni-video"].get(model)
+        if o1 is None or model in sheet.per_second:
+            continue
         for mode in ("std", "pro"):
-            for o1_seconds in (5, 10):
+            for o1_seconds in sorted({min(o1.durations), 5, 10} & o1.durations):
                 body = {"model_name": model, "prompt": "p", "mode": mode, "duration": o1_seconds}
                 yield row("videos/omni-video", body, "")
-                video = [{"video_url": "https://example.com/v.mp4"}]
                 yield row("videos/omni-video", {**body, "video_list": video}, "video reference")
-    for model in sheet.images:
+    for model, image in sheet.images.items():
+        if model not in sheet.models["images/generations"]:
+            continue
         yield row("images/generations", {"model_name": model, "prompt": "p"}, "per image")
         reference = {"model_name": model, "prompt": "p", "image": "https://example.com/i.png"}
         yield row("images/generations", reference, "reference image")
+        for resolution, size in image.resolutions.items():
+            if size.factor != 1:
+                sized = {"model_name": model, "prompt": "p", "resolution": resolution}
+                yield row("images/generations", sized, f"{resolution}, per image")
