@@ -395,6 +395,7 @@ class Ledger:
         timeout: float = 10.0,
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         create: bool = True,
+        read_only: bool = False,
     ) -> Ledger:
         """Open (creating and migrating as needed) the ledger at ``path`` or the default one.
 
@@ -406,17 +407,28 @@ class Ledger:
         ``create=False`` refuses (LedgerNotFound) a ledger file that does not exist yet, rather
         than make an empty one: what a command that only reads wants (a mistyped path must not
         read as "no spending").
+        ``read_only=True`` (implies ``create=False``) opens it for reading only, so that a
+        read-only file, directory or database role can be read; every write then raises
+        LedgerError. A SQLite file reached under two paths (a hard link, a file bind-mounted on
+        its own) is refused with LedgerSetupError: see :mod:`klingcost._one_path`.
         """
         location = os.fspath(path) if path is not None else default_ledger_path()
-        if not create and not is_postgres_url(location):
+        if (read_only or not create) and not is_postgres_url(location):
             file = Path(location).expanduser()
             if not file.exists():
                 raise LedgerNotFound(
                     f"no ledger at {file}: check --ledger / KLINGCOST_LEDGER "
                     "(`klingcost budget set` starts one)"
                 )
-        backend = open_backend(location, timeout=timeout, synchronous=synchronous)
+        backend = open_backend(
+            location, timeout=timeout, synchronous=synchronous, read_only=read_only
+        )
         return cls(backend, clock=clock or SystemClock(), timeout=timeout)
+
+    @property
+    def read_only(self) -> bool:
+        """Opened with ``read_only=True``: every write raises LedgerError."""
+        return self.backend.read_only
 
     @property
     def dialect(self) -> Dialect:
@@ -467,7 +479,10 @@ class Ledger:
         self.close()
 
     def __repr__(self) -> str:
+        # ``path`` is the file, or the URL without its passwords (backends.redact).
         return f"Ledger({str(self.path)!r})"
+
+    __str__ = __repr__
 
     # --- transactions ---------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ def exit_code_for(exc: BaseException) -> int:
         | errors.BudgetNotFound
         | errors.HoldNotFound
         | errors.LedgerNotFound
+        | errors.LedgerSetupError
         | errors.LedgerValueError
         | errors.UnpricedRequestError
         | errors.UnknownProviderError,
