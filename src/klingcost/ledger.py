@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from enum import Enum
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
@@ -41,6 +42,7 @@ from klingcost import migrations
 from klingcost._testpoints import reach
 from klingcost.backends import DB, Backend, Cursor, Dialect, is_postgres_url, open_backend
 from klingcost.budgets import (
+    CURRENCY_EXPONENTS,
     DEFAULT_SOFT,
     MAX_MINOR,
     UNITS,
@@ -52,6 +54,7 @@ from klingcost.budgets import (
     available,
     counted,
     crosses_soft,
+    exponent_for,
     fits,
     make_budget,
 )
@@ -67,7 +70,7 @@ from klingcost.errors import (
     LedgerNotFound,
     LedgerValueError,
 )
-from klingcost.money import format_amount
+from klingcost.money import exact, format_amount
 from klingcost.periods import Period, period_key, window_for
 
 logger = logging.getLogger("klingcost.ledger")
@@ -371,6 +374,84 @@ def _budget_from_row(row: tuple[Any, ...]) -> Budget:
     )
 
 
+class Keep(Enum):
+    """The default of :meth:`Ledger.set_budget`'s fields: keep the current value (or, for a
+    new budget, take the default). Distinct from None, which ``parent=None`` means."""
+
+    KEEP = "keep"
+
+
+#: Leave this field of a budget as it is.
+KEEP: Final = Keep.KEEP
+#: What a new budget takes for a field not given (its limit must be given).
+_NEW_BUDGET: Final[dict[str, Any]] = {
+    "unit": "credits",
+    "period": "none",
+    "parent": None,
+    "soft": DEFAULT_SOFT,
+    "tz": "UTC",
+    "pack": "video",
+    "exponent": None,
+}
+
+
+def _merged_budget(team: str, old: Budget | None, given: Mapping[str, Any]) -> Budget:
+    """The budget ``given`` makes of ``old`` (None: a new one), validated; BudgetConfigError.
+
+    The messages speak the command line's words, as ``klingcost budget set`` shows them."""
+    given = dict(given)
+    unit = given.get("unit", old.unit if old else "credits")
+    if given.get("pack") is not None and unit != UNITS:
+        raise BudgetConfigError(
+            f"--pack {given['pack']} applies only to --unit units, and budget {team} counts "
+            f"{unit}: leave --pack out, or give --unit units"
+        )
+    if "limit_major" in given:
+        exponent = given.get("exponent", old.exponent if old and unit == old.unit else None)
+        scaled = given.pop("limit_major") * 10 ** exponent_for(unit, exponent)
+        if scaled.denominator != 1:
+            raise BudgetConfigError(
+                f"limit {format_amount(scaled / 10 ** exponent_for(unit, exponent))} has more "
+                f"decimals than {unit} allows ({exponent_for(unit, exponent)} decimal places)"
+            )
+        given["limit"] = int(scaled)
+    if old is None:
+        if "limit" not in given:
+            raise BudgetConfigError(
+                f"budget {team} does not exist yet: give --limit N to create it"
+            )
+        return make_budget(team, **{**_NEW_BUDGET, **given})
+    pack = given.get("pack", old.pack or "video")
+    # The minor unit follows the unit: kept with it, or the new unit's own (exponent_for).
+    exponent = given.get("exponent", old.exponent if unit == old.unit else None)
+    fields = {
+        "unit": unit,
+        "period": given.get("period", old.period),
+        "parent": given.get("parent", old.parent),
+        "soft": given.get("soft", old.soft),
+        "tz": given.get("tz", old.tz),
+        "pack": pack,
+        "exponent": exponent,
+    }
+    if "limit" in given:
+        return make_budget(team, limit=given["limit"], **fields)
+    budget = make_budget(team, limit=old.limit, **fields)
+    if (budget.unit, budget.pack, budget.exponent) != (old.unit, old.pack, old.exponent):
+        raise BudgetConfigError(
+            f"budget {team} counts {_counts(old)}: to count {_counts(budget)} instead, give "
+            f"its --limit N in {_counts(budget)}"
+        )
+    return budget
+
+
+def _counts(budget: Budget) -> str:
+    if budget.unit == UNITS:
+        return f"units ({budget.pack})"
+    if CURRENCY_EXPONENTS.get(budget.unit) == budget.exponent:
+        return budget.unit
+    return f"{budget.unit} to 10^-{budget.exponent}"
+
+
 class Ledger:
     """One ledger. Open with :meth:`open`; use as a context manager to close it."""
 
@@ -534,55 +615,120 @@ class Ledger:
         self,
         team: str,
         *,
-        limit: int,
-        unit: str = "credits",
-        period: Period | str = "none",
-        parent: str | None = None,
-        soft: Fraction | str | int = DEFAULT_SOFT,
-        tz: str = "UTC",
-        pack: Pack | str = "video",
-        exponent: int | None = None,
+        limit: int | Keep = KEEP,
+        limit_major: str | Fraction | int | Keep = KEEP,
+        unit: str | Keep = KEEP,
+        period: Period | str | Keep = KEEP,
+        parent: str | Keep | None = KEEP,
+        soft: Fraction | str | int | Keep = KEEP,
+        tz: str | Keep = KEEP,
+        pack: Pack | str | Keep = KEEP,
+        exponent: int | Keep | None = KEEP,
     ) -> BudgetStatus:
-        """Create or update ``team``'s budget. ``limit`` is an int in minor units of ``unit``.
+        """Create ``team``'s budget, or change what is given of an existing one.
+
+        A field left out keeps its current value (``parent=None`` removes the parent); a new
+        budget needs ``limit`` (an int in minor units of ``unit``) and takes the defaults for
+        the rest: credits, no period, no parent, soft 0.8, UTC, video. The current budget is
+        read and the new one written in one transaction, so a concurrent change to another
+        field is never lost. A limit must be given when ``unit``, ``pack`` or ``exponent``
+        changes what the budget counts (a limit in credits means nothing in usd).
+        ``limit_major`` gives the limit in major units instead ("12.5" Kling units, "500000"
+        credits), exactly, in the unit the budget will have: what ``klingcost budget set
+        --limit`` passes, since only the transaction knows the unit of a budget it keeps.
 
         ``parent`` must exist and must not make a cycle; a budget that already has entries
-        cannot change its unit. BudgetConfigError or BudgetNotFound otherwise.
+        cannot change its unit. BudgetConfigError or BudgetNotFound otherwise; nothing is
+        written then.
         """
-        b = make_budget(
+        return self._set_budget(
             team,
-            limit=limit,
-            unit=unit,
-            period=period,
-            parent=parent,
-            soft=soft,
-            tz=tz,
-            pack=pack,
-            exponent=exponent,
+            {
+                "limit": limit,
+                "limit_major": limit_major,
+                "unit": unit,
+                "period": period,
+                "parent": parent,
+                "soft": soft,
+                "tz": tz,
+                "pack": pack,
+                "exponent": exponent,
+            },
+            create=True,
         )
+
+    def update_budget(
+        self,
+        team: str,
+        *,
+        limit: int | Keep = KEEP,
+        limit_major: str | Fraction | int | Keep = KEEP,
+        unit: str | Keep = KEEP,
+        period: Period | str | Keep = KEEP,
+        parent: str | Keep | None = KEEP,
+        soft: Fraction | str | int | Keep = KEEP,
+        tz: str | Keep = KEEP,
+        pack: Pack | str | Keep = KEEP,
+        exponent: int | Keep | None = KEEP,
+    ) -> BudgetStatus:
+        """Change what is given of ``team``'s existing budget, as :meth:`set_budget` does;
+        BudgetNotFound (nothing written) when there is no such budget yet."""
+        return self._set_budget(
+            team,
+            {
+                "limit": limit,
+                "limit_major": limit_major,
+                "unit": unit,
+                "period": period,
+                "parent": parent,
+                "soft": soft,
+                "tz": tz,
+                "pack": pack,
+                "exponent": exponent,
+            },
+            create=False,
+        )
+
+    def _set_budget(self, team: str, changes: dict[str, Any], *, create: bool) -> BudgetStatus:
+        given = {name: value for name, value in changes.items() if value is not KEEP}
+        if "limit_major" in given:
+            if "limit" in given:
+                raise BudgetConfigError(
+                    f"budget {team!r}: give limit (minor units) or limit_major, not both"
+                )
+            try:  # parsed before the transaction: only its scale depends on the budget
+                given["limit_major"] = exact(given["limit_major"])
+            except (TypeError, ValueError) as exc:
+                raise BudgetConfigError(
+                    f"invalid limit {changes['limit_major']!r}: {exc}"
+                ) from None
         now = self.clock.now().isoformat()
-        soft_text = format_amount(b.soft)
 
         def operation(conn: DB) -> None:
             if self._locks_rows:  # budget trees change one at a time: no cycle can slip in
                 conn.execute("SELECT pg_advisory_xact_lock(?)", (_BUDGETS_LOCK,)).fetchall()
-            if parent is not None:
-                ancestors = [row[0] for row in _path(conn, parent)]
+            sql = f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE name = ?{self._row_lock}"
+            row = conn.execute(sql, (team,)).fetchone()
+            old = None if row is None else _budget_from_row(row)
+            if old is None and not create:
+                raise BudgetNotFound(team=team)
+            b = _merged_budget(team, old, given)
+            soft_text = format_amount(b.soft)
+            if b.parent is not None:
+                ancestors = [r[0] for r in _path(conn, b.parent)]
                 if not ancestors:
-                    raise BudgetNotFound(team=parent)
+                    raise BudgetNotFound(team=b.parent)
                 if team in ancestors:
                     cycle = " -> ".join([team, *ancestors[: ancestors.index(team) + 1]])
                     raise BudgetConfigError(
-                        f"budget {team!r} cannot have parent {parent!r}: {cycle}"
+                        f"budget {team!r} cannot have parent {b.parent!r}: {cycle}"
                     )
-            old = conn.execute(
-                "SELECT unit, pack, exponent FROM budgets WHERE name = ?" + self._row_lock,
-                (team,),
-            ).fetchone()
-            if old is not None and tuple(old) != (b.unit, b.pack, b.exponent):
+            counts = (b.unit, b.pack, b.exponent)
+            if old is not None and (old.unit, old.pack, old.exponent) != counts:
                 sql = "SELECT 1 FROM hold_entries WHERE budget = ? LIMIT 1"
                 if conn.execute(sql, (team,)).fetchone():
                     raise BudgetConfigError(
-                        f"budget {team!r} already has entries in {old[0]}; its unit cannot "
+                        f"budget {team!r} already has entries in {old.unit}; its unit cannot "
                         f"change to {b.unit} (create a new budget instead)"
                     )
             conn.execute(
@@ -594,7 +740,7 @@ class Ledger:
                 " tz = excluded.tz, soft = excluded.soft, updated_at = excluded.updated_at",
                 (
                     team,
-                    parent,
+                    b.parent,
                     b.unit,
                     b.pack,
                     b.exponent,
@@ -617,10 +763,11 @@ class Ledger:
                 unit=b.unit,
                 pack=b.pack,
                 period=b.period,
-                parent=parent,
+                parent=b.parent,
                 soft=soft_text,
                 tz=b.tz,
-                previous=None if old is None else list(old),
+                previous=None if old is None else [old.unit, old.pack, old.exponent],
+                given=sorted(given),
             )
 
         self._write(operation)
@@ -1221,6 +1368,7 @@ def _check_rollups(conn: DB, dialect: str) -> list[Discrepancy]:
 
 __all__ = [
     "HOLD_STATES",
+    "KEEP",
     "Alert",
     "BudgetStatus",
     "Discrepancy",
@@ -1228,6 +1376,7 @@ __all__ = [
     "Hold",
     "HoldAmounts",
     "HoldState",
+    "Keep",
     "Ledger",
     "default_ledger_path",
 ]

@@ -10,13 +10,9 @@ import click
 
 from klingcost.budgets import (
     CURRENCY_EXPONENTS,
-    DEFAULT_SOFT,
     PACKS,
     UNITS,
-    Budget,
     BudgetStatus,
-    exponent_for,
-    parse_limit,
 )
 from klingcost.cli._common import (
     EXIT_CODES_HELP,
@@ -27,8 +23,8 @@ from klingcost.cli._common import (
     json_option,
     ledger_option,
 )
-from klingcost.errors import BudgetNotFound, HoldStateError, KlingcostError, LedgerNotFound
-from klingcost.ledger import HOLD_STATES, Hold, Ledger, default_ledger_path
+from klingcost.errors import HoldStateError, KlingcostError, LedgerNotFound
+from klingcost.ledger import HOLD_STATES, KEEP, Hold, Keep, Ledger, default_ledger_path
 from klingcost.money import UNIT_EXPONENT, fixed, format_amount, format_minor
 from klingcost.periods import PERIODS
 from klingcost.sheet import load_sheet
@@ -133,52 +129,31 @@ def budget_set(
             EXIT_INVALID,
         )
     with opened as ledger:
-        try:
-            old = ledger.get_budget(team)
-        except BudgetNotFound:
-            old = None
-        chosen_unit = unit or (old.unit if old else "credits")
-        if pack is not None and chosen_unit != UNITS:
-            fail(
-                f"--pack {pack} applies only to --unit units, and budget {team} counts "
-                f"{chosen_unit}: leave --pack out, or give --unit units",
-                EXIT_INVALID,
-            )
+        existed = team in {s.team for s in ledger.budgets()}  # for the word below only
+        # One library call: it reads the budget and writes the change in one transaction, so
+        # the options left out keep their values even when another process changes them now.
         status = ledger.set_budget(
             team,
-            limit=_limit(team, limit, old, chosen_unit, pack),
-            unit=chosen_unit,
-            period=period or (old.period if old else "none"),
-            parent=parent if parent is not None else (old.parent if old else None),
-            soft=soft if soft is not None else (old.soft if old else DEFAULT_SOFT),
-            tz=tz or (old.tz if old else "UTC"),
-            pack=pack or ((old.pack or "video") if old else "video"),
+            limit_major=_given(limit),
+            unit=_given(unit),
+            period=_given(period),
+            parent=_given(parent),
+            soft=_given(soft),
+            tz=_given(tz),
+            pack=_given(pack),
         )
     if as_json:
         echo_json(status_dict(status))
     else:
-        click.echo(f"{'updated' if old else 'created'} budget {team}")
+        click.echo(f"{'updated' if existed else 'created'} budget {team}")
         click.echo(render_status(status))
-    if chosen_unit not in (UNITS, "credits"):
-        click.echo(_currency_note(team, chosen_unit), err=True)
+    if status.budget.unit not in (UNITS, "credits"):
+        click.echo(_currency_note(team, status.budget.unit), err=True)
 
 
-def _limit(team: str, limit: str | None, old: Budget | None, unit: str, pack: str | None) -> int:
-    """The limit in minor units: ``--limit`` when given, else the current one, as long as the
-    budget exists and still counts the same thing (a limit in credits means nothing in usd)."""
-    if limit is not None:
-        return parse_limit(limit, exponent_for(unit))
-    if old is None:
-        fail(f"budget {team} does not exist yet: give --limit N to create it", EXIT_INVALID)
-    old_counts = old.unit if old.unit != UNITS else f"units ({old.pack})"
-    new_counts = unit if unit != UNITS else f"units ({pack or old.pack or 'video'})"
-    if new_counts != old_counts:
-        fail(
-            f"budget {team} counts {old_counts}: to count {new_counts} instead, give its "
-            f"--limit N in {new_counts}",
-            EXIT_INVALID,
-        )
-    return old.limit
+def _given(value: str | None) -> str | Keep:
+    """An option left out keeps the budget's current value (or a new budget's default)."""
+    return KEEP if value is None else value
 
 
 def _currency_note(team: str, currency: str) -> str:
