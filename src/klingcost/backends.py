@@ -165,6 +165,10 @@ class Backend(Protocol):
         """SQL for the UTC day (``YYYY-MM-DD``) of an ISO timestamp column."""
         ...
 
+    def damage(self, *, full: bool = False) -> list[str]:
+        """What the database's own check finds wrong with its storage ([] when nothing)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -317,6 +321,19 @@ class SQLiteBackend:
 
     def day(self, column: str) -> str:
         return f"date({column})"
+
+    def damage(self, *, full: bool = False) -> list[str]:
+        """SQLite's ``PRAGMA quick_check`` (``integrity_check`` when ``full``), as SQLite words
+        it. quick_check reads every page and record (O(N)); integrity_check also matches every
+        index against its table and checks UNIQUE constraints, several times slower.
+        A file too damaged to finish the check is reported by what stopped it."""
+        pragma = "integrity_check" if full else "quick_check"
+        try:
+            rows = self.raw.execute(f"PRAGMA {pragma}").fetchall()
+        except sqlite3.DatabaseError as exc:
+            return [f"{pragma} stopped: {exc}"]
+        messages = [str(row[0]) for row in rows]
+        return [] if messages == ["ok"] else [f"{pragma}: {m}" for m in messages]
 
     def close(self) -> None:
         self.raw.close()

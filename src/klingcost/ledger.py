@@ -136,6 +136,9 @@ class Discrepancy:
     recorded: int | None = None
     expected: int | None = None
     hold_id: int | None = None
+    #: Found by the database's own check of its storage (SQLite's quick_check): the file is
+    #: damaged, and nothing read from it can be trusted.
+    damaged: bool = False
 
     def __str__(self) -> str:
         where = " ".join(
@@ -152,7 +155,7 @@ class Discrepancy:
             if self.recorded is not None or self.expected is not None
             else ""
         )
-        return f"{self.what} {where}{numbers}"
+        return f"{self.what} {where}{numbers}".rstrip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -1247,8 +1250,18 @@ class Ledger:
             rows = self._db.execute(sql, params).fetchall()
         return [Event(r[0], _dt(r[1]), r[2], r[3], r[4], json.loads(r[5])) for r in rows]
 
-    def check(self) -> list[Discrepancy]:
-        """Recompute every running balance and rollup from the entries; return each difference."""
+    def check(self, *, full: bool = False) -> list[Discrepancy]:
+        """Check the file, then recompute every running balance and rollup from the entries;
+        return each difference.
+
+        SQLite's own check runs first (``PRAGMA quick_check``; ``integrity_check`` when
+        ``full``): a damaged file is reported by what SQLite says (``damaged=True``), and its
+        balances are not recomputed, since nothing read from it can be trusted.
+        """
+        with self.reading():
+            damage = self.backend.damage(full=full)
+        if damage:
+            return [Discrepancy(message, damaged=True) for message in damage]
         dialect = self.dialect
         return self._read(lambda conn: _check(conn, dialect))
 

@@ -22,6 +22,7 @@ from klingcost.cli._common import (
     fail,
     json_option,
     ledger_option,
+    open_read_only,
 )
 from klingcost.errors import HoldStateError, KlingcostError, LedgerNotFound
 from klingcost.ledger import HOLD_STATES, KEEP, Hold, Keep, Ledger, default_ledger_path
@@ -183,7 +184,7 @@ def _currency_note(team: str, currency: str) -> str:
 def budget_show(team: str | None, ledger_path: str | None, as_json: bool) -> None:
     """Show TEAM's budget in its current period (or every budget): limit, posted, held,
     available, the period window and the share used."""
-    with _open(ledger_path) as ledger:
+    with open_read_only(ledger_path) as ledger:
         statuses = [ledger.budget_status(team)] if team else ledger.budgets()
     if as_json:
         data = [status_dict(s) for s in statuses]
@@ -199,7 +200,7 @@ def budget_show(team: str | None, ledger_path: str | None, as_json: bool) -> Non
 @json_option
 def budget_list(ledger_path: str | None, as_json: bool) -> None:
     """List every budget with its current period, in one table."""
-    with _open(ledger_path) as ledger:
+    with open_read_only(ledger_path) as ledger:
         statuses = ledger.budgets()
     if as_json:
         echo_json([status_dict(s) for s in statuses])
@@ -317,7 +318,7 @@ def holds_group(
     ctx.obj["ledger_path"] = ledger_path
     if ctx.invoked_subcommand is not None:
         return
-    with _open(ledger_path) as ledger:
+    with open_read_only(ledger_path) as ledger:
         found = list(ledger.holds(state=state, team=team))
     if as_json:
         echo_json([hold_dict(h) for h in found])
@@ -448,19 +449,33 @@ def ledger_group() -> None:
 
 
 @ledger_group.command("check", epilog=EXIT_CODES_HELP)
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Run SQLite's integrity_check (also matches every index to its table; slower) "
+    "instead of quick_check.",
+)
 @ledger_option
 @json_option
 @click.pass_context
-def ledger_check(ctx: click.Context, ledger_path: str | None, as_json: bool) -> None:
-    """Recompute every running balance from the entries; exit 1 on any difference."""
-    with _open(ledger_path) as ledger:
-        problems = ledger.check()
+def ledger_check(ctx: click.Context, full: bool, ledger_path: str | None, as_json: bool) -> None:
+    """Check the ledger file with SQLite's own check (quick_check, or integrity_check with
+    --full), then recompute every running balance from the entries; exit 1 on damage or on any
+    difference. Opens the ledger read-only."""
+    with open_read_only(ledger_path) as ledger:
+        problems = ledger.check(full=full)
         where = ledger.path
+        dialect = ledger.dialect
+    damaged = any(p.damaged for p in problems)
     if as_json:
         echo_json(
             {
                 "ledger": str(where),
                 "ok": not problems,
+                "storage_check": (
+                    ("integrity_check" if full else "quick_check") if dialect == "sqlite" else None
+                ),
+                "damaged": damaged,
                 "differences": [
                     {
                         "what": p.what,
@@ -469,16 +484,30 @@ def ledger_check(ctx: click.Context, ledger_path: str | None, as_json: bool) -> 
                         "recorded": p.recorded,
                         "expected": p.expected,
                         "hold_id": p.hold_id,
+                        "damaged": p.damaged,
                     }
                     for p in problems
                 ],
             }
+        )
+    elif damaged:
+        click.echo(
+            f"DAMAGED: SQLite's own check of {where} failed; its balances were not recomputed, "
+            "since nothing read from it can be trusted. SQLite says:"
+        )
+        for problem in problems:
+            click.echo(f"  {problem}")
+        click.echo(
+            "Restore the ledger from a backup (or try `sqlite3 FILE .recover`) before "
+            "guarding any job with it."
         )
     elif problems:
         click.echo(f"{len(problems)} difference(s) in {where}:")
         for problem in problems:
             click.echo(f"  {problem}")
     else:
-        click.echo(f"OK: every running balance in {where} agrees with its entries")
+        check = "integrity_check" if full else "quick_check"
+        storage = f"SQLite's {check} found no damage; " if dialect == "sqlite" else ""
+        click.echo(f"OK: {storage}every running balance in {where} agrees with its entries")
     if problems:
         ctx.exit(EXIT_ERROR)
