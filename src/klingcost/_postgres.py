@@ -487,6 +487,8 @@ class PostgresBackend:
                 self.raw.execute("ROLLBACK")
 
     def write(self, operation: Callable[[DB], T]) -> T:
+        if self.read_only:
+            raise LedgerError(f"ledger {self.location} was opened read-only: nothing was written")
         deadline = time.monotonic() + self.timeout
         attempt = 0
         while True:

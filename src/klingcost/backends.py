@@ -231,10 +231,12 @@ class SQLiteBackend:
                 version = migrations.inspect(conn, path)  # the first read opens the -shm
             except sqlite3.OperationalError as exc:
                 conn.close()
-                code = getattr(exc, "sqlite_errorcode", None)
-                if attempt == "ro" and code == sqlite3.SQLITE_CANTOPEN and not _has_wal(path):
+                # CANTOPEN, or READONLY_CANTINIT and kin: the -shm cannot be made or set up.
+                code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+                no_index = code in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY)
+                if attempt == "ro" and no_index and not _has_wal(path):
                     continue
-                if code == sqlite3.SQLITE_CANTOPEN:
+                if no_index:
                     raise LedgerError(
                         f"cannot read the ledger {path}: its write-ahead log {path}-wal holds "
                         f"transactions, and its index {path}-shm cannot be created here "
