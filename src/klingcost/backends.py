@@ -44,8 +44,11 @@ def is_postgres_url(location: object) -> bool:
     return isinstance(location, str) and location.startswith(POSTGRES_SCHEMES)
 
 
-#: ``password=`` and ``sslpassword=`` in a URL's query string, up to the next parameter.
-_QUERY_SECRET = re.compile(r"(?i)([?&](?:ssl)?password=)([^&#]*)")
+#: ``password=`` and ``sslpassword=`` in a URL's query string, up to the next ``&name=``
+#: (an ``&`` not followed by a parameter is taken as part of an unencoded password).
+_QUERY_SECRET = re.compile(r"(?i)([?&](?:ssl)?password=)(.*?)(?=&[^&=#]*=|#|$)")
+#: Where the query string starts: a ``?`` followed by a parameter name and ``=``.
+_QUERY_START = re.compile(r"\?[A-Za-z_]+=")
 #: What libpq and psycopg may cut a malformed URL at: a piece of a password can appear alone.
 _CUTS = re.compile(r"[@/?#&:=%\[\]]")
 _QUOTED = re.compile(r"\"[^\"]*\"|'[^']*'")
@@ -55,11 +58,12 @@ def _userinfo(url: str) -> tuple[int, int] | None:
     """Where the password of ``scheme://user:password@host`` lies in ``url`` (start, end).
 
     Read without a URL parser, which a badly written URL breaks: the password runs from the
-    first ``:`` after the scheme to the *last* ``@`` (a password may hold an unencoded ``@``,
-    ``/`` or ``?``; when the query holds an ``@`` too, more is hidden than needed, never less).
+    first ``:`` after the scheme to the *last* ``@`` before the query string (a password may
+    hold an unencoded ``@``, ``/`` or ``?``).
     """
     start = url.find("://")
-    at = url.rfind("@")
+    query = _QUERY_START.search(url)
+    at = url.rfind("@", 0, query.start() if query else len(url))
     if start < 0 or at < start:
         return None
     colon = url.find(":", start + 3, at)
