@@ -545,8 +545,8 @@ class PostgresBackend:
         return f"klingcost_utc_day({column})"
 
     def damage(self, *, full: bool = False) -> list[str]:
-        """Nothing to check from here: the server checksums and recovers its own pages (a
-        damaged page fails the query that reads it, which ``Ledger.check`` then reports)."""
+        """Nothing to check from a client: the server keeps and recovers its own pages (a
+        damaged page fails the query that reads it, which ``ledger check`` then reports)."""
         return []
 
     def close(self) -> None:

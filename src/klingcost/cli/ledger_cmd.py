@@ -24,7 +24,7 @@ from klingcost.cli._common import (
     ledger_option,
     open_read_only,
 )
-from klingcost.errors import HoldStateError, KlingcostError, LedgerNotFound
+from klingcost.errors import BudgetNotFound, HoldStateError, KlingcostError, LedgerNotFound
 from klingcost.ledger import HOLD_STATES, KEEP, Hold, Keep, Ledger, default_ledger_path
 from klingcost.money import UNIT_EXPONENT, fixed, format_amount, format_minor
 from klingcost.periods import PERIODS
@@ -130,7 +130,10 @@ def budget_set(
             EXIT_INVALID,
         )
     with opened as ledger:
-        existed = team in {s.team for s in ledger.budgets()}  # for the word below only
+        try:  # for the word "created" or "updated" only: the change itself is one call
+            existed = ledger.get_budget(team) is not None
+        except BudgetNotFound:
+            existed = False
         # One library call: it reads the budget and writes the change in one transaction, so
         # the options left out keep their values even when another process changes them now.
         status = ledger.set_budget(
