@@ -20,7 +20,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from klingcost._one_path import mount_points, second_name
+import klingcost._one_path
+import klingcost.backends
+from klingcost._one_path import lock_holders, mount_points, second_name
 from klingcost.budgets import HoldAmounts
 from klingcost.cli import main
 from klingcost.errors import BudgetExceeded, LedgerSetupError
@@ -35,8 +37,10 @@ AMOUNTS = HoldAmounts(units_milli=1000, pack="video", cost_minor=COST, currency=
 def _unchecked_worker(path: str, worker: int, ready: Any, start: Any, results: Any) -> None:
     """Reserve through ``path`` with the check switched off: the ledger the attack met."""
     import klingcost.backends
+    import klingcost.migrations
 
     klingcost.backends.refuse_second_name = lambda path: None  # type: ignore[assignment]
+    klingcost.migrations.refuse_a_live_second_path = lambda path: None  # type: ignore[assignment]
     ledger = Ledger.open(path, timeout=30)
     granted = 0
     errors: list[str] = []
@@ -215,3 +219,86 @@ def test_a_bind_mounted_directory_is_one_path_and_opens(tmp_path: Path) -> None:
     ):
         inside.reserve("team", AMOUNTS, key="a")
         assert outside.budget_status("team").held == COST  # one -wal, seen from both sides
+
+
+# --- a live second path: seen in /proc/locks once open ----------------------------------
+
+_HOLD = """
+import sys, time
+from klingcost.ledger import Ledger
+ledger = Ledger.open(sys.argv[1])
+ledger.budgets()
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+@contextlib.contextmanager
+def _held_open(path: Path) -> Iterator[int]:
+    """Another process with the ledger at ``path`` open and read; yields its pid."""
+    import sys
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        yield holder.pid
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+
+
+@pytest.fixture
+def quick_settle(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(klingcost._one_path, "SETTLE_SECONDS", 0.3)
+    if not Path("/proc/locks").exists():
+        pytest.skip("no /proc/locks: the live check is Linux's")
+
+
+def test_a_file_renamed_while_open_is_refused_until_its_user_stops(
+    tmp_path: Path, quick_settle: None
+) -> None:
+    first = tmp_path / "ledger.db"
+    _ledger_with_budget(first)
+    moved = tmp_path / "moved.db"
+    with _held_open(first) as pid:
+        first.rename(moved)  # the holder keeps ledger.db-wal; moved.db would get its own
+        for read_only in (False, True):
+            with pytest.raises(LedgerSetupError, match=f"process {pid} has it open"):
+                Ledger.open(moved, read_only=read_only)
+        result = CliRunner().invoke(main, ["budget", "list", "--ledger", str(moved)])
+        assert result.exit_code == 2 and "through another path" in result.output
+    with Ledger.open(moved) as ledger:  # its user stopped: one path again
+        assert ledger.budget_status("team").limit == LIMIT
+
+
+def test_a_hard_link_in_use_is_refused_even_without_the_link_count(
+    tmp_path: Path, quick_settle: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The live check alone (the link count check switched off) sees the holder's other log."""
+    monkeypatch.setattr(klingcost.backends, "refuse_second_name", lambda path: None)
+    first = tmp_path / "ledger.db"
+    _ledger_with_budget(first)
+    second = tmp_path / "alias.db"
+    with _held_open(first) as pid:
+        os.link(first, second)  # after the holder opened: its own link count check passed
+        with pytest.raises(LedgerSetupError, match=f"process {pid} has it open"):
+            Ledger.open(second)
+        with Ledger.open(first) as same_path:  # the holder's own path: no refusal
+            assert same_path.budget_status("team").limit == LIMIT
+
+
+def test_lock_lines_are_read_by_inode_and_waiters_hold_nothing() -> None:
+    locks = (
+        "1: POSIX  ADVISORY  READ 4676 fe:00:4243713 128 128\n"
+        "2: POSIX  ADVISORY  READ 4676 fe:00:4243711 1073741826 1073742335\n"
+        "2: -> POSIX  ADVISORY  WRITE 4700 fe:00:4243711 1073741826 1073742335\n"
+        "3: OFDLCK ADVISORY  READ -1 fe:00:4243711 0 EOF\n"
+        "4: POSIX  ADVISORY  READ 4800 08:01:4243711 1073741826 1073742335\n"
+    )
+    assert lock_holders(locks, (0xFE, 0, 4243711)) == {4676}
+    assert lock_holders(locks, (0xFE, 0, 4243713)) == {4676}
+    assert lock_holders(locks, (8, 1, 4243711)) == {4800}

@@ -16,6 +16,15 @@ Two set-ups give a file a second name, and both are refused when a ledger opens:
   lists it. The process that opens the file through the mount is refused; the one that opens
   it at its own place is not, so one side stops before the two can meet.
 
+Both are seen from the path alone, before SQLite opens the file. Once it is open, a third check
+catches any other way two paths can meet, a ledger file renamed or replaced while a process
+has it open among them, as long as both sides are live: every open WAL connection holds a
+read lock on the database file and one on its ``-shm`` index, and ``/proc/locks`` (Linux) lists
+them by inode. A process that holds a lock on this ledger's file but none on this path's
+``-shm`` reaches the file through another index: the open is refused, naming its pid. (Read
+from /proc, not tested with fcntl: an extra descriptor on the file, once closed, would drop the
+locks SQLite holds on it in this process.)
+
 A directory bind-mounted (``-v /srv/klingcost:/data``) is safe: both sides then name the same
 ``-wal`` and ``-shm`` files. Network file systems (NFS, SMB) are another matter: their locks do
 not hold, and no check here can see that; docs/ledger-promises.md lists the safe set-ups.
@@ -25,12 +34,22 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 from typing import Final
 
 from klingcost.errors import LedgerSetupError
 
 MOUNTINFO: Final = Path("/proc/self/mountinfo")
+LOCKS: Final = Path("/proc/locks")
+#: How long a mismatch may last before it is believed: a connection that is opening or closing
+#: holds its lock on the file a moment before (after) its lock on the index.
+SETTLE_SECONDS: Final = 2.0
+#: A held POSIX lock in /proc/locks: "1: POSIX  ADVISORY  READ 3893 fe:00:4243703 128 128"
+#: (a waiter's line has "->" after the number and holds nothing).
+_LOCK_LINE = re.compile(
+    r"^\d+:\s+POSIX\s+\S+\s+\S+\s+(-?\d+)\s+([0-9a-f]+):([0-9a-f]+):(\d+)\s", re.M
+)
 
 SAFE_SETUPS: Final = (
     "one path per ledger file (remove the other name), a bind mount of the directory that "
@@ -86,4 +105,71 @@ def refuse_second_name(path: Path) -> None:
         )
 
 
-__all__ = ["SAFE_SETUPS", "mount_points", "refuse_second_name", "second_name"]
+def _inode(path: str) -> tuple[int, int, int] | None:
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return (os.major(status.st_dev), os.minor(status.st_dev), status.st_ino)
+
+
+def lock_holders(locks: str, inode: tuple[int, int, int]) -> set[int]:
+    """The pids that hold a POSIX lock on ``inode`` (major, minor, number), per ``locks``."""
+    return {
+        int(m.group(1))
+        for m in _LOCK_LINE.finditer(locks)
+        if (int(m.group(2), 16), int(m.group(3), 16), int(m.group(4))) == inode
+    }
+
+
+def other_index_users(path: Path, locks_file: Path = LOCKS) -> set[int]:
+    """The pids that have the ledger file at ``path`` open through another ``-shm`` index
+    than this path's (empty when none, or where there is no ``/proc/locks``).
+
+    Call it with a connection of this process open and read, so that this path's ``-shm``
+    exists and is locked. SQLite puts the index beside the file's real path (symlinks
+    resolved), so it is looked for there.
+    """
+    real = os.path.realpath(path)
+    database, index = _inode(real), _inode(f"{real}-shm")
+    if database is None or index is None:
+        return set()  # no index (an immutable read): nothing to compare
+    try:
+        locks = locks_file.read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return set()
+    key = f"{database[0]:02x}:{database[1]:02x}:{database[2]} "
+    if key not in locks:
+        return set()  # the common case, in one substring search: no lock on this file
+    return lock_holders(locks, database) - lock_holders(locks, index)
+
+
+def refuse_a_live_second_path(path: Path, *, settle: float | None = None) -> None:
+    """LedgerSetupError when another live process uses the ledger at ``path`` through another
+    path's write-ahead log (see the module's doc); a mismatch must last ``settle`` seconds
+    (default SETTLE_SECONDS) to be believed."""
+    deadline = time.monotonic() + (SETTLE_SECONDS if settle is None else settle)
+    delay = 0.05
+    while others := other_index_users(path):
+        if time.monotonic() >= deadline:
+            pids = ", ".join(str(pid) for pid in sorted(others))
+            raise LedgerSetupError(
+                f"ledger {path} is one file under two paths: process {pids} has it open "
+                "through another path (a hard link, a file bind-mounted on its own, or the "
+                "file moved or replaced while it was open), with another write-ahead log, so "
+                "writers on the two paths would not see each other and could overspend a "
+                f"budget. It was not opened here. Safe set-ups: {SAFE_SETUPS}"
+            )
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+
+
+__all__ = [
+    "SAFE_SETUPS",
+    "lock_holders",
+    "mount_points",
+    "other_index_users",
+    "refuse_a_live_second_path",
+    "refuse_second_name",
+    "second_name",
+]

@@ -31,7 +31,7 @@ from typing import Any, Final, Literal, Protocol, TypeVar
 from urllib.parse import unquote
 
 from klingcost import migrations
-from klingcost._one_path import refuse_second_name
+from klingcost._one_path import refuse_a_live_second_path, refuse_second_name
 from klingcost.errors import LedgerError
 
 T = TypeVar("T")
@@ -200,8 +200,14 @@ class SQLiteBackend:
         self.read_uri = f"{path.resolve().as_uri()}?mode=ro"
         if read_only:
             self.raw: sqlite3.Connection = self._connect_read_only()
+            try:  # open and read: this path's -shm is locked now, as is any other one in use
+                refuse_a_live_second_path(path)
+            except BaseException:
+                self.raw.close()
+                raise
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
+            # Checks for a live second path itself, before it migrates (writes) anything.
             self.raw = migrations.connect(path, timeout=timeout, synchronous=synchronous)
         self.db: DB = self.raw
 
