@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 import klingcost._one_path
 import klingcost.backends
-from klingcost._one_path import lock_holders, mount_points, second_name
+from klingcost._one_path import held_locks, mount_points, other_index_users, second_name
 from klingcost.budgets import HoldAmounts
 from klingcost.cli import main
 from klingcost.errors import BudgetExceeded, LedgerSetupError
@@ -291,14 +291,20 @@ def test_a_hard_link_in_use_is_refused_even_without_the_link_count(
             assert same_path.budget_status("team").limit == LIMIT
 
 
-def test_lock_lines_are_read_by_inode_and_waiters_hold_nothing() -> None:
+def test_lock_lines_name_the_processes_on_another_index() -> None:
+    db, index, other_index, unrelated = (0xFE, 0, 11), (0xFE, 0, 13), (0xFE, 0, 21), (8, 1, 11)
     locks = (
-        "1: POSIX  ADVISORY  READ 4676 fe:00:4243713 128 128\n"
-        "2: POSIX  ADVISORY  READ 4676 fe:00:4243711 1073741826 1073742335\n"
-        "2: -> POSIX  ADVISORY  WRITE 4700 fe:00:4243711 1073741826 1073742335\n"
-        "3: OFDLCK ADVISORY  READ -1 fe:00:4243711 0 EOF\n"
-        "4: POSIX  ADVISORY  READ 4800 08:01:4243711 1073741826 1073742335\n"
+        "1: POSIX  ADVISORY  READ 100 fe:00:13 128 128\n"  # 100: this path (its index)
+        "2: POSIX  ADVISORY  READ 100 fe:00:11 1073741826 1073742335\n"
+        "3: POSIX  ADVISORY  READ 200 fe:00:21 128 128\n"  # 200: another path's index
+        "4: POSIX  ADVISORY  READ 200 fe:00:11 1073741826 1073742335\n"
+        "4: -> POSIX  ADVISORY  WRITE 300 fe:00:11 1073741824 1073741824\n"  # waits: holds none
+        "5: POSIX  ADVISORY  READ 400 fe:00:11 1073741826 1073742335\n"  # 400: reads this path,
+        "6: POSIX  ADVISORY  READ 500 08:01:11 1073741826 EOF\n"  # its -shm read-only to it
+        "7: OFDLCK ADVISORY  READ -1 fe:00:11 0 EOF\n"
     )
-    assert lock_holders(locks, (0xFE, 0, 4243711)) == {4676}
-    assert lock_holders(locks, (0xFE, 0, 4243713)) == {4676}
-    assert lock_holders(locks, (8, 1, 4243711)) == {4800}
+    assert [entry[0] for entry in held_locks(locks)] == [100, 100, 200, 200, 400, 500]
+    assert held_locks(locks)[-1] == (500, unrelated, 1073741826, 2**63)
+    assert other_index_users(locks, db, index, me=100) == {200}
+    assert other_index_users(locks, db, other_index, me=200) == {100}  # seen from either side
+    assert other_index_users(locks, db, index, me=200) == set()  # itself is never counted

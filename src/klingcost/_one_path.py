@@ -46,10 +46,15 @@ LOCKS: Final = Path("/proc/locks")
 #: holds its lock on the file a moment before (after) its lock on the index.
 SETTLE_SECONDS: Final = 2.0
 #: A held POSIX lock in /proc/locks: "1: POSIX  ADVISORY  READ 3893 fe:00:4243703 128 128"
-#: (a waiter's line has "->" after the number and holds nothing).
+#: (a waiter's line has "->" after the number and holds nothing; the end may be "EOF").
 _LOCK_LINE = re.compile(
-    r"^\d+:\s+POSIX\s+\S+\s+\S+\s+(-?\d+)\s+([0-9a-f]+):([0-9a-f]+):(\d+)\s", re.M
+    r"^\d+:\s+POSIX\s+\S+\s+\S+\s+(-?\d+)\s+([0-9a-f]+):([0-9a-f]+):(\d+)\s+(\d+)\s+(\d+|EOF)",
+    re.M,
 )
+#: The bytes of a ``-shm`` file SQLite locks (its WAL locks at 120..127, the "dead man
+#: switch" at 128, which every connection holds while open).
+INDEX_LOCK_BYTES: Final = range(120, 129)
+Inode = tuple[int, int, int]
 
 SAFE_SETUPS: Final = (
     "one path per ledger file (remove the other name), a bind mount of the directory that "
@@ -105,7 +110,7 @@ def refuse_second_name(path: Path) -> None:
         )
 
 
-def _inode(path: str) -> tuple[int, int, int] | None:
+def _inode(path: str) -> Inode | None:
     try:
         status = os.stat(path)
     except OSError:
@@ -113,22 +118,47 @@ def _inode(path: str) -> tuple[int, int, int] | None:
     return (os.major(status.st_dev), os.minor(status.st_dev), status.st_ino)
 
 
-def lock_holders(locks: str, inode: tuple[int, int, int]) -> set[int]:
-    """The pids that hold a POSIX lock on ``inode`` (major, minor, number), per ``locks``."""
-    return {
-        int(m.group(1))
+def held_locks(locks: str) -> list[tuple[int, Inode, int, int]]:
+    """Each held POSIX lock in ``locks`` (the text of /proc/locks): pid, inode (major, minor,
+    number), first and last byte."""
+    return [
+        (
+            int(m.group(1)),
+            (int(m.group(2), 16), int(m.group(3), 16), int(m.group(4))),
+            int(m.group(5)),
+            2**63 if m.group(6) == "EOF" else int(m.group(6)),
+        )
         for m in _LOCK_LINE.finditer(locks)
-        if (int(m.group(2), 16), int(m.group(3), 16), int(m.group(4))) == inode
+    ]
+
+
+def other_index_users(locks: str, database: Inode, index: Inode, me: int) -> set[int]:
+    """The pids (not ``me``) that hold ``database`` open through another ``-shm`` than
+    ``index``: a lock on the file, none on this index, and a wal-index lock on another file.
+
+    The last condition keeps out a reader of this very path whose ``-shm`` is read-only to it:
+    SQLite then reads the index without locking it. Such a reader cannot write, and a process
+    on another path always locks its own index."""
+    held = held_locks(locks)
+    on_database = {pid for pid, inode, _, _ in held if inode == database}
+    on_index = {pid for pid, inode, _, _ in held if inode == index}
+    indexing_elsewhere = {
+        pid
+        for pid, inode, first, last in held
+        if inode not in (database, index)
+        and first <= INDEX_LOCK_BYTES[-1]
+        and last >= INDEX_LOCK_BYTES[0]
     }
+    return (on_database - on_index - {me}) & indexing_elsewhere
 
 
-def other_index_users(path: Path, locks_file: Path = LOCKS) -> set[int]:
-    """The pids that have the ledger file at ``path`` open through another ``-shm`` index
-    than this path's (empty when none, or where there is no ``/proc/locks``).
+def live_second_paths(path: Path, locks_file: Path = LOCKS) -> set[int]:
+    """The pids that have the ledger file at ``path`` open through another path's ``-shm``
+    (empty when none, or where there is no ``/proc/locks``).
 
     Call it with a connection of this process open and read, so that this path's ``-shm``
-    exists and is locked. SQLite puts the index beside the file's real path (symlinks
-    resolved), so it is looked for there.
+    exists. SQLite puts the index beside the file's real path (symlinks resolved), so it is
+    looked for there.
     """
     real = os.path.realpath(path)
     database, index = _inode(real), _inode(f"{real}-shm")
@@ -138,10 +168,9 @@ def other_index_users(path: Path, locks_file: Path = LOCKS) -> set[int]:
         locks = locks_file.read_text(encoding="ascii", errors="replace")
     except OSError:
         return set()
-    key = f"{database[0]:02x}:{database[1]:02x}:{database[2]} "
-    if key not in locks:
-        return set()  # the common case, in one substring search: no lock on this file
-    return lock_holders(locks, database) - lock_holders(locks, index)
+    if f"{database[0]:02x}:{database[1]:02x}:{database[2]} " not in locks:
+        return set()  # one substring search: no one else holds a lock on this file
+    return other_index_users(locks, database, index, os.getpid())
 
 
 def refuse_a_live_second_path(path: Path, *, settle: float | None = None) -> None:
@@ -150,7 +179,7 @@ def refuse_a_live_second_path(path: Path, *, settle: float | None = None) -> Non
     (default SETTLE_SECONDS) to be believed."""
     deadline = time.monotonic() + (SETTLE_SECONDS if settle is None else settle)
     delay = 0.05
-    while others := other_index_users(path):
+    while others := live_second_paths(path):
         if time.monotonic() >= deadline:
             pids = ", ".join(str(pid) for pid in sorted(others))
             raise LedgerSetupError(
@@ -166,7 +195,8 @@ def refuse_a_live_second_path(path: Path, *, settle: float | None = None) -> Non
 
 __all__ = [
     "SAFE_SETUPS",
-    "lock_holders",
+    "held_locks",
+    "live_second_paths",
     "mount_points",
     "other_index_users",
     "refuse_a_live_second_path",
