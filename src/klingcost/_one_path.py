@@ -20,10 +20,11 @@ Both are seen from the path alone, before SQLite opens the file. Once it is open
 catches any other way two paths can meet, a ledger file renamed or replaced while a process
 has it open among them, as long as both sides are live: every open WAL connection holds a
 read lock on the database file and one on its ``-shm`` index, and ``/proc/locks`` (Linux) lists
-them by inode. A process that holds a lock on this ledger's file but none on this path's
-``-shm`` reaches the file through another index: the open is refused, naming its pid. (Read
-from /proc, not tested with fcntl: an extra descriptor on the file, once closed, would drop the
-locks SQLite holds on it in this process.)
+them by inode. A process that holds a lock on this ledger's file, none on this path's ``-shm``
+and one on another wal-index reaches the file through another index: the open is refused,
+naming its pid. (A reader whose ``-shm`` is read-only to it locks no index at all; it cannot
+write, and is left alone. Locks are read from /proc rather than probed with fcntl: an extra
+descriptor on the file, once closed, would drop the locks SQLite holds on it in this process.)
 
 A directory bind-mounted (``-v /srv/klingcost:/data``) is safe: both sides then name the same
 ``-wal`` and ``-shm`` files. Network file systems (NFS, SMB) are another matter: their locks do
