@@ -39,8 +39,8 @@ from psycopg.adapt import Loader
 from psycopg.pq import TransactionStatus
 
 from klingcost import migrations
-from klingcost.backends import DB, Cursor, Dialect, redact
-from klingcost.errors import LedgerError, LedgerSchemaError
+from klingcost.backends import DB, Cursor, Dialect, redact, scrub_error
+from klingcost.errors import LedgerError, LedgerNotFound, LedgerSchemaError
 
 T = TypeVar("T")
 
@@ -445,27 +445,57 @@ def migrate(conn: psycopg.Connection[Any], where: str) -> list[str]:
 # --- the backend --------------------------------------------------------------------------
 
 
-def connect(url: str, *, timeout: float) -> psycopg.Connection[Any]:
-    """Connect to ``url`` (autocommit: the ledger says BEGIN and COMMIT) and migrate."""
+def connect(url: str, *, timeout: float, read_only: bool = False) -> psycopg.Connection[Any]:
+    """Connect to ``url`` (autocommit: the ledger says BEGIN and COMMIT) and migrate.
+
+    ``read_only`` neither migrates nor lets a transaction write (the schema is still checked:
+    an empty, foreign, newer or older one is refused). No password of ``url`` reaches an error:
+    messages are scrubbed, and the driver's exception is not chained (it quotes the URL).
+    """
     where = redact(url)
+    error: LedgerError | None = None
     try:
         conn = psycopg.connect(url, autocommit=True, connect_timeout=max(1, round(timeout)))
-    except psycopg.Error as exc:
-        raise LedgerError(f"cannot open the ledger {where}: {exc}") from exc
+    except Exception as exc:  # psycopg's errors, and whatever a malformed URL raises
+        error = LedgerError(f"cannot open the ledger {where}: {scrub_error(exc, url)}")
+    if error is not None:
+        raise error  # outside the except block: the driver's error is not even the context
     try:
         conn.adapters.register_loader("numeric", _NumericAsInt)
         conn.execute("SET TIME ZONE 'UTC'")
         # A write waits this long for a row another worker has locked, then fails (busy).
         conn.execute(f"SET lock_timeout = {int(timeout * 1000)}")
         conn.execute("SET application_name = 'klingcost'")
-        migrate(conn, where)
+        if read_only:
+            conn.execute("SET default_transaction_read_only = on")
+            _check_readable(PgDB(conn), where)
+        else:
+            migrate(conn, where)
     except psycopg.Error as exc:
         conn.close()
-        raise LedgerError(f"cannot open the ledger {where}: {exc}") from exc
+        error = LedgerError(f"cannot open the ledger {where}: {scrub_error(exc, url)}")
     except BaseException:
         conn.close()
         raise
+    if error is not None:
+        raise error
     return conn
+
+
+def _check_readable(db: DB, where: str) -> None:
+    """A read-only open reads only a schema as new as this klingcost's (it cannot migrate)."""
+    version = inspect(db, where)
+    if version == 0:
+        raise LedgerNotFound(
+            f"no ledger at {where}: check --ledger / KLINGCOST_LEDGER "
+            "(`klingcost budget set` starts one)"
+        )
+    if version < migrations.schema_version():
+        raise LedgerError(
+            f"the ledger {where} has schema version {version}, older than this klingcost's "
+            f"{migrations.schema_version()}: run any klingcost command that writes once, with "
+            "a role that may change the schema, to upgrade it"
+        )
 
 
 class PostgresBackend:
@@ -474,11 +504,12 @@ class PostgresBackend:
     dialect: Dialect = "postgres"
     row_lock = " FOR NO KEY UPDATE"
 
-    def __init__(self, url: str, *, timeout: float) -> None:
-        self.url = url
+    def __init__(self, url: str, *, timeout: float, read_only: bool = False) -> None:
+        self._url = url  # never shown: ``location`` is the URL without its passwords
         self.location: Path | str = redact(url)
         self.timeout = timeout
-        self.raw = connect(url, timeout=timeout)
+        self.read_only = read_only
+        self.raw = connect(url, timeout=timeout, read_only=read_only)
         self.db: DB = PgDB(self.raw)
 
     def _rollback(self) -> None:
@@ -488,6 +519,8 @@ class PostgresBackend:
                 self.raw.execute("ROLLBACK")
 
     def write(self, operation: Callable[[DB], T]) -> T:
+        if self.read_only:
+            raise LedgerError(f"ledger {self.location} was opened read-only: nothing was written")
         deadline = time.monotonic() + self.timeout
         attempt = 0
         while True:
@@ -526,7 +559,7 @@ class PostgresBackend:
 
     @contextmanager
     def _snapshot(self) -> Iterator[DB]:
-        conn = connect(self.url, timeout=self.timeout)
+        conn = connect(self._url, timeout=self.timeout, read_only=True)
         db = _StreamDB(conn)
         try:
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -542,6 +575,11 @@ class PostgresBackend:
 
     def day(self, column: str) -> str:
         return f"klingcost_utc_day({column})"
+
+    def damage(self, *, full: bool = False) -> list[str]:
+        """Nothing to check from a client: the server keeps and recovers its own pages (a
+        damaged page fails the query that reads it, which ``ledger check`` then reports)."""
+        return []
 
     def close(self) -> None:
         self.raw.close()

@@ -12,6 +12,7 @@ holds an API key: the client redacts it before an error is built.
     │   └── UnpricedRequestError    the sheet has no price for a valid request
     ├── LedgerError
     │   ├── LedgerSchemaError       a ledger file from a newer klingcost, or not a ledger
+    │   ├── LedgerSetupError        a set-up that cannot keep the ledger's promises (CLI exit 2)
     │   ├── BudgetNotFound
     │   ├── BudgetConfigError       a budget definition is invalid           (CLI exit 2)
     │   ├── HoldNotFound
@@ -135,6 +136,12 @@ class LedgerError(KlingcostError):
 
 class LedgerSchemaError(LedgerError):
     """The file is not a klingcost ledger, or was written by a newer klingcost."""
+
+
+class LedgerSetupError(LedgerError, ValueError):
+    """The ledger is reached in a way that cannot keep its promises: one SQLite file under two
+    paths (a hard link, a file bind-mounted on its own), where each path gets its own
+    write-ahead log and writers on different paths overspend. Nothing was written."""
 
 
 class LedgerNotFound(LedgerError, LookupError):

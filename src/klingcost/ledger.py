@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from enum import Enum
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
@@ -41,6 +42,7 @@ from klingcost import migrations
 from klingcost._testpoints import reach
 from klingcost.backends import DB, Backend, Cursor, Dialect, is_postgres_url, open_backend
 from klingcost.budgets import (
+    CURRENCY_EXPONENTS,
     DEFAULT_SOFT,
     MAX_MINOR,
     UNITS,
@@ -53,6 +55,7 @@ from klingcost.budgets import (
     counted,
     counts,
     crosses_soft,
+    exponent_for,
     fits,
     make_budget,
 )
@@ -71,7 +74,7 @@ from klingcost.errors import (
     LedgerValueError,
     SheetMismatchError,
 )
-from klingcost.money import format_amount
+from klingcost.money import exact, format_amount
 from klingcost.periods import Period, period_key, window_for
 
 if TYPE_CHECKING:
@@ -154,6 +157,9 @@ class Discrepancy:
     recorded: int | None = None
     expected: int | None = None
     hold_id: int | None = None
+    #: Found by the database's own check of its storage (SQLite's quick_check): the file is
+    #: damaged, and nothing read from it can be trusted.
+    damaged: bool = False
 
     def __str__(self) -> str:
         where = " ".join(
@@ -170,7 +176,7 @@ class Discrepancy:
             if self.recorded is not None or self.expected is not None
             else ""
         )
-        return f"{self.what} {where}{numbers}"
+        return f"{self.what} {where}{numbers}".rstrip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,6 +411,84 @@ def _budget_from_row(row: tuple[Any, ...]) -> Budget:
     )
 
 
+class Keep(Enum):
+    """The default of :meth:`Ledger.set_budget`'s fields: keep the current value (or, for a
+    new budget, take the default). Distinct from None, which ``parent=None`` means."""
+
+    KEEP = "keep"
+
+
+#: Leave this field of a budget as it is.
+KEEP: Final = Keep.KEEP
+#: What a new budget takes for a field not given (its limit must be given).
+_NEW_BUDGET: Final[dict[str, Any]] = {
+    "unit": "credits",
+    "period": "none",
+    "parent": None,
+    "soft": DEFAULT_SOFT,
+    "tz": "UTC",
+    "pack": "video",
+    "exponent": None,
+}
+
+
+def _merged_budget(team: str, old: Budget | None, given: Mapping[str, Any]) -> Budget:
+    """The budget ``given`` makes of ``old`` (None: a new one), validated; BudgetConfigError.
+
+    The messages speak the command line's words, as ``klingcost budget set`` shows them."""
+    given = dict(given)
+    unit = given.get("unit", old.unit if old else "credits")
+    if given.get("pack") is not None and unit != UNITS:
+        raise BudgetConfigError(
+            f"--pack {given['pack']} applies only to --unit units, and budget {team} counts "
+            f"{unit}: leave --pack out, or give --unit units"
+        )
+    if "limit_major" in given:
+        exponent = given.get("exponent", old.exponent if old and unit == old.unit else None)
+        scaled = given.pop("limit_major") * 10 ** exponent_for(unit, exponent)
+        if scaled.denominator != 1:
+            raise BudgetConfigError(
+                f"limit {format_amount(scaled / 10 ** exponent_for(unit, exponent))} has more "
+                f"decimals than {unit} allows ({exponent_for(unit, exponent)} decimal places)"
+            )
+        given["limit"] = int(scaled)
+    if old is None:
+        if "limit" not in given:
+            raise BudgetConfigError(
+                f"budget {team} does not exist yet: give --limit N to create it"
+            )
+        return make_budget(team, **{**_NEW_BUDGET, **given})
+    pack = given.get("pack", old.pack or "video")
+    # The minor unit follows the unit: kept with it, or the new unit's own (exponent_for).
+    exponent = given.get("exponent", old.exponent if unit == old.unit else None)
+    fields = {
+        "unit": unit,
+        "period": given.get("period", old.period),
+        "parent": given.get("parent", old.parent),
+        "soft": given.get("soft", old.soft),
+        "tz": given.get("tz", old.tz),
+        "pack": pack,
+        "exponent": exponent,
+    }
+    if "limit" in given:
+        return make_budget(team, limit=given["limit"], **fields)
+    budget = make_budget(team, limit=old.limit, **fields)
+    if (budget.unit, budget.pack, budget.exponent) != (old.unit, old.pack, old.exponent):
+        raise BudgetConfigError(
+            f"budget {team} counts {_counts(old)}: to count {_counts(budget)} instead, give "
+            f"its --limit N in {_counts(budget)}"
+        )
+    return budget
+
+
+def _counts(budget: Budget) -> str:
+    if budget.unit == UNITS:
+        return f"units ({budget.pack})"
+    if CURRENCY_EXPONENTS.get(budget.unit) == budget.exponent:
+        return budget.unit
+    return f"{budget.unit} to 10^-{budget.exponent}"
+
+
 class Ledger:
     """One ledger. Open with :meth:`open`; use as a context manager to close it."""
 
@@ -429,6 +513,7 @@ class Ledger:
         timeout: float = 10.0,
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         create: bool = True,
+        read_only: bool = False,
     ) -> Ledger:
         """Open (creating and migrating as needed) the ledger at ``path`` or the default one.
 
@@ -440,17 +525,28 @@ class Ledger:
         ``create=False`` refuses (LedgerNotFound) a ledger file that does not exist yet, rather
         than make an empty one: what a command that only reads wants (a mistyped path must not
         read as "no spending").
+        ``read_only=True`` (implies ``create=False``) opens it for reading only, so that a
+        read-only file, directory or database role can be read; every write then raises
+        LedgerError. A SQLite file reached under two paths (a hard link, a file bind-mounted on
+        its own) is refused with LedgerSetupError: see :mod:`klingcost._one_path`.
         """
         location = os.fspath(path) if path is not None else default_ledger_path()
-        if not create and not is_postgres_url(location):
+        if (read_only or not create) and not is_postgres_url(location):
             file = Path(location).expanduser()
             if not file.exists():
                 raise LedgerNotFound(
                     f"no ledger at {file}: check --ledger / KLINGCOST_LEDGER "
                     "(`klingcost budget set` starts one)"
                 )
-        backend = open_backend(location, timeout=timeout, synchronous=synchronous)
+        backend = open_backend(
+            location, timeout=timeout, synchronous=synchronous, read_only=read_only
+        )
         return cls(backend, clock=clock or SystemClock(), timeout=timeout)
+
+    @property
+    def read_only(self) -> bool:
+        """Opened with ``read_only=True``: every write raises LedgerError."""
+        return self.backend.read_only
 
     @property
     def dialect(self) -> Dialect:
@@ -501,7 +597,10 @@ class Ledger:
         self.close()
 
     def __repr__(self) -> str:
+        # ``path`` is the file, or the URL without its passwords (backends.redact).
         return f"Ledger({str(self.path)!r})"
+
+    __str__ = __repr__
 
     # --- transactions ---------------------------------------------------------------------
 
@@ -553,55 +652,120 @@ class Ledger:
         self,
         team: str,
         *,
-        limit: int,
-        unit: str = "credits",
-        period: Period | str = "none",
-        parent: str | None = None,
-        soft: Fraction | str | int = DEFAULT_SOFT,
-        tz: str = "UTC",
-        pack: Pack | str = "video",
-        exponent: int | None = None,
+        limit: int | Keep = KEEP,
+        limit_major: str | Fraction | int | Keep = KEEP,
+        unit: str | Keep = KEEP,
+        period: Period | str | Keep = KEEP,
+        parent: str | Keep | None = KEEP,
+        soft: Fraction | str | int | Keep = KEEP,
+        tz: str | Keep = KEEP,
+        pack: Pack | str | Keep = KEEP,
+        exponent: int | Keep | None = KEEP,
     ) -> BudgetStatus:
-        """Create or update ``team``'s budget. ``limit`` is an int in minor units of ``unit``.
+        """Create ``team``'s budget, or change what is given of an existing one.
+
+        A field left out keeps its current value (``parent=None`` removes the parent); a new
+        budget needs ``limit`` (an int in minor units of ``unit``) and takes the defaults for
+        the rest: credits, no period, no parent, soft 0.8, UTC, video. The current budget is
+        read and the new one written in one transaction, so a concurrent change to another
+        field is never lost. A limit must be given when ``unit``, ``pack`` or ``exponent``
+        changes what the budget counts (a limit in credits means nothing in usd).
+        ``limit_major`` gives the limit in major units instead ("12.5" Kling units, "500000"
+        credits), exactly, in the unit the budget will have: what ``klingcost budget set
+        --limit`` passes, since only the transaction knows the unit of a budget it keeps.
 
         ``parent`` must exist and must not make a cycle; a budget that already has entries
-        cannot change its unit. BudgetConfigError or BudgetNotFound otherwise.
+        cannot change its unit. BudgetConfigError or BudgetNotFound otherwise; nothing is
+        written then.
         """
-        b = make_budget(
+        return self._set_budget(
             team,
-            limit=limit,
-            unit=unit,
-            period=period,
-            parent=parent,
-            soft=soft,
-            tz=tz,
-            pack=pack,
-            exponent=exponent,
+            {
+                "limit": limit,
+                "limit_major": limit_major,
+                "unit": unit,
+                "period": period,
+                "parent": parent,
+                "soft": soft,
+                "tz": tz,
+                "pack": pack,
+                "exponent": exponent,
+            },
+            create=True,
         )
+
+    def update_budget(
+        self,
+        team: str,
+        *,
+        limit: int | Keep = KEEP,
+        limit_major: str | Fraction | int | Keep = KEEP,
+        unit: str | Keep = KEEP,
+        period: Period | str | Keep = KEEP,
+        parent: str | Keep | None = KEEP,
+        soft: Fraction | str | int | Keep = KEEP,
+        tz: str | Keep = KEEP,
+        pack: Pack | str | Keep = KEEP,
+        exponent: int | Keep | None = KEEP,
+    ) -> BudgetStatus:
+        """Change what is given of ``team``'s existing budget, as :meth:`set_budget` does;
+        BudgetNotFound (nothing written) when there is no such budget yet."""
+        return self._set_budget(
+            team,
+            {
+                "limit": limit,
+                "limit_major": limit_major,
+                "unit": unit,
+                "period": period,
+                "parent": parent,
+                "soft": soft,
+                "tz": tz,
+                "pack": pack,
+                "exponent": exponent,
+            },
+            create=False,
+        )
+
+    def _set_budget(self, team: str, changes: dict[str, Any], *, create: bool) -> BudgetStatus:
+        given = {name: value for name, value in changes.items() if value is not KEEP}
+        if "limit_major" in given:
+            if "limit" in given:
+                raise BudgetConfigError(
+                    f"budget {team!r}: give limit (minor units) or limit_major, not both"
+                )
+            try:  # parsed before the transaction: only its scale depends on the budget
+                given["limit_major"] = exact(given["limit_major"])
+            except (TypeError, ValueError) as exc:
+                raise BudgetConfigError(
+                    f"invalid limit {changes['limit_major']!r}: {exc}"
+                ) from None
         now = self.clock.now().isoformat()
-        soft_text = format_amount(b.soft)
 
         def operation(conn: DB) -> None:
             if self._locks_rows:  # budget trees change one at a time: no cycle can slip in
                 conn.execute("SELECT pg_advisory_xact_lock(?)", (_BUDGETS_LOCK,)).fetchall()
-            if parent is not None:
-                ancestors = [row[0] for row in _path(conn, parent)]
+            sql = f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE name = ?{self._row_lock}"
+            row = conn.execute(sql, (team,)).fetchone()
+            old = None if row is None else _budget_from_row(row)
+            if old is None and not create:
+                raise BudgetNotFound(team=team)
+            b = _merged_budget(team, old, given)
+            soft_text = format_amount(b.soft)
+            if b.parent is not None:
+                ancestors = [r[0] for r in _path(conn, b.parent)]
                 if not ancestors:
-                    raise BudgetNotFound(team=parent)
+                    raise BudgetNotFound(team=b.parent)
                 if team in ancestors:
                     cycle = " -> ".join([team, *ancestors[: ancestors.index(team) + 1]])
                     raise BudgetConfigError(
-                        f"budget {team!r} cannot have parent {parent!r}: {cycle}"
+                        f"budget {team!r} cannot have parent {b.parent!r}: {cycle}"
                     )
-            old = conn.execute(
-                "SELECT unit, pack, exponent FROM budgets WHERE name = ?" + self._row_lock,
-                (team,),
-            ).fetchone()
-            if old is not None and tuple(old) != (b.unit, b.pack, b.exponent):
+            counts = (b.unit, b.pack, b.exponent)
+            if old is not None and (old.unit, old.pack, old.exponent) != counts:
                 sql = "SELECT 1 FROM hold_entries WHERE budget = ? LIMIT 1"
                 if conn.execute(sql, (team,)).fetchone():
                     raise BudgetConfigError(
-                        f"budget {team!r} already has entries in {old[0]}; its unit cannot "
+                        f"budget {team!r} already has entries in {old.unit}; its unit cannot "
                         f"change to {b.unit} (create a new budget instead)"
                     )
             conn.execute(
@@ -613,7 +777,7 @@ class Ledger:
                 " tz = excluded.tz, soft = excluded.soft, updated_at = excluded.updated_at",
                 (
                     team,
-                    parent,
+                    b.parent,
                     b.unit,
                     b.pack,
                     b.exponent,
@@ -636,10 +800,11 @@ class Ledger:
                 unit=b.unit,
                 pack=b.pack,
                 period=b.period,
-                parent=parent,
+                parent=b.parent,
                 soft=soft_text,
                 tz=b.tz,
-                previous=None if old is None else list(old),
+                previous=None if old is None else [old.unit, old.pack, old.exponent],
+                given=sorted(given),
             )
 
         self._write(operation)
@@ -1327,8 +1492,18 @@ class Ledger:
             rows = self._db.execute(sql, params).fetchall()
         return [Event(r[0], _dt(r[1]), r[2], r[3], r[4], json.loads(r[5])) for r in rows]
 
-    def check(self) -> list[Discrepancy]:
-        """Recompute every running balance and rollup from the entries; return each difference."""
+    def check(self, *, full: bool = False) -> list[Discrepancy]:
+        """Check the file, then recompute every running balance and rollup from the entries;
+        return each difference.
+
+        SQLite's own check runs first (``PRAGMA quick_check``; ``integrity_check`` when
+        ``full``): a damaged file is reported by what SQLite says (``damaged=True``), and its
+        balances are not recomputed, since nothing read from it can be trusted.
+        """
+        with self.reading():
+            damage = self.backend.damage(full=full)
+        if damage:
+            return [Discrepancy(message, damaged=True) for message in damage]
         dialect = self.dialect
         return self._read(lambda conn: _check(conn, dialect))
 
@@ -1449,6 +1624,7 @@ def _check_rollups(conn: DB, dialect: str) -> list[Discrepancy]:
 
 __all__ = [
     "HOLD_STATES",
+    "KEEP",
     "Alert",
     "BudgetStatus",
     "Discrepancy",
@@ -1456,6 +1632,7 @@ __all__ = [
     "Hold",
     "HoldAmounts",
     "HoldState",
+    "Keep",
     "Ledger",
     "PublishedSheet",
     "default_ledger_path",

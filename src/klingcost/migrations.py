@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from klingcost._one_path import refuse_a_live_second_path
 from klingcost.errors import LedgerError, LedgerSchemaError
 
 #: ``PRAGMA application_id`` of a klingcost ledger: "KLCG".
@@ -659,6 +660,9 @@ def connect(path: Path, *, timeout: float, synchronous: str = "NORMAL") -> sqlit
         conn.execute(f"PRAGMA synchronous = {synchronous}")
         conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
         conn.execute("PRAGMA foreign_keys = ON")
+        # Read and in WAL mode, this connection holds its locks: another live process using the
+        # file through another path's log is refused before anything is written here.
+        refuse_a_live_second_path(path)
         if version < schema_version():
             # Only a file that needs migrating takes the write lock: opening an up-to-date
             # ledger must not wait behind a writer (a reader would stall behind a stuck one).

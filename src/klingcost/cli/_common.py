@@ -14,11 +14,14 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from typing import IO, Any, NoReturn, TypeVar
+from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from klingcost import errors
+
+if TYPE_CHECKING:
+    from klingcost.ledger import Ledger
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -44,6 +47,7 @@ def exit_code_for(exc: BaseException) -> int:
         | errors.BudgetNotFound
         | errors.HoldNotFound
         | errors.LedgerNotFound
+        | errors.LedgerSetupError
         | errors.LedgerValueError
         | errors.SheetMismatchError
         | errors.UnpricedRequestError
@@ -143,6 +147,16 @@ def _log_warnings_to_stderr() -> None:
         handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.WARNING)
+
+
+def open_read_only(path: str | None) -> Ledger:
+    """The ledger for a command that only reads (budget list and show, holds, ledger check,
+    report, reconcile): opened read-only, so that it works on a read-only file, directory or
+    database role, and can write nothing; a missing ledger is LedgerNotFound (exit 2), never
+    an empty one."""
+    from klingcost.ledger import Ledger
+
+    return Ledger.open(path, read_only=True)
 
 
 def json_option(func: F) -> F:

@@ -10,13 +10,9 @@ import click
 
 from klingcost.budgets import (
     CURRENCY_EXPONENTS,
-    DEFAULT_SOFT,
     PACKS,
     UNITS,
-    Budget,
     BudgetStatus,
-    exponent_for,
-    parse_limit,
 )
 from klingcost.cli._common import (
     EXIT_CODES_HELP,
@@ -26,9 +22,10 @@ from klingcost.cli._common import (
     fail,
     json_option,
     ledger_option,
+    open_read_only,
 )
 from klingcost.errors import BudgetNotFound, HoldStateError, KlingcostError, LedgerNotFound
-from klingcost.ledger import HOLD_STATES, Hold, Ledger, default_ledger_path
+from klingcost.ledger import HOLD_STATES, KEEP, Hold, Keep, Ledger, default_ledger_path
 from klingcost.money import UNIT_EXPONENT, fixed, format_amount, format_minor
 from klingcost.periods import PERIODS
 from klingcost.sheet import load_sheet
@@ -133,52 +130,34 @@ def budget_set(
             EXIT_INVALID,
         )
     with opened as ledger:
-        try:
-            old = ledger.get_budget(team)
+        try:  # for the word "created" or "updated" only: the change itself is one call
+            existed = ledger.get_budget(team) is not None
         except BudgetNotFound:
-            old = None
-        chosen_unit = unit or (old.unit if old else "credits")
-        if pack is not None and chosen_unit != UNITS:
-            fail(
-                f"--pack {pack} applies only to --unit units, and budget {team} counts "
-                f"{chosen_unit}: leave --pack out, or give --unit units",
-                EXIT_INVALID,
-            )
+            existed = False
+        # One library call: it reads the budget and writes the change in one transaction, so
+        # the options left out keep their values even when another process changes them now.
         status = ledger.set_budget(
             team,
-            limit=_limit(team, limit, old, chosen_unit, pack),
-            unit=chosen_unit,
-            period=period or (old.period if old else "none"),
-            parent=parent if parent is not None else (old.parent if old else None),
-            soft=soft if soft is not None else (old.soft if old else DEFAULT_SOFT),
-            tz=tz or (old.tz if old else "UTC"),
-            pack=pack or ((old.pack or "video") if old else "video"),
+            limit_major=_given(limit),
+            unit=_given(unit),
+            period=_given(period),
+            parent=_given(parent),
+            soft=_given(soft),
+            tz=_given(tz),
+            pack=_given(pack),
         )
     if as_json:
         echo_json(status_dict(status))
     else:
-        click.echo(f"{'updated' if old else 'created'} budget {team}")
+        click.echo(f"{'updated' if existed else 'created'} budget {team}")
         click.echo(render_status(status))
-    if chosen_unit not in (UNITS, "credits"):
-        click.echo(_currency_note(team, chosen_unit), err=True)
+    if status.budget.unit not in (UNITS, "credits"):
+        click.echo(_currency_note(team, status.budget.unit), err=True)
 
 
-def _limit(team: str, limit: str | None, old: Budget | None, unit: str, pack: str | None) -> int:
-    """The limit in minor units: ``--limit`` when given, else the current one, as long as the
-    budget exists and still counts the same thing (a limit in credits means nothing in usd)."""
-    if limit is not None:
-        return parse_limit(limit, exponent_for(unit))
-    if old is None:
-        fail(f"budget {team} does not exist yet: give --limit N to create it", EXIT_INVALID)
-    old_counts = old.unit if old.unit != UNITS else f"units ({old.pack})"
-    new_counts = unit if unit != UNITS else f"units ({pack or old.pack or 'video'})"
-    if new_counts != old_counts:
-        fail(
-            f"budget {team} counts {old_counts}: to count {new_counts} instead, give its "
-            f"--limit N in {new_counts}",
-            EXIT_INVALID,
-        )
-    return old.limit
+def _given(value: str | None) -> str | Keep:
+    """An option left out keeps the budget's current value (or a new budget's default)."""
+    return KEEP if value is None else value
 
 
 def _currency_note(team: str, currency: str) -> str:
@@ -208,7 +187,7 @@ def _currency_note(team: str, currency: str) -> str:
 def budget_show(team: str | None, ledger_path: str | None, as_json: bool) -> None:
     """Show TEAM's budget in its current period (or every budget): limit, posted, held,
     available, the period window and the share used."""
-    with _open(ledger_path) as ledger:
+    with open_read_only(ledger_path) as ledger:
         statuses = [ledger.budget_status(team)] if team else ledger.budgets()
     if as_json:
         data = [status_dict(s) for s in statuses]
@@ -224,7 +203,7 @@ def budget_show(team: str | None, ledger_path: str | None, as_json: bool) -> Non
 @json_option
 def budget_list(ledger_path: str | None, as_json: bool) -> None:
     """List every budget with its current period, in one table."""
-    with _open(ledger_path) as ledger:
+    with open_read_only(ledger_path) as ledger:
         statuses = ledger.budgets()
     if as_json:
         echo_json([status_dict(s) for s in statuses])
@@ -342,7 +321,7 @@ def holds_group(
     ctx.obj["ledger_path"] = ledger_path
     if ctx.invoked_subcommand is not None:
         return
-    with _open(ledger_path) as ledger:
+    with open_read_only(ledger_path) as ledger:
         found = list(ledger.holds(state=state, team=team))
     if as_json:
         echo_json([hold_dict(h) for h in found])
@@ -474,19 +453,33 @@ def ledger_group() -> None:
 
 
 @ledger_group.command("check", epilog=EXIT_CODES_HELP)
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Run SQLite's integrity_check (also matches every index to its table; slower) "
+    "instead of quick_check.",
+)
 @ledger_option
 @json_option
 @click.pass_context
-def ledger_check(ctx: click.Context, ledger_path: str | None, as_json: bool) -> None:
-    """Recompute every running balance from the entries; exit 1 on any difference."""
-    with _open(ledger_path) as ledger:
-        problems = ledger.check()
+def ledger_check(ctx: click.Context, full: bool, ledger_path: str | None, as_json: bool) -> None:
+    """Check the ledger file with SQLite's own check (quick_check, or integrity_check with
+    --full), then recompute every running balance from the entries; exit 1 on damage or on any
+    difference. Opens the ledger read-only."""
+    with open_read_only(ledger_path) as ledger:
+        problems = ledger.check(full=full)
         where = ledger.path
+        dialect = ledger.dialect
+    damaged = any(p.damaged for p in problems)
     if as_json:
         echo_json(
             {
                 "ledger": str(where),
                 "ok": not problems,
+                "storage_check": (
+                    ("integrity_check" if full else "quick_check") if dialect == "sqlite" else None
+                ),
+                "damaged": damaged,
                 "differences": [
                     {
                         "what": p.what,
@@ -495,16 +488,30 @@ def ledger_check(ctx: click.Context, ledger_path: str | None, as_json: bool) -> 
                         "recorded": p.recorded,
                         "expected": p.expected,
                         "hold_id": p.hold_id,
+                        "damaged": p.damaged,
                     }
                     for p in problems
                 ],
             }
+        )
+    elif damaged:
+        click.echo(
+            f"DAMAGED: SQLite's own check of {where} failed; its balances were not recomputed, "
+            "since nothing read from it can be trusted. SQLite says:"
+        )
+        for problem in problems:
+            click.echo(f"  {problem}")
+        click.echo(
+            "Restore the ledger from a backup (or try `sqlite3 FILE .recover`) before "
+            "guarding any job with it."
         )
     elif problems:
         click.echo(f"{len(problems)} difference(s) in {where}:")
         for problem in problems:
             click.echo(f"  {problem}")
     else:
-        click.echo(f"OK: every running balance in {where} agrees with its entries")
+        check = "integrity_check" if full else "quick_check"
+        storage = f"SQLite's {check} found no damage; " if dialect == "sqlite" else ""
+        click.echo(f"OK: {storage}every running balance in {where} agrees with its entries")
     if problems:
         ctx.exit(EXIT_ERROR)

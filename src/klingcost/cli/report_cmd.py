@@ -18,6 +18,7 @@ from klingcost.cli._common import (
     echo_json,
     json_option,
     ledger_option,
+    open_read_only,
     pricing_option,
 )
 
@@ -64,8 +65,8 @@ def _window(since: str | None, until: str | None) -> tuple[date | None, date | N
 
 
 def _open(path: str | None, *, create: bool = False) -> Ledger:
-    """The ledger; a command that only reads must not create one: a mistyped --ledger is an
-    error (LedgerNotFound, exit 2), never an empty report."""
+    """The ledger for import-usage, which writes (report, reconcile and calibrate only read:
+    they use open_read_only)."""
     from klingcost.ledger import Ledger
 
     return Ledger.open(path, create=create)
@@ -146,7 +147,7 @@ def report_command(
         raise click.BadParameter(str(exc).removeprefix("--by: "), param_hint="--by") from None
     if tasks and fmt not in ("csv", "json"):
         raise click.BadParameter("--tasks writes csv or json", param_hint="--format")
-    with _open(ledger_path) as ledger:
+    with open_read_only(ledger_path) as ledger:
         try:
             below = [] if team is None else reports.budgets_below(ledger, team)
         except reports.ReportError as exc:
@@ -260,7 +261,7 @@ def reconcile_command(
     from klingcost.reconcile import reconcile
 
     first, last = _window(since, until)
-    with _open(ledger_path) as ledger:
+    with open_read_only(ledger_path) as ledger:
         result = reconcile(ledger, since=first, until=last, tolerance=tolerance, limit=limit)
     if as_json:
         echo_json(result.to_dict())
@@ -379,7 +380,7 @@ def calibrate_command(
 
     sheet = load_sheet(pricing_path)
     _check_write(write_path)
-    with _open(ledger_path) as ledger:
+    with open_read_only(ledger_path) as ledger:
         result = calibrate(ledger, min_samples=min_samples, sheet=sheet)
     written = write_path if write_path and result.overlay else None
     if written:
