@@ -300,6 +300,35 @@ _SHEET_POLICY_SQL = (
     f" (SELECT value FROM ledger_settings WHERE name = '{LOCAL_OVERLAYS}')"
 )
 _SHEET_COLUMNS = "version, sha256, origin, published_at, canonical"
+#: SQLite's reserve reads everything it decides on in one statement: the sheet policy (the
+#: first row, depth -1), then the team's path up to its root, each budget with its balance in
+#: any of the period keys the caller names (``IN`` over the keys of the (period, tz) pairs this
+#: process has met; a row whose key is not among them is read on its own). The policy is read
+#: in the same transaction as the hold is written, so a sheet published a moment ago by any
+#: process is seen by the next reserve.
+_LEAN_PATH_SQL = (
+    "WITH RECURSIVE up(name, depth) AS (SELECT ?, 0 UNION ALL"
+    " SELECT b.parent, up.depth + 1 FROM budgets AS b JOIN up ON b.name = up.name"
+    " WHERE b.parent IS NOT NULL AND up.depth < 63)"
+    " SELECT -1, (SELECT sha256 FROM pricing_sheets ORDER BY version DESC LIMIT 1),"
+    " (SELECT version FROM pricing_sheets ORDER BY version DESC LIMIT 1),"
+    f" (SELECT value FROM ledger_settings WHERE name = '{LOCAL_OVERLAYS}'),"
+    " NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+    " UNION ALL SELECT up.depth, b.name, b.unit, b.pack, b.limit_minor, b.period, b.tz, b.soft,"
+    " b.exponent, bal.period_key, bal.posted, bal.held"
+    " FROM up JOIN budgets AS b ON b.name = up.name LEFT JOIN balances AS bal"
+    " ON bal.budget = b.name AND bal.period_key IN ({keys}) ORDER BY 1"
+)
+#: The hold without ``RETURNING`` (SQLite opens an ephemeral table for it): the row count
+#: says whether it was inserted, ``lastrowid`` its id.
+_INSERT_HOLD_LEAN_SQL = _INSERT_HOLD_SQL.removesuffix(" RETURNING id")
+#: attach's one step for a hold still as ``reserve`` returned it (held, without a task):
+#: the row count says whether it was.
+_ATTACH_LEAN_SQL = (
+    "UPDATE holds SET state = 'submitted', task_id = ?, updated_at = ?"
+    " WHERE id = ? AND task_id IS NULL AND state = 'held'"
+)
+_INSERT_TASK_LEAN_SQL = _INSERT_TASK_SQL.removesuffix(" RETURNING hold_id")
 
 
 def _job_class(meta: Mapping[str, MetaValue] | None) -> tuple[MetaValue, ...]:
@@ -419,6 +448,9 @@ class Ledger:
         self._row_lock = backend.row_lock
         #: PostgreSQL locks rows explicitly; SQLite's write transaction locks the whole file.
         self._locks_rows = bool(backend.row_lock)
+        #: The (period, tz) pairs of the budgets this ledger has reserved on: SQLite's reserve
+        #: reads their balances with the path (see :meth:`_lean_path`).
+        self._period_zones: set[tuple[str, str]] = set()
 
     @classmethod
     def open(
@@ -805,6 +837,7 @@ class Ledger:
         hold_key = key if key is not None else uuid.uuid4().hex
         now = self.clock.now()
         at = now.isoformat()
+        keys: dict[tuple[str, str], str] = {}  # (period, tz) -> its key at ``now``
 
         def reserved_before(conn: DB) -> Hold | None:
             """The hold already under ``key``, checked as the same reservation; None when the
@@ -824,13 +857,16 @@ class Ledger:
         # case, a new key, costs no extra read. Either way nothing more is held under it.
         def operation(conn: DB) -> Hold:
             a = amounts
-            self._check_sheet(conn, sheet_sha256)
-            path = self._locked_path(conn, team) if self._locks_rows else _path(conn, team)
+            if self._locks_rows:
+                self._check_sheet(conn, sheet_sha256)
+                path = self._locked_path(conn, team)
+                balances = self._balances(conn, path, now) if path else {}
+            else:
+                path, balances = self._lean_path(conn, team, now, sheet_sha256, keys)
             if not path:
                 if (earlier := reserved_before(conn)) is not None:
                     return earlier
                 raise BudgetNotFound(team=team)
-            balances = self._balances(conn, path, now) if self._locks_rows else None
             entries, alerts = [], []
             for depth, (name, unit, pack, limit, period, tz, soft, exponent, _) in enumerate(path):
                 if not counts(unit, pack, amounts):
@@ -844,12 +880,8 @@ class Ledger:
                         currency=amounts.currency,
                     )
                 amount = counted(unit, pack, amounts, name, exponent)
-                pkey = period_key(period, now, tz)
-                if balances is None:
-                    row = conn.execute(_BALANCE_SQL, (name, pkey)).fetchone()
-                    posted, held = row if row else (0, 0)
-                else:
-                    posted, held = balances.get((name, pkey), (0, 0))
+                pkey = keys[period, tz] if (period, tz) in keys else period_key(period, now, tz)
+                posted, held = balances.get((name, pkey), (0, 0))
                 if not fits(limit, posted, held, amount):
                     if (earlier := reserved_before(conn)) is not None:
                         return earlier
@@ -863,9 +895,12 @@ class Ledger:
                 entries.append((name, depth, pkey, amount))
             row = (hold_key, team, a.units_milli, a.pack, a.cost_minor, a.currency, meta_json)
             for _ in range(3):  # a voided hold under the key frees it: then insert again
-                inserted = conn.execute(
-                    _INSERT_HOLD_SQL, (*row, at, at, sheet_sha256, *job_class)
-                ).fetchone()
+                values = (*row, at, at, sheet_sha256, *job_class)
+                if self._locks_rows:
+                    inserted = conn.execute(_INSERT_HOLD_SQL, values).fetchone()
+                else:  # no RETURNING: the row count and lastrowid say the same, cheaper
+                    cursor = conn.execute(_INSERT_HOLD_LEAN_SQL, values)
+                    inserted = (cursor.lastrowid,) if cursor.rowcount == 1 else None
                 if inserted is not None:
                     break
                 if (earlier := reserved_before(conn)) is not None:
@@ -907,6 +942,44 @@ class Ledger:
         hold = self._write(operation)
         _log_alerts(hold)
         return hold
+
+    def _lean_path(
+        self,
+        conn: DB,
+        team: str,
+        now: datetime,
+        given: str | None,
+        keys: dict[tuple[str, str], str],
+    ) -> tuple[list[tuple[Any, ...]], dict[tuple[str, str], tuple[int, int]]]:
+        """SQLite, inside a reserve: the sheet check, ``team``'s path and its balances at
+        ``now``, in one statement (:data:`_LEAN_PATH_SQL`). Fills ``keys`` with the period
+        key of each (period, tz) on the path."""
+        seen = self._period_zones
+        for period, tz in seen:
+            keys[period, tz] = period_key(period, now, tz)  # type: ignore[arg-type]
+        wanted = sorted(set(keys.values())) or ["all"]
+        sql = _LEAN_PATH_SQL.format(keys=", ".join("?" * len(wanted)))
+        rows = conn.execute(sql, (team, *wanted)).fetchall()
+        _, published, version, overlays = rows[0][:4]
+        if not (published is None or published == given or overlays == "allow"):
+            raise SheetMismatchError(
+                ledger=str(self.path), published=published, version=version, given=given
+            )
+        path: list[tuple[Any, ...]] = []
+        balances: dict[tuple[str, str], tuple[int, int]] = {}
+        for _, name, unit, pack, limit, period, tz, soft, exponent, pkey, posted, held in rows[1:]:
+            if not path or path[-1][0] != name:  # one row per budget and matching key
+                path.append((name, unit, pack, limit, period, tz, soft, exponent, None))
+                if (period, tz) not in keys:  # a pair not asked for: read its balance alone
+                    keys[period, tz] = key = period_key(period, now, tz)
+                    if len(seen) < 32:
+                        seen.add((period, tz))
+                    found = conn.execute(_BALANCE_SQL, (name, key)).fetchone()
+                    if found is not None:
+                        balances[name, key] = (found[0], found[1])
+            if pkey is not None:
+                balances[name, pkey] = (posted, held)
+        return path, balances
 
     def _release_key(self, conn: DB, at: str, voided: Hold) -> None:
         """Free a voided hold's idempotency key, renaming it ``KEY#voided-ID``.
@@ -987,15 +1060,25 @@ class Ledger:
             row = self._db.execute(sql, (key,)).fetchone()
             return None if row is None else _hold_from_row(row)
 
-    def attach(self, hold_id: int, task_id: str) -> Hold:
+    def attach(self, hold_id: int, task_id: str, *, reserved: Hold | None = None) -> Hold:
         """Record the provider's task id on an open hold (it becomes ``submitted``).
 
         A hold voided without a task is restored: it counts again, ``submitted`` with this
         task (see :meth:`_restore`). The API accepted the task, so it will charge for it.
+
+        ``reserved`` is the hold as :meth:`reserve` returned it (the guard's case): while it is
+        still ``held`` without a task, the attach is one UPDATE and one INSERT, and the hold
+        returned is ``reserved`` with its task (a held hold changes only by leaving ``held``,
+        which the UPDATE's row count would say).
         """
         if not isinstance(task_id, str) or not task_id:
             raise HoldStateError(f"a task id must be a non-empty string (given {task_id!r})")
-        at = self.clock.now().isoformat()
+        now = self.clock.now()
+        at = now.isoformat()
+        if reserved is not None and reserved.id == hold_id and reserved.state == "held":
+            lean = self._attach_lean(reserved, task_id, now, at)
+            if lean is not None:
+                return lean
 
         # The guard's case (an open hold without a task) is one UPDATE; anything else is
         # looked at only when that UPDATE matched nothing, to say why (or to repeat a success).
@@ -1024,6 +1107,22 @@ class Ledger:
         hold = self._write(operation)
         _log_alerts(hold)
         return hold
+
+    def _attach_lean(self, hold: Hold, task_id: str, now: datetime, at: str) -> Hold | None:
+        """attach for a hold still ``held`` without a task; None (nothing written) when it is
+        not, for :meth:`attach`'s full path to say why or to restore it."""
+
+        def operation(conn: DB) -> Hold | None:
+            if conn.execute(_ATTACH_LEAN_SQL, (task_id, at, hold.id)).rowcount != 1:
+                return None
+            if conn.execute(_INSERT_TASK_LEAN_SQL, (task_id, hold.id, at)).rowcount != 1:
+                sql = "SELECT hold_id FROM tasks WHERE task_id = ?"
+                (other,) = conn.execute(sql, (task_id,)).fetchone()
+                raise HoldStateError(f"task {task_id!r} already belongs to hold {other}")
+            self._event(conn, at, "attach", hold.id, hold.team, task_id=task_id)
+            return replace(hold, state="submitted", task_id=task_id, updated_at=now, alerts=())
+
+        return self._write(operation)
 
     def _restore(self, conn: DB, at: str, voided: Hold, task_id: str) -> Hold:
         """Count a voided hold again, with the task the API accepted for it.
