@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Final, Literal, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from klingcost import migrations
+from klingcost import checkpointer, migrations
 from klingcost.errors import LedgerError
 
 T = TypeVar("T")
@@ -121,6 +121,11 @@ class SQLiteBackend:
         self.raw: sqlite3.Connection = migrations.connect(
             path, timeout=timeout, synchronous=synchronous
         )
+        # The WAL's bounds: SQLite checkpoints inline past INLINE_PAGES (a server's background
+        # checkpointer raises that to the cap while it runs), and a WAL that grew past
+        # WAL_LIMIT_BYTES is cut back to it when it starts over.
+        self.raw.execute(f"PRAGMA wal_autocheckpoint = {checkpointer.INLINE_PAGES}")
+        self.raw.execute(f"PRAGMA journal_size_limit = {checkpointer.WAL_LIMIT_BYTES}")
         self.db: DB = self.raw
         self.location: Path | str = path
         self.path = path

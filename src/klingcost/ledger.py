@@ -35,7 +35,7 @@ from datetime import datetime
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, cast
 
 from klingcost import migrations
 from klingcost._testpoints import reach
@@ -56,6 +56,7 @@ from klingcost.budgets import (
     fits,
     make_budget,
 )
+from klingcost.checkpointer import CAP_PAGES, INLINE_PAGES, Checkpointer
 from klingcost.clock import Clock, SystemClock
 from klingcost.deduction import DEDUCTION_FLAGS, parse_deduction
 from klingcost.errors import (
@@ -75,6 +76,8 @@ from klingcost.money import format_amount
 from klingcost.periods import Period, period_key, window_for
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from klingcost.sheet import PriceSheet
 
 logger = logging.getLogger("klingcost.ledger")
@@ -317,7 +320,7 @@ _LEAN_PATH_SQL = (
     " UNION ALL SELECT up.depth, b.name, b.unit, b.pack, b.limit_minor, b.period, b.tz, b.soft,"
     " b.exponent, bal.period_key, bal.posted, bal.held"
     " FROM up JOIN budgets AS b ON b.name = up.name LEFT JOIN balances AS bal"
-    " ON bal.budget = b.name AND bal.period_key IN ({keys}) ORDER BY 1"
+    " ON bal.budget = b.name AND bal.period_key IN ({keys})"
 )
 #: The hold without ``RETURNING`` (SQLite opens an ephemeral table for it): the row count
 #: says whether it was inserted, ``lastrowid`` its id.
@@ -525,6 +528,33 @@ class Ledger:
 
     def close(self) -> None:
         self.backend.close()
+
+    @contextmanager
+    def background_checkpoints(self, *, interval: float = 0.05) -> Iterator[Checkpointer | None]:
+        """Run SQLite's WAL checkpoints in a thread while the block runs (for servers).
+
+        This connection's inline auto-checkpoint is raised to the cap
+        (:data:`klingcost.checkpointer.CAP_PAGES`) meanwhile, so no request pays for a
+        checkpoint unless the thread falls behind, and set back after. PostgreSQL: nothing to
+        do (yields None).
+        """
+        if self.dialect != "sqlite":
+            yield None
+            return
+        checkpointer = Checkpointer(Path(self.path), interval=interval)
+        with checkpointer:
+            self._autocheckpoint(CAP_PAGES)
+            try:
+                yield checkpointer
+            finally:
+                self._autocheckpoint(INLINE_PAGES)
+
+    def _autocheckpoint(self, pages: int) -> None:
+        try:
+            with self.reading():
+                self._db.execute(f"PRAGMA wal_autocheckpoint = {int(pages)}").fetchall()
+        except LedgerError:  # closed meanwhile: nothing left to set
+            pass
 
     def __enter__(self) -> Ledger:
         return self
@@ -899,7 +929,7 @@ class Ledger:
                 if self._locks_rows:
                     inserted = conn.execute(_INSERT_HOLD_SQL, values).fetchone()
                 else:  # no RETURNING: the row count and lastrowid say the same, cheaper
-                    cursor = conn.execute(_INSERT_HOLD_LEAN_SQL, values)
+                    cursor = cast("sqlite3.Cursor", conn.execute(_INSERT_HOLD_LEAN_SQL, values))
                     inserted = (cursor.lastrowid,) if cursor.rowcount == 1 else None
                 if inserted is not None:
                     break
@@ -959,7 +989,7 @@ class Ledger:
             keys[period, tz] = period_key(period, now, tz)  # type: ignore[arg-type]
         wanted = sorted(set(keys.values())) or ["all"]
         sql = _LEAN_PATH_SQL.format(keys=", ".join("?" * len(wanted)))
-        rows = conn.execute(sql, (team, *wanted)).fetchall()
+        rows = sorted(conn.execute(sql, (team, *wanted)).fetchall(), key=_first)  # by depth
         _, published, version, overlays = rows[0][:4]
         if not (published is None or published == given or overlays == "allow"):
             raise SheetMismatchError(
@@ -1435,6 +1465,10 @@ class Ledger:
         """Recompute the report rollups from the holds (a repair after ``check`` found one off)."""
         dialect = self.dialect
         self._write(lambda conn: migrations.rebuild_rollups(conn, dialect))
+
+
+def _first(row: tuple[Any, ...]) -> Any:
+    return row[0]
 
 
 def _dt(text: str) -> datetime:
