@@ -530,20 +530,24 @@ class Ledger:
         self.backend.close()
 
     @contextmanager
-    def background_checkpoints(self, *, interval: float = 0.05) -> Iterator[Checkpointer | None]:
+    def background_checkpoints(
+        self, *, interval: float = 0.05, cap_pages: int = CAP_PAGES
+    ) -> Iterator[Checkpointer | None]:
         """Run SQLite's WAL checkpoints in a thread while the block runs (for servers).
 
-        This connection's inline auto-checkpoint is raised to the cap
-        (:data:`klingcost.checkpointer.CAP_PAGES`) meanwhile, so no request pays for a
-        checkpoint unless the thread falls behind, and set back after. PostgreSQL: nothing to
-        do (yields None).
+        This connection's inline auto-checkpoint is raised to ``cap_pages`` meanwhile (default
+        :data:`klingcost.checkpointer.CAP_PAGES`) and set back after: a request checkpoints
+        only when the WAL reaches the cap, which happens when writes come back to back with no
+        gap for the thread's checkpoint to finish in (a WAL starts over only at a write that
+        finds it all copied); that inline checkpoint then finds the thread's work done and
+        copies only the rest. PostgreSQL: nothing to do (yields None).
         """
         if self.dialect != "sqlite":
             yield None
             return
         checkpointer = Checkpointer(Path(self.path), interval=interval)
         with checkpointer:
-            self._autocheckpoint(CAP_PAGES)
+            self._autocheckpoint(cap_pages)
             try:
                 yield checkpointer
             finally:
