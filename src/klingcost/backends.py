@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Final, Literal, Protocol, TypeVar
 from urllib.parse import unquote
 
-from klingcost import migrations
+from klingcost import checkpointer, migrations
 from klingcost._one_path import refuse_a_live_second_path, refuse_second_name
 from klingcost.errors import LedgerError
 
@@ -209,6 +209,11 @@ class SQLiteBackend:
             path.parent.mkdir(parents=True, exist_ok=True)
             # Checks for a live second path itself, before it migrates (writes) anything.
             self.raw = migrations.connect(path, timeout=timeout, synchronous=synchronous)
+            # The WAL's bounds: SQLite checkpoints inline past INLINE_PAGES (a server's
+            # background checkpointer raises that to the cap while it runs), and a WAL that
+            # grew past WAL_LIMIT_BYTES is cut back to it when it starts over.
+            self.raw.execute(f"PRAGMA wal_autocheckpoint = {checkpointer.INLINE_PAGES}")
+            self.raw.execute(f"PRAGMA journal_size_limit = {checkpointer.WAL_LIMIT_BYTES}")
         self.db: DB = self.raw
 
     def _connect_read_only(self) -> sqlite3.Connection:

@@ -195,7 +195,7 @@ class _GuardCore:
         ledger still takes writes, and the error raised names the task id.
         """
         try:
-            return self.ledger.attach(hold.id, task.task_id)
+            return self.ledger.attach(hold.id, task.task_id, reserved=hold)
         except BaseException as exc:
             failure = self._unrecorded(hold, task.task_id, exc, redact)
             if isinstance(exc, Exception):

@@ -36,7 +36,7 @@ from enum import Enum
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, cast
 
 from klingcost import migrations
 from klingcost._testpoints import reach
@@ -59,6 +59,7 @@ from klingcost.budgets import (
     fits,
     make_budget,
 )
+from klingcost.checkpointer import CAP_PAGES, INLINE_PAGES, Checkpointer
 from klingcost.clock import Clock, SystemClock
 from klingcost.deduction import DEDUCTION_FLAGS, parse_deduction
 from klingcost.errors import (
@@ -78,6 +79,8 @@ from klingcost.money import exact, format_amount
 from klingcost.periods import Period, period_key, window_for
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from klingcost.sheet import PriceSheet
 
 logger = logging.getLogger("klingcost.ledger")
@@ -306,6 +309,35 @@ _SHEET_POLICY_SQL = (
     f" (SELECT value FROM ledger_settings WHERE name = '{LOCAL_OVERLAYS}')"
 )
 _SHEET_COLUMNS = "version, sha256, origin, published_at, canonical"
+#: SQLite's reserve reads everything it decides on in one statement: the sheet policy (the
+#: first row, depth -1), then the team's path up to its root, each budget with its balance in
+#: any of the period keys the caller names (``IN`` over the keys of the (period, tz) pairs this
+#: process has met; a row whose key is not among them is read on its own). The policy is read
+#: in the same transaction as the hold is written, so a sheet published a moment ago by any
+#: process is seen by the next reserve.
+_LEAN_PATH_SQL = (
+    "WITH RECURSIVE up(name, depth) AS (SELECT ?, 0 UNION ALL"
+    " SELECT b.parent, up.depth + 1 FROM budgets AS b JOIN up ON b.name = up.name"
+    " WHERE b.parent IS NOT NULL AND up.depth < 63)"
+    " SELECT -1, (SELECT sha256 FROM pricing_sheets ORDER BY version DESC LIMIT 1),"
+    " (SELECT version FROM pricing_sheets ORDER BY version DESC LIMIT 1),"
+    f" (SELECT value FROM ledger_settings WHERE name = '{LOCAL_OVERLAYS}'),"
+    " NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+    " UNION ALL SELECT up.depth, b.name, b.unit, b.pack, b.limit_minor, b.period, b.tz, b.soft,"
+    " b.exponent, bal.period_key, bal.posted, bal.held"
+    " FROM up JOIN budgets AS b ON b.name = up.name LEFT JOIN balances AS bal"
+    " ON bal.budget = b.name AND bal.period_key IN ({keys})"
+)
+#: The hold without ``RETURNING`` (SQLite opens an ephemeral table for it): the row count
+#: says whether it was inserted, ``lastrowid`` its id.
+_INSERT_HOLD_LEAN_SQL = _INSERT_HOLD_SQL.removesuffix(" RETURNING id")
+#: attach's one step for a hold still as ``reserve`` returned it (held, without a task):
+#: the row count says whether it was.
+_ATTACH_LEAN_SQL = (
+    "UPDATE holds SET state = 'submitted', task_id = ?, updated_at = ?"
+    " WHERE id = ? AND task_id IS NULL AND state = 'held'"
+)
+_INSERT_TASK_LEAN_SQL = _INSERT_TASK_SQL.removesuffix(" RETURNING hold_id")
 
 
 def _job_class(meta: Mapping[str, MetaValue] | None) -> tuple[MetaValue, ...]:
@@ -503,6 +535,9 @@ class Ledger:
         self._row_lock = backend.row_lock
         #: PostgreSQL locks rows explicitly; SQLite's write transaction locks the whole file.
         self._locks_rows = bool(backend.row_lock)
+        #: The (period, tz) pairs of the budgets this ledger has reserved on: SQLite's reserve
+        #: reads their balances with the path (see :meth:`_lean_path`).
+        self._period_zones: set[tuple[str, str]] = set()
 
     @classmethod
     def open(
@@ -589,6 +624,37 @@ class Ledger:
 
     def close(self) -> None:
         self.backend.close()
+
+    @contextmanager
+    def background_checkpoints(
+        self, *, interval: float = 0.05, cap_pages: int = CAP_PAGES
+    ) -> Iterator[Checkpointer | None]:
+        """Run SQLite's WAL checkpoints in a thread while the block runs (for servers).
+
+        This connection's inline auto-checkpoint is raised to ``cap_pages`` meanwhile (default
+        :data:`klingcost.checkpointer.CAP_PAGES`) and set back after: a request checkpoints
+        only when the WAL reaches the cap, which happens when writes come back to back with no
+        gap for the thread's checkpoint to finish in (a WAL starts over only at a write that
+        finds it all copied); that inline checkpoint then finds the thread's work done and
+        copies only the rest. PostgreSQL: nothing to do (yields None).
+        """
+        if self.dialect != "sqlite":
+            yield None
+            return
+        checkpointer = Checkpointer(Path(self.path), interval=interval)
+        with checkpointer:
+            self._autocheckpoint(cap_pages)
+            try:
+                yield checkpointer
+            finally:
+                self._autocheckpoint(INLINE_PAGES)
+
+    def _autocheckpoint(self, pages: int) -> None:
+        try:
+            with self.reading():
+                self._db.execute(f"PRAGMA wal_autocheckpoint = {int(pages)}").fetchall()
+        except LedgerError:  # closed meanwhile: nothing left to set
+            pass
 
     def __enter__(self) -> Ledger:
         return self
@@ -970,6 +1036,7 @@ class Ledger:
         hold_key = key if key is not None else uuid.uuid4().hex
         now = self.clock.now()
         at = now.isoformat()
+        keys: dict[tuple[str, str], str] = {}  # (period, tz) -> its key at ``now``
 
         def reserved_before(conn: DB) -> Hold | None:
             """The hold already under ``key``, checked as the same reservation; None when the
@@ -989,13 +1056,16 @@ class Ledger:
         # case, a new key, costs no extra read. Either way nothing more is held under it.
         def operation(conn: DB) -> Hold:
             a = amounts
-            self._check_sheet(conn, sheet_sha256)
-            path = self._locked_path(conn, team) if self._locks_rows else _path(conn, team)
+            if self._locks_rows:
+                self._check_sheet(conn, sheet_sha256)
+                path = self._locked_path(conn, team)
+                balances = self._balances(conn, path, now) if path else {}
+            else:
+                path, balances = self._lean_path(conn, team, now, sheet_sha256, keys)
             if not path:
                 if (earlier := reserved_before(conn)) is not None:
                     return earlier
                 raise BudgetNotFound(team=team)
-            balances = self._balances(conn, path, now) if self._locks_rows else None
             entries, alerts = [], []
             for depth, (name, unit, pack, limit, period, tz, soft, exponent, _) in enumerate(path):
                 if not counts(unit, pack, amounts):
@@ -1009,12 +1079,8 @@ class Ledger:
                         currency=amounts.currency,
                     )
                 amount = counted(unit, pack, amounts, name, exponent)
-                pkey = period_key(period, now, tz)
-                if balances is None:
-                    row = conn.execute(_BALANCE_SQL, (name, pkey)).fetchone()
-                    posted, held = row if row else (0, 0)
-                else:
-                    posted, held = balances.get((name, pkey), (0, 0))
+                pkey = keys[period, tz] if (period, tz) in keys else period_key(period, now, tz)
+                posted, held = balances.get((name, pkey), (0, 0))
                 if not fits(limit, posted, held, amount):
                     if (earlier := reserved_before(conn)) is not None:
                         return earlier
@@ -1028,9 +1094,12 @@ class Ledger:
                 entries.append((name, depth, pkey, amount))
             row = (hold_key, team, a.units_milli, a.pack, a.cost_minor, a.currency, meta_json)
             for _ in range(3):  # a voided hold under the key frees it: then insert again
-                inserted = conn.execute(
-                    _INSERT_HOLD_SQL, (*row, at, at, sheet_sha256, *job_class)
-                ).fetchone()
+                values = (*row, at, at, sheet_sha256, *job_class)
+                if self._locks_rows:
+                    inserted = conn.execute(_INSERT_HOLD_SQL, values).fetchone()
+                else:  # no RETURNING: the row count and lastrowid say the same, cheaper
+                    cursor = cast("sqlite3.Cursor", conn.execute(_INSERT_HOLD_LEAN_SQL, values))
+                    inserted = (cursor.lastrowid,) if cursor.rowcount == 1 else None
                 if inserted is not None:
                     break
                 if (earlier := reserved_before(conn)) is not None:
@@ -1072,6 +1141,44 @@ class Ledger:
         hold = self._write(operation)
         _log_alerts(hold)
         return hold
+
+    def _lean_path(
+        self,
+        conn: DB,
+        team: str,
+        now: datetime,
+        given: str | None,
+        keys: dict[tuple[str, str], str],
+    ) -> tuple[list[tuple[Any, ...]], dict[tuple[str, str], tuple[int, int]]]:
+        """SQLite, inside a reserve: the sheet check, ``team``'s path and its balances at
+        ``now``, in one statement (:data:`_LEAN_PATH_SQL`). Fills ``keys`` with the period
+        key of each (period, tz) on the path."""
+        seen = self._period_zones
+        for period, tz in seen:
+            keys[period, tz] = period_key(period, now, tz)  # type: ignore[arg-type]
+        wanted = sorted(set(keys.values())) or ["all"]
+        sql = _LEAN_PATH_SQL.format(keys=", ".join("?" * len(wanted)))
+        rows = sorted(conn.execute(sql, (team, *wanted)).fetchall(), key=_first)  # by depth
+        _, published, version, overlays = rows[0][:4]
+        if not (published is None or published == given or overlays == "allow"):
+            raise SheetMismatchError(
+                ledger=str(self.path), published=published, version=version, given=given
+            )
+        path: list[tuple[Any, ...]] = []
+        balances: dict[tuple[str, str], tuple[int, int]] = {}
+        for _, name, unit, pack, limit, period, tz, soft, exponent, pkey, posted, held in rows[1:]:
+            if not path or path[-1][0] != name:  # one row per budget and matching key
+                path.append((name, unit, pack, limit, period, tz, soft, exponent, None))
+                if (period, tz) not in keys:  # a pair not asked for: read its balance alone
+                    keys[period, tz] = key = period_key(period, now, tz)
+                    if len(seen) < 32:
+                        seen.add((period, tz))
+                    found = conn.execute(_BALANCE_SQL, (name, key)).fetchone()
+                    if found is not None:
+                        balances[name, key] = (found[0], found[1])
+            if pkey is not None:
+                balances[name, pkey] = (posted, held)
+        return path, balances
 
     def _release_key(self, conn: DB, at: str, voided: Hold) -> None:
         """Free a voided hold's idempotency key, renaming it ``KEY#voided-ID``.
@@ -1152,15 +1259,25 @@ class Ledger:
             row = self._db.execute(sql, (key,)).fetchone()
             return None if row is None else _hold_from_row(row)
 
-    def attach(self, hold_id: int, task_id: str) -> Hold:
+    def attach(self, hold_id: int, task_id: str, *, reserved: Hold | None = None) -> Hold:
         """Record the provider's task id on an open hold (it becomes ``submitted``).
 
         A hold voided without a task is restored: it counts again, ``submitted`` with this
         task (see :meth:`_restore`). The API accepted the task, so it will charge for it.
+
+        ``reserved`` is the hold as :meth:`reserve` returned it (the guard's case): while it is
+        still ``held`` without a task, the attach is one UPDATE and one INSERT, and the hold
+        returned is ``reserved`` with its task (a held hold changes only by leaving ``held``,
+        which the UPDATE's row count would say).
         """
         if not isinstance(task_id, str) or not task_id:
             raise HoldStateError(f"a task id must be a non-empty string (given {task_id!r})")
-        at = self.clock.now().isoformat()
+        now = self.clock.now()
+        at = now.isoformat()
+        if reserved is not None and reserved.id == hold_id and reserved.state == "held":
+            lean = self._attach_lean(reserved, task_id, now, at)
+            if lean is not None:
+                return lean
 
         # The guard's case (an open hold without a task) is one UPDATE; anything else is
         # looked at only when that UPDATE matched nothing, to say why (or to repeat a success).
@@ -1189,6 +1306,22 @@ class Ledger:
         hold = self._write(operation)
         _log_alerts(hold)
         return hold
+
+    def _attach_lean(self, hold: Hold, task_id: str, now: datetime, at: str) -> Hold | None:
+        """attach for a hold still ``held`` without a task; None (nothing written) when it is
+        not, for :meth:`attach`'s full path to say why or to restore it."""
+
+        def operation(conn: DB) -> Hold | None:
+            if conn.execute(_ATTACH_LEAN_SQL, (task_id, at, hold.id)).rowcount != 1:
+                return None
+            if conn.execute(_INSERT_TASK_LEAN_SQL, (task_id, hold.id, at)).rowcount != 1:
+                sql = "SELECT hold_id FROM tasks WHERE task_id = ?"
+                (other,) = conn.execute(sql, (task_id,)).fetchone()
+                raise HoldStateError(f"task {task_id!r} already belongs to hold {other}")
+            self._event(conn, at, "attach", hold.id, hold.team, task_id=task_id)
+            return replace(hold, state="submitted", task_id=task_id, updated_at=now, alerts=())
+
+        return self._write(operation)
 
     def _restore(self, conn: DB, at: str, voided: Hold, task_id: str) -> Hold:
         """Count a voided hold again, with the task the API accepted for it.
@@ -1511,6 +1644,10 @@ class Ledger:
         """Recompute the report rollups from the holds (a repair after ``check`` found one off)."""
         dialect = self.dialect
         self._write(lambda conn: migrations.rebuild_rollups(conn, dialect))
+
+
+def _first(row: tuple[Any, ...]) -> Any:
+    return row[0]
 
 
 def _dt(text: str) -> datetime:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -309,7 +310,11 @@ def sync_command(
                     return report
                 await asyncio.sleep(interval)
 
-    with Ledger.open(ledger_path) as ledger:
+    # --wait serves for as long as tasks run: its WAL checkpoints go to a thread.
+    with (
+        Ledger.open(ledger_path) as ledger,
+        ledger.background_checkpoints() if wait else contextlib.nullcontext(),
+    ):
         report = asyncio.run(run(ledger))
     if as_json:
         echo_json(report.to_dict())
@@ -477,7 +482,11 @@ def hooks_serve_command(
 
     hook_secret = _hook_secret(secret)
     client = AsyncKlingClient(base_url=base_url) if confirm else None  # no key: fails first
-    with _listen(host, port) as sock, Ledger.open(ledger_path) as ledger:
+    with (
+        _listen(host, port) as sock,
+        Ledger.open(ledger_path) as ledger,
+        ledger.background_checkpoints(),  # no callback pays for a WAL checkpoint
+    ):
         app = create_app(ledger, hook_secret, client=client, close_client=True)
         url = f"http://{address(host, sock.getsockname()[1])}/hooks/{hook_secret}"
         click.echo(f"hook URL: {url}")
