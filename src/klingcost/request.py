@@ -156,7 +156,9 @@ OnOff = Literal["on", "off"]
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, str_strip_whitespace=False, defer_build=True
+    )
 
     notify_hook: str | None = None
     callback_url: str | None = None  # Kling's own API's name for notify_hook
@@ -178,7 +180,7 @@ class ImageRequest(_Body):
 
 
 class CameraConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     horizontal: Annotated[Whole, Field(ge=-10, le=10)] | None = None
     vertical: Annotated[Whole, Field(ge=-10, le=10)] | None = None
@@ -189,7 +191,7 @@ class CameraConfig(BaseModel):
 
 
 class CameraControl(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     type: Literal["simple", "down_back", "forward_up", "right_turn_forward", "left_turn_forward"]
     config: CameraConfig | None = None
@@ -223,14 +225,14 @@ class ImageToVideoRequest(_VideoBody):
 
 
 class OmniImage(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     image_url: str
     type: Literal["first_frame", "end_frame"] | None = None
 
 
 class OmniVideo(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     video_url: str
     refer_type: Literal["feature", "base"] | None = None
@@ -238,7 +240,7 @@ class OmniVideo(BaseModel):
 
 
 class OmniElement(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     element_id: Whole | str
 

@@ -34,10 +34,6 @@ provider_option = click.option(
 )
 
 
-def register(main: click.Group) -> None:
-    main.add_command(estimate_command)
-    main.add_command(prices_command)
-
 
 @click.command("estimate", epilog=EXIT_CODES_HELP)
 @click.argument("source", type=click.File("r", encoding="utf-8"), metavar="FILE|-")
