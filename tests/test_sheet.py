@@ -387,7 +387,7 @@ def test_frozen_bundled_sheet_is_current_and_equals_the_yaml() -> None:
 
     text = (sheet_module._DATA / "pricing.yaml").read_text(encoding="utf-8")
     frozen = sheet_module._frozen_data(text)
-    assert frozen is not None, "pricing.yaml changed: run .venv/bin/python scripts/freeze_pricing.py"
+    assert frozen is not None, "pricing.yaml changed: run scripts/freeze_pricing.py"
     assert frozen == sheet_module._parse_yaml(text, "bundled")  # same keys, same types
 
 

@@ -12,7 +12,6 @@ from klingcost.cli._common import EXIT_CODES_HELP, fail
 from klingcost.money import exact
 
 
-
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 

@@ -9,7 +9,6 @@ import click
 from klingcost.cli._common import EXIT_CODES_HELP
 
 
-
 @click.command("demo", epilog=EXIT_CODES_HELP)
 @click.option(
     "--keep",

@@ -34,7 +34,6 @@ provider_option = click.option(
 )
 
 
-
 @click.command("estimate", epilog=EXIT_CODES_HELP)
 @click.argument("source", type=click.File("r", encoding="utf-8"), metavar="FILE|-")
 @click.option(

@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from klingcost.guard import Submission
 
 
-
 base_url_option = click.option(
     "--base-url",
     envvar="KLINGCOST_BASE_URL",

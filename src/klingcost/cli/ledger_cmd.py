@@ -34,7 +34,6 @@ from klingcost.periods import PERIODS
 from klingcost.sheet import load_sheet
 
 
-
 def _open(path: str | None, *, create: bool = False) -> Ledger:
     """The ledger at ``path``; only ``budget set`` starts a new one (a mistyped path given to
     any other command is an error, not an empty ledger)."""
