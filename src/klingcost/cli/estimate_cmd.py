@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from fractions import Fraction
+from dataclasses import dataclass
 from typing import IO, Any
 
 import click
 
 from klingcost._json import JSONInputError, loads
+from klingcost.batch import BatchTotals, estimate_batch
 from klingcost.cli._common import (
     EXIT_CODES_HELP,
     EXIT_INVALID,
@@ -129,34 +129,15 @@ def _estimate_line(
         return exc
 
 
-@dataclass
-class _Totals:
-    lines: int = 0
-    errors: int = 0
-    units: dict[str, Fraction] = field(default_factory=dict)
-    cost: Fraction = Fraction(0)
-    currency: str = ""
-
-
-def _lines(text: str) -> Iterator[_Line | tuple[int, str]]:
-    for number, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            yield _Line(number, loads(raw))
-        except json.JSONDecodeError as exc:
-            yield number, f"not JSON: {exc.msg} at column {exc.colno}"
-        except JSONInputError as exc:
-            yield number, f"not JSON: {exc}"
-
-
 def _run_batch(
     text: str, endpoint: str | None, sheet: PriceSheet, provider: str | None, as_json: bool
-) -> _Totals:
-    totals = _Totals()
+) -> BatchTotals:
+    batch = estimate_batch(text.splitlines(), endpoint=endpoint, sheet=sheet, provider=provider)
     out = sys.stdout
-    # Rows are cached by job class: a batch repeats a few job classes many times.
-    rows: dict[tuple[Any, ...], str] = {}
+    # A row is rendered once per job class (it shows nothing else), found first by the
+    # result's identity: the batch hands a repeated line the same result object.
+    rows: dict[int, str] = {}
+    by_job: dict[tuple[Any, ...], str] = {}
     if as_json:
         out.write('{"results": [\n')
     else:
@@ -164,40 +145,34 @@ def _run_batch(
             f"{'line':>6}  {'endpoint':<20} {'model':<18} {'mode':<4} {'sec':>3} {'n':>2} "
             f"{'units':>8} {'pack':<5} {'cost':>12}\n"
         )
-    first = True
-    for item in _lines(text):
-        totals.lines += 1
-        if isinstance(item, tuple):
-            number, message = item
-            error: dict[str, Any] | None = {"message": message}
-            result: Estimate | KlingcostError | None = None
-        else:
-            number = item.number
-            result = _estimate_line(item, endpoint, sheet, provider)
-            error = None if isinstance(result, Estimate) else _error_dict(result)
-        if isinstance(result, Estimate):
-            totals.units[result.pack] = totals.units.get(result.pack, Fraction(0)) + result.units
-            totals.cost += result.cost.amount
-            totals.currency = result.cost.currency
-            key = (result.request.job, result.cost.provider)
-            row = rows.get(key)
+    separator = ""
+    for line in batch:
+        result = line.estimate
+        if result is not None:
+            row = rows.get(id(result))
             if row is None:
-                row = rows[key] = json.dumps(_row_dict(result)) if as_json else _row_text(result)
+                key = (result.request.job, result.cost.provider)
+                row = by_job.get(key)
+                if row is None:
+                    row = by_job[key] = (
+                        json.dumps(_row_dict(result)) if as_json else _row_text(result)
+                    )
+                rows[id(result)] = row
             if as_json:
-                out.write(("" if first else ",\n") + f'{{"line": {number}, "estimate": {row}}}')
+                out.write(f'{separator}{{"line": {line.number}, "estimate": {row}}}')
             else:
-                out.write(f"{number:>6}  {row}\n")
+                out.write(f"{line.number:>6}  {row}\n")
         else:
-            totals.errors += 1
-            assert error is not None
+            error = _error_dict(line.error)
             if as_json:
-                out.write(("" if first else ",\n") + json.dumps({"line": number, "error": error}))
+                out.write(separator + json.dumps({"line": line.number, "error": error}))
             else:
-                out.write(f"{number:>6}  invalid: {error['message']}\n")
-        first = False
+                out.write(f"{line.number:>6}  invalid: {error['message']}\n")
+        separator = ",\n"
+    totals = batch.totals()
     summary: dict[str, Any] = {
         "lines": totals.lines,
-        "priced": totals.lines - totals.errors,
+        "priced": totals.priced,
         "errors": totals.errors,
         "units": {pack: format_amount(units) for pack, units in sorted(totals.units.items())},
         "cost": format_amount(totals.cost),
@@ -215,7 +190,9 @@ def _run_batch(
     return totals
 
 
-def _error_dict(error: KlingcostError) -> dict[str, Any]:
+def _error_dict(error: KlingcostError | str | None) -> dict[str, Any]:
+    if isinstance(error, str | None):  # a line that is no JSON: its message
+        return {"message": error or "invalid"}
     if isinstance(error, RequestValidationError):
         return {
             "message": "; ".join(str(p) for p in error.problems),
