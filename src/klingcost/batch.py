@@ -5,7 +5,7 @@ parsed, validated and priced once per call; a repeat reuses that result. The cac
 on the whole line (every byte of the body, prompt included, so nothing that could change a
 verdict is left out of the key) and lives only as long as one call, with one sheet, provider
 and default endpoint: it cannot outlive or hide a changed sheet. Totals are summed per
-distinct result times its count, exactly, once at the end.
+distinct job class times its count, exactly, once at the end.
 """
 
 from __future__ import annotations
@@ -69,13 +69,15 @@ class BatchEstimate:
         self._provider = provider
         self._lines_seen = 0
         self._errors = 0
-        # Each distinct estimate and how many lines it priced: the totals, summed at the end.
+        # How many lines each priced job class took, by its Cost (one shared object per job
+        # class in the sheet's cache; kept alive here, so its id stays its own): the totals,
+        # summed once at the end.
         self._found: dict[int, Estimate] = {}
         self._count: dict[int, int] = {}
 
     def __iter__(self) -> Iterator[BatchLine]:
         cache: dict[str, tuple[Estimate | None, KlingcostError | str | None]] = {}
-        found_by_id, count = self._found, self._count
+        by_class, count = self._found, self._count
         for number, raw in enumerate(self._lines, start=1):
             if not raw.strip():
                 continue
@@ -89,11 +91,11 @@ class BatchEstimate:
             if found is None:
                 self._errors += 1
             else:
-                key = id(found)  # found_by_id keeps it alive, so the id stays its own
+                key = id(found.cost)
                 if key in count:
                     count[key] += 1
                 else:
-                    found_by_id[key], count[key] = found, 1
+                    by_class[key], count[key] = found, 1
             yield BatchLine(number, found, error)
 
     def _price(self, raw: str) -> tuple[Estimate | None, KlingcostError | str | None]:
