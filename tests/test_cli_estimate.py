@@ -488,7 +488,10 @@ def test_prices_with_overlay(tmp_path: Path) -> None:
 def test_every_command_has_help_text() -> None:
     def walk(group: click.Group, path: list[str]) -> list[list[str]]:
         found = []
-        for name, command in group.commands.items():
+        ctx = click.Context(group)  # list_commands/get_command: the top group loads lazily
+        for name in group.list_commands(ctx):
+            command = group.get_command(ctx, name)
+            assert command is not None, name
             found.append([*path, name])
             assert command.help or command.short_help, f"{' '.join([*path, name])} has no help"
             if isinstance(command, click.Group):

@@ -18,7 +18,10 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def _commands(group: click.Group, prefix: str = "klingcost") -> Iterator[tuple[str, click.Command]]:
-    for name, command in sorted(group.commands.items()):
+    ctx = click.Context(group)  # list_commands/get_command: the top group loads them lazily
+    for name in sorted(group.list_commands(ctx)):
+        command = group.get_command(ctx, name)
+        assert command is not None, name
         path = f"{prefix} {name}"
         yield path, command
         if isinstance(command, click.Group):

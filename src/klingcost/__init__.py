@@ -49,6 +49,7 @@ from klingcost.errors import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover - resolved lazily by __getattr__ below
+    from klingcost.batch import BatchEstimate, BatchLine, BatchTotals, estimate_batch
     from klingcost.budgets import Budget, BudgetStatus, HoldAmounts
     from klingcost.calibrate import (
         Calibration,
@@ -133,6 +134,9 @@ _LAZY: dict[str, str] = {
     ),
     **dict.fromkeys(["PriceSheet", "load_sheet"], "klingcost.sheet"),
     **dict.fromkeys(
+        ["BatchEstimate", "BatchLine", "BatchTotals", "estimate_batch"], "klingcost.batch"
+    ),
+    **dict.fromkeys(
         ["KlingClient", "AsyncKlingClient", "Task", "Deduction", "ImageResult", "VideoResult"],
         "klingcost.client",
     ),
@@ -184,6 +188,9 @@ __all__ = [
     "AsyncGuardedClient",
     "AsyncKlingClient",
     "AuthenticationError",
+    "BatchEstimate",
+    "BatchLine",
+    "BatchTotals",
     "Budget",
     "BudgetConfigError",
     "BudgetExceeded",
@@ -256,6 +263,7 @@ __all__ = [
     "VideoResult",
     "calibrate",
     "estimate",
+    "estimate_batch",
     "export_tasks_csv",
     "export_tasks_json",
     "html_report",

@@ -161,7 +161,8 @@ OnOff = Literal["on", "off"]
 
 class _Part(BaseModel):
     # Unknown keys are kept, to be reported (a warning, or a refusal) rather than dropped.
-    model_config = ConfigDict(extra="allow", frozen=True)
+    # Each model is built when its endpoint is first used, not when the module loads.
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
 
 
 class WatermarkInfo(_Part):
@@ -169,7 +170,9 @@ class WatermarkInfo(_Part):
 
 
 class _Body(_Part):
-    model_config = ConfigDict(extra="allow", frozen=True, str_strip_whitespace=False)
+    model_config = ConfigDict(
+        extra="allow", frozen=True, str_strip_whitespace=False, defer_build=True
+    )
 
     notify_hook: str | None = None
     callback_url: str | None = None  # Kling's own API's name for notify_hook
@@ -1124,6 +1127,8 @@ def _refuse_lone_surrogates(endpoint: Endpoint, body: Mapping[str, Any]) -> None
     leave the hold unknown. Refused alone (other problems are not listed with it), so that no
     message quotes the raw text: every field and value shown here is escaped.
     """
+    if _all_encodable(body):  # the common case, without building a path for every field
+        return
     problems: list[Problem] = []
     allowed = "valid Unicode text (no lone surrogate such as \\ud800)"
     stack: list[tuple[str, object]] = [("", body)]
@@ -1150,6 +1155,27 @@ def _refuse_lone_surrogates(endpoint: Endpoint, body: Mapping[str, Any]) -> None
     if problems:
         problems.sort(key=lambda problem: problem.field)
         raise RequestValidationError(endpoint=endpoint, problems=problems)
+
+
+def _all_encodable(body: object) -> bool:
+    """Whether every string, value or key in ``body``, at any depth, encodes as UTF-8."""
+    stack: list[object] = [body]
+    seen: set[int] = set()
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if not node.isascii() and _lone_surrogate_at(node) is not None:
+                return False
+        elif isinstance(node, Mapping | list | tuple) and id(node) not in seen:
+            seen.add(id(node))
+            if isinstance(node, Mapping):
+                for key, value in node.items():
+                    if isinstance(key, str) and _lone_surrogate_at(key) is not None:
+                        return False
+                    stack.append(value)
+            else:
+                stack.extend(node)
+    return True
 
 
 def _lone_surrogate_at(text: str) -> int | None:

@@ -22,7 +22,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -33,6 +32,12 @@ from klingcost.money import CURRENCY_EXPONENTS, exact
 
 PRICING_ENV = "KLINGCOST_PRICING"
 BUNDLED = "klingcost/data/pricing.yaml"
+_DATA = Path(__file__).with_name("data")
+# The bundled sheet as JSON, with the SHA-256 of the YAML text it was made from: reading it
+# skips importing and running a YAML parser (the largest part of `klingcost estimate`'s start).
+# It is used only while that hash matches the YAML beside it, so an edited sheet is never
+# hidden; `python scripts/freeze_pricing.py` rewrites it, and a test keeps it current.
+FROZEN = _DATA / "pricing.json"
 
 
 def _amount(value: Any) -> Fraction:
@@ -525,8 +530,39 @@ def sheet_from_canonical(text: str, *, origin: str) -> PriceSheet:
 
 
 def _bundled_data() -> dict[str, Any]:
-    resource = resources.files("klingcost").joinpath("data/pricing.yaml")
-    return _parse_yaml(resource.read_text(encoding="utf-8"), BUNDLED)
+    text = (_DATA / "pricing.yaml").read_text(encoding="utf-8")
+    frozen = _frozen_data(text)
+    if frozen is not None:
+        return frozen
+    return _parse_yaml(text, BUNDLED, trusted=True)
+
+
+def _frozen_data(text: str) -> dict[str, Any] | None:
+    """The frozen JSON of the bundled sheet, if it was made from exactly ``text``."""
+    import hashlib
+    import json
+
+    try:
+        frozen = json.loads(FROZEN.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    if not isinstance(frozen, dict) or frozen.get("yaml_sha256") != digest:
+        return None
+    data = frozen.get("sheet")
+    return data if isinstance(data, dict) else None
+
+
+def freeze_bundled_sheet() -> Path:
+    """Write :data:`FROZEN` from the bundled YAML; returns its path."""
+    import hashlib
+    import json
+
+    text = (_DATA / "pricing.yaml").read_text(encoding="utf-8")
+    data = _parse_yaml(text, BUNDLED)
+    frozen = {"yaml_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(), "sheet": data}
+    FROZEN.write_text(json.dumps(frozen, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    return FROZEN
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -543,11 +579,15 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return _parse_yaml(text, str(path))
 
 
-def _parse_yaml(text: str, origin: str) -> dict[str, Any]:
+def _parse_yaml(text: str, origin: str, *, trusted: bool = False) -> dict[str, Any]:
     import yaml  # loaded only when a sheet is read, to keep `import klingcost` light
 
+    # The bundled sheet is ours, so libyaml parses it (~10x faster: it was half the start of
+    # `klingcost estimate`); a user's file keeps the pure-Python parser, whose recursion
+    # limit turns a hostile nesting into an error where libyaml's C stack could overflow.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader) if trusted else yaml.SafeLoader
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
         raise PricingSheetError(source=origin, problems=[f"not valid YAML: {exc}"]) from None
     except RecursionError:  # PyYAML composes and constructs nested nodes recursively

@@ -1,16 +1,125 @@
 """The ``klingcost`` command line. Only this package imports click.
 
-Each concept's commands live in their own module and are registered on :data:`main` here.
+Each concept's commands live in their own module. :data:`COMMANDS` names them, and a command's
+module is imported only when that command runs (or its own ``--help`` is asked for), so
+``klingcost estimate`` never loads the ledger or httpx and ``klingcost --help`` loads none of
+them. To add a command, add one entry to :data:`COMMANDS`; ``tests/test_cli_lazy.py`` checks
+that every entry loads and that its short help is the command's own.
 """
 
 from __future__ import annotations
+
+from importlib import import_module
 
 import click
 
 from klingcost.cli._common import EXIT_CODES_HELP, KlingcostGroup
 
+# name -> ("module:attribute", short help shown by `klingcost --help`). The short help is the
+# first sentence of the command's docstring, copied here so that listing the commands loads
+# none of them; the test above fails when the two drift apart.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "estimate": (
+        "klingcost.cli.estimate_cmd:estimate_command",
+        "Price the JSON body you would POST, before spending anything.",
+    ),
+    "prices": (
+        "klingcost.cli.estimate_cmd:prices_command",
+        "Print the price sheet: model x mode x duration -> units and cost.",
+    ),
+    "budget": (
+        "klingcost.cli.ledger_cmd:budget_group",
+        "Set and show per-team budgets (limits per period, with parents).",
+    ),
+    "holds": (
+        "klingcost.cli.ledger_cmd:holds_group",
+        "List holds: money reserved for jobs, until settled at the real charge or voided.",
+    ),
+    "ledger": ("klingcost.cli.ledger_cmd:ledger_group", "Audit the ledger file."),
+    "pricing": (
+        "klingcost.cli.pricing_cmd:pricing_group",
+        "The price sheet a shared ledger's holds are priced by.",
+    ),
+    "submit": (
+        "klingcost.cli.guard_cmd:submit_command",
+        "Submit one job through the budget guard.",
+    ),
+    "sync": (
+        "klingcost.cli.guard_cmd:sync_command",
+        "Settle every open task from what the API reports.",
+    ),
+    "hooks": (
+        "klingcost.cli.guard_cmd:hooks_group",
+        "Receive Kling's notify_hook callbacks and settle tasks as they end.",
+    ),
+    "report": (
+        "klingcost.cli.report_cmd:report_command",
+        "Spending per group: tasks, estimated, charged, still held, variance and the share of "
+        "each team's budget used; with totals.",
+    ),
+    "reconcile": (
+        "klingcost.cli.report_cmd:reconcile_command",
+        "Estimated against charged units per job class (endpoint, model, mode, duration, sound, "
+        "video reference, n): count, agreement rate, drift, largest variance, the tasks that "
+        "disagree, and charges that look wrong: missing, zero, absurd, or a failed task charged.",
+    ),
+    "calibrate": (
+        "klingcost.cli.report_cmd:calibrate_command",
+        "Learn the units Kling really charges per job class from settled tasks; fit the seed's "
+        "multipliers (10 s, pro mode, model tier, sound, video reference) to them; propose a "
+        "price-sheet overlay for what the sheet gets wrong.",
+    ),
+    "import-usage": (
+        "klingcost.cli.report_cmd:import_usage_command",
+        'Load openai-hk\'s usage log (JSON, {"data": [...]} or JSON Lines; rows with fen, yufen, '
+        "model, reqid) and learn the credits per unit the provider really charges.",
+    ),
+    "fake-server": (
+        "klingcost.cli.api_cmd:fake_server_command",
+        "Run a fake Kling API until interrupted.",
+    ),
+    "demo": (
+        "klingcost.cli.demo_cmd:demo_command",
+        "Run klingcost end to end against a built-in fake Kling API: no key, no network.",
+    ),
+}
 
-@click.group(cls=KlingcostGroup, epilog=EXIT_CODES_HELP)
+
+def load_command(name: str) -> click.Command:
+    """The command ``name`` from :data:`COMMANDS`, its module imported now."""
+    module, _, attribute = COMMANDS[name][0].partition(":")
+    command = getattr(import_module(module), attribute)
+    if not isinstance(command, click.Command):
+        raise TypeError(f"{COMMANDS[name][0]} is not a click command")
+    return command
+
+
+class LazyGroup(KlingcostGroup):
+    """The top-level group: commands from :data:`COMMANDS`, each imported when first needed."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            self.add_command(load_command(cmd_name), cmd_name)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # The listing is built from the table's short help, through click's own shortening,
+        # so it reads exactly as if every command were loaded, and none is.
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.commands.get(name) or click.Command(name, help=COMMANDS[name][1])
+            if not command.hidden:
+                rows.append((name, command))
+        if rows:
+            limit = formatter.width - 6 - max(len(name) for name, _ in rows)
+            with formatter.section("Commands"):
+                formatter.write_dl([(name, cmd.get_short_help_str(limit)) for name, cmd in rows])
+
+
+@click.group(cls=LazyGroup, epilog=EXIT_CODES_HELP)
 @click.version_option(package_name="klingcost")
 def main() -> None:
     """Estimate, budget, guard and reconcile the cost of Kling video and image generation.
@@ -18,23 +127,3 @@ def main() -> None:
     Environment: KLINGCOST_HOME (default ~/.klingcost), KLINGCOST_LEDGER, KLINGCOST_API_KEY,
     KLINGCOST_BASE_URL, KLINGCOST_PRICING.
     """
-
-
-def _register() -> None:
-    # Each module imports only click and klingcost's light core at import time; the ledger,
-    # the client and the servers load inside the commands that use them.
-    from klingcost.cli import (
-        api_cmd,
-        demo_cmd,
-        estimate_cmd,
-        guard_cmd,
-        ledger_cmd,
-        pricing_cmd,
-        report_cmd,
-    )
-
-    for module in (estimate_cmd, ledger_cmd, pricing_cmd, guard_cmd, report_cmd, api_cmd, demo_cmd):
-        module.register(main)
-
-
-_register()

@@ -19,6 +19,7 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from klingcost import errors
+from klingcost.jobs import split_job as split_job  # re-exported for the commands
 
 if TYPE_CHECKING:
     from klingcost.ledger import Ledger
@@ -55,38 +56,6 @@ def exit_code_for(exc: BaseException) -> int:
     ):
         return EXIT_INVALID
     return EXIT_ERROR
-
-
-def split_job(value: Any, default_endpoint: str | None) -> tuple[str, Any]:
-    """The endpoint and the body of one job as a file or a batch line gives it.
-
-    A job is a body (its endpoint from ``--endpoint``), ``{"endpoint": E, "body": {...}}``,
-    or a body with an ``endpoint`` field beside its own (no Kling body has one). An endpoint
-    in the job wins over ``--endpoint``, so one batch can mix endpoints. Without either:
-    RequestValidationError, naming the field.
-    """
-    endpoint, body = default_endpoint, value
-    if isinstance(value, dict) and "endpoint" in value:
-        if "body" in value and set(value) <= {"endpoint", "body"}:
-            body = value["body"]
-        else:
-            body = {name: field for name, field in value.items() if name != "endpoint"}
-        endpoint = value["endpoint"] or default_endpoint
-    elif isinstance(value, dict) and "body" in value and set(value) == {"body"}:
-        body = value["body"]
-    if endpoint is None:
-        raise errors.RequestValidationError(
-            endpoint="(no endpoint given)",
-            problems=[
-                errors.Problem(
-                    "endpoint",
-                    errors._MISSING,
-                    'give --endpoint, or an "endpoint" field in the job',
-                    "no endpoint",
-                )
-            ],
-        )
-    return endpoint, body
 
 
 def read_input(source: IO[str], param_hint: str = "FILE") -> str:

@@ -12,10 +12,6 @@ from klingcost.cli._common import EXIT_CODES_HELP, fail
 from klingcost.money import exact
 
 
-def register(main: click.Group) -> None:
-    main.add_command(fake_server_command)
-
-
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 

@@ -9,10 +9,6 @@ import click
 from klingcost.cli._common import EXIT_CODES_HELP
 
 
-def register(main: click.Group) -> None:
-    main.add_command(demo_command)
-
-
 @click.command("demo", epilog=EXIT_CODES_HELP)
 @click.option(
     "--keep",

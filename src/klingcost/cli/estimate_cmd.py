@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from fractions import Fraction
+from dataclasses import dataclass
 from typing import IO, Any
 
 import click
 
 from klingcost._json import JSONInputError, loads
+from klingcost.batch import BatchTotals, estimate_batch
 from klingcost.cli._common import (
     EXIT_CODES_HELP,
     EXIT_INVALID,
@@ -32,11 +32,6 @@ provider_option = click.option(
     metavar="NAME",
     help="Provider profile that turns units into cost (default: the sheet's, openai-hk).",
 )
-
-
-def register(main: click.Group) -> None:
-    main.add_command(estimate_command)
-    main.add_command(prices_command)
 
 
 @click.command("estimate", epilog=EXIT_CODES_HELP)
@@ -149,27 +144,6 @@ def _estimate_line(
         return exc
 
 
-@dataclass
-class _Totals:
-    lines: int = 0
-    errors: int = 0
-    units: dict[str, Fraction] = field(default_factory=dict)
-    cost: Fraction = Fraction(0)
-    currency: str = ""
-
-
-def _lines(text: str) -> Iterator[_Line | tuple[int, str]]:
-    for number, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            yield _Line(number, loads(raw))
-        except json.JSONDecodeError as exc:
-            yield number, f"not JSON: {exc.msg} at column {exc.colno}"
-        except JSONInputError as exc:
-            yield number, f"not JSON: {exc}"
-
-
 def _run_batch(
     text: str,
     endpoint: str | None,
@@ -177,11 +151,15 @@ def _run_batch(
     provider: str | None,
     as_json: bool,
     strict: bool = False,
-) -> _Totals:
-    totals = _Totals()
+) -> BatchTotals:
+    batch = estimate_batch(
+        text.splitlines(), endpoint=endpoint, sheet=sheet, provider=provider, strict=strict
+    )
     out = sys.stdout
-    # Rows are cached by job class: a batch repeats a few job classes many times.
-    rows: dict[tuple[Any, ...], str] = {}
+    # A row is rendered once per job class (it shows nothing else), found first by the
+    # result's identity: the batch hands a repeated line the same result object.
+    rows: dict[int, str] = {}
+    by_job: dict[tuple[Any, ...], str] = {}
     if as_json:
         out.write('{"results": [\n')
     else:
@@ -189,44 +167,37 @@ def _run_batch(
             f"{'line':>6}  {'endpoint':<20} {'model':<18} {'mode':<4} {'sec':>3} {'n':>2} "
             f"{'units':>8} {'pack':<5} {'cost':>12}\n"
         )
-    first = True
-    for item in _lines(text):
-        totals.lines += 1
-        if isinstance(item, tuple):
-            number, message = item
-            error: dict[str, Any] | None = {"message": message}
-            result: Estimate | KlingcostError | None = None
-        else:
-            number = item.number
-            result = _estimate_line(item, endpoint, sheet, provider, strict)
-            error = None if isinstance(result, Estimate) else _error_dict(result)
-        if isinstance(result, Estimate):
-            totals.units[result.pack] = totals.units.get(result.pack, Fraction(0)) + result.units
-            totals.cost += result.cost.amount
-            totals.currency = result.cost.currency
-            warnings = result.warnings
-            key = (result.request.job, result.cost.provider, warnings)
-            if warnings and not as_json:
-                for warning in warnings:
-                    sys.stderr.write(f"line {number}: warning: {warning}\n")
-            row = rows.get(key)
+    separator = ""
+    for line in batch:
+        result = line.estimate
+        if result is not None:
+            if result.warnings and not as_json:
+                for warning in result.warnings:
+                    sys.stderr.write(f"line {line.number}: warning: {warning}\n")
+            row = rows.get(id(result))
             if row is None:
-                row = rows[key] = json.dumps(_row_dict(result)) if as_json else _row_text(result)
+                key = (result.request.job, result.cost.provider, result.warnings)
+                row = by_job.get(key)
+                if row is None:
+                    row = by_job[key] = (
+                        json.dumps(_row_dict(result)) if as_json else _row_text(result)
+                    )
+                rows[id(result)] = row
             if as_json:
-                out.write(("" if first else ",\n") + f'{{"line": {number}, "estimate": {row}}}')
+                out.write(f'{separator}{{"line": {line.number}, "estimate": {row}}}')
             else:
-                out.write(f"{number:>6}  {row}\n")
+                out.write(f"{line.number:>6}  {row}\n")
         else:
-            totals.errors += 1
-            assert error is not None
+            error = _error_dict(line.error)
             if as_json:
-                out.write(("" if first else ",\n") + json.dumps({"line": number, "error": error}))
+                out.write(separator + json.dumps({"line": line.number, "error": error}))
             else:
-                out.write(f"{number:>6}  invalid: {error['message']}\n")
-        first = False
+                out.write(f"{line.number:>6}  invalid: {error['message']}\n")
+        separator = ",\n"
+    totals = batch.totals()
     summary: dict[str, Any] = {
         "lines": totals.lines,
-        "priced": totals.lines - totals.errors,
+        "priced": totals.priced,
         "errors": totals.errors,
         "units": {pack: format_amount(units) for pack, units in sorted(totals.units.items())},
         "cost": format_amount(totals.cost),
@@ -244,7 +215,9 @@ def _run_batch(
     return totals
 
 
-def _error_dict(error: KlingcostError) -> dict[str, Any]:
+def _error_dict(error: KlingcostError | str | None) -> dict[str, Any]:
+    if isinstance(error, str | None):  # a line that is no JSON: its message
+        return {"message": error or "invalid"}
     if isinstance(error, RequestValidationError):
         return {
             "message": "; ".join(str(p) for p in error.problems),
@@ -293,9 +266,7 @@ def render_estimate(result: Estimate) -> str:
         + (f"  {request.duration} s" if request.duration else "")
         + (f"  n {request.n}" if request.endpoint == "images/generations" else "")
         + ("  sound on" if request.sound else "")
-        + ("  with voices" if request.voice else "")
         + ("  video reference" if request.video_reference else "")
-        + (f"  resolution {request.resolution}" if request.resolution else "")
     )
     lines = [head]
     width = max(len(step.rule) for step in result.breakdown)
@@ -357,58 +328,23 @@ def price_table(sheet: PriceSheet, provider: str | None = None) -> Iterator[dict
             "currency": result.cost.currency,
         }
 
-    video = [{"video_url": "https://example.com/v.mp4"}]
-    voices = [{"voice_id": "voice-1"}]
-    clips = sheet.models["videos/text2video"]
     for model, modes in sheet.video.models.items():
-        if model not in clips or model in sheet.per_second:
-            continue
         for mode in modes:
             for seconds in sheet.video.durations:
                 body: dict[str, Any] = {"model_name": model, "prompt": "p", "duration": seconds}
                 if mode != "flat":
                     body["mode"] = mode
                 yield row("videos/text2video", body, "")
-                if mode in clips[model].sound_modes:
+                if model in sheet.video.sound and mode == "pro":
                     yield row("videos/text2video", {**body, "sound": "on"}, "sound on")
-                    if model in sheet.video.voice:
-                        with_voices = {**body, "sound": "on", "voice_list": voices}
-                        yield row("videos/text2video", with_voices, "sound on, voices")
-    # Per-second models: each mode and option at the shortest, 5 s, 10 s and the longest.
-    for endpoint in ("videos/text2video", "videos/omni-video"):
-        for model, caps in sheet.models[endpoint].items():
-            if model not in sheet.per_second:
-                continue
-            seconds_shown = sorted(
-                {min(caps.durations), max(caps.durations)} | ({5, 10} & caps.durations)
-            )
-            for mode, rates in sheet.per_second[model].items():
-                for shown in seconds_shown:
-                    body = {"model_name": model, "prompt": "p", "mode": mode, "duration": shown}
-                    yield row(endpoint, body, "")
-                    if rates.sound is not None and mode in caps.sound_modes:
-                        yield row(endpoint, {**body, "sound": "on"}, "sound on")
-                    if rates.voice is not None and endpoint != "videos/omni-video":
-                        with_voices = {**body, "sound": "on", "voice_list": voices}
-                        yield row(endpoint, with_voices, "sound on, voices")
-                    if rates.video is not None and endpoint == "videos/omni-video":
-                        yield row(endpoint, {**body, "video_list": video}, "video reference")
     for model in sheet.omni:
-        o1 = sheet.models["videos/omni-video"].get(model)
-        if o1 is None or model in sheet.per_second:
-            continue
         for mode in ("std", "pro"):
-            for o1_seconds in sorted({min(o1.durations), 5, 10} & o1.durations):
+            for o1_seconds in (5, 10):
                 body = {"model_name": model, "prompt": "p", "mode": mode, "duration": o1_seconds}
                 yield row("videos/omni-video", body, "")
+                video = [{"video_url": "https://example.com/v.mp4"}]
                 yield row("videos/omni-video", {**body, "video_list": video}, "video reference")
-    for model, image in sheet.images.items():
-        if model not in sheet.models["images/generations"]:
-            continue
+    for model in sheet.images:
         yield row("images/generations", {"model_name": model, "prompt": "p"}, "per image")
         reference = {"model_name": model, "prompt": "p", "image": "https://example.com/i.png"}
         yield row("images/generations", reference, "reference image")
-        for resolution, size in image.resolutions.items():
-            if size.factor != 1:
-                sized = {"model_name": model, "prompt": "p", "resolution": resolution}
-                yield row("images/generations", sized, f"{resolution}, per image")

@@ -36,12 +36,6 @@ if TYPE_CHECKING:
     from klingcost.guard import Submission
 
 
-def register(main: click.Group) -> None:
-    main.add_command(submit_command)
-    main.add_command(sync_command)
-    main.add_command(hooks_group)
-
-
 base_url_option = click.option(
     "--base-url",
     envvar="KLINGCOST_BASE_URL",

@@ -31,12 +31,6 @@ from klingcost.periods import PERIODS
 from klingcost.sheet import load_sheet
 
 
-def register(main: click.Group) -> None:
-    main.add_command(budget_group)
-    main.add_command(holds_group)
-    main.add_command(ledger_group)
-
-
 def _open(path: str | None, *, create: bool = False) -> Ledger:
     """The ledger at ``path``; only ``budget set`` starts a new one (a mistyped path given to
     any other command is an error, not an empty ledger)."""

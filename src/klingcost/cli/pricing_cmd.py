@@ -16,10 +16,6 @@ from klingcost.cli._common import (
 )
 
 
-def register(main: click.Group) -> None:
-    main.add_command(pricing_group)
-
-
 @click.group("pricing", epilog=EXIT_CODES_HELP)
 def pricing_group() -> None:
     """The price sheet a shared ledger's holds are priced by.

@@ -28,13 +28,6 @@ if TYPE_CHECKING:
 _DATE = re.compile(r"^(\d{4})-(\d{2})(?:-(\d{2}))?$")
 
 
-def register(main: click.Group) -> None:
-    main.add_command(report_command)
-    main.add_command(reconcile_command)
-    main.add_command(calibrate_command)
-    main.add_command(import_usage_command)
-
-
 def _day(value: str | None, *, end: bool, name: str) -> date | None:
     """``2026-11-25``; or a month ``2026-11`` (its first day, or its last with ``end``)."""
     if value is None:
