@@ -266,7 +266,9 @@ def render_estimate(result: Estimate) -> str:
         + (f"  {request.duration} s" if request.duration else "")
         + (f"  n {request.n}" if request.endpoint == "images/generations" else "")
         + ("  sound on" if request.sound else "")
+        + ("  with voices" if request.voice else "")
         + ("  video reference" if request.video_reference else "")
+        + (f"  resolution {request.resolution}" if request.resolution else "")
     )
     lines = [head]
     width = max(len(step.rule) for step in result.breakdown)
@@ -328,23 +330,58 @@ def price_table(sheet: PriceSheet, provider: str | None = None) -> Iterator[dict
             "currency": result.cost.currency,
         }
 
+    video = [{"video_url": "https://example.com/v.mp4"}]
+    voices = [{"voice_id": "voice-1"}]
+    clips = sheet.models["videos/text2video"]
     for model, modes in sheet.video.models.items():
+        if model not in clips or model in sheet.per_second:
+            continue
         for mode in modes:
             for seconds in sheet.video.durations:
                 body: dict[str, Any] = {"model_name": model, "prompt": "p", "duration": seconds}
                 if mode != "flat":
                     body["mode"] = mode
                 yield row("videos/text2video", body, "")
-                if model in sheet.video.sound and mode == "pro":
+                if mode in clips[model].sound_modes:
                     yield row("videos/text2video", {**body, "sound": "on"}, "sound on")
+                    if model in sheet.video.voice:
+                        with_voices = {**body, "sound": "on", "voice_list": voices}
+                        yield row("videos/text2video", with_voices, "sound on, voices")
+    # Per-second models: each mode and option at the shortest, 5 s, 10 s and the longest.
+    for endpoint in ("videos/text2video", "videos/omni-video"):
+        for model, caps in sheet.models[endpoint].items():
+            if model not in sheet.per_second:
+                continue
+            seconds_shown = sorted(
+                {min(caps.durations), max(caps.durations)} | ({5, 10} & caps.durations)
+            )
+            for mode, rates in sheet.per_second[model].items():
+                for shown in seconds_shown:
+                    body = {"model_name": model, "prompt": "p", "mode": mode, "duration": shown}
+                    yield row(endpoint, body, "")
+                    if rates.sound is not None and mode in caps.sound_modes:
+                        yield row(endpoint, {**body, "sound": "on"}, "sound on")
+                    if rates.voice is not None and endpoint != "videos/omni-video":
+                        with_voices = {**body, "sound": "on", "voice_list": voices}
+                        yield row(endpoint, with_voices, "sound on, voices")
+                    if rates.video is not None and endpoint == "videos/omni-video":
+                        yield row(endpoint, {**body, "video_list": video}, "video reference")
     for model in sheet.omni:
+        o1 = sheet.models["videos/omni-video"].get(model)
+        if o1 is None or model in sheet.per_second:
+            continue
         for mode in ("std", "pro"):
-            for o1_seconds in (5, 10):
+            for o1_seconds in sorted({min(o1.durations), 5, 10} & o1.durations):
                 body = {"model_name": model, "prompt": "p", "mode": mode, "duration": o1_seconds}
                 yield row("videos/omni-video", body, "")
-                video = [{"video_url": "https://example.com/v.mp4"}]
                 yield row("videos/omni-video", {**body, "video_list": video}, "video reference")
-    for model in sheet.images:
+    for model, image in sheet.images.items():
+        if model not in sheet.models["images/generations"]:
+            continue
         yield row("images/generations", {"model_name": model, "prompt": "p"}, "per image")
         reference = {"model_name": model, "prompt": "p", "image": "https://example.com/i.png"}
         yield row("images/generations", reference, "reference image")
+        for resolution, size in image.resolutions.items():
+            if size.factor != 1:
+                sized = {"model_name": model, "prompt": "p", "resolution": resolution}
+                yield row("images/generations", sized, f"{resolution}, per image")
