@@ -1142,3 +1142,31 @@ def test_image_reference_flag() -> None:
     assert validate_request(IMG, {"prompt": "p"}).reference_image is False
     assert validate_request(IMG, {"prompt": "p", "image": URL, "image_reference": "face"})
     assert_invalid(IMG, {"prompt": "p", "image": URL, "image_reference": "body"}, "image_reference")
+
+
+class _Text(str):
+    """A str subclass, as a client's own string type may be."""
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"prompt": "ok", "multi_prompt": [{"prompt": "a\ud800"}]}, "multi_prompt.0.prompt"),
+        ({"prompt": "ok", "multi_prompt": ({"\udc80": "x"},)}, "multi_prompt.0.\\udc80"),
+        ({"prompt": _Text("snow \udfff")}, "prompt"),
+        ({"prompt": "ok", "watermark_info": {"enabled": False, "n\ud800": 1}}, "watermark_info"),
+    ],
+)
+def test_a_lone_surrogate_is_found_at_any_depth_and_in_any_container(
+    body: dict[str, Any], field: str
+) -> None:
+    """The fast pass that lets an ordinary body through cheaply misses none of these."""
+    with pytest.raises(RequestValidationError) as caught:
+        validate_request("videos/text2video", {"model_name": "kling-v3", **body})
+    [problem] = caught.value.problems
+    assert problem.field.startswith(field) and "lone surrogate" in problem.message
+
+
+def test_an_ordinary_non_ascii_body_is_not_taken_for_a_lone_surrogate() -> None:
+    body = {"model_name": "kling-v3", "prompt": "雪の中の船 🚢", "negative_prompt": "ñ"}
+    assert validate_request("videos/text2video", body).duration == 5
