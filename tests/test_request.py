@@ -412,6 +412,9 @@ UNKNOWN_HARMLESS = [
     # endpoint, body, the unknown field, the body without it
     (T2V, {"prompt": "p", "seed": 42}, "seed", {"prompt": "p"}),
     (T2V, {"prompt": "p", "user": {"id": 7}}, "user", {"prompt": "p"}),
+    # Price words are whole words: "account" holds no count, "model" no mode.
+    (T2V, {"prompt": "p", "account_id": "a-1"}, "account_id", {"prompt": "p"}),
+    (T2V, {"prompt": "p", "model_version": "2"}, "model_version", {"prompt": "p"}),
     (
         O1,
         {"prompt": "p", "video_list": [{"video_url": VIDEO_URL, "x": 1}]},
@@ -465,6 +468,10 @@ def test_strict_refuses_every_unknown_field(
         (IMG, {"prompt": "p", "mode": "pro"}, "mode"),
         (I2V, {"image": URL, "video_list": []}, "video_list"),
         (T2V, {"prompt": "p", "quality": "1080p"}, "quality"),
+        (T2V, {"prompt": "p", "numVideos": 2}, "numVideos"),  # camelCase words
+        (IMG, {"prompt": "p", "imageSize": "2048x2048"}, "imageSize"),
+        (T2V, {"prompt": "p", "is8K": True}, "is8K"),  # a size
+        (T2V, {"prompt": "p", "durations": [5]}, "durations"),  # a plural
     ],
 )
 def test_unknown_field_that_may_change_the_price_is_refused(

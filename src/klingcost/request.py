@@ -86,13 +86,92 @@ TRAJECTORY_POINTS: Final = (2, 77)
 #: What a broken ``duration`` allows, until the model's own durations replace it.
 _DURATION_TEXT: Final = "whole seconds the model takes (see klingcost prices)"
 
-#: An unknown field whose name speaks of one of these may change the price: it is refused, not
-#: priced as if absent. ("seed", "user", "metadata" are priced as if absent, with a warning.)
-_PRICED_WORDS: Final = re.compile(
-    r"audio|sound|voice|video|image|resolution|quality|duration|second|mode|fps|frame|count|"
-    r"num|^n$|4k|hd|multi|shot|upscal|length|element|camera|motion|mask",
-    re.IGNORECASE,
+#: An unknown field whose name has one of these words may change the price: it is refused, not
+#: priced as if absent ("seed", "user", "metadata", "account_id" are priced as if absent, with a
+#: warning). Words, not substrings: "model_version" is not a mode, "account_id" not a count.
+#: A name is cut into words at "_", "-", digits-to-letters and camelCase; a plural counts.
+_PRICED_WORDS: Final = frozenset(
+    [
+        "audio",
+        "sound",
+        "voice",
+        "music",
+        "speech",
+        "lipsync",
+        "video",
+        "vid",
+        "clip",
+        "image",
+        "img",
+        "picture",
+        "photo",
+        "resolution",
+        "res",
+        "quality",
+        "duration",
+        "second",
+        "sec",
+        "minute",
+        "length",
+        "long",
+        "extend",
+        "extension",
+        "loop",
+        "mode",
+        "pro",
+        "std",
+        "turbo",
+        "fast",
+        "premium",
+        "tier",
+        "fps",
+        "frame",
+        "count",
+        "num",
+        "number",
+        "n",
+        "batch",
+        "variant",
+        "sample",
+        "multi",
+        "multishot",
+        "shot",
+        "element",
+        "camera",
+        "motion",
+        "mask",
+        "effect",
+        "upscale",
+        "upscaled",
+        "upscaling",
+        "hd",
+        "uhd",
+        "fhd",
+        "sd",
+        "size",
+        "width",
+        "height",
+    ]
 )
+#: Words that start a price word ("resolutions", "durations", "upscaler", "multi_shot" ...).
+_PRICED_STEMS: Final = ("resolut", "durat", "upscal", "multi")
+#: A size such as 4k, 8k or 1080p.
+_PRICED_SIZE: Final = re.compile(r"\d+[kp]")
+_WORDS: Final = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+[a-zA-Z]?")
+
+
+def _may_change_price(name: str) -> bool:
+    """Whether an unknown field's name speaks of what Kling prices (see :data:`_PRICED_WORDS`)."""
+    for word in _WORDS.findall(name):
+        word = word.lower()
+        if (
+            word in _PRICED_WORDS
+            or (word.endswith("s") and word[:-1] in _PRICED_WORDS)
+            or word.startswith(_PRICED_STEMS)
+            or _PRICED_SIZE.fullmatch(word)
+        ):
+            return True
+    return False
 
 
 def normalize_endpoint(name: str) -> Endpoint:
@@ -426,7 +505,7 @@ def _unknown_fields(
         documented = ", ".join(type(model).model_fields)
         for key, value in extra.items():
             field = prefix + key
-            if strict or _PRICED_WORDS.search(key):
+            if strict or _may_change_price(key):
                 why = (
                     "unknown field (--strict refuses every field klingcost does not know)"
                     if strict
