@@ -299,7 +299,7 @@ def test_a_model_added_by_overlays_is_held_sent_and_settled_through_the_fake(
         assert "estimate: 4.9 video units = 73500 credits" in sent.stdout
         assert "settled at final_unit_deduction 4.9" in sent.stdout
     finally:
-        out, err = stop_with_ctrl_c(server)
+        _, err = stop_with_ctrl_c(server)
     assert "Traceback" not in err
 
 
@@ -320,3 +320,31 @@ def test_a_bad_fake_price_overlay_is_a_usage_error(
     )
     assert result.exit_code == 2, result.output
     assert "--prices" in result.output and problem in result.output
+
+
+def test_klingcost_itself_reaches_the_fake_over_tls_with_the_printed_exports(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """--tls prints SSL_CERT_FILE too: httpx (klingcost's own client) trusts that, not
+    REQUESTS_CA_BUNDLE, so the printed lines alone let `klingcost submit` reach the fake."""
+    command = [sys.executable, "-c", CLI, "fake-server", "--port", "0", "--key", "sk-test", "--tls"]
+    server = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        lines = [server.stdout.readline() for _ in range(7)]
+        exports = dict(
+            line.split("export ", 1)[1].strip().split("=", 1) for line in lines if "export " in line
+        )
+        assert exports["KLINGCOST_BASE_URL"].startswith("https://"), lines
+        assert exports["SSL_CERT_FILE"] == exports["REQUESTS_CA_BUNDLE"], lines
+        env = {**env, **exports}
+        assert cli(env, "budget", "set", "team", "--limit", "1000000").returncode == 0
+        job = Path(__file__).parent.parent / "examples" / "text2video.json"
+        sent = cli(env, "submit", "-t", "team", "-e", "text2video", str(job))
+        assert sent.returncode == 0, sent.stderr
+        assert "submitted, task" in sent.stdout
+    finally:
+        _, err = stop_with_ctrl_c(server)
+    assert "Traceback" not in err
