@@ -531,6 +531,13 @@ def _unknown_fields(
     return tuple(warnings)
 
 
+def _sound_key(caps: Capabilities, model: str, mode: str) -> str:
+    """The sheet key that would price sound for ``model`` (per second, or a clip's factor)."""
+    if caps.price_key.startswith("per_second."):
+        return f"{caps.price_key}.{mode}.sound"
+    return f"video.sound.{model}"
+
+
 def _choices(values: frozenset[str]) -> str:
     """'std' or 'pro' (std first, then the rest in order)."""
     ordered = sorted(values, key=lambda v: (v != "std", v != "pro", v))
@@ -913,7 +920,8 @@ def _sound_rules(
             allowed = "off, or a model with sound: " + _models_with(
                 sheet, request.endpoint, "sound_modes"
             )
-            message = f"{model} makes no sound (an overlay may price it)"
+            message = f"{model} makes no sound (to price it, add {_sound_key(caps, model, mode)}"
+            message += " to a --pricing overlay)"
         problems.append(Problem("sound", "on", allowed, message))
     voices = getattr(body, "voice_list", None)
     if voices:
