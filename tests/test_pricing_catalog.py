@@ -127,6 +127,22 @@ def test_v3_defaults() -> None:
     assert (omni.request.mode, omni.units) == ("pro", 4)
 
 
+def test_a_std_kling_v2_6_with_sound_is_priced_as_openai_hk_runs_it() -> None:
+    """openai-hk runs kling-v2-6 as pro whatever the mode ("always pro"), sound included: the
+    fake playing it charges a std body with sound 5 units; Kling's own API (std silent only)
+    refuses it, and so does klingcost for kling-global."""
+    from klingcost.testing.prices import load_table
+    from klingcost.testing.rules import read_job
+
+    body = {"prompt": "p", "model_name": "kling-v2-6", "mode": "std", "sound": "on"}
+    table = load_table()
+    charged = read_job(T2V, body, table, table.profile("openai-hk")).units
+    assert estimate(T2V, body).units == charged == 5
+    with pytest.raises(RequestValidationError) as info:
+        estimate(T2V, body, provider="kling-global")
+    assert [p.field for p in info.value.problems] == ["sound"]
+
+
 def test_kling_v2_6_with_voices_is_6_units_per_5_s() -> None:
     body = {"model_name": "kling-v2-6", "prompt": "p", "sound": "on", "mode": "pro"}
     voices = {**body, "voice_list": [{"voice_id": "a"}, {"voice_id": "b"}]}

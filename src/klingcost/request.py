@@ -25,7 +25,7 @@ import base64
 import binascii
 import re
 import struct
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, NamedTuple
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -434,13 +434,17 @@ def validate_request(
     limits: tuple[int, int] = PROXY_LIMITS,
     sheet: PriceSheet | None = None,
     strict: bool = False,
+    as_pro: Collection[str] = (),
 ) -> ValidatedRequest:
     """Check ``body`` against every rule of ``endpoint``; raise one error naming every problem.
 
     ``limits`` are the maximum lengths of ``prompt`` and ``negative_prompt`` (the proxy's 500
     and 200 by default; Kling's own API allows 2500). ``sheet`` is the price sheet whose
     catalogue says which models, modes and durations are allowed (default: the loaded sheet).
-    ``strict`` refuses every field klingcost does not know, instead of a warning.
+    ``strict`` refuses every field klingcost does not know, instead of a warning. ``as_pro``
+    names the models the provider bills at pro whatever the mode (its ``bills_as_pro``): it
+    accepts their sound in std as it does in pro (openai-hk makes and bills a std kling-v2-6
+    clip with sound as pro).
     """
     name = normalize_endpoint(endpoint)
     if not isinstance(body, Mapping):
@@ -488,7 +492,7 @@ def validate_request(
     request = _resolve(name, parsed, caps, sheet, problems, warnings)
     # An unknown model (already reported) still has the rules that do not depend on the model
     # checked (prompt lengths, images, lists), so that one error names its other problems.
-    _rules(request, parsed, caps, sheet, limits, problems)
+    _rules(request, parsed, caps, sheet, limits, problems, as_pro)
     if problems:
         raise RequestValidationError(endpoint=name, problems=problems)
     return request
@@ -795,6 +799,7 @@ def _rules(
     sheet: PriceSheet,
     limits: tuple[int, int],
     problems: list[Problem],
+    as_pro: Collection[str] = (),
 ) -> None:
     prompt_max, negative_max = limits
     prompt = body.prompt
@@ -822,7 +827,7 @@ def _rules(
         _duration_rules(request, body, caps, prompt_max, problems)
         # Most bodies are silent, without voices or elements: skip the call then.
         if request.sound or getattr(body, "voice_list", None) or body.element_list:
-            _sound_rules(request, body, caps, sheet, problems)
+            _sound_rules(request, body, caps, sheet, problems, as_pro)
     elif body.prompt is None and not isinstance(body, ImageToVideoRequest) and not body.multi_shot:
         problems.append(Problem("prompt", _MISSING, "a value", "is required"))
     if isinstance(body, OmniVideoRequest):
@@ -909,9 +914,12 @@ def _sound_rules(
     caps: Capabilities,
     sheet: PriceSheet,
     problems: list[Problem],
+    as_pro: Collection[str] = (),
 ) -> None:
     model = request.model
     mode = request.mode or "flat"
+    if mode == "std" and model in as_pro:
+        mode = "pro"  # the provider makes and bills it as pro: sound is checked as pro's
     if request.sound and mode not in caps.sound_modes:
         if caps.sound_modes:
             allowed = "off, or on in " + " or ".join(sorted(caps.sound_modes)) + " mode"
