@@ -241,3 +241,110 @@ def test_a_readable_stored_hook_secret_is_refused_with_the_fix(
     assert result.exit_code == 2, result.output
     assert f"run `chmod 600 {stored}`" in result.stderr
     assert secret not in result.output and "hook URL" not in result.output
+
+
+# --- a model an overlay adds: priced by the sheet, accepted by a fake told of it ----------
+
+SHEET_OVERLAY = """\
+sources:
+  my-contract: "our Kling contract, 2026-12"
+catalog:
+  videos/text2video:
+    kling-v3-1: { source: my-contract, durations: "3-15" }
+per_second:
+  kling-v3-1:
+    std: { silent: { units: "0.7", source: my-contract }, sound: { units: 1, source: my-contract } }
+"""
+FAKE_OVERLAY = """\
+sources:
+  my-contract: "our Kling contract, 2026-12"
+video:
+  kling-v3-1:
+    source: my-contract
+    durations: "3-15"
+    per_second: { std: "0.7", std+sound: 1 }
+"""
+
+
+def test_a_model_added_by_overlays_is_held_sent_and_settled_through_the_fake(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """The sheet learns kling-v3-1 from an overlay alone; `fake-server --prices` plays an API
+    that has launched it, so `klingcost submit` holds, sends and settles it at the charge."""
+    (tmp_path / "sheet.yaml").write_text(SHEET_OVERLAY)
+    (tmp_path / "fake.yaml").write_text(FAKE_OVERLAY)
+    job = tmp_path / "job.json"
+    job.write_text('{"model_name": "kling-v3-1", "prompt": "snow", "duration": 7}')
+    command = [sys.executable, "-c", CLI, "fake-server", "--port", "0", "--key", "sk-test"]
+    server = subprocess.Popen(
+        [*command, "--prices", str(tmp_path / "fake.yaml")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        first = server.stdout.readline()
+        match = re.match(r"fake Kling API on (http://\S+)", first)
+        assert match, (first, server.stderr.read() if server.poll() is not None else "")
+        env = {**env, "KLINGCOST_BASE_URL": match[1], "KLINGCOST_API_KEY": "sk-test"}
+        env["KLINGCOST_PRICING"] = str(tmp_path / "sheet.yaml")
+        made = cli(env, "budget", "set", "team", "--limit", "1000000")
+        assert made.returncode == 0, made.stderr
+        sent = cli(
+            env, "submit", "-t", "team", "-e", "text2video", str(job), "--wait", "--interval", "0.2"
+        )
+        assert sent.returncode == 0, sent.stderr
+        assert "estimate: 4.9 video units = 73500 credits" in sent.stdout
+        assert "settled at final_unit_deduction 4.9" in sent.stdout
+    finally:
+        _, err = stop_with_ctrl_c(server)
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("videos: {}", "unknown keys ['videos']; allowed: sources, video"),
+        ("video: {kling-x: {source: nope, per_second: {std: 1}}}", "source 'nope' is not one of"),
+        ("video: {kling-x: {source: seed, per_second: {std: 0.5}}}", "floats are not exact"),
+    ],
+)
+def test_a_bad_fake_price_overlay_is_a_usage_error(
+    text: str, problem: str, env: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "fake.yaml").write_text(text)
+    result = CliRunner().invoke(
+        main, ["fake-server", "--prices", str(tmp_path / "fake.yaml")], env=env
+    )
+    assert result.exit_code == 2, result.output
+    assert "--prices" in result.output and problem in result.output
+
+
+def test_klingcost_itself_reaches_the_fake_over_tls_with_the_printed_exports(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """--tls prints SSL_CERT_FILE too: httpx (klingcost's own client) trusts that, not
+    REQUESTS_CA_BUNDLE, so the printed lines alone let `klingcost submit` reach the fake."""
+    command = [sys.executable, "-c", CLI, "fake-server", "--port", "0", "--key", "sk-test", "--tls"]
+    server = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        lines = [server.stdout.readline() for _ in range(7)]
+        exports = dict(
+            line.split("export ", 1)[1].strip().split("=", 1) for line in lines if "export " in line
+        )
+        assert exports["KLINGCOST_BASE_URL"].startswith("https://"), lines
+        assert exports["SSL_CERT_FILE"] == exports["REQUESTS_CA_BUNDLE"], lines
+        env = {**env, **exports}
+        assert cli(env, "budget", "set", "team", "--limit", "1000000").returncode == 0
+        job = Path(__file__).parent.parent / "examples" / "text2video.json"
+        sent = cli(env, "submit", "-t", "team", "-e", "text2video", str(job))
+        assert sent.returncode == 0, sent.stderr
+        assert "submitted, task" in sent.stdout
+    finally:
+        _, err = stop_with_ctrl_c(server)
+    assert "Traceback" not in err

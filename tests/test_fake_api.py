@@ -72,6 +72,23 @@ def test_a_signed_jwt_creates_a_task_and_is_recorded_as_such(fake: FakeKling) ->
     assert fake.bodies() == [(T2V, {"prompt": "x"})]
 
 
+def test_recorded_bodies_never_show_a_key_even_one_a_client_put_in_them(fake: FakeKling) -> None:
+    token = sign_jwt(ACCESS, SECRET)
+    leaky = {
+        "prompt": f"keys {KEY} and {SECRET}",
+        "api_key": KEY,
+        "auth": {"user": ACCESS, SECRET: ACCESS},
+        "note": "an ordinary prompt stays as sent",
+    }
+    assert post(fake, T2V, leaky, {"Authorization": f"Bearer {KEY}"}).json()["code"] == 0
+    post(fake, T2V, {"prompt": f"token {token}"}, {"Authorization": f"Bearer {token}"})
+    post(fake, T2V, f"a string {KEY}", {"Authorization": f"Bearer {KEY}"})
+    shown = httpx.get(f"{fake.base_url}/_fake/requests", timeout=5).text
+    for secret in (KEY, SECRET, ACCESS, token, KEY[:12], SECRET[-10:]):
+        assert secret not in shown
+    assert "an ordinary prompt stays as sent" in shown and "<redacted>" in shown
+
+
 @pytest.mark.parametrize(
     ("headers", "code"),
     [

@@ -127,6 +127,22 @@ def test_v3_defaults() -> None:
     assert (omni.request.mode, omni.units) == ("pro", 4)
 
 
+def test_a_std_kling_v2_6_with_sound_is_priced_as_openai_hk_runs_it() -> None:
+    """openai-hk runs kling-v2-6 as pro whatever the mode ("always pro"), sound included: the
+    fake playing it charges a std body with sound 5 units; Kling's own API (std silent only)
+    refuses it, and so does klingcost for kling-global."""
+    from klingcost.testing.prices import load_table
+    from klingcost.testing.rules import read_job
+
+    body = {"prompt": "p", "model_name": "kling-v2-6", "mode": "std", "sound": "on"}
+    table = load_table()
+    charged = read_job(T2V, body, table, table.profile("openai-hk")).units
+    assert estimate(T2V, body).units == charged == 5
+    with pytest.raises(RequestValidationError) as info:
+        estimate(T2V, body, provider="kling-global")
+    assert [p.field for p in info.value.problems] == ["sound"]
+
+
 def test_kling_v2_6_with_voices_is_6_units_per_5_s() -> None:
     body = {"model_name": "kling-v2-6", "prompt": "p", "sound": "on", "mode": "pro"}
     voices = {**body, "voice_list": [{"voice_id": "a"}, {"voice_id": "b"}]}
@@ -169,6 +185,45 @@ def test_an_unpriced_mode_names_the_overlay_key() -> None:
     (problem,) = info.value.problems
     assert problem.allowed == "'std' or 'pro'"
     assert "video.models.kling-v1.4k" in problem.message
+
+
+#: key -> (model, an overlay without sound for it, what the key takes, units with sound for 5 s)
+OVERLAY_SOUND: dict[str, tuple[str, dict[str, Any], dict[str, Any], int]] = {
+    # A clip model's sound is a factor; a per-second model's is a rate of its mode.
+    "video.sound.kling-v1": ("kling-v1", {}, {"factor": 2, "source": "me"}, 2),
+    "per_second.kling-v3-1.std.sound": (
+        "kling-v3-1",
+        {
+            "catalog": {T2V: {"kling-v3-1": {"source": "me", "durations": "3-15"}}},
+            "per_second": {"kling-v3-1": {"std": {"silent": {"units": "0.7", "source": "me"}}}},
+        },
+        {"units": 1, "source": "me"},
+        5,
+    ),
+}
+
+
+@pytest.mark.parametrize("key", OVERLAY_SOUND)
+def test_sound_on_a_silent_model_names_the_overlay_key_that_prices_it(
+    key: str, tmp_path: Path
+) -> None:
+    model, overlay, price, units = OVERLAY_SOUND[key]
+    path = tmp_path / "overlay.yaml"
+    path.write_text(yaml.safe_dump({"sources": {"me": "a test"}, **overlay}))
+    body = {"prompt": "p", "model_name": model, "mode": "std", "duration": 5, "sound": "on"}
+    with pytest.raises(RequestValidationError) as info:
+        estimate(T2V, body, sheet=load_sheet(str(path)))
+    (problem,) = info.value.problems
+    assert problem.field == "sound" and f"add {key} to a --pricing overlay" in problem.message
+    # The key it names is the one that prices it.
+    *where, last = key.split(".")
+    node = overlay
+    for part in where:
+        node = node.setdefault(part, {})
+    node[last] = price
+    priced = tmp_path / "priced.yaml"  # another file: load_sheet caches by path
+    priced.write_text(yaml.safe_dump({"sources": {"me": "a test"}, **overlay}))
+    assert estimate(T2V, body, sheet=load_sheet(str(priced))).units == units
 
 
 # --- images --------------------------------------------------------------------------------------

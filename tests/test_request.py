@@ -412,6 +412,9 @@ UNKNOWN_HARMLESS = [
     # endpoint, body, the unknown field, the body without it
     (T2V, {"prompt": "p", "seed": 42}, "seed", {"prompt": "p"}),
     (T2V, {"prompt": "p", "user": {"id": 7}}, "user", {"prompt": "p"}),
+    # Price words are whole words: "account" holds no count, "model" no mode.
+    (T2V, {"prompt": "p", "account_id": "a-1"}, "account_id", {"prompt": "p"}),
+    (T2V, {"prompt": "p", "model_version": "2"}, "model_version", {"prompt": "p"}),
     (
         O1,
         {"prompt": "p", "video_list": [{"video_url": VIDEO_URL, "x": 1}]},
@@ -465,6 +468,10 @@ def test_strict_refuses_every_unknown_field(
         (IMG, {"prompt": "p", "mode": "pro"}, "mode"),
         (I2V, {"image": URL, "video_list": []}, "video_list"),
         (T2V, {"prompt": "p", "quality": "1080p"}, "quality"),
+        (T2V, {"prompt": "p", "numVideos": 2}, "numVideos"),  # camelCase words
+        (IMG, {"prompt": "p", "imageSize": "2048x2048"}, "imageSize"),
+        (T2V, {"prompt": "p", "is8K": True}, "is8K"),  # a size
+        (T2V, {"prompt": "p", "durations": [5]}, "durations"),  # a plural
     ],
 )
 def test_unknown_field_that_may_change_the_price_is_refused(
@@ -1142,3 +1149,31 @@ def test_image_reference_flag() -> None:
     assert validate_request(IMG, {"prompt": "p"}).reference_image is False
     assert validate_request(IMG, {"prompt": "p", "image": URL, "image_reference": "face"})
     assert_invalid(IMG, {"prompt": "p", "image": URL, "image_reference": "body"}, "image_reference")
+
+
+class _Text(str):
+    """A str subclass, as a client's own string type may be."""
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"prompt": "ok", "multi_prompt": [{"prompt": "a\ud800"}]}, "multi_prompt.0.prompt"),
+        ({"prompt": "ok", "multi_prompt": ({"\udc80": "x"},)}, "multi_prompt.0.\\udc80"),
+        ({"prompt": _Text("snow \udfff")}, "prompt"),
+        ({"prompt": "ok", "watermark_info": {"enabled": False, "n\ud800": 1}}, "watermark_info"),
+    ],
+)
+def test_a_lone_surrogate_is_found_at_any_depth_and_in_any_container(
+    body: dict[str, Any], field: str
+) -> None:
+    """The fast pass that lets an ordinary body through cheaply misses none of these."""
+    with pytest.raises(RequestValidationError) as caught:
+        validate_request("videos/text2video", {"model_name": "kling-v3", **body})
+    [problem] = caught.value.problems
+    assert problem.field.startswith(field) and "lone surrogate" in problem.message
+
+
+def test_an_ordinary_non_ascii_body_is_not_taken_for_a_lone_surrogate() -> None:
+    body = {"model_name": "kling-v3", "prompt": "雪の中の船 🚢", "negative_prompt": "ñ"}
+    assert validate_request("videos/text2video", body).duration == 5

@@ -140,7 +140,9 @@ def estimate(
     sheet = sheet if sheet is not None else load_sheet()
     name, profile = sheet.provider(provider)
     limits = (profile.prompt_limits.prompt, profile.prompt_limits.negative_prompt)
-    request = validate_request(endpoint, body, limits=limits, sheet=sheet, strict=strict)
+    request = validate_request(
+        endpoint, body, limits=limits, sheet=sheet, strict=strict, as_pro=profile.bills_as_pro
+    )
     return price(request, sheet=sheet, provider=name)
 
 

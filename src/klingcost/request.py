@@ -25,7 +25,7 @@ import base64
 import binascii
 import re
 import struct
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, NamedTuple
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -86,13 +86,92 @@ TRAJECTORY_POINTS: Final = (2, 77)
 #: What a broken ``duration`` allows, until the model's own durations replace it.
 _DURATION_TEXT: Final = "whole seconds the model takes (see klingcost prices)"
 
-#: An unknown field whose name speaks of one of these may change the price: it is refused, not
-#: priced as if absent. ("seed", "user", "metadata" are priced as if absent, with a warning.)
-_PRICED_WORDS: Final = re.compile(
-    r"audio|sound|voice|video|image|resolution|quality|duration|second|mode|fps|frame|count|"
-    r"num|^n$|4k|hd|multi|shot|upscal|length|element|camera|motion|mask",
-    re.IGNORECASE,
+#: An unknown field whose name has one of these words may change the price: it is refused, not
+#: priced as if absent ("seed", "user", "metadata", "account_id" are priced as if absent, with a
+#: warning). Words, not substrings: "model_version" is not a mode, "account_id" not a count.
+#: A name is cut into words at "_", "-", digits-to-letters and camelCase; a plural counts.
+_PRICED_WORDS: Final = frozenset(
+    [
+        "audio",
+        "sound",
+        "voice",
+        "music",
+        "speech",
+        "lipsync",
+        "video",
+        "vid",
+        "clip",
+        "image",
+        "img",
+        "picture",
+        "photo",
+        "resolution",
+        "res",
+        "quality",
+        "duration",
+        "second",
+        "sec",
+        "minute",
+        "length",
+        "long",
+        "extend",
+        "extension",
+        "loop",
+        "mode",
+        "pro",
+        "std",
+        "turbo",
+        "fast",
+        "premium",
+        "tier",
+        "fps",
+        "frame",
+        "count",
+        "num",
+        "number",
+        "n",
+        "batch",
+        "variant",
+        "sample",
+        "multi",
+        "multishot",
+        "shot",
+        "element",
+        "camera",
+        "motion",
+        "mask",
+        "effect",
+        "upscale",
+        "upscaled",
+        "upscaling",
+        "hd",
+        "uhd",
+        "fhd",
+        "sd",
+        "size",
+        "width",
+        "height",
+    ]
 )
+#: Words that start a price word ("resolutions", "durations", "upscaler", "multi_shot" ...).
+_PRICED_STEMS: Final = ("resolut", "durat", "upscal", "multi")
+#: A size such as 4k, 8k or 1080p.
+_PRICED_SIZE: Final = re.compile(r"\d+[kp]")
+_WORDS: Final = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+[a-zA-Z]?")
+
+
+def _may_change_price(name: str) -> bool:
+    """Whether an unknown field's name speaks of what Kling prices (see :data:`_PRICED_WORDS`)."""
+    for word in _WORDS.findall(name):
+        word = word.lower()
+        if (
+            word in _PRICED_WORDS
+            or (word.endswith("s") and word[:-1] in _PRICED_WORDS)
+            or word.startswith(_PRICED_STEMS)
+            or _PRICED_SIZE.fullmatch(word)
+        ):
+            return True
+    return False
 
 
 def normalize_endpoint(name: str) -> Endpoint:
@@ -358,13 +437,17 @@ def validate_request(
     limits: tuple[int, int] = PROXY_LIMITS,
     sheet: PriceSheet | None = None,
     strict: bool = False,
+    as_pro: Collection[str] = (),
 ) -> ValidatedRequest:
     """Check ``body`` against every rule of ``endpoint``; raise one error naming every problem.
 
     ``limits`` are the maximum lengths of ``prompt`` and ``negative_prompt`` (the proxy's 500
     and 200 by default; Kling's own API allows 2500). ``sheet`` is the price sheet whose
     catalogue says which models, modes and durations are allowed (default: the loaded sheet).
-    ``strict`` refuses every field klingcost does not know, instead of a warning.
+    ``strict`` refuses every field klingcost does not know, instead of a warning. ``as_pro``
+    names the models the provider bills at pro whatever the mode (its ``bills_as_pro``): it
+    accepts their sound in std as it does in pro (openai-hk makes and bills a std kling-v2-6
+    clip with sound as pro).
     """
     name = normalize_endpoint(endpoint)
     if not isinstance(body, Mapping):
@@ -412,7 +495,7 @@ def validate_request(
     request = _resolve(name, parsed, caps, sheet, problems, warnings)
     # An unknown model (already reported) still has the rules that do not depend on the model
     # checked (prompt lengths, images, lists), so that one error names its other problems.
-    _rules(request, parsed, caps, sheet, limits, problems)
+    _rules(request, parsed, caps, sheet, limits, problems, as_pro)
     if problems:
         raise RequestValidationError(endpoint=name, problems=problems)
     return request
@@ -429,7 +512,7 @@ def _unknown_fields(
         documented = ", ".join(type(model).model_fields)
         for key, value in extra.items():
             field = prefix + key
-            if strict or _PRICED_WORDS.search(key):
+            if strict or _may_change_price(key):
                 why = (
                     "unknown field (--strict refuses every field klingcost does not know)"
                     if strict
@@ -453,6 +536,13 @@ def _unknown_fields(
                 where = f"{prefix}{key}.{index}." if value is parts else f"{prefix}{key}."
                 warnings += _unknown_fields(item, where, strict, problems)
     return tuple(warnings)
+
+
+def _sound_key(caps: Capabilities, model: str, mode: str) -> str:
+    """The sheet key that would price sound for ``model`` (per second, or a clip's factor)."""
+    if caps.price_key.startswith("per_second."):
+        return f"{caps.price_key}.{mode}.sound"
+    return f"video.sound.{model}"
 
 
 def _choices(values: frozenset[str]) -> str:
@@ -712,6 +802,7 @@ def _rules(
     sheet: PriceSheet,
     limits: tuple[int, int],
     problems: list[Problem],
+    as_pro: Collection[str] = (),
 ) -> None:
     prompt_max, negative_max = limits
     prompt = body.prompt
@@ -739,7 +830,7 @@ def _rules(
         _duration_rules(request, body, caps, prompt_max, problems)
         # Most bodies are silent, without voices or elements: skip the call then.
         if request.sound or getattr(body, "voice_list", None) or body.element_list:
-            _sound_rules(request, body, caps, sheet, problems)
+            _sound_rules(request, body, caps, sheet, problems, as_pro)
     elif body.prompt is None and not isinstance(body, ImageToVideoRequest) and not body.multi_shot:
         problems.append(Problem("prompt", _MISSING, "a value", "is required"))
     if isinstance(body, OmniVideoRequest):
@@ -826,9 +917,12 @@ def _sound_rules(
     caps: Capabilities,
     sheet: PriceSheet,
     problems: list[Problem],
+    as_pro: Collection[str] = (),
 ) -> None:
     model = request.model
     mode = request.mode or "flat"
+    if mode == "std" and model in as_pro:
+        mode = "pro"  # the provider makes and bills it as pro: sound is checked as pro's
     if request.sound and mode not in caps.sound_modes:
         if caps.sound_modes:
             allowed = "off, or on in " + " or ".join(sorted(caps.sound_modes)) + " mode"
@@ -837,7 +931,8 @@ def _sound_rules(
             allowed = "off, or a model with sound: " + _models_with(
                 sheet, request.endpoint, "sound_modes"
             )
-            message = f"{model} makes no sound (an overlay may price it)"
+            message = f"{model} makes no sound (to price it, add {_sound_key(caps, model, mode)}"
+            message += " to a --pricing overlay)"
         problems.append(Problem("sound", "on", allowed, message))
     voices = getattr(body, "voice_list", None)
     if voices:
@@ -1127,7 +1222,7 @@ def _refuse_lone_surrogates(endpoint: Endpoint, body: Mapping[str, Any]) -> None
     leave the hold unknown. Refused alone (other problems are not listed with it), so that no
     message quotes the raw text: every field and value shown here is escaped.
     """
-    if _all_encodable(body):  # the common case, without building a path for every field
+    if not _has_lone_surrogate(body):  # the common case, kept cheap: no paths are built
         return
     problems: list[Problem] = []
     allowed = "valid Unicode text (no lone surrogate such as \\ud800)"
@@ -1157,25 +1252,37 @@ def _refuse_lone_surrogates(endpoint: Endpoint, body: Mapping[str, Any]) -> None
         raise RequestValidationError(endpoint=endpoint, problems=problems)
 
 
-def _all_encodable(body: object) -> bool:
-    """Whether every string, value or key in ``body``, at any depth, encodes as UTF-8."""
+_PLAIN: Final = frozenset({int, float, bool, type(None), str})
+
+
+def _has_lone_surrogate(body: Mapping[str, Any]) -> bool:
+    """Whether any string, value or key of ``body`` holds a lone surrogate (the fast pass of
+    :func:`_refuse_lone_surrogates`, which an estimate pays on every call)."""
     stack: list[object] = [body]
     seen: set[int] = set()
     while stack:
         node = stack.pop()
-        if isinstance(node, str):
+        if type(node) is str:
             if not node.isascii() and _lone_surrogate_at(node) is not None:
-                return False
-        elif isinstance(node, Mapping | list | tuple) and id(node) not in seen:
+                return True
+        elif type(node) is dict or isinstance(node, Mapping):
+            if id(node) in seen:
+                continue
             seen.add(id(node))
-            if isinstance(node, Mapping):
-                for key, value in node.items():
-                    if isinstance(key, str) and _lone_surrogate_at(key) is not None:
-                        return False
+            for key, value in node.items():
+                if type(key) is str and not key.isascii() and _lone_surrogate_at(key) is not None:
+                    return True
+                # Numbers, None and ASCII text (most values) cannot hold one: not stacked.
+                kind = type(value)
+                if kind not in _PLAIN or (kind is str and not value.isascii()):
                     stack.append(value)
-            else:
+        elif type(node) is list or isinstance(node, list | tuple):
+            if id(node) not in seen:
+                seen.add(id(node))
                 stack.extend(node)
-    return True
+        elif isinstance(node, str) and _lone_surrogate_at(node) is not None:
+            return True  # a str subclass
+    return False
 
 
 def _lone_surrogate_at(text: str) -> int | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 from fractions import Fraction
+from pathlib import Path
 from types import FrameType
 
 import click
@@ -85,6 +86,16 @@ def _drift(values: tuple[str, ...]) -> dict[str, Fraction]:
     help="Charge FACTOR times the listed units for MODEL (repeatable), "
     "to exercise reconciliation: --drift kling-v1-6=1.1",
 )
+@click.option(
+    "--prices",
+    "prices",
+    metavar="FILE",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Entries merged over the fake's own price table (repeatable), in its format "
+    "(klingcost/testing/prices.yaml): a model the API has launched and an overlay of "
+    "klingcost's sheet prices, so that the fake accepts and charges it.",
+)
 def fake_server_command(
     host: str,
     port: int,
@@ -96,6 +107,7 @@ def fake_server_command(
     tls: bool,
     delay: float,
     drift: tuple[str, ...],
+    prices: tuple[Path, ...],
 ) -> None:
     """Run a fake Kling API until interrupted.
 
@@ -106,12 +118,12 @@ def fake_server_command(
     """
     import shutil
     import tempfile
-    from pathlib import Path
 
     from uvicorn.config import STARTUP_FAILURE
 
     from klingcost._listen import address
     from klingcost.testing import FakeKlingState, serve
+    from klingcost.testing.prices import TableError, load_table_over
     from klingcost.testing.tls import TLSUnavailable, certificate_hosts, self_signed
 
     if auth != "bearer" and not (access_key and secret_key):
@@ -119,6 +131,10 @@ def fake_server_command(
             f"--auth {auth} needs --access-key and --secret-key (the pair a client signs its "
             "JWT with); give both, or use --auth bearer",
         )
+    try:
+        table = load_table_over(prices) if prices else None
+    except TableError as exc:
+        raise click.BadParameter(str(exc), param_hint="--prices") from None
     state = FakeKlingState(
         api_key=key,
         auth=auth,  # type: ignore[arg-type]  # click.Choice checked it
@@ -127,6 +143,7 @@ def fake_server_command(
         profile=profile,
         done_after=delay,
         drift=_drift(drift),
+        table=table,
     )
     certificate = None
     if tls:
@@ -152,6 +169,7 @@ def fake_server_command(
             click.echo(f"  certificate: {certificate.cert}")
             click.echo(f"  export NODE_EXTRA_CA_CERTS={certificate.cert}")
             click.echo(f"  export REQUESTS_CA_BUNDLE={certificate.cert}")
+            click.echo(f"  export SSL_CERT_FILE={certificate.cert}")
 
     try:
         serve(state, host=host, port=port, tls=certificate, ready=ready)

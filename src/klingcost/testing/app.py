@@ -46,6 +46,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from klingcost.money import format_amount
+from klingcost.redaction import redact
 from klingcost.testing.faults import Fault
 from klingcost.testing.media import mp4, png
 from klingcost.testing.prices import GROUP_OF
@@ -111,6 +112,20 @@ def _recorded(raw: bytes) -> Any:
         return text
 
 
+def _scrubbed(value: Any, secrets: tuple[str, ...]) -> Any:
+    """``value`` with every secret replaced, in its strings and keys: /_fake/requests shows what
+    a client sent, never a key, even one a client put in a body."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        return redact(value, *secrets)
+    if isinstance(value, list):
+        return [_scrubbed(item, secrets) for item in value]
+    if isinstance(value, dict):
+        return {redact(str(k), *secrets): _scrubbed(v, secrets) for k, v in value.items()}
+    return value
+
+
 def _page(request: Request, name: str, default: int, top: int) -> int | None:
     text = request.query_params.get(name, str(default))
     return int(text) if text.isdigit() and 1 <= int(text) <= top else None
@@ -124,7 +139,8 @@ def create_app(state: FakeKlingState | None = None) -> Starlette:
         """Every request outside /_fake: fault, then auth, then route, then body."""
         raw = await request.body()
         method, path = request.method, request.url.path
-        fault, record = fake.take_fault(method, path, _recorded(raw))
+        secrets = fake.auth.secrets(request.headers.get("authorization"))
+        fault, record = fake.take_fault(method, path, _scrubbed(_recorded(raw), secrets))
         if fault and fault.kind == "slow" and not await _pause(request, fault.ms):
             return Response(status_code=499)
         endpoint, rest = _endpoint_of(path)

@@ -132,6 +132,12 @@ class Authenticator:
     def __repr__(self) -> str:  # the keys are secrets: never in a repr
         return f"Authenticator(mode={self.mode!r})"
 
+    def secrets(self, header: str | None) -> tuple[str, ...]:
+        """Every key this request could reveal: the fake's own and the credential it presents
+        (a key a client should never have put in a body, but some log or echo it)."""
+        credential = (header or "").partition(" ")[2].strip()
+        return tuple(key for key in (self.api_key, *(self._keys or ()), credential) if key)
+
     def check(
         self, header: str | None, *, now: float | None = None
     ) -> tuple[str, AuthError | None]:

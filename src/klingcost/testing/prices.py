@@ -25,7 +25,16 @@ import yaml
 
 from klingcost.money import exact
 
-__all__ = ["PROFILES", "ImagePrice", "PriceTable", "Profile", "VideoPrice", "load_table"]
+__all__ = [
+    "PROFILES",
+    "ImagePrice",
+    "PriceTable",
+    "Profile",
+    "TableError",
+    "VideoPrice",
+    "load_table",
+    "load_table_over",
+]
 
 Group = Literal["video", "omni", "images"]
 #: Which part of the table each create endpoint reads.
@@ -224,3 +233,42 @@ def load_table(path: Path | None = None) -> PriceTable:
     if not isinstance(raw, Mapping):
         raise TableError("the price table must be a YAML mapping")
     return parse_table(raw)
+
+
+#: The parts of the table an overlay may add to, each merged entry by entry.
+_SECTIONS: Final = ("sources", "video", "omni", "images", "profiles")
+
+
+def load_table_over(paths: tuple[Path, ...]) -> PriceTable:
+    """The bundled table with each file at ``paths`` merged over it, in order.
+
+    So that the fake can play an API that has launched a model klingcost's sheet learns from an
+    overlay (``klingcost fake-server --prices``): an entry of a file (a source, a model, a
+    profile) adds to the table or replaces the entry of that name whole.
+    """
+    text = resources.files("klingcost.testing").joinpath("prices.yaml").read_text("utf-8")
+    raw: dict[str, Any] = dict(yaml.safe_load(text))
+    for path in paths:
+        try:
+            extra = yaml.safe_load(path.read_text("utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise TableError(f"{path}: cannot read it: {exc}") from None
+        if extra is None:
+            continue
+        if not isinstance(extra, Mapping):
+            raise TableError(f"{path}: a price table overlay must be a YAML mapping")
+        if unknown := set(extra) - {*_SECTIONS, "version"}:
+            raise TableError(
+                f"{path}: unknown keys {sorted(unknown)}; allowed: {', '.join(_SECTIONS)}"
+            )
+        for section in _SECTIONS:
+            entries = extra.get(section) or {}
+            if not isinstance(entries, Mapping):
+                raise TableError(f"{path}: {section} must be a mapping of names to entries")
+            raw[section] = {**raw[section], **entries}
+    try:
+        return parse_table(raw)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise TableError(
+            f"{', '.join(map(str, paths))}: an entry lacks a key or has the wrong shape: {exc}"
+        ) from None
