@@ -238,7 +238,7 @@ def _omni_steps(request: ValidatedRequest, sheet: PriceSheet) -> list[Step]:
     if request.video_reference:
         ref = omni.video_reference
         steps.append(Step("video reference", ref.factor, ref.source, ref.note))
-    seconds = Fraction(request.duration or 0)
+    seconds = Fraction(request.duration or 0)  # pragma: no mutate (O1 always has one: 5 by default)
     steps.append(
         Step(f"duration: {request.duration} s", seconds, "seed", "O1 is priced per second")
     )
