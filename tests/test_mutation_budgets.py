@@ -13,6 +13,7 @@ from klingcost.budgets import (
     HoldAmounts,
     charge_against,
     counted,
+    crosses_soft,
     exponent_for,
     make_budget,
     share_used,
@@ -201,3 +202,14 @@ def test_an_over_alert_says_the_limit_was_passed() -> None:
     assert str(Alert("soft", "t", "2026-11", 170, 200)) == (
         "budget 't' passed its soft threshold: 170 of 200 used in 2026-11"
     )
+
+
+def test_a_budget_keeps_its_period_and_time_zone() -> None:
+    budget = make_budget("t", limit=10, period="day", tz="Europe/Paris")
+    assert (budget.period, budget.tz) == ("day", "Europe/Paris")
+    assert make_budget("t", limit=10, period="month").period == "month"
+
+
+def test_the_first_unit_of_a_one_unit_budget_crosses_a_soft_threshold_of_1() -> None:
+    assert crosses_soft(1, Fraction(1), 0, 1)
+    assert not crosses_soft(1, Fraction(1), 1, 2)  # already past
