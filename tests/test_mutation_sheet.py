@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from klingcost.errors import PricingSheetError
+from klingcost.errors import PricingSheetError, UnknownProviderError
 from klingcost.sheet import BUNDLED, PRICING_ENV, load_sheet
 
 PROVIDER = (
@@ -157,3 +157,17 @@ def test_a_provider_is_looked_up_by_name_or_the_default() -> None:
     assert (name, profile) == ("kling-global", sheet.providers["kling-global"])
     assert sheet.provider() == ("openai-hk", sheet.providers["openai-hk"])
     assert sheet.provider(None)[0] == "openai-hk"
+
+
+def test_an_unknown_provider_is_refused_naming_the_sheet_and_the_choices(tmp_path: Path) -> None:
+    path = write(tmp_path, PROVIDER.format(currency="points", exponent=1))
+    with pytest.raises(UnknownProviderError) as caught:
+        load_sheet(path).provider("nobody")
+    assert (caught.value.provider, caught.value.known) == (
+        "nobody",
+        ("kling-cn", "kling-global", "openai-hk", "reseller"),
+    )
+    assert str(caught.value) == (
+        f"no provider 'nobody' in the price sheet ({path}); choose one of "
+        "kling-cn, kling-global, openai-hk, reseller (--provider)"
+    )
