@@ -95,3 +95,17 @@ def make_ledger(ledger_url: str) -> Iterator[Callable[..., Ledger]]:
     yield make
     for ledger in opened:
         ledger.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_priced_requests_across_tests_under_mutmut() -> None:
+    """Under mutation testing (scripts/mutation; mutmut sets MUTANT_UNDER_TEST), each test
+    starts with no priced request cached on the bundled sheet. That cache lives for the process:
+    a test that found a price an earlier test had computed would neither run the mutated pricing
+    code nor be counted among its tests, and the mutant would pass for a survivor. (The sheet
+    itself stays loaded, as it takes a while to parse: each overlay a test writes is a new path,
+    so the loading code runs afresh in those tests.)"""
+    if os.environ.get("MUTANT_UNDER_TEST"):
+        from klingcost.sheet import _load_cached
+
+        _load_cached(None).priced.clear()

@@ -160,12 +160,12 @@ def make_budget(
         checked_period = check_period(period)
     except ValueError as exc:
         problems.append(str(exc))
-        checked_period = "none"
+        checked_period = "none"  # pragma: no mutate (unused: the problem raises below)
     try:
         soft_value = exact(soft)
     except (TypeError, ValueError) as exc:
         problems.append(f"soft threshold: {exc}")
-        soft_value = DEFAULT_SOFT
+        soft_value = DEFAULT_SOFT  # pragma: no mutate (unused: the problem raises below)
     else:
         if not 0 < soft_value <= 1:
             problems.append(f"soft threshold must be in (0, 1] (given {soft})")

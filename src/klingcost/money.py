@@ -174,7 +174,7 @@ def format_amount(amount: Fraction) -> str:
         return f"{amount.numerator}/{amount.denominator}"
     places = max(twos, fives)
     # Integer arithmetic only: Decimal.scaleb would round to the context's 28 digits.
-    sign = "-" if amount < 0 else ""
+    sign = "-" if amount < 0 else ""  # pragma: no mutate (0 returned above: `<=` is the same)
     digits = str(abs(amount.numerator) * 10**places // amount.denominator).rjust(places + 1, "0")
     return f"{sign}{digits[:-places]}.{digits[-places:]}"
 

@@ -30,13 +30,13 @@ class Window:
     tz: str
 
     def contains(self, instant: datetime) -> bool:
-        if self.start is None or self.end is None:
+        if self.start is None or self.end is None:  # pragma: no mutate (both None, or neither)
             return True
         return self.start <= instant < self.end
 
     def describe(self) -> str:
         """``2026-11 [2026-11-01T00:00:00+00:00 .. 2026-12-01T00:00:00+00:00)``."""
-        if self.start is None or self.end is None:
+        if self.start is None or self.end is None:  # pragma: no mutate (both None, or neither)
             return "all (no period)"
         return f"{self.key} [{self.start.isoformat()} .. {self.end.isoformat()}) {self.tz}"
 

@@ -153,7 +153,7 @@ def price(
     sheet = sheet if sheet is not None else load_sheet()
     key = (request.job, provider)
     cache: dict[tuple[Any, ...], _Priced] = sheet.priced
-    cached = cache.get(key)
+    cached = cache.get(key)  # pragma: no mutate (a lookup skipped prices afresh: the same)
     if cached is None:
         cached = cache[key] = _price_job(request, sheet, provider)
     pack, units, breakdown, cost = cached

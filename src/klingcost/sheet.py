@@ -287,7 +287,7 @@ def parse_sheet(data: Mapping[str, Any], *, origin: str) -> PriceSheet:
     except ValidationError as exc:
         problems = [
             f"{'.'.join(str(p) for p in error['loc']) or '(top)'}: {_reason(error)}"
-            for error in exc.errors(include_url=False)
+            for error in exc.errors(include_url=False)  # pragma: no mutate (the url is never read)
         ]
         raise PricingSheetError(source=origin, problems=problems) from None
     _check_references(sheet)

@@ -1,0 +1,308 @@
+"""klingcost.pricing: the whole of what an estimate says, key by key, as ``--json`` prints it;
+what mutation testing showed the other tests never asked. Every figure is written out from the
+bundled sheet (src/klingcost/data/pricing.yaml)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from importlib import resources
+from typing import Any
+
+import pytest
+import yaml
+
+from klingcost.errors import UnpricedRequestError
+from klingcost.pricing import Cost, estimate
+from klingcost.sheet import PRICING_ENV, parse_sheet
+
+T2V = "videos/text2video"
+I2V = "videos/image2video"
+IMG = "images/generations"
+O1 = "videos/omni-video"
+IMAGE_URL = "https://example.com/frame.png"
+VIDEO_LIST = [{"video_url": "https://example.com/clip.mp4"}]
+BASE = {
+    "rule": "base: kling-v1, 5 s, std",
+    "factor": "1",
+    "source": "seed",
+    "note": "kling-v1 at 5s duration in std mode is the base price",
+}
+TEN_SECONDS = {
+    "rule": "duration: 10 s",
+    "factor": "2",
+    "source": "seed",
+    "note": "10s duration costs 2x the base price",
+}
+
+
+@pytest.fixture(autouse=True)
+def _no_env_sheet(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(PRICING_ENV, raising=False)
+
+
+def test_json_of_a_std_clip_the_proxy_bills_as_pro() -> None:
+    body = {"model_name": "kling-v2-6", "prompt": "p", "mode": "std", "duration": "10"}
+    note = "openai-hk bills kling-v2-6 at the pro price, whatever the mode"
+    assert estimate(T2V, body).to_dict() == {
+        "endpoint": T2V,
+        "model": "kling-v2-6",
+        "mode": "std",  # the request as given; the breakdown says why pro is charged
+        "duration": 10,
+        "sound": False,
+        "video_reference": False,
+        "reference_image": False,
+        "n": 1,
+        "pack": "video",
+        "units": "5",
+        "provider": "openai-hk",
+        "currency": "credits",
+        "cost": "75000",
+        "credits": "75000",
+        "per_unit": "15000",
+        "breakdown": [
+            BASE,
+            {
+                "rule": f"mode std given; {note}",
+                "factor": "1",
+                "source": "openai-hk-docs",
+                "note": note,
+            },
+            {
+                "rule": "model and mode: kling-v2-6 pro",
+                "factor": "2.5",
+                "source": "openai-hk-docs",
+                "note": "kling-v2-6: 2.5x base, always pro",
+            },
+            TEN_SECONDS,
+        ],
+    }
+
+
+def test_json_of_a_pro_clip_with_sound() -> None:
+    body = {"model_name": "kling-v2-6", "prompt": "p", "mode": "pro", "sound": "on"}
+    data = estimate(T2V, body).to_dict()
+    assert (data["mode"], data["duration"], data["sound"], data["units"]) == ("pro", 5, True, "5")
+    assert data["breakdown"] == [
+        BASE,
+        {
+            "rule": "model and mode: kling-v2-6 pro",
+            "factor": "2.5",
+            "source": "openai-hk-docs",
+            "note": "kling-v2-6: 2.5x base, always pro",
+        },
+        {
+            "rule": "sound: on",
+            "factor": "2",
+            "source": "seed",
+            "note": "audio costs 2x the base price (5 units per 5 s pro clip with sound, "
+            "kling-official)",
+        },
+    ]
+
+
+def test_json_of_a_one_price_model() -> None:
+    body = {"model_name": "kling-v2-master", "prompt": "p", "image": IMAGE_URL}
+    data = estimate(I2V, body).to_dict()
+    assert (data["mode"], data["reference_image"], data["units"], data["credits"]) == (
+        None,
+        True,
+        "10",
+        "150000",
+    )
+    assert data["breakdown"] == [
+        BASE,
+        {
+            "rule": "model and mode: kling-v2-master one price, no std/pro",
+            "factor": "10",
+            "source": "seed",
+            "note": "kling-v2-master costs 10x the base price",
+        },
+    ]
+
+
+def test_json_of_images_with_a_reference_priced_in_usd() -> None:
+    body = {"model_name": "kling-v2", "prompt": "p", "image": IMAGE_URL, "n": 3}
+    assert estimate(IMG, body, provider="kling-global").to_dict() == {
+        "endpoint": IMG,
+        "model": "kling-v2",
+        "mode": None,
+        "duration": None,
+        "sound": False,
+        "video_reference": False,
+        "reference_image": True,
+        "n": 3,
+        "pack": "image",
+        "units": "24",
+        "provider": "kling-global",
+        "currency": "usd",
+        "cost": "0.084",
+        "credits": None,
+        "per_unit": "0.0035",
+        "breakdown": [
+            {
+                "rule": "base: kling-v2 image, with a reference image",
+                "factor": "8",
+                "source": "kling-official",
+                "note": "8 image units per image with a reference image",
+            },
+            {
+                "rule": "n: 3 images",
+                "factor": "3",
+                "source": "seed",
+                "note": "images are billed per image",
+            },
+        ],
+    }
+
+
+def test_json_of_one_text_only_image() -> None:
+    data = estimate(IMG, {"model_name": "kling-v2", "prompt": "p"}).to_dict()
+    assert (data["pack"], data["units"], data["credits"], data["reference_image"]) == (
+        "image",
+        "4",
+        "1500",
+        False,
+    )
+    assert data["breakdown"] == [
+        {
+            "rule": "base: kling-v2 image, text only",
+            "factor": "4",
+            "source": "kling-official",
+            "note": "4 image units per image, text only",
+        }
+    ]
+
+
+def test_json_of_an_o1_pro_clip_with_a_video_reference_priced_in_cny() -> None:
+    body = {"prompt": "p", "mode": "pro", "duration": 5, "video_list": VIDEO_LIST}
+    assert estimate(O1, body, provider="kling-cn").to_dict() == {
+        "endpoint": O1,
+        "model": "kling-video-o1",
+        "mode": "pro",
+        "duration": 5,
+        "sound": False,
+        "video_reference": True,
+        "reference_image": False,
+        "n": 1,
+        "pack": "video",
+        "units": "6",
+        "provider": "kling-cn",
+        "currency": "cny",
+        "cost": "6",
+        "credits": None,
+        "per_unit": "1",
+        "breakdown": [
+            {
+                "rule": "base: kling-video-o1 std, per second",
+                "factor": "0.6",
+                "source": "kling-official",
+                "note": "0.6 units per second in std mode",
+            },
+            {
+                "rule": "mode: pro",
+                "factor": "4/3",
+                "source": "seed",
+                "note": "mode is pro, the price multiplier is 4/3 (0.8 units/s)",
+            },
+            {
+                "rule": "video reference",
+                "factor": "1.5",
+                "source": "seed",
+                "note": "video_list contains a video reference, the price multiplier is 1.5",
+            },
+            {
+                "rule": "duration: 5 s",
+                "factor": "5",
+                "source": "seed",
+                "note": "O1 is priced per second",
+            },
+        ],
+    }
+
+
+def test_an_o1_std_clip_without_a_reference_is_per_second_only() -> None:
+    result = estimate(O1, {"prompt": "p", "mode": "std", "duration": 10})
+    assert [step.rule for step in result.breakdown] == [
+        "base: kling-video-o1 std, per second",
+        "duration: 10 s",
+    ]
+    assert (result.units, result.credits) == (6, 90_000)
+
+
+def test_the_cost_names_its_provider_rate_and_source() -> None:
+    result = estimate(T2V, {"model_name": "kling-v1", "prompt": "p"}, provider="kling-global")
+    assert result.cost == Cost(
+        provider="kling-global",
+        currency="usd",
+        exponent=4,
+        per_unit=Fraction(7, 50),
+        source="kling-official",
+        exact=Fraction(7, 50),
+        minor=1400,
+    )
+    proxy = estimate(IMG, {"model_name": "kling-v1", "prompt": "p"}).cost
+    assert (proxy.provider, proxy.currency, proxy.per_unit, proxy.minor) == (
+        "openai-hk",
+        "credits",
+        375,
+        375,
+    )
+
+
+def test_a_provider_that_bills_as_asked_keeps_std() -> None:
+    body = {"model_name": "kling-v2-6", "prompt": "p", "mode": "std"}
+    result = estimate(T2V, body, provider="kling-global")
+    assert [step.rule for step in result.breakdown] == [
+        "base: kling-v1, 5 s, std",
+        "model and mode: kling-v2-6 std",
+    ]
+    assert result.units == Fraction(3, 2)
+    # A model the proxy does not bill as pro keeps its std price there too.
+    assert estimate(T2V, {"model_name": "kling-v1-6", "prompt": "p", "mode": "std"}).units == 2
+
+
+def trimmed_sheet() -> Any:
+    data = yaml.safe_load(
+        resources.files("klingcost").joinpath("data/pricing.yaml").read_text(encoding="utf-8")
+    )
+    del data["video"]["models"]["kling-v2-5-turbo"]["pro"]
+    del data["images"]["kling-v2"]
+    del data["video"]["durations"]["10"]
+    del data["video"]["sound"]["kling-v2-6"]
+    del data["omni"]["kling-video-o1"]
+    return parse_sheet(data, origin="trimmed.yaml")
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "body", "model", "missing"),
+    [
+        (
+            T2V,
+            {"model_name": "kling-v2-5-turbo", "prompt": "p", "mode": "pro"},
+            "kling-v2-5-turbo",
+            "video.models.kling-v2-5-turbo.pro",
+        ),
+        (IMG, {"model_name": "kling-v2", "prompt": "p"}, "kling-v2", "images.kling-v2"),
+        (
+            I2V,
+            {"model_name": "kling-v1", "image": IMAGE_URL, "duration": 10},
+            "kling-v1",
+            "video.durations.10",
+        ),
+        (
+            T2V,
+            {"model_name": "kling-v2-6", "prompt": "p", "mode": "pro", "sound": "on"},
+            "kling-v2-6",
+            "video.sound.kling-v2-6",
+        ),
+        (O1, {"prompt": "p"}, "kling-video-o1", "omni.kling-video-o1"),
+    ],
+)
+def test_an_unpriced_request_names_endpoint_model_and_missing_key(
+    endpoint: str, body: dict[str, Any], model: str, missing: str
+) -> None:
+    with pytest.raises(UnpricedRequestError) as caught:
+        estimate(endpoint, body, sheet=trimmed_sheet())
+    error = caught.value
+    assert (error.endpoint, error.model, error.missing) == (endpoint, model, missing)
+    assert str(error) == f"the price sheet has no price for {endpoint} {model}: {missing}"
