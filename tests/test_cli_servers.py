@@ -8,6 +8,7 @@ listens, go through CliRunner.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -345,6 +346,46 @@ def test_klingcost_itself_reaches_the_fake_over_tls_with_the_printed_exports(
         sent = cli(env, "submit", "-t", "team", "-e", "text2video", str(job))
         assert sent.returncode == 0, sent.stderr
         assert "submitted, task" in sent.stdout
+    finally:
+        _, err = stop_with_ctrl_c(server)
+    assert "Traceback" not in err
+
+
+def test_a_multi_image2video_body_is_held_sent_and_settled_through_the_fake(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """What Vercel's Kling provider sends: POST /v1/videos/multi-image2video, held at kling-v1-6's
+    pro 10 s price, created and queried on the fake's multi-image2video routes, settled there."""
+    job = tmp_path / "job.json"
+    images = [{"image": f"https://example.com/{n}.png"} for n in range(3)]
+    body = {"model_name": "kling-v1-6", "prompt": "a", "mode": "pro", "duration": "10"}
+    job.write_text(json.dumps({**body, "image_list": images}))
+    command = [sys.executable, "-c", CLI, "fake-server", "--port", "0", "--key", "sk-test"]
+    server = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        first = server.stdout.readline()
+        match = re.match(r"fake Kling API on (http://\S+)", first)
+        assert match, (first, server.stderr.read() if server.poll() is not None else "")
+        env = {**env, "KLINGCOST_BASE_URL": match[1], "KLINGCOST_API_KEY": "sk-test"}
+        env["KLINGCOST_PRICING"] = ""
+        made = cli(env, "budget", "set", "team", "--limit", "1000000")
+        assert made.returncode == 0, made.stderr
+        sent = cli(
+            env, "submit", "-t", "team", "-e", "multi-image2video", str(job), "--wait",
+            "--interval", "0.2",
+        )  # fmt: skip
+        assert sent.returncode == 0, sent.stderr
+        assert (
+            "estimate: 7 video units = 105000 credits (videos/multi-image2video kling-v1-6)"
+            in sent.stdout
+        )
+        assert "settled at final_unit_deduction 7" in sent.stdout
+        recorded = httpx.get(f"{match[1]}/_fake/requests").json()
+        paths = {(r["method"], r["path"].split("/")[3]) for r in recorded}
+        assert ("POST", "multi-image2video") in paths and ("GET", "multi-image2video") in paths
     finally:
         _, err = stop_with_ctrl_c(server)
     assert "Traceback" not in err

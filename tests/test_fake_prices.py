@@ -29,6 +29,15 @@ VIDEO_URL = "https://example.com/input.mp4"
 TABLE = load_table()
 
 
+#: Each video endpoint and the part of the fake's table that prices it.
+GROUPS = {
+    "videos/text2video": TABLE.video,
+    "videos/image2video": TABLE.video,
+    "videos/multi-image2video": TABLE.multi_image,
+    "videos/omni-video": TABLE.omni,
+}
+
+
 def _video_body(endpoint: str, model: str, key: str, seconds: int) -> dict[str, Any]:
     mode, *features = key.split("+")
     body: dict[str, Any] = {"model_name": model, "prompt": "a fox in the snow"}
@@ -36,6 +45,8 @@ def _video_body(endpoint: str, model: str, key: str, seconds: int) -> dict[str, 
         body["mode"] = mode
     if endpoint == "videos/image2video":
         body["image"] = IMAGE_URL
+    if endpoint == "videos/multi-image2video":
+        body["image_list"] = [{"image": IMAGE_URL}, {"image": IMAGE_URL}]
     if "video" in features:
         body["video_list"] = [{"video_url": VIDEO_URL, "refer_type": "feature"}]
     if "sound" in features or "voice" in features:
@@ -56,8 +67,8 @@ def _spread(allowed: tuple[int, ...]) -> list[int]:
 
 def _rows() -> Iterator[Any]:
     for profile in PROVIDER:
-        for endpoint in ("videos/text2video", "videos/image2video", "videos/omni-video"):
-            prices = TABLE.omni if endpoint == "videos/omni-video" else TABLE.video
+        for endpoint in GROUPS:
+            prices = GROUPS[endpoint]
             for model, price in prices.items():
                 for key in price.keys:
                     allowed = price.seconds_allowed(key)
@@ -95,6 +106,21 @@ def test_the_rows_cover_the_whole_table() -> None:
     for profile in PROVIDER:
         for model in [*TABLE.video, *TABLE.omni, *TABLE.images]:
             assert (profile, model) in seen
+
+
+def test_the_rows_cover_multi_image2video() -> None:
+    """Each key and duration of the fake's multi-image2video prices is one row per profile."""
+    rows = {
+        (p.values[0], p.values[2].get("mode"), p.values[2]["duration"])
+        for p in _rows()
+        if p.values[1] == "videos/multi-image2video"
+    }
+    assert rows == {
+        (profile, mode, seconds)
+        for profile in PROVIDER
+        for mode in ("std", "pro")
+        for seconds in ("5", "10")
+    }
 
 
 # --- the table's figures, read from the price list by hand ---------------------------------
@@ -137,6 +163,11 @@ def job(endpoint: str, body: dict[str, Any], profile: str = "kling") -> Job:
                                 "image": IMAGE_URL}, "kling", "16"),
         ("images/generations", {"prompt": "x", "model_name": "kling-v3-omni",
                                 "resolution": "4k"}, "kling", "16"),
+        # multi-image2video: kling-v1-6 only, at kling-v1-6's price
+        ("videos/multi-image2video", {"prompt": "x", "image_list": [{"image": IMAGE_URL}]},
+         "kling", "2"),
+        ("videos/multi-image2video", {"prompt": "x", "mode": "pro", "duration": "10",
+                                      "image_list": [{"image": IMAGE_URL}] * 4}, "kling", "7"),
     ],
 )  # fmt: skip
 def test_listed_figures(endpoint: str, body: dict[str, Any], profile: str, units: str) -> None:
@@ -162,6 +193,13 @@ def test_listed_figures(endpoint: str, body: dict[str, Any], profile: str, units
         ("videos/omni-video", {"prompt": "x", "video_list": [{}, {}]}, "kling", "video_list"),
         ("videos/omni-video", {"prompt": "x", "model_name": "kling-v3-omni", "sound": "on",
                                "video_list": [{"video_url": VIDEO_URL}]}, "kling", "video"),
+        ("videos/multi-image2video", {"prompt": "x", "image_list": [{"image": IMAGE_URL}] * 5},
+         "kling", "image_list"),
+        ("videos/multi-image2video", {"image_list": [{"image": IMAGE_URL}]}, "kling", "prompt"),
+        ("videos/multi-image2video", {"prompt": "x", "model_name": "kling-v2-1",
+                                      "image_list": [{"image": IMAGE_URL}]}, "kling", "model_name"),
+        ("videos/multi-image2video", {"prompt": "x", "image_list": [{"url": IMAGE_URL}]},
+         "kling", "image_list"),
         ("images/generations", {"prompt": "x", "n": 10}, "kling", "^n 10"),
         ("images/generations", {"prompt": "x", "resolution": "4k"}, "kling", "resolution"),
         ("images/generations", {"prompt": "x", "aspect_ratio": "5:4"}, "kling", "aspect_ratio"),

@@ -194,6 +194,8 @@ def request_body(job: JobClass) -> tuple[str, dict[str, Any]]:
         body["sound"] = "on"
     if job.endpoint == "videos/image2video":
         body["image"] = "https://example.com/first-frame.png"
+    if job.endpoint == "videos/multi-image2video":
+        body["image_list"] = [{"image": "https://example.com/first-frame.png"}]
     return job.endpoint, body
 
 

@@ -64,7 +64,8 @@ _VIDEO_DURATIONS: Final = (5, 10)
 _OMNI_DURATIONS: Final = tuple(range(3, 11))
 _IMAGE_ENDPOINT: Final = "images/generations"
 _OMNI_ENDPOINT: Final = "videos/omni-video"
-_CLIP_ENDPOINTS: Final = ("videos/text2video", "videos/image2video")
+#: Priced per clip from video.models (multi-image2video: as kling-v1-6's clips).
+_CLIP_ENDPOINTS: Final = ("videos/text2video", "videos/image2video", "videos/multi-image2video")
 
 
 # --- parsing --------------------------------------------------------------------------------

@@ -36,12 +36,17 @@ if TYPE_CHECKING:
     from klingcost.sheet import Capabilities, PriceSheet
 
 Endpoint = Literal[
-    "images/generations", "videos/text2video", "videos/image2video", "videos/omni-video"
+    "images/generations",
+    "videos/text2video",
+    "videos/image2video",
+    "videos/multi-image2video",
+    "videos/omni-video",
 ]
 ENDPOINTS: Final[tuple[Endpoint, ...]] = (
     "images/generations",
     "videos/text2video",
     "videos/image2video",
+    "videos/multi-image2video",
     "videos/omni-video",
 )
 _ENDPOINT_NAMES: Final[dict[str, Endpoint]] = {
@@ -54,6 +59,7 @@ DEFAULT_MODEL: Final[dict[Endpoint, str]] = {
     "images/generations": "kling-v1",
     "videos/text2video": "kling-v1",
     "videos/image2video": "kling-v1",
+    "videos/multi-image2video": "kling-v1-6",
     "videos/omni-video": "kling-video-o1",
 }
 
@@ -81,6 +87,8 @@ MAX_SHOTS: Final = 6
 MAX_SHOT_PROMPT: Final = 512
 MAX_ELEMENTS_I2V: Final = 3
 MAX_DYNAMIC_MASKS: Final = 6
+#: Multi-image to video: reference images per request (Kling's API reference).
+MULTI_IMAGES: Final = (1, 4)
 TRAJECTORY_POINTS: Final = (2, 77)
 
 #: What a broken ``duration`` allows, until the model's own durations replace it.
@@ -344,6 +352,23 @@ class ImageToVideoRequest(_VideoBody):
     dynamic_masks: list[DynamicMask] | None = None
 
 
+class MultiImage(_Part):
+    image: str
+
+
+class MultiImageToVideoRequest(_Body):
+    """``POST /v1/videos/multi-image2video``: one clip from 1 to 4 reference images
+    (kling-v1-6 only; Kling's API reference). No sound, camera control or end frame."""
+
+    model_name: str | None = None
+    image_list: list[MultiImage]  # 1 to 4: checked by the rules, to name the count given
+    prompt: str | None = None  # required: reported by the rules, as on text2video
+    negative_prompt: str | None = None
+    mode: str | None = None
+    aspect_ratio: Literal["16:9", "9:16", "1:1"] | None = None
+    duration: Count | None = None
+
+
 class OmniImage(_Part):
     image_url: str
     type: Literal["first_frame", "end_frame"] | None = None
@@ -373,11 +398,18 @@ class OmniVideoRequest(_Body):
     multi_prompt: list[Shot] | None = None
 
 
-RequestModel = ImageRequest | TextToVideoRequest | ImageToVideoRequest | OmniVideoRequest
+RequestModel = (
+    ImageRequest
+    | TextToVideoRequest
+    | ImageToVideoRequest
+    | MultiImageToVideoRequest
+    | OmniVideoRequest
+)
 _MODEL_FOR: Final[dict[Endpoint, type[RequestModel]]] = {
     "images/generations": ImageRequest,
     "videos/text2video": TextToVideoRequest,
     "videos/image2video": ImageToVideoRequest,
+    "videos/multi-image2video": MultiImageToVideoRequest,
     "videos/omni-video": OmniVideoRequest,
 }
 #: Fields whose absence is reported by the rules, not by pydantic (prompt: the shots may carry
@@ -473,7 +505,13 @@ def validate_request(
         # stand in a value that keeps every rule (a URL is not inspected).
         for key, info in model.model_fields.items():
             if info.is_required() and key not in rest:
-                rest[key] = "https://placeholder.invalid/" if key == "image" else "-"
+                rest[key] = (
+                    [{"image": "https://placeholder.invalid/"}]
+                    if key == "image_list"
+                    else "https://placeholder.invalid/"
+                    if key == "image"
+                    else "-"
+                )
             elif key in _REQUIRED_BY_RULE and key in broken:
                 rest[key] = "-"
         try:
@@ -754,6 +792,13 @@ def _resolve(
                     f"{caps.price_key}.{mode} to a --pricing overlay)",
                 )
             )
+    if isinstance(parsed, MultiImageToVideoRequest):
+        seconds = parsed.duration
+        if seconds is None:
+            seconds = caps.default_duration if caps is not None else 5
+        return ValidatedRequest(
+            name, model, mode, seconds, False, False, True, 1, parsed, False, None, False, warnings
+        )
     omni = isinstance(parsed, OmniVideoRequest)
     sound = parsed.sound == "on"
     voice = sound and not omni and bool(parsed.voice_list)  # type: ignore[union-attr]
@@ -826,6 +871,9 @@ def _rules(
         if body.image is not None:
             _check_image("image", body.image, problems)
         return
+    if isinstance(body, MultiImageToVideoRequest):
+        _multi_image_rules(request, body, caps, problems)
+        return
     if caps is not None:
         _duration_rules(request, body, caps, prompt_max, problems)
         # Most bodies are silent, without voices or elements: skip the call then.
@@ -837,6 +885,37 @@ def _rules(
         _omni_rules(request, body, problems)
         return
     _video_rules(request, body, caps, sheet, problems)
+
+
+def _multi_image_rules(
+    request: ValidatedRequest,
+    body: MultiImageToVideoRequest,
+    caps: Capabilities | None,
+    problems: list[Problem],
+) -> None:
+    if body.prompt is None:
+        problems.append(Problem("prompt", _MISSING, "a value", "is required"))
+    if caps is not None and request.duration not in caps.durations:
+        problems.append(
+            Problem(
+                "duration",
+                body.duration if body.duration is not None else request.duration,
+                caps.duration_text(),
+                "not an allowed duration",
+            )
+        )
+    low, high = MULTI_IMAGES
+    if not low <= len(body.image_list) <= high:
+        problems.append(
+            Problem(
+                "image_list",
+                f"{len(body.image_list)} images",
+                f"{low} to {high} images",
+                "Multi-Image to Video takes 1 to 4 reference images",
+            )
+        )
+    for index, item in enumerate(body.image_list):
+        _check_image(f"image_list.{index}.image", item.image, problems)
 
 
 def _models_with(sheet: PriceSheet, endpoint: str, feature: str) -> str:

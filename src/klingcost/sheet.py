@@ -128,7 +128,11 @@ def _durations(value: Any) -> Any:
 
 Durations = Annotated[tuple[int, ...], BeforeValidator(_durations)]
 Endpoint = Literal[
-    "images/generations", "videos/text2video", "videos/image2video", "videos/omni-video"
+    "images/generations",
+    "videos/text2video",
+    "videos/image2video",
+    "videos/multi-image2video",
+    "videos/omni-video",
 ]
 
 
@@ -315,6 +319,9 @@ def parse_sheet(data: Mapping[str, Any], *, origin: str) -> PriceSheet:
 
 
 _VIDEO_ENDPOINTS = ("videos/text2video", "videos/image2video")
+#: Priced as clips too, but only for the models the catalogue lists there (kling-v1-6): a model
+#: priced under video.models is not implied on it.
+_LISTED_ONLY = ("videos/multi-image2video",)
 
 
 def resolve_catalog(sheet: PriceSheet) -> dict[str, dict[str, Capabilities]]:
@@ -323,7 +330,13 @@ def resolve_catalog(sheet: PriceSheet) -> dict[str, dict[str, Capabilities]]:
     (O1-style omni prices: 3 to 10 s), so a price-only overlay still adds a usable model."""
     clip_seconds = tuple(int(k) for k in sheet.video.durations if k.isdigit())
     resolved: dict[str, dict[str, Capabilities]] = {
-        endpoint: {} for endpoint in ("images/generations", *_VIDEO_ENDPOINTS, "videos/omni-video")
+        endpoint: {}
+        for endpoint in (
+            "images/generations",
+            *_VIDEO_ENDPOINTS,
+            *_LISTED_ONLY,
+            "videos/omni-video",
+        )
     }
     declared: dict[tuple[str, str], CatalogEntry] = {
         (e, m): entry for e, models in sheet.catalog.items() for m, entry in models.items()

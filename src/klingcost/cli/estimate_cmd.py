@@ -300,14 +300,14 @@ def prices_command(provider: str | None, pricing_path: str | None, as_json: bool
         return
     currency = rows[0]["currency"] if rows else ""
     header = (
-        f"{'endpoint':<20} {'model':<18} {'mode':<5} {'sec':>3} {'options':<18} "
+        f"{'endpoint':<24} {'model':<18} {'mode':<5} {'sec':>3} {'options':<18} "
         f"{'units':>6} {'pack':<5} {currency:>10}"
     )
     click.echo(f"price sheet: {sheet.origin}")
     click.echo(header)
     for row in rows:
         click.echo(
-            f"{row['endpoint']:<20} {row['model']:<18} {row['mode'] or '-':<5} "
+            f"{row['endpoint']:<24} {row['model']:<18} {row['mode'] or '-':<5} "
             f"{row['duration'] or '-':>3} {row['options']:<18} {row['units']:>6} {row['pack']:<5} "
             f"{row['cost']:>10}"
         )
@@ -347,6 +347,18 @@ def price_table(sheet: PriceSheet, provider: str | None = None) -> Iterator[dict
                     if model in sheet.video.voice:
                         with_voices = {**body, "sound": "on", "voice_list": voices}
                         yield row("videos/text2video", with_voices, "sound on, voices")
+    # Multi-image to video: each model the catalogue lists there (kling-v1-6), silent.
+    images = [{"image": "https://example.com/1.png"}, {"image": "https://example.com/2.png"}]
+    for model, caps in sheet.models["videos/multi-image2video"].items():
+        multi_seconds = {min(caps.durations), max(caps.durations)} | ({5, 10} & caps.durations)
+        multi_modes: list[str | None] = [*sorted(caps.modes)] or [None]
+        for multi_mode in multi_modes:
+            for shown_seconds in sorted(multi_seconds):
+                body = {"model_name": model, "prompt": "p", "image_list": images}
+                body["duration"] = shown_seconds
+                if multi_mode is not None:
+                    body["mode"] = multi_mode
+                yield row("videos/multi-image2video", body, "1 to 4 images")
     # Per-second models: each mode and option at the shortest, 5 s, 10 s and the longest.
     for endpoint in ("videos/text2video", "videos/omni-video"):
         for model, caps in sheet.models[endpoint].items():

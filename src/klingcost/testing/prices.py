@@ -36,11 +36,12 @@ __all__ = [
     "load_table_over",
 ]
 
-Group = Literal["video", "omni", "images"]
+Group = Literal["video", "multi_image", "omni", "images"]
 #: Which part of the table each create endpoint reads.
 GROUP_OF: Final[dict[str, Group]] = {
     "videos/text2video": "video",
     "videos/image2video": "video",
+    "videos/multi-image2video": "multi_image",
     "videos/omni-video": "omni",
     "images/generations": "images",
 }
@@ -110,6 +111,8 @@ class PriceTable:
     sources: dict[str, str]
     video: dict[str, VideoPrice]
     omni: dict[str, VideoPrice]
+    #: videos/multi-image2video: priced apart from image2video, as Kling lists it (one model).
+    multi_image: dict[str, VideoPrice]
     images: dict[str, ImagePrice]
     profiles: dict[str, Profile]
 
@@ -217,6 +220,9 @@ def parse_table(raw: Mapping[str, Any]) -> PriceTable:
         sources=sources,
         video={m: _video(m, s, sources, "video") for m, s in raw["video"].items()},
         omni={m: _video(m, s, sources, "omni") for m, s in raw["omni"].items()},
+        multi_image={
+            m: _video(m, s, sources, "multi_image") for m, s in raw.get("multi_image", {}).items()
+        },
         images={m: _image(m, s, sources) for m, s in raw["images"].items()},
         profiles=profiles,
     )
@@ -236,7 +242,7 @@ def load_table(path: Path | None = None) -> PriceTable:
 
 
 #: The parts of the table an overlay may add to, each merged entry by entry.
-_SECTIONS: Final = ("sources", "video", "omni", "images", "profiles")
+_SECTIONS: Final = ("sources", "video", "multi_image", "omni", "images", "profiles")
 
 
 def load_table_over(paths: tuple[Path, ...]) -> PriceTable:

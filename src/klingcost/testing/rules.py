@@ -21,7 +21,14 @@ __all__ = ["Job", "Refused", "read_job"]
 
 VIDEO_ASPECTS: Final = ("16:9", "9:16", "1:1")
 IMAGE_ASPECTS: Final = ("16:9", "9:16", "1:1", "4:3", "3:4", "3:2", "2:3", "21:9")
-DEFAULT_MODEL: Final = {"video": "kling-v1", "omni": "kling-video-o1", "images": "kling-v1"}
+DEFAULT_MODEL: Final = {
+    "video": "kling-v1",
+    "multi_image": "kling-v1-6",
+    "omni": "kling-video-o1",
+    "images": "kling-v1",
+}
+#: Multi-image to video takes at most this many reference images (Kling's API reference).
+MULTI_IMAGES: Final = 4
 #: An omni video edit (``refer_type: base``) without a duration: its output follows the input
 #: video, which the fake cannot see; it assumes the longest input Kling takes.
 EDIT_SECONDS: Final = 10
@@ -109,9 +116,27 @@ def read_job(endpoint: str, body: Any, table: PriceTable, profile: Profile) -> J
         return _image_job(endpoint, model, body, table)
     if endpoint == "videos/image2video":
         _text(body, "image", required=True)
+    if group == "multi_image":
+        _multi_images(body)
     _choice(body, "aspect_ratio", VIDEO_ASPECTS)
-    price = table.omni[model] if group == "omni" else table.video[model]
+    price = (
+        table.omni[model]
+        if group == "omni"
+        else table.multi_image[model]
+        if group == "multi_image"
+        else table.video[model]
+    )
     return _video_job(endpoint, price, body, profile)
+
+
+def _multi_images(body: Mapping[str, Any]) -> None:
+    """Multi-image to video: 1 to 4 items of ``{"image": URL or base64}``."""
+    images = _list(body, "image_list")
+    if not 1 <= len(images) <= MULTI_IMAGES:
+        raise Refused(f"image_list takes 1 to {MULTI_IMAGES} images (given {len(images)})")
+    for index, item in enumerate(images):
+        if not isinstance(item, Mapping) or not isinstance(item.get("image"), str):
+            raise Refused(f'image_list[{index}] must be {{"image": URL or base64}}')
 
 
 def _image_job(endpoint: str, model: str, body: Mapping[str, Any], table: PriceTable) -> Job:
