@@ -78,14 +78,17 @@ def test_background_checkpointer_keeps_the_wal_under_the_cap(tmp_path: Path) -> 
             assert isinstance(checkpointer, Checkpointer)
             # The request connection checkpoints inline only at the cap meanwhile.
             assert _autocheckpoint(ledger) == CAP
-            largest = _submit_many(ledger, SUBMISSIONS)
+            largest = _submit_many(ledger, 2 * SUBMISSIONS)
             deadline = time.monotonic() + 10
             while checkpointer.checkpoints == 0 and time.monotonic() < deadline:
                 time.sleep(0.01)
             assert checkpointer.checkpoints > 0
         assert _autocheckpoint(ledger) == INLINE_PAGES  # set back when the thread stops
         assert ledger.check() == []
-    assert largest <= CAP + 64, largest  # unchecked: ~7 pages a submission, 2,800
+    # Unchecked, ~7 pages a submission would make 5,600. The cap's inline checkpoint can run a
+    # few transactions late while the thread's own checkpoint holds the WAL (seen: CAP + 68 on
+    # a loaded machine), so the bound leaves a quarter of the cap for that.
+    assert largest <= CAP + CAP // 4, largest
 
 
 def test_background_checkpointer_alone_keeps_the_wal_small_when_writes_leave_gaps(
