@@ -119,3 +119,17 @@ def test_json_int_counts_digits_without_the_sign() -> None:
         with pytest.raises(ValueError) as caught:
             json_int(text, max_digits=3)
         assert str(caught.value) == "an integer of 4 digits (at most 3 are read)"
+
+
+def test_each_side_of_a_fraction_has_at_most_100_digits() -> None:
+    largest = 10**100 - 1
+    assert exact(f"{largest}/{largest - 1}") == Fraction(largest, largest - 1)
+    assert exact(f"-{largest}/3") == Fraction(-largest, 3)
+    for text in (f"{10**100}/3", f"-{10**100}/3", f"1/{10**100}"):
+        with pytest.raises(ValueError) as caught:
+            exact(text)
+        shown = repr(text)
+        assert (
+            str(caught.value)
+            == f"{shown[:30]}...({len(shown)} characters) is out of bounds: {BOUNDS}"
+        )
