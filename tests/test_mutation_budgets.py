@@ -13,6 +13,7 @@ from klingcost.budgets import (
     HoldAmounts,
     charge_against,
     counted,
+    counts,
     crosses_soft,
     exponent_for,
     make_budget,
@@ -213,3 +214,13 @@ def test_a_budget_keeps_its_period_and_time_zone() -> None:
 def test_the_first_unit_of_a_one_unit_budget_crosses_a_soft_threshold_of_1() -> None:
     assert crosses_soft(1, Fraction(1), 0, 1)
     assert not crosses_soft(1, Fraction(1), 1, 2)  # already past
+
+
+def test_a_units_budget_counts_only_its_own_pack_a_currency_budget_either() -> None:
+    video = HoldAmounts(units_milli=5000, pack="video", cost_minor=75_000)
+    image = HoldAmounts(units_milli=4000, pack="image", cost_minor=1_500)
+    assert counts("units", "video", video) is True
+    assert counts("units", "video", image) is False  # refused at reserve, never held as 0
+    assert counts("units", "image", image) is True
+    assert counts("credits", None, image) is True
+    assert counts("credits", None, video) is True

@@ -52,6 +52,8 @@ def test_json_of_a_std_clip_the_proxy_bills_as_pro() -> None:
         "video_reference": False,
         "reference_image": False,
         "n": 1,
+        "voice": False,
+        "resolution": None,
         "pack": "video",
         "units": "5",
         "provider": "openai-hk",
@@ -75,6 +77,7 @@ def test_json_of_a_std_clip_the_proxy_bills_as_pro() -> None:
             },
             TEN_SECONDS,
         ],
+        "warnings": [],
     }
 
 
@@ -131,6 +134,8 @@ def test_json_of_images_with_a_reference_priced_in_usd() -> None:
         "video_reference": False,
         "reference_image": True,
         "n": 3,
+        "voice": False,
+        "resolution": None,
         "pack": "image",
         "units": "24",
         "provider": "kling-global",
@@ -152,6 +157,7 @@ def test_json_of_images_with_a_reference_priced_in_usd() -> None:
                 "note": "images are billed per image",
             },
         ],
+        "warnings": [],
     }
 
 
@@ -168,7 +174,7 @@ def test_json_of_one_text_only_image() -> None:
             "rule": "base: kling-v2 image, text only",
             "factor": "4",
             "source": "kling-official",
-            "note": "4 image units per image, text only",
+            "note": "4 image units per image, text only; 302.AI's table agrees",
         }
     ]
 
@@ -184,6 +190,8 @@ def test_json_of_an_o1_pro_clip_with_a_video_reference_priced_in_cny() -> None:
         "video_reference": True,
         "reference_image": False,
         "n": 1,
+        "voice": False,
+        "resolution": None,
         "pack": "video",
         "units": "6",
         "provider": "kling-cn",
@@ -214,19 +222,31 @@ def test_json_of_an_o1_pro_clip_with_a_video_reference_priced_in_cny() -> None:
                 "rule": "duration: 5 s",
                 "factor": "5",
                 "source": "seed",
-                "note": "O1 is priced per second",
+                "note": "priced per second",
             },
         ],
+        "warnings": [],
     }
 
 
 def test_an_o1_std_clip_without_a_reference_is_per_second_only() -> None:
-    result = estimate(O1, {"prompt": "p", "mode": "std", "duration": 10})
+    result = estimate(O1, {"prompt": "p", "mode": "std", "duration": 10}, provider="kling-cn")
     assert [step.rule for step in result.breakdown] == [
         "base: kling-video-o1 std, per second",
         "duration: 10 s",
     ]
-    assert (result.units, result.credits) == (6, 90_000)
+    assert result.units == 6
+
+
+def test_openai_hk_bills_an_o1_std_clip_at_the_pro_price() -> None:
+    result = estimate(O1, {"prompt": "p", "mode": "std", "duration": 10})
+    assert [step.rule for step in result.breakdown] == [
+        "base: kling-video-o1 std, per second",
+        "mode std given; openai-hk bills kling-video-o1 at the pro price, whatever the mode",
+        "mode: pro",
+        "duration: 10 s",
+    ]
+    assert (result.units, result.credits) == (8, 120_000)
 
 
 def test_the_cost_names_its_provider_rate_and_source() -> None:
@@ -276,12 +296,6 @@ def trimmed_sheet() -> Any:
 @pytest.mark.parametrize(
     ("endpoint", "body", "model", "missing"),
     [
-        (
-            T2V,
-            {"model_name": "kling-v2-5-turbo", "prompt": "p", "mode": "pro"},
-            "kling-v2-5-turbo",
-            "video.models.kling-v2-5-turbo.pro",
-        ),
         (IMG, {"model_name": "kling-v2", "prompt": "p"}, "kling-v2", "images.kling-v2"),
         (
             I2V,

@@ -119,27 +119,32 @@ def parse_deduction(value: object, *, cap: Fraction = DEFAULT_DEDUCTION_CAP) -> 
         return Deduction(_as_text(value), None, "malformed")
     if isinstance(value, int) and abs(value) >= 10**_MAX_DEDUCTION_TEXT:
         # str() of an int over 4,300 digits raises; nothing this long is a charge anyway
-        flag: DeductionFlag = "negative" if value < 0 else "absurd"
+        # |value| >= 10**64 here: `<= 0` or `< 1` picks the same flag
+        flag: DeductionFlag = "negative" if value < 0 else "absurd"  # pragma: no mutate (above)
         return Deduction("(an integer of over 64 digits)", None, flag)
-    raw = value if isinstance(value, str) else _decimal_text(value)
+    # str() of a str is itself: dropping the test changes nothing
+    raw = value if isinstance(value, str) else _decimal_text(value)  # pragma: no mutate (above)
     text = raw.strip()
     if not text:
         return Deduction(raw, None, "absent")
     match = _NUMBER.fullmatch(text) if len(text) <= _MAX_DEDUCTION_TEXT else None
     if match is None:
         return Deduction(raw, None, "malformed")
-    exponent = int(match.group(1) or 0)
+    exponent = int(match.group(1) or 0)  # pragma: no mutate (0 or 1: both pass the bound)
     if abs(exponent) > _MAX_EXPONENT:
         number = Decimal(text)  # a Decimal keeps the exponent as a number: no huge int here
         if number == 0:
             return Deduction(raw, Fraction(0), "zero")
-        if exponent < 0:  # 1e-1001 of a unit: no real deduction looks like that
+        # 1e-1001 of a unit: no real deduction looks like that (|exponent| > 1000 here, so
+        # `<= 0` or `< 1` is the same test)
+        if exponent < 0:  # pragma: no mutate (above)
             return Deduction(raw, None, "malformed")
-        return Deduction(raw, None, "negative" if number < 0 else "absurd")
+        # not 0 (returned above) and |number| > 1: `<= 0` or `< 1` picks the same flag
+        return Deduction(raw, None, "negative" if number < 0 else "absurd")  # pragma: no mutate
     units = Fraction(Decimal(text))
     if units == 0:
         return Deduction(raw, units, "zero")
-    if units < 0:
+    if units < 0:  # pragma: no mutate (0 returned above: `<= 0` is the same)
         return Deduction(raw, units, "negative")
     if units > cap:
         return Deduction(raw, units, "absurd")
@@ -150,7 +155,7 @@ def _decimal_text(value: int | Decimal) -> str:
     try:
         return str(value)
     except (ValueError, InvalidOperation):  # pragma: no cover - ints are bounded above
-        return "(unprintable)"
+        return "(unprintable)"  # pragma: no mutate (unreachable, see above)
 
 
 def _as_text(value: object) -> str:
@@ -220,7 +225,8 @@ class Listed:
 def _num(value: Fraction) -> str:
     if value.denominator == 1:
         return str(value.numerator)
-    return format(Decimal(value.numerator) / Decimal(value.denominator), "f").rstrip("0")
+    text = format(Decimal(value.numerator) / Decimal(value.denominator), "f")
+    return text.rstrip("0")  # pragma: no mutate (an exact quotient has no trailing zeros)
 
 
 def listed_range(shape: Shape, sheets: Sequence[PriceSheet]) -> Listed | None:
@@ -327,7 +333,7 @@ def judge(deduction: Deduction, listed: Listed | None) -> tuple[DeductionFlag, b
 
 def drifted(units: Fraction, estimate: Fraction) -> bool:
     """More than :data:`DRIFT_FACTOR` times above or below ``estimate``."""
-    if estimate <= 0:
+    if estimate <= 0:  # pragma: no mutate (booked units are positive: `< 0` is the same)
         return units > 0
     return units > estimate * DRIFT_FACTOR or units * DRIFT_FACTOR < estimate
 
