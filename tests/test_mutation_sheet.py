@@ -225,3 +225,26 @@ def test_a_damaged_canonical_text_is_refused_naming_its_origin(text: str, proble
         sheet_from_canonical(text, origin="ledger")
     assert caught.value.source == "ledger"
     assert caught.value.problems[0].startswith(problem)
+
+
+# --- the frozen bundled sheet and its YAML fallback -------------------------------------------
+
+
+def test_a_missing_frozen_sheet_falls_back_to_the_yaml_and_freezing_writes_it_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+    import json
+
+    from klingcost import sheet as sheet_module
+
+    frozen = json.loads(sheet_module.FROZEN.read_text(encoding="utf-8"))
+    monkeypatch.setattr(sheet_module, "FROZEN", tmp_path / "frozen.json")
+    assert sheet_module._bundled_data() == frozen["sheet"]  # from the YAML itself
+    assert sheet_module.freeze_bundled_sheet() == tmp_path / "frozen.json"
+    written = (tmp_path / "frozen.json").read_text(encoding="utf-8")
+    assert written.endswith("}\n")
+    assert json.loads(written) == frozen
+    text = (sheet_module._DATA / "pricing.yaml").read_text(encoding="utf-8")
+    assert json.loads(written)["yaml_sha256"] == hashlib.sha256(text.encode()).hexdigest()
+    assert sheet_module._bundled_data() == frozen["sheet"]  # now from the frozen JSON
