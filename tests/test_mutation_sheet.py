@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from klingcost.errors import PricingSheetError, UnknownProviderError
-from klingcost.sheet import BUNDLED, PRICING_ENV, load_sheet
+from klingcost.sheet import (
+    BUNDLED,
+    PRICING_ENV,
+    canonical_text,
+    load_sheet,
+    parse_sheet,
+    sheet_from_canonical,
+    sheet_hash,
+)
 
 PROVIDER = (
     "sources:\n  mine: my invoice\n"
@@ -171,3 +179,72 @@ def test_an_unknown_provider_is_refused_naming_the_sheet_and_the_choices(tmp_pat
         f"no provider 'nobody' in the price sheet ({path}); choose one of "
         "kling-cn, kling-global, openai-hk, reseller (--provider)"
     )
+
+
+# --- the canonical form a ledger publishes and a hold's hash names ----------------------------
+
+
+def test_the_canonical_text_is_compact_sorted_json_without_the_origin() -> None:
+    import json
+
+    sheet = load_sheet()
+    text = canonical_text(sheet)
+    data = sheet.model_dump(mode="json", exclude={"origin"})
+    assert text == json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert text.startswith('{"catalog":{')
+    assert '"origin"' not in text
+
+
+def test_the_hash_is_the_sha256_of_the_canonical_text_whatever_the_origin() -> None:
+    import hashlib
+
+    sheet = load_sheet()
+    expected = hashlib.sha256(canonical_text(sheet).encode("utf-8")).hexdigest()
+    assert sheet_hash(sheet) == expected
+    assert sheet_hash(sheet) == expected  # the cached value is the same
+    again = parse_sheet(sheet.model_dump(mode="json", exclude={"origin"}), origin="elsewhere")
+    assert sheet_hash(again) == expected
+
+
+def test_a_sheet_read_back_from_its_canonical_text_is_the_same_sheet() -> None:
+    sheet = load_sheet()
+    back = sheet_from_canonical(canonical_text(sheet), origin="ledger")
+    assert canonical_text(back) == canonical_text(sheet)
+    assert back.origin == "ledger"
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("{", "not canonical JSON: Expecting property name enclosed in double quotes"),
+        ("[1]", "(top): the sheet must be a mapping"),
+    ],
+)
+def test_a_damaged_canonical_text_is_refused_naming_its_origin(text: str, problem: str) -> None:
+    with pytest.raises(PricingSheetError) as caught:
+        sheet_from_canonical(text, origin="ledger")
+    assert caught.value.source == "ledger"
+    assert caught.value.problems[0].startswith(problem)
+
+
+# --- the frozen bundled sheet and its YAML fallback -------------------------------------------
+
+
+def test_a_missing_frozen_sheet_falls_back_to_the_yaml_and_freezing_writes_it_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+    import json
+
+    from klingcost import sheet as sheet_module
+
+    frozen = json.loads(sheet_module.FROZEN.read_text(encoding="utf-8"))
+    monkeypatch.setattr(sheet_module, "FROZEN", tmp_path / "frozen.json")
+    assert sheet_module._bundled_data() == frozen["sheet"]  # from the YAML itself
+    assert sheet_module.freeze_bundled_sheet() == tmp_path / "frozen.json"
+    written = (tmp_path / "frozen.json").read_text(encoding="utf-8")
+    assert written.endswith("}\n")
+    assert json.loads(written) == frozen
+    text = (sheet_module._DATA / "pricing.yaml").read_text(encoding="utf-8")
+    assert json.loads(written)["yaml_sha256"] == hashlib.sha256(text.encode()).hexdigest()
+    assert sheet_module._bundled_data() == frozen["sheet"]  # now from the frozen JSON
