@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from fractions import Fraction
+from typing import Any, cast
 
 from klingcost.batch import estimate_batch
 from klingcost.errors import RequestValidationError
@@ -58,7 +59,7 @@ def test_each_call_prices_with_its_own_sheet() -> None:
     base = load_sheet()
     data = base.model_dump(mode="python", exclude={"origin"})
     data["providers"]["openai-hk"]["per_unit"]["video"]["amount"] = 20000
-    dearer = parse_sheet(_jsonable(data), origin="test")
+    dearer = parse_sheet(cast(dict[str, Any], _jsonable(data)), origin="test")
     first = next(iter(estimate_batch([line], sheet=base)))
     second = next(iter(estimate_batch([line], sheet=dearer)))
     assert first.estimate is not None and second.estimate is not None

@@ -432,7 +432,7 @@ def test_prices_json() -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["origin"] == "klingcost/data/pricing.yaml"
-    rows = data["rows"]
+    rows: list[dict[str, Any]] = data["rows"]
     assert {"endpoint", "model", "mode", "duration", "units", "pack", "cost", "currency"} <= set(
         rows[0]
     )

@@ -191,7 +191,7 @@ def test_import_usage_from_the_command_line(path: Path, tmp_path: Path) -> None:
 def usage_log(path: Path, tmp_path: Path, per_unit: int, **change: object) -> Path:
     """A usage log of every settled task, charged ``per_unit`` credits per unit."""
     with Ledger.open(path) as ledger:
-        rows = [
+        rows: list[dict[str, object]] = [
             {
                 "reqid": h.task_id,
                 "model": h.meta["model"],

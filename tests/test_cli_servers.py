@@ -92,6 +92,13 @@ def start(server: str, env: dict[str, str]) -> subprocess.Popen[str]:
     )
 
 
+def _stderr(server: subprocess.Popen[str]) -> str:
+    """What a server that already exited wrote to stderr (for an assertion's message)."""
+    if server.poll() is None or server.stderr is None:
+        return ""
+    return server.stderr.read()
+
+
 def stop_with_ctrl_c(server: subprocess.Popen[str]) -> tuple[str, str]:
     server.send_signal(signal.SIGINT)
     try:
@@ -107,7 +114,7 @@ def test_hooks_serve_on_port_0_prints_the_port_it_listens_on(env: dict[str, str]
         assert server.stdout is not None
         first = server.stdout.readline()  # printed once the socket is bound
         match = re.fullmatch(rf"hook URL: http://127\.0\.0\.1:(\d+)/hooks/{SECRET}\n", first)
-        assert match, (first, server.stderr.read() if server.poll() is not None else "")
+        assert match, (first, _stderr(server))
         port = int(match[1])
         assert port != 0
         assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).json() == {"ok": True}
@@ -288,7 +295,7 @@ def test_a_model_added_by_overlays_is_held_sent_and_settled_through_the_fake(
         assert server.stdout is not None
         first = server.stdout.readline()
         match = re.match(r"fake Kling API on (http://\S+)", first)
-        assert match, (first, server.stderr.read() if server.poll() is not None else "")
+        assert match, (first, _stderr(server))
         env = {**env, "KLINGCOST_BASE_URL": match[1], "KLINGCOST_API_KEY": "sk-test"}
         env["KLINGCOST_PRICING"] = str(tmp_path / "sheet.yaml")
         made = cli(env, "budget", "set", "team", "--limit", "1000000")
@@ -368,7 +375,7 @@ def test_a_multi_image2video_body_is_held_sent_and_settled_through_the_fake(
         assert server.stdout is not None
         first = server.stdout.readline()
         match = re.match(r"fake Kling API on (http://\S+)", first)
-        assert match, (first, server.stderr.read() if server.poll() is not None else "")
+        assert match, (first, _stderr(server))
         env = {**env, "KLINGCOST_BASE_URL": match[1], "KLINGCOST_API_KEY": "sk-test"}
         env["KLINGCOST_PRICING"] = ""
         made = cli(env, "budget", "set", "team", "--limit", "1000000")

@@ -1,3 +1,5 @@
+# mypy: disable-error-code="comparison-overlap"
+# (exact amounts are compared with int literals: a Fraction equals an int exactly)
 """klingcost.deduction: parsing final_unit_deduction, what Kling lists per shape, the verdict."""
 
 from __future__ import annotations

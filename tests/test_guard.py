@@ -697,6 +697,7 @@ def test_the_api_key_never_reaches_the_ledger_logs_reprs_or_errors(
     assert any("<redacted>" in text for text in shown)
     holds = list(ledger.holds())
     assert [h.state for h in holds] == ["voided", "unknown", "unknown", "settled"]
+    assert isinstance(ledger.path, Path)  # a SQLite file: its WAL is read below
     files = sorted(ledger.path.parent.glob(ledger.path.name + "*"))
     assert {f.name for f in files} >= {"ledger.db", "ledger.db-wal"}
     secret = KEY.encode()

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+import klingcost.budgets
 import klingcost.ledger
 from klingcost.errors import BudgetConfigError, BudgetNotFound
 from klingcost.ledger import Ledger
@@ -95,7 +96,7 @@ def test_a_concurrent_change_is_not_lost(
     setup.set_budget("team", limit=100, period="day")
     first, second = make_ledger(timeout=20), make_ledger(timeout=20)
     inside, release = threading.Event(), threading.Event()
-    make_budget = klingcost.ledger.make_budget
+    make_budget = klingcost.budgets.make_budget
 
     def paused(*args: Any, **kwargs: Any) -> Any:
         if threading.current_thread().name == "A":

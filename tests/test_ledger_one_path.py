@@ -34,13 +34,17 @@ ATTEMPTS = 60  # per process: 4 processes try 240
 AMOUNTS = HoldAmounts(units_milli=1000, pack="video", cost_minor=COST, currency="credits")
 
 
+def _no_check(path: Path, **_: object) -> None:
+    """The one-path checks, switched off."""
+
+
 def _unchecked_worker(path: str, worker: int, ready: Any, start: Any, results: Any) -> None:
     """Reserve through ``path`` with the check switched off: the ledger the attack met."""
     import klingcost.backends
     import klingcost.migrations
 
-    klingcost.backends.refuse_second_name = lambda path: None  # type: ignore[assignment]
-    klingcost.migrations.refuse_a_live_second_path = lambda path: None  # type: ignore[assignment]
+    klingcost.backends.refuse_second_name = _no_check  # type: ignore[attr-defined]
+    klingcost.migrations.refuse_a_live_second_path = _no_check  # type: ignore[attr-defined]
     ledger = Ledger.open(path, timeout=30)
     granted = 0
     errors: list[str] = []
@@ -61,7 +65,8 @@ def _unchecked_worker(path: str, worker: int, ready: Any, start: Any, results: A
 def _race(paths: list[Path]) -> list[tuple[Any, ...]]:
     """Two unchecked processes per path reserve at once; what each one reports."""
     # fork where there is one: the workers start in milliseconds (each opens its own ledger)
-    context = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    forks = "fork" in mp.get_all_start_methods()
+    context = mp.get_context("fork") if forks else mp.get_context("spawn")
     ready, start, results = context.Queue(), context.Event(), context.Queue()
     workers = [
         context.Process(

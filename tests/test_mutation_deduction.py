@@ -1,3 +1,5 @@
+# mypy: disable-error-code="comparison-overlap"
+# (exact amounts are compared with int literals: a Fraction equals an int exactly)
 """The deduction verdict's edges, one assertion per rule a settlement relies on.
 
 Written against the survivors of ``scripts/mutation deduction``: each test fails when one

@@ -1,3 +1,5 @@
+# mypy: disable-error-code="comparison-overlap"
+# (exact amounts are compared with int literals: a Fraction equals an int exactly)
 """klingcost.pricing: the whole of what an estimate says, key by key, as ``--json`` prints it;
 what mutation testing showed the other tests never asked. Every figure is written out from the
 bundled sheet (src/klingcost/data/pricing.yaml)."""

@@ -1,3 +1,5 @@
+# mypy: disable-error-code="comparison-overlap"
+# (exact amounts are compared with int literals: a Fraction equals an int exactly)
 """klingcost.pricing: every pricing sentence of the seed, both worked examples, and Kling's
 official price list. Every expected figure is written out from the sources (the seed and
 kling-facts.md); openai-hk credits at 15,000 per video unit, 375 per image unit (the sheet's

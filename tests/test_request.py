@@ -820,6 +820,7 @@ def test_image2video_each_feature_alone(extra: dict[str, Any]) -> None:
 )
 @pytest.mark.parametrize("where", ["static_mask", "dynamic_masks"])
 def test_image2video_masks_are_checked_like_image(mask: str, message: str, where: str) -> None:
+    body: dict[str, object]
     if where == "static_mask":
         body, field = {"image": URL, "static_mask": mask}, "static_mask"
     else:
@@ -870,6 +871,7 @@ def test_inline_images_that_keep_the_rules(image: str) -> None:
 )
 @pytest.mark.parametrize("where", ["image", "image_tail", "generations", "omni"])
 def test_inline_images_that_break_a_rule(image: str, message: str, where: str) -> None:
+    body: dict[str, object]
     if where == "generations":
         endpoint, body, field = IMG, {"prompt": "p", "image": image}, "image"
     elif where == "omni":
