@@ -21,6 +21,10 @@ import pytest
 
 from klingcost.ledger import Ledger
 
+# Scripts run by the real third-party clients' own interpreter (test_real_clients.py), not
+# test modules: --doctest-modules would import them here, without those clients installed.
+collect_ignore = ["realclients"]
+
 BACKENDS = ("sqlite", "postgres")
 
 
