@@ -190,7 +190,25 @@ def test_submit_wait_settles(env: dict[str, str], fake: FakeKling, tmp_path: Pat
         "note": "settled at final_unit_deduction 7.7",
         "units": "7.7",
         "cost": "115500",
+        "currency": "credits",
     }
+
+
+def test_submit_wait_json_shows_a_dollar_cost_in_dollars(
+    env: dict[str, str], fake: FakeKling, tmp_path: Path
+) -> None:
+    fake.configure(done_after=0.1)  # kling-v1 std 5 s: charged 1 unit, USD 0.14 (not "14")
+    assert run(env, "budget", "set", "us", "--unit", "usd", "--limit", "10").exit_code == 0
+    args = ["submit", "-t", "us", "-e", ENDPOINT, "--provider", "kling-global", "--json"]
+    args += ["--wait", "--interval", "0.05", body_file(tmp_path, {"prompt": "a ship"})]
+    result = run(env, *args)
+    assert result.exit_code == 0, result.output
+    settlement = json.loads(result.stdout)["settlement"]
+    assert (settlement["units"], settlement["cost"], settlement["currency"]) == (
+        "1",
+        "0.14",
+        "usd",
+    )
 
 
 def test_an_ambiguous_failure_says_what_became_of_the_hold(
@@ -297,7 +315,8 @@ def test_submit_wait_that_times_out_still_shows_the_task_and_exits_1(
 
 
 def test_sync_wait_repeats_until_done(env: dict[str, str], fake: FakeKling, tmp_path: Path) -> None:
-    fake.configure(done_after=0.4)
+    # Long enough that the tasks still run when sync starts, even on a loaded machine.
+    fake.configure(done_after=1.0)
     for _ in range(2):
         run(env, "submit", "-t", "studio", "-e", ENDPOINT, body_file(tmp_path))
     result = run(env, "sync", "--wait", "--interval", "0.1", "--json")
@@ -443,3 +462,22 @@ def test_ctrl_c_during_submit_wait_names_the_hold_its_task_and_sync(
         f"Error: interrupted while waiting: hold 1 on 'studio' stays counted: task {task_id}; "
         "`klingcost sync` settles it when the task ends\n"
     )
+
+
+# --- defects the review of issue 11 reproduced --------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["submit", "sync", "hooks serve"])
+def test_a_mistyped_ledger_is_refused_not_started_empty(
+    env: dict[str, str], fake: FakeKling, tmp_path: Path, command: str
+) -> None:
+    typo = tmp_path / "ledgr.db"
+    args = {
+        "submit": ["submit", "-t", "studio", "-e", ENDPOINT, body_file(tmp_path)],
+        "sync": ["sync"],
+        "hooks serve": ["hooks", "serve", "--port", "0", "--secret", "s" * 32],
+    }[command]
+    result = run(env, *args, "--ledger", str(typo))
+    assert result.exit_code == 2, result.output
+    assert f"no ledger at {typo}: check --ledger / KLINGCOST_LEDGER" in result.stderr
+    assert not typo.exists() and fake.requests() == []

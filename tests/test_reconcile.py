@@ -12,6 +12,7 @@ import pytest
 from fake_fixtures import _fake_session, fake_server  # noqa: F401
 from klingcost.budgets import HoldAmounts
 from klingcost.clock import ManualClock
+from klingcost.errors import ReportError
 from klingcost.fake_server import FakeKling
 from klingcost.ledger import Ledger
 from klingcost.reconcile import parse_tolerance, reconcile, task_flags
@@ -169,8 +170,10 @@ def test_a_drifted_server_shows_as_drift(tmp_path: Path, fake: FakeKling) -> Non
 def test_tolerance_and_flags_helpers() -> None:
     assert parse_tolerance("5%") == Fraction(1, 20)
     assert parse_tolerance("0.05") == parse_tolerance("1/20") == Fraction(1, 20)
-    with pytest.raises(ValueError, match="negative"):
+    with pytest.raises(ReportError, match=r"tolerance '-1%' is negative: give a share of 0"):
         parse_tolerance("-1%")
+    with pytest.raises(ReportError, match=r"tolerance 'lots' is not a share: give 0.05, 5%"):
+        parse_tolerance("lots")
     with pytest.raises(TypeError):
         parse_tolerance(0.05)  # type: ignore[arg-type]
     assert task_flags(None, "succeed") == ("missing",)

@@ -376,7 +376,11 @@ MIGRATIONS: Final[tuple[tuple[str, tuple[str, ...], Callable[[DB], None] | None]
     ("0003_currency_exponents", migrations.CURRENCY_EXPONENTS_0003, None),
     ("0004_published_sheets", _PUBLISHED_SHEETS_0004, None),
 )
-assert [m[0] for m in MIGRATIONS] == [m.name for m in migrations.MIGRATIONS]
+if [m[0] for m in MIGRATIONS] != [m.name for m in migrations.MIGRATIONS]:  # not an assert: -O
+    raise ImportError(
+        "klingcost's PostgreSQL migrations do not match its SQLite ones by name and order; "
+        "this install is broken: reinstall klingcost"
+    )
 
 
 def inspect(db: DB, where: str) -> int:

@@ -78,6 +78,18 @@ DEFAULT_TIMEOUT: Final = httpx.Timeout(30.0, connect=10.0)
 TimeoutArg = float | httpx.Timeout | None
 
 
+def http_timeout(timeout: TimeoutArg) -> httpx.Timeout:
+    """``timeout`` for httpx. A bare number bounds reading, writing and the pool, but connecting
+    keeps at most :data:`DEFAULT_TIMEOUT`'s 10 s: a host that does not answer is known in
+    seconds, while a render may take the whole read timeout."""
+    if isinstance(timeout, httpx.Timeout):
+        return timeout
+    if timeout is None:
+        return httpx.Timeout(None)
+    connect = DEFAULT_TIMEOUT.connect
+    return httpx.Timeout(timeout, connect=timeout if connect is None else min(timeout, connect))
+
+
 def _url_problem(url: str) -> str | None:
     """Why httpx cannot parse ``url``, or None (returned, so that no httpx error is chained)."""
     try:
@@ -214,7 +226,10 @@ class _BaseKlingClient:
         name = normalize_endpoint(endpoint)
         task = str(task_id).strip()
         if not task or "/" in task:
-            raise ValueError(f"not a task id: {task_id!r}")
+            raise errors.InvalidTaskIdError(
+                f"task id {task_id!r} is not one: give the id the API answered (not empty, no "
+                '"/"), or your external_task_id'
+            )
         # Ids are the API's or the caller's own (external_task_id): quote what a path cannot hold.
         return name, f"/v1/{name}/{quote(task, safe='')}", f"GET {name}/{task}"
 
@@ -283,7 +298,10 @@ class KlingClient(_BaseKlingClient):
         )
         self._sleep = sleep
         self._http = httpx.Client(
-            base_url=self.base_url, headers=self._headers(), timeout=timeout, transport=transport
+            base_url=self.base_url,
+            headers=self._headers(),
+            timeout=http_timeout(timeout),
+            transport=transport,
         )
 
     def submit(self, endpoint: str, body: Mapping[str, Any]) -> Task:
@@ -396,7 +414,10 @@ class AsyncKlingClient(_BaseKlingClient):
         )
         self._sleep = sleep
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, headers=self._headers(), timeout=timeout, transport=transport
+            base_url=self.base_url,
+            headers=self._headers(),
+            timeout=http_timeout(timeout),
+            transport=transport,
         )
 
     async def submit(self, endpoint: str, body: Mapping[str, Any]) -> Task:

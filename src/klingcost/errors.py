@@ -288,6 +288,13 @@ class CalibrationError(KlingcostError, ValueError):
     """Calibration or a usage import could not proceed: which file or row, and why."""
 
 
+# --- setup ----------------------------------------------------------------------------------
+
+
+class HookSecretError(KlingcostError, ValueError):
+    """The hook secret is too short, or its file can be read by others (which file, the fix)."""
+
+
 # --- the Kling API ------------------------------------------------------------------------
 
 
@@ -342,6 +349,10 @@ class AuthenticationError(KlingAPIError):
 
 class AccountError(KlingAPIError):
     """Codes 1100-1103: account abnormal, in arrears, pack used up, or no permission."""
+
+
+class InvalidTaskIdError(KlingcostError, ValueError):
+    """A task id that no task query can carry (empty, or with a "/"), refused before sending."""
 
 
 class InvalidRequestError(KlingAPIError):

@@ -37,7 +37,7 @@ from klingcost import errors, journal
 from klingcost._protocol import Task
 from klingcost._testpoints import reach
 from klingcost.budgets import HoldAmounts
-from klingcost.client import AsyncKlingClient, KlingClient
+from klingcost.client import DEFAULT_TIMEOUT, AsyncKlingClient, KlingClient, TimeoutArg
 from klingcost.ledger import Hold, Ledger
 from klingcost.money import UNIT_EXPONENT, to_minor
 from klingcost.pricing import Estimate, estimate, price
@@ -341,7 +341,7 @@ class GuardedClient:
         api_key: str | None = None,
         base_url: str | None = None,
         transport: httpx.BaseTransport | None = None,
-        timeout: float | httpx.Timeout = 30.0,
+        timeout: TimeoutArg = DEFAULT_TIMEOUT,
         sheet: PriceSheet | None = None,
         provider: str | None = None,
         hook_url: str | None = None,
@@ -448,7 +448,7 @@ class AsyncGuardedClient:
         api_key: str | None = None,
         base_url: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        timeout: float | httpx.Timeout = 30.0,
+        timeout: TimeoutArg = DEFAULT_TIMEOUT,
         sheet: PriceSheet | None = None,
         provider: str | None = None,
         hook_url: str | None = None,

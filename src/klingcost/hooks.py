@@ -57,7 +57,7 @@ def stored_secret(home: Path) -> str:
     temporary file (``O_CREAT | O_EXCL``, mode 0600: never a moment when others can read it)
     and linked into place, which fails if another server made one first (then that one is
     used: two servers starting at once share one secret, never half of one). An existing file
-    that its group or others can read is refused (ValueError naming the ``chmod`` that fixes
+    that its group or others can read is refused (HookSecretError naming the ``chmod`` that fixes
     it): the secret it holds may be known.
     """
     path = home / SECRET_FILE
@@ -84,14 +84,14 @@ def stored_secret(home: Path) -> str:
 def _read_secret(path: Path) -> str:
     mode = path.stat().st_mode
     if mode & 0o077:
-        raise ValueError(
+        raise errors.HookSecretError(
             f"the hook secret file {path} can be read by others (mode {stat.S_IMODE(mode):04o}); "
             f"run `chmod 600 {path}`, and consider making a new secret (delete the file): "
             "anyone who read it can post callbacks"
         )
     stored = path.read_text(encoding="utf-8").strip()
     if len(stored) < MIN_SECRET_LENGTH:  # edited by hand: say which file
-        raise ValueError(
+        raise errors.HookSecretError(
             f"the hook secret in {path} is {len(stored)} characters; it must be at least "
             f"{MIN_SECRET_LENGTH} characters (delete the file to have one made, or give "
             "--secret)"
@@ -113,7 +113,10 @@ def create_app(
     ``close_client`` closes ``client`` when the app shuts down (its lifespan).
     """
     if len(secret) < MIN_SECRET_LENGTH:
-        raise ValueError(f"the hook secret must be at least {MIN_SECRET_LENGTH} characters")
+        raise errors.HookSecretError(
+            f"the hook secret is {len(secret)} characters; it must be at least "
+            f"{MIN_SECRET_LENGTH} (give a longer --secret, or none to use the stored one)"
+        )
     # compare_digest takes str only when it is ASCII (TypeError otherwise, a 500 for any
     # path with an "é"), so compare bytes; surrogatepass encodes every str, one to one.
     expected = secret.encode("utf-8", "surrogatepass")

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from klingcost import errors
 from klingcost.backends import is_postgres_url
+from klingcost.home import klingcost_home
 
 if TYPE_CHECKING:
     from klingcost.ledger import Ledger
@@ -54,8 +55,7 @@ def journal_path(location: Path | str, environ: Mapping[str, str] | None = None)
         path = Path(text)
         return path.with_name(path.name + SUFFIX)
     env = os.environ if environ is None else environ
-    home = Path(env["KLINGCOST_HOME"]).expanduser() if env.get("KLINGCOST_HOME") else None
-    base = home or Path.home() / ".klingcost"
+    base = klingcost_home(env)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
     return base / f"accepted-{digest}.jsonl"
 

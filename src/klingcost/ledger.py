@@ -75,6 +75,7 @@ from klingcost.errors import (
     LedgerValueError,
     SheetMismatchError,
 )
+from klingcost.home import klingcost_home
 from klingcost.money import exact, format_amount
 from klingcost.periods import Period, period_key, window_for
 
@@ -102,9 +103,7 @@ def default_ledger_path(environ: Mapping[str, str] | None = None) -> Path | str:
         if is_postgres_url(env["KLINGCOST_LEDGER"]):
             return env["KLINGCOST_LEDGER"]
         return Path(env["KLINGCOST_LEDGER"]).expanduser()
-    home = env.get("KLINGCOST_HOME")
-    base = Path(home).expanduser() if home else Path.home() / ".klingcost"
-    return base / "ledger.db"
+    return klingcost_home(env) / "ledger.db"
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,7 @@ from datetime import date, timedelta
 from fractions import Fraction
 from typing import Any, Final
 
+from klingcost.errors import ReportError
 from klingcost.ledger import Ledger
 from klingcost.money import UNIT_EXPONENT, exact, format_minor
 from klingcost.reports import share_text
@@ -283,13 +284,20 @@ class Reconciliation:
 
 
 def parse_tolerance(text: str | Fraction | int) -> Fraction:
-    """``"0.05"``, ``"5%"`` or ``"1/20"`` as an exact share (never a float); ValueError."""
-    if isinstance(text, str) and text.strip().endswith("%"):
-        value = exact(text.strip()[:-1]) / 100
-    else:
-        value = exact(text)
+    """``"0.05"``, ``"5%"`` or ``"1/20"`` as an exact share (never a float); ReportError."""
+    try:
+        if isinstance(text, str) and text.strip().endswith("%"):
+            value = exact(text.strip()[:-1]) / 100
+        else:
+            value = exact(text)
+    except ValueError as exc:  # a float stays a TypeError: a programming error, not input
+        raise ReportError(
+            f"tolerance {text!r} is not a share: give 0.05, 5% or 1/20 ({exc})"
+        ) from exc
     if value < 0:
-        raise ValueError(f"a tolerance cannot be negative (given {text!r})")
+        raise ReportError(
+            f"tolerance {text!r} is negative: give a share of 0 or more (0.05, 5% or 1/20)"
+        )
     return value
 
 

@@ -9,7 +9,6 @@ import os
 import socket
 import sys
 import time
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import click
@@ -106,21 +105,26 @@ def submit_command(
     voided), or one still running at --timeout, exits 1; `klingcost sync` settles it later.
     """
     from klingcost.guard import GuardedClient, stays_counted
+    from klingcost.ledger import Ledger
     from klingcost.sheet import PRICING_ENV, load_sheet
 
     endpoint, body = split_job(_read_body(source), endpoint)
     # Without --pricing or KLINGCOST_PRICING the guard prices with the ledger's published
     # sheet (or the bundled one when it publishes none).
     local = pricing_path or os.environ.get(PRICING_ENV)
-    with GuardedClient(
-        team,
-        ledger=ledger_path,
-        base_url=base_url,
-        sheet=load_sheet(pricing_path) if local else None,
-        provider=provider,
-        hook_url=hook_url,
-        external_ids=external_ids,
-    ) as guard:
+    # create=False: a mistyped --ledger is refused, not started empty (where no budget counts)
+    with (
+        Ledger.open(ledger_path, create=False) as ledger,
+        GuardedClient(
+            team,
+            ledger=ledger,
+            base_url=base_url,
+            sheet=load_sheet(pricing_path) if local else None,
+            provider=provider,
+            hook_url=hook_url,
+            external_ids=external_ids,
+        ) as guard,
+    ):
         try:
             submission = guard.submit(endpoint, body, key=key)
         except errors.KlingAPIError as exc:  # say what became of the hold, too
@@ -148,13 +152,17 @@ def submit_command(
             outcome = {"action": "error", "note": f"{exc}: `klingcost sync` settles it later"}
             code = exit_code_for(exc)
         else:
-            hold = resolution.hold
+            hold, cost = resolution.hold, submission.estimate.cost
             data.update(state=hold.state, task_id=hold.task_id)
             outcome = {
                 "action": resolution.action,
                 "note": resolution.note,
                 "units": None if hold.units_milli is None else format_minor(hold.units_milli, 3),
-                "cost": None if hold.cost_minor is None else str(hold.cost_minor),
+                # in the currency's own unit, as the estimate shows it (0.98 usd, not 98)
+                "cost": None
+                if hold.cost_minor is None
+                else format_minor(hold.cost_minor, cost.exponent),
+                "currency": cost.currency,
             }
             if resolution.action == "voided":  # the task failed: nothing made, nothing charged
                 code = EXIT_ERROR
@@ -306,7 +314,7 @@ def sync_command(
 
     # --wait serves for as long as tasks run: its WAL checkpoints go to a thread.
     with (
-        Ledger.open(ledger_path) as ledger,
+        Ledger.open(ledger_path, create=False) as ledger,  # a typo must not read as "examined 0"
         ledger.background_checkpoints() if wait else contextlib.nullcontext(),
     ):
         report = asyncio.run(run(ledger))
@@ -367,7 +375,9 @@ def _hook_secret(given: str | None) -> str:
 
     if given:
         return given
-    home = Path(os.environ.get("KLINGCOST_HOME") or Path.home() / ".klingcost")
+    from klingcost.home import klingcost_home
+
+    home = klingcost_home()
     try:
         return stored_secret(home)
     except ValueError as exc:  # a short or readable stored secret: say which file, and the fix
@@ -478,7 +488,7 @@ def hooks_serve_command(
     client = AsyncKlingClient(base_url=base_url) if confirm else None  # no key: fails first
     with (
         _listen(host, port) as sock,
-        Ledger.open(ledger_path) as ledger,
+        Ledger.open(ledger_path, create=False) as ledger,  # settles holds: it must exist
         ledger.background_checkpoints(),  # no callback pays for a WAL checkpoint
     ):
         app = create_app(ledger, hook_secret, client=client, close_client=True)
