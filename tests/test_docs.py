@@ -4,6 +4,8 @@ runs exactly the README's test command."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +17,12 @@ from klingcost.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
+#: The pages a person reads to learn a command (the generated reference does not count).
+GUIDES = {
+    page.name: page.read_text(encoding="utf-8")
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    if page.name != "cli.md"
+}
 
 
 def _commands(group: click.Group, prefix: str = "klingcost") -> Iterator[tuple[str, click.Command]]:
@@ -57,7 +65,9 @@ def test_every_command_has_help_and_is_documented(path: str, command: click.Comm
     result = CliRunner().invoke(main, [*path.split()[1:], "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage:" in result.output
-    assert f"`{path}" in README or f"$ {path}" in README, f"{path} is not in the README"
+    assert any(f"`{path}" in text or f"$ {path}" in text for text in GUIDES.values()), (
+        f"{path} is in no guide (README.md or docs/*.md): say there what it is for"
+    )
 
 
 def test_every_option_has_help() -> None:
@@ -81,3 +91,23 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert tests.endswith("pytest -q")
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert tests in ci
+
+
+def test_the_cli_reference_is_generated_from_the_commands_help() -> None:
+    ran = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "cli_reference.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    reference = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    for path, _ in COMMANDS:
+        assert f"## `{path}`" in reference, path
+
+
+def test_the_readme_stays_short_and_links_every_guide() -> None:
+    assert len(README.splitlines()) <= 150
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        linked = f"](docs/{page.name})" in README
+        assert linked or any(f"]({page.name})" in text for text in GUIDES.values()), page.name
