@@ -1,0 +1,138 @@
+"""The examples of the README and the guides run as written, in order, and print what they show.
+
+Each page's `$ ...klingcost ...` lines run in one shell environment of their own (a fresh
+KLINGCOST_HOME, the examples folder beside it), as a reader would type them:
+- `export NAME=VALUE` changes the environment of the lines after it;
+- `klingcost fake-server ... &` starts the fake API, and its `export` lines are applied, as a
+  reader pastes them (a page that needs the API without starting it gets one the same way);
+- other lines ending in `&` run together, and the next line waits for them;
+- every output line a page shows under a command must appear in what it printed (task ids
+  aside).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from conftest import fresh_postgres_url
+
+ROOT = Path(__file__).resolve().parent.parent
+TASK_ID = re.compile(r"\b\d{15,}\b")
+COMMAND = re.compile(r"^(?:\w+=\S+\s+)*(?:klingcost|export) ")
+FAKE = "klingcost fake-server --port 0 --key sk-test"
+
+
+@dataclass
+class Step:
+    command: str
+    shown: list[str] = field(default_factory=list)
+
+
+def page_steps(text: str) -> list[Step]:
+    """The `$ ` commands of a page's indented blocks, each with the lines shown under it."""
+    steps: list[Step] = []
+    current: Step | None = None  # the command whose output the block shows next
+    for line in text.splitlines():
+        if line.startswith("    $ "):
+            command = line[6:].split("  #")[0].strip()  # a comment after two spaces is prose
+            current = Step(command) if COMMAND.match(command) else None
+            if current is not None:
+                steps.append(current)
+        elif line.startswith("    ") and current is not None and line.strip():
+            current.shown.append(line[4:].rstrip())
+        elif line.strip():  # prose: the block ended
+            current = None
+    return steps
+
+
+def _normal(text: str) -> str:
+    return TASK_ID.sub("<task>", text)
+
+
+@contextmanager
+def _server(command: str, cwd: Path, env: dict[str, str]) -> Iterator[None]:
+    """Start ``command`` (the fake API) and apply the `export` lines it prints to ``env``."""
+    server = subprocess.Popen(
+        command.split(), cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        for line in server.stdout:
+            if m := re.fullmatch(r"\s*export (\w+)=(\S+)\s*", line):
+                env[m[1]] = m[2]
+                if m[1] == "KLINGCOST_API_KEY":
+                    break
+        yield
+    finally:
+        server.terminate()
+        server.communicate(timeout=10)  # reads and closes its stdout
+
+
+def _run(script: str, cwd: Path, env: dict[str, str]) -> str:
+    ran = subprocess.run(
+        ["bash", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=180,
+        check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, (script, ran.stdout, ran.stderr)
+    return _normal(ran.stdout + ran.stderr)
+
+
+def run_page(page: str, tmp_path: Path, overrides: dict[str, str] | None = None) -> None:
+    steps = page_steps((ROOT / page).read_text(encoding="utf-8"))
+    assert steps, f"{page} has no commands"
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    env = {
+        **os.environ,
+        "KLINGCOST_HOME": str(tmp_path / "home"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    for name in ("KLINGCOST_LEDGER", "KLINGCOST_PRICING", "KLINGCOST_HOOK_URL", "KLINGCOST_DEBUG"):
+        env.pop(name, None)
+    background: list[str] = []
+    with ExitStack() as servers:
+        if not any(s.command.startswith("klingcost fake-server") for s in steps):
+            servers.enter_context(_server(FAKE, tmp_path, env))  # "with the fake API running"
+        for step in steps:
+            command = step.command.replace("/tmp/", f"{tmp_path}/")
+            if m := re.fullmatch(r"export (\w+)=(.*)", command):
+                name = m[1]
+                value = (overrides or {}).get(name) or m[2].strip("'\"")
+                env[name] = os.path.expandvars(value)
+                continue
+            if command.startswith("klingcost fake-server") and command.endswith("&"):
+                servers.enter_context(_server(command.rstrip("& "), tmp_path, env))
+                continue
+            if command.endswith("&"):
+                background.append(command.rstrip("& "))
+                continue
+            if background:  # the lines sent to the background, then a wait for each
+                jobs = "".join(f"{c} & p{i}=$!; " for i, c in enumerate(background))
+                waits = " && ".join(f"wait $p{i}" for i in range(len(background)))
+                _run(jobs + waits, tmp_path, env)
+                background.clear()
+            printed = _run(command, tmp_path, env)
+            for line in step.shown:
+                assert _normal(line) in printed, (page, command, line, printed)
+
+
+def test_the_readme_examples_run_in_order(tmp_path: Path) -> None:
+    run_page("README.md", tmp_path)
+    assert (tmp_path / "spending.csv").read_text(encoding="utf-8").startswith("kind,team,")
+
+
+def test_the_reports_guide_runs_in_order(tmp_path: Path) -> None:
+    run_page("docs/reports.md", tmp_path)
+    assert "amount: '16000'" in (tmp_path / "credits.yaml").read_text(encoding="utf-8")
+
+
+def test_the_postgresql_guide_runs_in_order(tmp_path: Path) -> None:
+    with fresh_postgres_url() as url:
+        run_page("docs/postgresql.md", tmp_path, {"KLINGCOST_LEDGER": url})
