@@ -300,5 +300,5 @@ def _print_reconciliation(ledger: Ledger, echo: Callable[[str], None]) -> None:
         echo(
             f"  {job.job.label}: estimated {format_minor(job.estimated_units_milli, 3)} units, "
             f"charged {format_minor(job.charged_units_milli, 3)}"
-            " (klingcost calibrate learns the new price)"
+            " (klingcost calibrate --min-samples 1 learns the new price)"
         )

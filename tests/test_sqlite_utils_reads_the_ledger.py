@@ -1,0 +1,56 @@
+"""A ledger written by klingcost reads well in the sqlite-utils command line (and so in
+Datasette, which reads the same tables and views): tables with counts, rows, and the spending
+from a view, without klingcost."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from klingcost.budgets import HoldAmounts
+from klingcost.ledger import Ledger
+
+SQLITE_UTILS = str(Path(sys.executable).parent / "sqlite-utils")
+
+
+def sqlite_utils(*args: str) -> Any:
+    ran = subprocess.run(
+        [SQLITE_UTILS, *args], capture_output=True, text=True, check=True, timeout=60
+    )
+    return json.loads(ran.stdout)
+
+
+def test_sqlite_utils_reads_the_spending(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    with Ledger.open(path) as ledger:
+        ledger.set_budget("studio", limit=600_000, period="month")
+        meta = {"endpoint": "videos/text2video", "model": "kling-v1-5", "mode": "pro"}
+        for n, (units_milli, charged) in enumerate(((7000, "7"), (7700, "7.7"))):
+            amounts = HoldAmounts(7000, "video", 105_000, "credits")
+            hold = ledger.reserve("studio", amounts, key=f"job-{n}", meta=meta)
+            ledger.attach(hold.id, f"84713077156647585{n}")
+            cost = units_milli * 15  # 15,000 credits a unit
+            ledger.settle(hold.id, units_milli=units_milli, cost_minor=cost, raw_deduction=charged)
+        open_hold = ledger.reserve("studio", HoldAmounts(1000, "video", 15_000), key="job-open")
+
+    tables: list[dict[str, Any]] = sqlite_utils("tables", str(path), "--counts")
+    counts = {t["table"]: t["count"] for t in tables}
+    assert (counts["holds"], counts["tasks"], counts["budgets"]) == (3, 2, 1)
+    views: list[dict[str, Any]] = sqlite_utils("views", str(path))
+    assert {"budget_balances", "hold_summary", "open_holds"} <= {v["view"] for v in views}
+
+    rows: list[dict[str, Any]] = sqlite_utils("rows", str(path), "hold_summary")
+    charged = sorted((r["id"], r["model"], r["units_milli"], r["cost_minor"]) for r in rows)
+    assert charged == [
+        (1, "kling-v1-5", 7000, 105_000),
+        (2, "kling-v1-5", 7700, 115_500),
+        (open_hold.id, None, None, None),
+    ]
+    query = "select budget, posted, held, available from budget_balances"
+    [balance] = sqlite_utils("query", str(path), query)
+    assert balance == {"budget": "studio", "posted": 220_500, "held": 15_000, "available": 364_500}
+    [still_open] = sqlite_utils("rows", str(path), "open_holds")
+    assert (still_open["id"], still_open["state"]) == (open_hold.id, "held")
