@@ -43,8 +43,8 @@ def test_sqlite_utils_reads_the_spending(tmp_path: Path) -> None:
     assert {"budget_balances", "hold_summary", "open_holds"} <= {v["view"] for v in views}
 
     rows: list[dict[str, Any]] = sqlite_utils("rows", str(path), "hold_summary")
-    charged = sorted((r["id"], r["model"], r["units_milli"], r["cost_minor"]) for r in rows)
-    assert charged == [
+    spent = sorted((r["id"], r["model"], r["units_milli"], r["cost_minor"]) for r in rows)
+    assert spent == [
         (1, "kling-v1-5", 7000, 105_000),
         (2, "kling-v1-5", 7700, 115_500),
         (open_hold.id, None, None, None),
