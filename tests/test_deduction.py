@@ -21,6 +21,8 @@ from klingcost.deduction import (
     listed_range,
     parse_deduction,
 )
+from klingcost.errors import UnpricedRequestError
+from klingcost.pricing import catalogue_jobs, estimate, listed_units, price
 from klingcost.sheet import bundled_sheet, load_sheet, parse_sheet
 
 KLING = [bundled_sheet()]
@@ -74,17 +76,25 @@ def test_huge_exponents_and_digit_runs_are_parsed_at_once() -> None:
 @pytest.mark.parametrize(
     ("shape", "low", "high"),
     [
-        # 5 s clips: kling-v1 std (1) to kling-v2-master (10); kling-v2-6 pro with sound is 5.
-        (Shape("videos/text2video", 5), 1, 10),
-        (Shape("videos/image2video", 10), 2, 20),
-        # O1 at 5 s: 0.6/s std (3) to 0.6 x 4/3 x 1.5 per second (6).
-        (Shape("videos/omni-video", 5), 3, 6),
-        (Shape("videos/omni-video", None), Fraction(9, 5), 12),
-        # n=9 images: kling-v1's 1 per image to kling-image-o1's 8.
-        (Shape("images/generations", None, 9), 9, 72),
-        (Shape("images/generations", None, None), 1, 72),
-        (Shape(None, None, None, pack="video"), 1, 20),
-        (Shape(None, None, None, pack="image"), 1, 72),
+        # 5 s clips: kling-v1 std (1) to kling-v3 4k (3 units/s x 5 = 15).
+        (Shape("videos/text2video", 5), 1, 15),
+        # 10 s: kling-v1 std (2) to kling-v3 4k (30; kling-v2-master is 20).
+        (Shape("videos/image2video", 10), 2, 30),
+        # 15 s exists only for kling-v3: std silent 0.6/s (9) to 4k 3/s (45).
+        (Shape("videos/text2video", 15), 9, 45),
+        # 7 s too (kling-v3 takes every second from 3 to 15): 0.6 x 7 to 3 x 7.
+        (Shape("videos/text2video", 7), Fraction(21, 5), 21),
+        # multi-image2video takes kling-v1-6 only: std (2 x 2) to pro (3.5 x 2) at 10 s.
+        (Shape("videos/multi-image2video", 10), 4, 7),
+        # Omni at 5 s: O1 std and kling-v3-omni std at 0.6/s (3) to kling-v3-omni 4k with a
+        # video reference, 4.5/s (22.5; O1's dearest, pro with a video reference, is 6).
+        (Shape("videos/omni-video", 5), 3, Fraction(45, 2)),
+        (Shape("videos/omni-video", None), Fraction(9, 5), Fraction(135, 2)),
+        # n=9 images: kling-v1's 1 per image to kling-v3-omni at 4k, 16 per image.
+        (Shape("images/generations", None, 9), 9, 144),
+        (Shape("images/generations", None, None), 1, 144),
+        (Shape(None, None, None, pack="video"), 1, Fraction(135, 2)),
+        (Shape(None, None, None, pack="image"), 1, 144),
     ],
 )
 def test_listed_range_spans_every_model_and_mode_of_the_shape(
@@ -94,7 +104,8 @@ def test_listed_range_spans_every_model_and_mode_of_the_shape(
 
 
 def test_a_shape_the_sheet_lists_nothing_for_has_no_range() -> None:
-    assert listed_range(Shape("videos/text2video", 7), KLING) is None
+    assert listed_range(Shape("videos/text2video", 16), KLING) is None
+    assert listed_range(Shape("videos/multi-image2video", 7), KLING) is None
 
 
 def test_shape_from_a_holds_meta() -> None:
@@ -128,7 +139,7 @@ def test_the_real_seven_is_booked_against_an_overlays_absurd_estimate() -> None:
 
 def test_a_deduction_far_from_the_estimate_but_listed_is_booked_and_flagged() -> None:
     # The other attack's figure: 9.86 units against a 1-unit estimate, for a 5 s clip (Kling
-    # lists up to 10 for that shape): booked, as before, but now flagged drift.
+    # lists up to 15 for that shape): booked, as before, but now flagged drift.
     listed = listed_range(Shape("videos/text2video", 5), KLING)
     decision = decide("succeed", parse_deduction("9.86"), estimate=Fraction(1), listed=listed)
     assert (decision.units, decision.verdict) == (Fraction(493, 50), "drift")
@@ -136,14 +147,15 @@ def test_a_deduction_far_from_the_estimate_but_listed_is_booked_and_flagged() ->
 
 def test_an_implausible_figure_is_not_booked_and_the_estimate_is_kept_in_range() -> None:
     listed = listed_range(Shape("videos/text2video", 5), KLING)
-    high = decide("succeed", parse_deduction("13"), estimate=Fraction(2), listed=listed)
+    # 5 s clips are listed at 1 to 15 units: 18.75 with the margin, 19 beyond it.
+    high = decide("succeed", parse_deduction("19"), estimate=Fraction(2), listed=listed)
     assert (high.basis, high.flag, high.units, high.verdict) == (
         "estimate",
         "absurd",
         2,
         "implausible",
     )
-    assert "implausible: Kling lists 1 to 10 units for its shape" in high.note
+    assert "implausible: Kling lists 1 to 15 units for its shape" in high.note
     # Below the range: the estimate, the higher of the two, is booked.
     low = decide("succeed", parse_deduction("0.5"), estimate=Fraction(2), listed=listed)
     assert (low.units, low.verdict) == (2, "implausible")
@@ -169,11 +181,157 @@ def test_absent_zero_and_malformed_settle_at_the_estimate_failed_tasks_are_voide
 def test_a_published_sheet_widens_what_is_plausible() -> None:
     # An operator who publishes a sheet listing a dearer model makes its charges plausible.
     data = load_sheet().model_dump(mode="json", exclude={"origin"})
-    data["video"]["models"]["kling-v3"] = {"flat": {"factor": 40, "source": "inferred"}}
+    data["video"]["models"]["kling-v9"] = {"flat": {"factor": 40, "source": "inferred"}}
     published = parse_sheet(data, origin="published")
     shape = Shape("videos/text2video", 5)
-    assert listed_range(shape, KLING) == Listed(Fraction(1), Fraction(10))
+    assert listed_range(shape, KLING) == Listed(Fraction(1), Fraction(15))
     assert listed_range(shape, [*KLING, published]) == Listed(Fraction(1), Fraction(40))
+
+
+# --- the range is priced by klingcost.pricing over the sheet's catalogue ---------------------
+
+V3_4K_10S = {"model_name": "kling-v3", "mode": "4k", "duration": "10", "prompt": "a ship"}
+
+
+def test_a_kling_v3_4k_10_second_charge_of_30_is_booked_as_30() -> None:
+    # The review's case: the old hand-written range knew no per-second model, so a 10 s clip
+    # was listed at 2 to 20 and a true charge of 30 was booked as 20 (money spent, not counted).
+    assert estimate("videos/text2video", V3_4K_10S).units == 30
+    listed = listed_range(Shape("videos/text2video", 10), KLING)
+    decision = decide("succeed", parse_deduction("30"), estimate=Fraction(30), listed=listed)
+    assert (decision.basis, decision.flag, decision.units, decision.verdict) == (
+        "booked",
+        "ok",
+        30,
+        "ok",
+    )
+
+
+def test_a_kling_v3_text2video_of_15_seconds_has_a_range_and_its_charges_lie_in_it() -> None:
+    # 15 s was listed as nothing, so any figure up to the cap was booked for it.
+    listed = listed_range(Shape("videos/text2video", 15), KLING)
+    assert listed == Listed(Fraction(9), Fraction(45))
+    for mode, sound, voices in (
+        ("std", "off", 0),
+        ("pro", "on", 0),
+        ("pro", "on", 1),
+        ("4k", "on", 0),
+    ):
+        body: dict[str, object] = {
+            "model_name": "kling-v3",
+            "mode": mode,
+            "duration": 15,
+            "sound": sound,
+            "prompt": "a ship",
+        }
+        if voices:
+            body["voice_list"] = [{"voice_id": "v1"}]
+        units = estimate("videos/text2video", body).units
+        decision = decide("succeed", parse_deduction(str(units)), estimate=units, listed=listed)
+        assert (decision.basis, decision.units) == ("booked", units), body
+    absurd = decide("succeed", parse_deduction("100"), estimate=Fraction(9), listed=listed)
+    assert (absurd.verdict, absurd.units) == ("implausible", 9)
+
+
+def test_a_charge_above_the_new_maximum_is_still_not_booked() -> None:
+    listed = listed_range(Shape("videos/text2video", 10), KLING)
+    assert listed == Listed(Fraction(2), Fraction(30))  # kling-v1 std to kling-v3 4k
+    edge = decide("succeed", parse_deduction("37.5"), estimate=Fraction(30), listed=listed)
+    assert (edge.basis, edge.units) == ("booked", Fraction(75, 2))  # 30 + 1/4
+    over = decide("succeed", parse_deduction("37.51"), estimate=Fraction(30), listed=listed)
+    assert (over.basis, over.flag, over.units, over.verdict) == (
+        "estimate",
+        "absurd",
+        30,
+        "implausible",
+    )
+    assert "Kling lists 2 to 30 units for its shape" in over.note
+
+
+VIDEO_REFERENCE = [{"video_url": "https://x.invalid/v.mp4", "refer_type": "feature"}]
+
+
+@pytest.mark.parametrize(
+    ("body", "units"),
+    [
+        # kling-v3-omni image at 4k: 16 image units each, 144 for nine.
+        ({"model_name": "kling-v3-omni", "resolution": "4k", "n": 9}, 144),
+        # kling-v3-omni 4k with a video reference, 15 s: 4.5 units/s.
+        (
+            {"model_name": "kling-v3-omni", "mode": "4k", "duration": 15},
+            Fraction(135, 2),
+        ),
+    ],
+)
+def test_the_dearest_options_of_the_catalogue_are_the_top_of_the_range(
+    body: dict[str, object], units: Fraction
+) -> None:
+    if "n" in body:
+        endpoint, full = "images/generations", body
+    else:
+        endpoint, full = "videos/omni-video", {**body, "video_list": VIDEO_REFERENCE}
+    priced = estimate(endpoint, {"prompt": "a ship", **full})
+    assert priced.units == units
+    shape = Shape.from_meta(
+        {"endpoint": endpoint, "duration": priced.request.duration, "n": priced.request.n}
+    )
+    listed = listed_range(shape, KLING)
+    assert listed is not None and listed.high == units
+
+
+def test_a_voice_factor_widens_the_range() -> None:
+    # kling-v2-6 pro with voices is priced by video.voice (2.5 x 2.4 = 6 for 5 s), which the
+    # old table did not read: at 10x it is 25 units, the top of the 5 s range.
+    data = load_sheet().model_dump(mode="json", exclude={"origin"})
+    data["video"]["voice"]["kling-v2-6"]["factor"] = 10
+    sheet = parse_sheet(data, origin="loud voices")
+    body = {"model_name": "kling-v2-6", "mode": "pro", "sound": "on", "prompt": "a ship"}
+    voiced = {**body, "voice_list": [{"voice_id": "v"}]}
+    assert estimate("videos/text2video", voiced).units == 6
+    assert estimate("videos/text2video", voiced, sheet=sheet).units == 25
+    assert listed_range(Shape("videos/text2video", 5), [sheet]) == Listed(Fraction(1), Fraction(25))
+
+
+def test_a_model_an_overlay_prices_per_second_is_listed_at_once() -> None:
+    # A model added by an overlay alone is in the range the day it is priced: no second table.
+    data = load_sheet().model_dump(mode="json", exclude={"origin"})
+    data["per_second"]["kling-v9"] = {
+        "pro": {"silent": {"units": 10, "source": "inferred"}},
+    }
+    data["catalog"]["videos/text2video"]["kling-v9"] = {"source": "inferred", "durations": "3-20"}
+    sheet = parse_sheet(data, origin="overlay")
+    body = {"model_name": "kling-v9", "mode": "pro", "duration": 20, "prompt": "a ship"}
+    assert estimate("videos/text2video", body, sheet=sheet).units == 200
+    assert listed_range(Shape("videos/text2video", 20), KLING) is None
+    assert listed_range(Shape("videos/text2video", 20), [sheet]) == Listed(
+        Fraction(200), Fraction(200)
+    )
+    assert listed_range(Shape("videos/text2video", 5), [sheet]) == Listed(Fraction(1), Fraction(50))
+
+
+def test_the_listing_is_computed_once_per_sheet() -> None:
+    sheet = parse_sheet(load_sheet().model_dump(mode="json", exclude={"origin"}), origin="copy")
+    first = listed_units(sheet)
+    assert listed_units(sheet) is first  # cached on the sheet: settling does not re-price it
+    assert listed_units(bundled_sheet()) is not first
+    assert listed_units(bundled_sheet()) == first  # the same sheet lists the same
+
+
+def test_every_job_the_catalogue_takes_lies_in_the_range_of_its_shape() -> None:
+    sheet = bundled_sheet()
+    jobs = list(catalogue_jobs(sheet))
+    taken = {(endpoint, model) for endpoint, models in sheet.models.items() for model in models}
+    assert {(job.endpoint, job.model) for job in jobs} == taken
+    priced = 0
+    for job in jobs:
+        try:
+            units = price(job, sheet=sheet).units
+        except UnpricedRequestError:  # taken, but not priced (kling-v3 4k with voices)
+            continue
+        priced += 1
+        listed = listed_range(Shape(job.endpoint, job.duration, job.n), [sheet])
+        assert listed is not None and listed.low <= units <= listed.high, job.job
+    assert priced > 450
 
 
 def test_the_verdict_and_settlement_import_no_http_client() -> None:

@@ -1,5 +1,8 @@
 """The notify_hook callback app: in process over httpx.ASGITransport, and for real.
 
+The in-process tests run on both ledger backends (SQLite and PostgreSQL): the callback rules
+of issue 13 (items 7 and 8) are the ledger's promises whichever backend keeps it.
+
 The real run starts ``klingcost hooks serve`` (uvicorn) as a separate process on loopback; the
 fake Kling API posts each task's callbacks to it and the hold settles without any sync.
 """
@@ -12,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +37,11 @@ SECRET = "s3cret-hook-path-0123456789"
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    with Ledger.open(tmp_path / "ledger.db") as opened:
-        opened.set_budget("studio", limit=10_000_000, period="month")
-        yield opened
+def ledger(make_ledger: Callable[..., Ledger]) -> Ledger:
+    """The hooks' ledger, on SQLite and on PostgreSQL (the callback rules hold on both)."""
+    opened = make_ledger()
+    opened.set_budget("studio", limit=10_000_000, period="month")
+    return opened
 
 
 def submit(fake: FakeKling, ledger: Ledger, **options: Any) -> Submission:

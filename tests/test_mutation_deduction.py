@@ -128,13 +128,13 @@ def test_a_models_sound_factor_widens_the_range() -> None:
     def loud(data: dict[str, Any]) -> None:
         data["video"]["sound"]["kling-v2-6"]["factor"] = 20
 
-    # kling-v2-6 pro is 2.5 units for 5 s; with sound at 20x it is 50.
+    # kling-v2-6 pro is 2.5 units for 5 s; with sound at 20x it is 50 (kling-v3 4k is 15).
     assert listed_range(Shape(T2V, 5), [_sheet(loud)]) == Listed(Fraction(1), Fraction(50))
 
 
 def test_the_range_spans_every_sheet_whatever_their_order() -> None:
     def dear(data: dict[str, Any]) -> None:
-        data["video"]["models"]["kling-v3"] = {"flat": {"factor": 40, "source": "inferred"}}
+        data["video"]["models"]["kling-v9"] = {"flat": {"factor": 40, "source": "inferred"}}
 
     assert listed_range(Shape(T2V, 5), [_sheet(dear), load_sheet()]) == Listed(
         Fraction(1), Fraction(40)

@@ -20,7 +20,7 @@ from klingcost.sheet import load_sheet, parse_sheet
 ENDPOINT: Endpoint = "videos/text2video"
 #: kling-v1-5, pro, 10 s: 7 units at 15,000 credits a unit.
 SEVEN = HoldAmounts(units_milli=7000, pack="video", cost_minor=105_000, currency="credits")
-#: Its shape: Kling lists 2 (kling-v1 std) to 20 (kling-v2-master) units for a 10 s clip.
+#: Its shape: Kling lists 2 (kling-v1 std) to 30 (kling-v3 4k) units for a 10 s clip.
 SHAPE = {"endpoint": ENDPOINT, "model": "kling-v1-5", "mode": "pro", "duration": 10, "n": 1}
 
 
@@ -72,21 +72,21 @@ def test_succeeded_task_settles_at_its_deduction(ledger: Ledger) -> None:
 
 def test_a_deduction_beyond_what_kling_lists_for_the_shape_is_not_booked(ledger: Ledger) -> None:
     ledger.set_budget("team", limit=10_000_000, period="month", parent="company")
-    # 10 s clips are listed at 2 to 20 units; with the margin of 1/4, 25 is still booked.
-    at_limit = resolve(ledger, held(ledger, task_id="t-25"), task("succeed", "25", "t-25"))
-    assert (at_limit.hold.units_milli, at_limit.hold.deduction_flag) == (25_000, "ok")
-    assert at_limit.verdict == "drift"  # 25 against 7: booked, and flagged
+    # 10 s clips are listed at 2 to 30 units; with the margin of 1/4, 37.5 is still booked.
+    at_limit = resolve(ledger, held(ledger, task_id="t-37"), task("succeed", "37.5", "t-37"))
+    assert (at_limit.hold.units_milli, at_limit.hold.deduction_flag) == (37_500, "ok")
+    assert at_limit.verdict == "drift"  # 37.5 against 7: booked, and flagged
     hold = held(ledger, task_id="t-big")
-    result = resolve(ledger, hold, task("succeed", "25.001", "t-big"))
+    result = resolve(ledger, hold, task("succeed", "37.501", "t-big"))
     assert result.verdict == "implausible"
     assert (
-        "final_unit_deduction absurd ('25.001'), implausible: Kling lists 2 to 20 units for its"
+        "final_unit_deduction absurd ('37.501'), implausible: Kling lists 2 to 30 units for its"
         " shape: settled at the estimate" in result.note
     )
     settled = ledger.get_hold(hold.id)
     assert (settled.units_milli, settled.cost_minor) == (7000, 105_000)
-    assert (settled.raw_deduction, settled.deduction_flag) == ("25.001", "absurd")
-    assert balances(ledger)["team"] == (25 * 15_000 + 105_000, 0)
+    assert (settled.raw_deduction, settled.deduction_flag) == ("37.501", "absurd")
+    assert balances(ledger)["team"] == (37_500 * 15 + 105_000, 0)
     # A failed task with such a figure was not charged it: voided.
     failed = resolve(ledger, held(ledger, task_id="t-f"), task("failed", "900", "t-f"))
     assert failed.action == "voided"
@@ -253,7 +253,7 @@ def test_a_stale_open_hold_cannot_settle_a_voided_one(ledger: Ledger) -> None:
 
 # --- issue 13 item 4: settlement trusts the figure Kling lists, not the estimate -------------
 
-#: kling-v1, std, 5 s: 1 unit, 15,000 credits. Kling lists 1 to 10 units for a 5 s clip.
+#: kling-v1, std, 5 s: 1 unit, 15,000 credits. Kling lists 1 to 15 units for a 5 s clip.
 ONE = HoldAmounts(units_milli=1000, pack="video", cost_minor=15_000, currency="credits")
 FIVE_SECONDS = {"endpoint": ENDPOINT, "model": "kling-v1", "mode": "std", "duration": 5, "n": 1}
 
@@ -262,7 +262,7 @@ def test_a_true_charge_past_the_limit_is_booked_alerted_and_blocks_the_budget(
     make_ledger: Callable[..., Ledger],
 ) -> None:
     # The attack: 9.86 units against a 1-unit estimate was booked as "ok" and took the team to
-    # 213% of its limit (and its parent over too) with only a warning. Kling lists up to 10
+    # 213% of its limit (and its parent over too) with only a warning. Kling lists up to 15
     # units for a 5 s clip, so the figure may be true: it is booked, flagged drift, both
     # budgets' owners get an event, and neither admits another hold until back under.
     ledger = make_ledger()
@@ -317,22 +317,79 @@ def test_an_implausible_figure_is_not_booked_and_alerts_the_owners(
     ledger = make_ledger()
     ledger.set_budget("team", limit=10**6)
     hold = ledger.attach(ledger.reserve("team", ONE, meta=FIVE_SECONDS).id, "t-1")
-    result = resolve(ledger, hold, task("succeed", "13", "t-1"))  # 5 s clips: at most 10 (+1/4)
+    result = resolve(ledger, hold, task("succeed", "19", "t-1"))  # 5 s clips: at most 15 (+1/4)
     assert (result.verdict, result.hold.deduction_flag) == ("implausible", "absurd")
     assert (result.hold.units_milli, result.hold.cost_minor) == (1000, 15_000)
     [event] = ledger.events(kind="implausible_deduction")
-    assert (event.team, event.data["raw_deduction"]) == ("team", "13")
-    # The same figure for a 10 s clip of kling-v2-master is plausible, and booked.
+    assert (event.team, event.data["raw_deduction"]) == ("team", "19")
+    # The same figure for a 10 s clip (listed up to 30) is plausible, and booked.
     other = ledger.attach(ledger.reserve("team", ONE, meta=SHAPE).id, "t-2")
-    assert resolve(ledger, other, task("succeed", "13", "t-2")).hold.units_milli == 13_000
+    assert resolve(ledger, other, task("succeed", "19", "t-2")).hold.units_milli == 19_000
 
 
 def test_a_published_sheet_is_part_of_what_kling_lists(make_ledger: Callable[..., Ledger]) -> None:
     ledger = make_ledger()
     ledger.set_budget("team", limit=10**7)
     data = load_sheet().model_dump(mode="json", exclude={"origin"})
-    data["video"]["models"]["kling-v3"] = {"flat": {"factor": 40, "source": "inferred"}}
+    data["video"]["models"]["kling-v9"] = {"flat": {"factor": 40, "source": "inferred"}}
     published = ledger.publish_sheet(parse_sheet(data, origin="ours.yaml"))
     reserved = ledger.reserve("team", ONE, meta=FIVE_SECONDS, sheet_sha256=published.sha256)
     hold = ledger.attach(reserved.id, "t")
     assert resolve(ledger, hold, task("succeed", "40", "t")).hold.units_milli == 40_000
+
+
+# --- the listed range is priced from the sheet's catalogue (kling-v3, 4k, 15 s) ------------
+
+
+def _v3_hold(ledger: Ledger, body: dict[str, object], task_id: str) -> Hold:
+    """A hold for ``body`` as the guard makes it: the real estimate and the meta it records."""
+    from klingcost.pricing import estimate
+
+    priced = estimate("videos/text2video", {"model_name": "kling-v3", "prompt": "a ship", **body})
+    amounts = HoldAmounts(
+        units_milli=int(priced.units * 1000),
+        pack="video",
+        cost_minor=priced.cost.minor,
+        currency="credits",
+    )
+    meta = {"endpoint": ENDPOINT, "model": "kling-v3", "duration": priced.request.duration, "n": 1}
+    return ledger.attach(ledger.reserve("team", amounts, meta=meta).id, task_id)
+
+
+def test_a_kling_v3_4k_clip_of_10_seconds_charged_30_is_booked_as_30(
+    make_ledger: Callable[..., Ledger],
+) -> None:
+    # The review's case: 10 s clips were listed at 2 to 20 units (no per-second model), so the
+    # true charge of 30 was judged implausible and 20 was booked: 10 units spent, not counted.
+    ledger = make_ledger()
+    ledger.set_budget("team", limit=10**7)
+    hold = _v3_hold(ledger, {"mode": "4k", "duration": "10"}, "t-4k")
+    assert hold.estimate.units_milli == 30_000
+    result = resolve(ledger, hold, task("succeed", "30", "t-4k"))
+    assert (result.verdict, result.hold.deduction_flag) == ("ok", "ok")
+    assert (result.hold.units_milli, result.hold.cost_minor) == (30_000, hold.estimate.cost_minor)
+    assert balances(ledger)["team"] == (hold.estimate.cost_minor, 0)
+    assert ledger.events(kind="implausible_deduction") == []
+
+
+def test_a_kling_v3_text2video_of_15_seconds_is_judged_against_its_range(
+    make_ledger: Callable[..., Ledger],
+) -> None:
+    # 15 s was listed as nothing, so any figure under the cap (1000) was booked for it.
+    ledger = make_ledger()
+    ledger.set_budget("team", limit=10**8)
+    pro = _v3_hold(ledger, {"mode": "pro", "duration": 15, "sound": "on"}, "t-pro")
+    assert pro.estimate.units_milli == 18_000  # 1.2 units/s
+    booked = resolve(ledger, pro, task("succeed", "18", "t-pro"))
+    assert (booked.verdict, booked.hold.units_milli) == ("ok", 18_000)
+    # 45 (4k) is the top of 9 to 45; 56.25 is the edge with the margin, above it is not booked.
+    std = _v3_hold(ledger, {"mode": "std", "duration": 15}, "t-std")
+    edge = resolve(ledger, std, task("succeed", "56.25", "t-std"))
+    assert (edge.verdict, edge.hold.units_milli) == ("drift", 56_250)
+    over = _v3_hold(ledger, {"mode": "std", "duration": 15}, "t-over")
+    refused = resolve(ledger, over, task("succeed", "56.26", "t-over"))
+    assert (refused.verdict, refused.hold.deduction_flag) == ("implausible", "absurd")
+    assert refused.hold.units_milli == over.estimate.units_milli == 9_000
+    assert "Kling lists 9 to 45 units for its shape" in refused.note
+    [event] = ledger.events(kind="implausible_deduction")
+    assert event.data["raw_deduction"] == "56.26"

@@ -7,12 +7,15 @@ the API's figure, book the estimate instead, void, or wait). Pure: no I/O, no ht
 or click; the settler (:mod:`klingcost.settlement`) applies the decision to the ledger.
 
 **Plausible** means: the figure lies within what Kling lists for the request's *shape* (its
-endpoint, duration and ``n``), across every model and mode of the sheets given (the bundled
-sheet, which is Kling's own list, and the sheet the ledger publishes), widened by
-:data:`MARGIN` on either side. The judgement does not rest on the estimate: an overlay that
-priced a job at 0.001 units cannot make the API's real "7" look absurd, and a figure of 9.86x
-the estimate is not refused when Kling lists such a price for that shape (a wrong model, mode
-or sound factor in a sheet is exactly that far off).
+endpoint, duration and ``n``), across every model, mode and option of the sheets given (the
+bundled sheet, which is Kling's own list, and the sheet the ledger publishes), widened by
+:data:`MARGIN` on either side. What a sheet lists is priced by :mod:`klingcost.pricing` itself
+over every job class the sheet's catalogue takes (:func:`klingcost.pricing.listed_units`), so
+a model, mode, duration, sound, voice or resolution the sheet prices is in the range the day
+it is priced, and no second table can fall behind the sheet. The judgement does not rest on
+the estimate: an overlay that priced a job at 0.001 units cannot make the API's real "7" look
+absurd, and a figure of 9.86x the estimate is not refused when Kling lists such a price for
+that shape (a wrong model, mode or sound factor in a sheet is exactly that far off).
 
 * A plausible figure is **booked**, however far from the estimate; when it is more than
   :data:`DRIFT_FACTOR` times above or below the estimate the decision says ``drift``, and the
@@ -43,8 +46,8 @@ DeductionFlag = Literal["ok", "absent", "zero", "malformed", "negative", "absurd
 DEDUCTION_FLAGS: Final[tuple[str, ...]] = get_args(DeductionFlag)
 
 #: A single task deducting more units than this is flagged ``absurd`` whatever its shape
-#: (Kling's dearest clip, kling-v2-master at 10 s, is 20 units; a 9-image kling-image-o1 task
-#: is 72 image units).
+#: (Kling's dearest clip, kling-v3-omni 4k with a video reference at 15 s, is 67.5 units; a
+#: 9-image kling-v3-omni task at 4k is 144 image units).
 DEFAULT_DEDUCTION_CAP: Final = Fraction(1000)
 
 #: How far outside the listed range a figure may lie and still be plausible, as a share of the
@@ -60,11 +63,8 @@ DRIFT_FACTOR: Final = 2
 
 #: Images per request at most (Kling's ``n`` is 1 to 9): the range of an unknown ``n``.
 MAX_IMAGES: Final = 9
-_VIDEO_DURATIONS: Final = (5, 10)
-_OMNI_DURATIONS: Final = tuple(range(3, 11))
 _IMAGE_ENDPOINT: Final = "images/generations"
 _OMNI_ENDPOINT: Final = "videos/omni-video"
-#: Priced per clip from video.models (multi-image2video: as kling-v1-6's clips).
 _CLIP_ENDPOINTS: Final = ("videos/text2video", "videos/image2video", "videos/multi-image2video")
 
 
@@ -231,7 +231,8 @@ def _num(value: Fraction) -> str:
 
 def listed_range(shape: Shape, sheets: Sequence[PriceSheet]) -> Listed | None:
     """The range of unit charges the ``sheets`` list for ``shape``, across all their models and
-    modes (and sound, reference and video-reference options); None when they list none."""
+    modes (and sound, voice, reference, video-reference and resolution options), as
+    :mod:`klingcost.pricing` prices them; None when they list none. Cached per sheet."""
     prices: list[Fraction] = []
     for sheet in sheets:
         prices += _prices(sheet, shape)
@@ -252,34 +253,22 @@ def _endpoints(shape: Shape) -> tuple[str, ...]:
 
 
 def _prices(sheet: PriceSheet, shape: Shape) -> list[Fraction]:
+    # The listing is priced by klingcost.pricing over the sheet's whole catalogue, once per
+    # sheet: a model, mode, duration, sound, voice or resolution the sheet prices is listed.
+    from klingcost.pricing import listed_units  # pricing loads the request models: only here
+
+    listing = listed_units(sheet)
     prices: list[Fraction] = []
     for endpoint in _endpoints(shape):
         if endpoint == _IMAGE_ENDPOINT:
-            counts = (shape.n,) if shape.n is not None else (1, MAX_IMAGES)
-            for image in sheet.images.values():
-                for per_image in (image.text.units, image.reference.units):
-                    prices += [per_image * n for n in counts]
-        elif endpoint == _OMNI_ENDPOINT:
-            seconds = (shape.duration,) if shape.duration is not None else _OMNI_DURATIONS
-            for omni in sheet.omni.values():
-                low = omni.per_second.units
-                one = Fraction(1)
-                high = low * max(omni.pro.factor, one) * max(omni.video_reference.factor, one)
-                for s in seconds:
-                    prices += [low * s, high * s]
+            span = listing.get((endpoint, None))
+            if span is not None:
+                fewest, most = (shape.n, shape.n) if shape.n is not None else (1, MAX_IMAGES)
+                prices += [span[0] * fewest, span[1] * most]
         else:
-            video = sheet.video
-            if shape.duration is not None:
-                factor = video.durations.get(str(shape.duration))
-                durations = [] if factor is None else [factor.factor]
-            else:
-                durations = [f.factor for f in video.durations.values()]
-            for model, modes in video.models.items():
-                sound = video.sound.get(model)
-                for mode in modes.values():
-                    clip = video.base.units * mode.factor
-                    options = (clip, clip * sound.factor) if sound is not None else (clip,)
-                    prices += [price * d for price in options for d in durations]
+            span = listing.get((endpoint, shape.duration))
+            if span is not None:
+                prices += span
     return prices
 
 

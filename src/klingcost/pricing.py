@@ -20,15 +20,19 @@ Images: ``units per image (with or without a reference image) x resolution x n``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 from klingcost.errors import UnpricedRequestError
 from klingcost.money import format_amount, to_minor
 from klingcost.request import ValidatedRequest, validate_request
 from klingcost.sheet import PriceSheet, load_sheet
+
+if TYPE_CHECKING:
+    from klingcost.request import Endpoint, RequestModel
+    from klingcost.sheet import Capabilities
 
 Pack = Literal["video", "image"]
 
@@ -174,19 +178,9 @@ def _price_job(request: ValidatedRequest, sheet: PriceSheet, provider: str | Non
         source = profile.bills_as_pro[request.model]
         as_pro.append(Step(f"mode std given; {note}", Fraction(1), source, note))
         request = request._replace(mode="pro")
-    pack: Pack
-    if request.endpoint == "images/generations":
-        pack, steps = "image", _image_steps(request, sheet)
-    elif request.model in sheet.per_second:
-        pack, steps = "video", _per_second_steps(request, sheet)
-    elif request.endpoint == "videos/omni-video":
-        pack, steps = "video", _omni_steps(request, sheet)
-    else:
-        pack, steps = "video", _video_steps(request, sheet)
+    pack, steps = _steps(request, sheet)
     steps[1:1] = as_pro  # right after the base, before the pro factor it explains
-    units = Fraction(1)
-    for step in steps:
-        units *= step.factor
+    units = _product(steps)
     rate = profile.per_unit[pack]
     exact_cost = units * rate.amount
     cost = Cost(
@@ -199,6 +193,24 @@ def _price_job(request: ValidatedRequest, sheet: PriceSheet, provider: str | Non
         minor=to_minor(exact_cost, profile.exponent),
     )
     return pack, units, tuple(steps), cost
+
+
+def _steps(request: ValidatedRequest, sheet: PriceSheet) -> tuple[Pack, list[Step]]:
+    """Kling's own rules for ``request``, before any provider's billing rules."""
+    if request.endpoint == "images/generations":
+        return "image", _image_steps(request, sheet)
+    if request.model in sheet.per_second:
+        return "video", _per_second_steps(request, sheet)
+    if request.endpoint == "videos/omni-video":
+        return "video", _omni_steps(request, sheet)
+    return "video", _video_steps(request, sheet)
+
+
+def _product(steps: list[Step]) -> Fraction:
+    units = Fraction(1)
+    for step in steps:
+        units *= step.factor
+    return units
 
 
 def _video_steps(request: ValidatedRequest, sheet: PriceSheet) -> list[Step]:
@@ -346,3 +358,100 @@ def _image_steps(request: ValidatedRequest, sheet: PriceSheet) -> list[Step]:
             )
         )
     return steps
+
+
+# --- what the sheet lists: every job class its catalogue takes, priced ------------------------
+
+#: ``(endpoint, seconds)`` -> the lowest and highest units one clip (or one image) of that
+#: shape costs, across every model, mode and option the catalogue takes. ``seconds`` is None
+#: for images, and for a clip of any duration.
+Listing = Mapping[tuple[str, int | None], tuple[Fraction, Fraction]]
+
+# The listing's key in the sheet's cache of derived values (no job-class key equals it).
+_LISTING: Final = object()
+# A job class has no body: pricing reads only the fields of the class.
+_NO_BODY: Final = cast("RequestModel", None)
+
+
+def listed_units(sheet: PriceSheet) -> Listing:
+    """What ``sheet`` lists for each endpoint and duration, priced by the same rules as every
+    estimate (Kling's rules, before a provider's ``bills_as_pro``), so it cannot drift from the
+    sheet. Computed once per sheet (a sheet is immutable) and kept in its cache."""
+    cache = sheet.priced
+    found: Listing | None = cache.get(_LISTING)  # pragma: no mutate (a miss recomputes: same)
+    if found is None:
+        found = cache[_LISTING] = _list_units(sheet)
+    return found
+
+
+def catalogue_jobs(sheet: PriceSheet) -> Iterator[ValidatedRequest]:
+    """Every job class the sheet's catalogue takes (one image, one clip of each duration, mode,
+    sound, voice, video-reference and resolution option the model allows)."""
+    for endpoint, models in sheet.models.items():
+        for caps in models.values():
+            yield from _jobs(endpoint, caps)
+
+
+def _jobs(endpoint: str, caps: Capabilities) -> Iterator[ValidatedRequest]:
+    model = caps.model
+    if endpoint == "images/generations":
+        for reference in (False, True):
+            for size in (None, *sorted(caps.resolutions)):
+                yield ValidatedRequest(
+                    endpoint="images/generations",
+                    model=model,
+                    mode=None,
+                    duration=None,
+                    sound=False,
+                    video_reference=False,
+                    reference_image=reference,
+                    n=1,
+                    body=_NO_BODY,
+                    resolution=size,
+                )
+        return
+    omni = endpoint == "videos/omni-video"
+    seconds = set(caps.durations)
+    if caps.edit_hold_seconds is not None:
+        seconds.add(caps.edit_hold_seconds)
+    modes: list[str | None] = [*sorted(caps.modes)] or [None]  # None: one price, no std/pro
+    for mode in modes:
+        options = [(False, False)]
+        if (mode or "flat") in caps.sound_modes:
+            options.append((True, False))
+            if caps.voice and not omni:  # voices are a text2video/image2video option
+                options.append((True, True))
+        for sound, voice in options:
+            for video in (False, True) if omni else (False,):
+                for second in sorted(seconds):
+                    yield ValidatedRequest(
+                        endpoint=cast("Endpoint", endpoint),
+                        model=model,
+                        mode=mode,
+                        duration=second,
+                        sound=sound,
+                        video_reference=video,
+                        reference_image=endpoint == "videos/image2video",
+                        n=1,
+                        body=_NO_BODY,
+                        voice=voice,
+                    )
+
+
+def _list_units(sheet: PriceSheet) -> dict[tuple[str, int | None], tuple[Fraction, Fraction]]:
+    listing: dict[tuple[str, int | None], tuple[Fraction, Fraction]] = {}
+
+    def widen(key: tuple[str, int | None], units: Fraction) -> None:
+        low, high = listing.get(key, (units, units))
+        listing[key] = (min(low, units), max(high, units))
+
+    for job in catalogue_jobs(sheet):
+        try:
+            _pack, steps = _steps(job, sheet)
+        except UnpricedRequestError:
+            continue  # the catalogue takes it but no price is given: nothing can be charged
+        units = _product(steps)
+        widen((job.endpoint, job.duration), units)
+        if job.duration is not None:
+            widen((job.endpoint, None), units)
+    return listing
