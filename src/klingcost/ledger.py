@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from enum import Enum
 from fractions import Fraction
 from functools import lru_cache
@@ -81,6 +81,7 @@ from klingcost.periods import Period, period_key, window_for
 if TYPE_CHECKING:
     import sqlite3
 
+    from klingcost.forecast import Forecast
     from klingcost.sheet import PriceSheet
 
 logger = logging.getLogger("klingcost.ledger")
@@ -338,6 +339,15 @@ _ATTACH_LEAN_SQL = (
     " WHERE id = ? AND task_id IS NULL AND state = 'held'"
 )
 _INSERT_TASK_LEAN_SQL = _INSERT_TASK_SQL.removesuffix(" RETURNING hold_id")
+#: A budget's settled charges per UTC day: its own team's and every team's below it, from the
+#: daily rollup, in the column the budget counts (units of its pack, or cost in its currency).
+_DAILY_CHARGES_SQL = (
+    "WITH RECURSIVE down(name, depth) AS (SELECT name, 0 FROM budgets WHERE name = ? UNION ALL"
+    " SELECT b.name, down.depth + 1 FROM budgets AS b JOIN down ON b.parent = down.name"
+    " WHERE down.depth < 64) SELECT r.day, SUM(r.{column}) FROM rollup_daily AS r"
+    " JOIN down ON r.team = down.name WHERE r.day >= ? AND r.day <= ? AND r.{match} = ?"
+    " GROUP BY r.day"
+)
 
 
 def _job_class(meta: Mapping[str, MetaValue] | None) -> tuple[MetaValue, ...]:
@@ -1644,6 +1654,47 @@ class Ledger:
         """Recompute the report rollups from the holds (a repair after ``check`` found one off)."""
         dialect = self.dialect
         self._write(lambda conn: migrations.rebuild_rollups(conn, dialect))
+
+    # --- forecast -------------------------------------------------------------------------
+
+    def daily_charges(self, team: str, *, since: date, until: date) -> dict[date, int]:
+        """What ``team``'s budget was charged per UTC day of reservation, ``since`` to
+        ``until`` inclusive, in its minor units: the settled holds of its team and every team
+        below it (open holds excluded), read from the daily rollup (no scan of the holds)."""
+        budget = self.get_budget(team)
+        column, match = (
+            ("charged_units", "pack") if budget.unit == UNITS else ("charged_minor", "currency")
+        )
+        sql = _DAILY_CHARGES_SQL.format(column=column, match=match)
+        params = (team, since.isoformat(), until.isoformat(), budget.pack or budget.unit)
+        with self.reading():
+            rows = self._db.execute(sql, params).fetchall()
+        return {date.fromisoformat(day): int(total) for day, total in rows if total}
+
+    def forecast(self, team: str, *, now: datetime | None = None) -> Forecast:
+        """``team``'s burn rate and projected run-out day (:func:`klingcost.forecast.project`)."""
+        from klingcost.forecast import LOOKBACK_DAYS, last_day, project
+
+        at = self.clock.now() if now is None else now
+        today = at.astimezone(UTC).date()
+        budget = self.get_budget(team)
+        with self.reading():
+            status = self._read(lambda conn: self._status(conn, budget, at))
+            row = self._db.execute(
+                "SELECT created_at FROM budgets WHERE name = ?", (team,)
+            ).fetchone()
+        created = _dt(row[0]).astimezone(UTC).date() if row else today
+        window = status.window
+        since = min(today - timedelta(days=LOOKBACK_DAYS), created)
+        return project(
+            self.daily_charges(team, since=since, until=today),
+            today=today,
+            available=status.available,
+            first_day=created,
+            period_start=None if window.start is None else window.start.astimezone(UTC).date(),
+            period_end=last_day(window.end),
+            exponent=budget.exponent,
+        )
 
 
 def _first(row: tuple[Any, ...]) -> Any:
