@@ -82,6 +82,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "klingcost.cli.demo_cmd:demo_command",
         "Run klingcost end to end against a built-in fake Kling API: no key, no network.",
     ),
+    # --- ui ---
+    "ui": (
+        "klingcost.cli.ui_cmd:ui_command",
+        "Serve the live budget page of a ledger at /ui until interrupted.",
+    ),
 }
 
 
