@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from html import escape
-from importlib.resources import files
 from typing import Final
 
 from starlette.applications import Starlette
@@ -26,30 +25,13 @@ from starlette.routing import BaseRoute, Route
 
 from klingcost.errors import KlingcostError
 from klingcost.ledger import Ledger
+from klingcost.ui.assets import STATIC, asset
 from klingcost.ui.data import page_data
-
-#: The files under /ui/static/, and their content types: nothing else is served from there.
-STATIC: Final[dict[str, str]] = {
-    "app.js": "text/javascript; charset=utf-8",
-    "charts.js": "text/javascript; charset=utf-8",
-    "charts.css": "text/css; charset=utf-8",
-    "ui.css": "text/css; charset=utf-8",
-    "vendor/uPlot.iife.min.js": "text/javascript; charset=utf-8",
-    "vendor/uPlot.min.css": "text/css; charset=utf-8",
-    "vendor/uPlot.LICENSE": "text/plain; charset=utf-8",
-}
 
 #: Seconds between two reads of data.json by the page.
 REFRESH: Final = 5
 
 LedgerSource = Ledger | Callable[[Request], Ledger]
-
-
-def asset(name: str) -> str:
-    """The text of a static file of the page (KeyError for a name not in :data:`STATIC`)."""
-    if name not in STATIC:
-        raise KeyError(name)
-    return files("klingcost.ui").joinpath("static", *name.split("/")).read_text("utf-8")
 
 
 _PAGE = """<!DOCTYPE html>

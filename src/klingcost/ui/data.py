@@ -27,7 +27,7 @@ from klingcost.forecast import Forecast, forecast_for
 from klingcost.ledger import Event, Ledger
 from klingcost.money import format_minor
 from klingcost.reconcile import reconcile
-from klingcost.reports import iter_tasks, percent_text, share_text
+from klingcost.reports import group_digits, iter_tasks, percent_text, share_text
 
 #: How many tasks, refusals and drifting classes the page lists.
 RECENT: Final = 20
@@ -92,17 +92,19 @@ def _recent_tasks(ledger: Ledger, today: date) -> list[dict[str, Any]]:
 
 
 def refusal_record(event: Event) -> dict[str, Any]:
-    """A refusal event as the page lists it: when, which team, and what the refusal said."""
+    """A refusal event as the page lists it: when, which team, and what the refusal said
+    (``budget: needs 1,500 credits, 200 left (budget acme, 2026-12)``)."""
     data = dict(event.data)
-    said = data.get("message") or data.get("reason") or data.get("error")
-    if not said:
-        said = ", ".join(f"{k} {v}" for k, v in sorted(data.items()) if not isinstance(v, dict))
-    return {
-        "at": event.at.isoformat(),
-        "team": event.team,
-        "what": str(said),
-        "data": data,
-    }
+    said = str(data.get("message") or data.get("reason") or "refused")
+    if data.get("needed") is not None:
+        unit = f" {data['unit']}" if data.get("unit") else ""
+        said += f": needs {group_digits(str(data['needed']))}{unit}"
+        if data.get("left") is not None:
+            said += f", {group_digits(str(data['left']))} left"
+    where = [str(data[k]) for k in ("budget", "period") if data.get(k)]
+    if where:
+        said += f" (budget {', '.join(where)})"
+    return {"at": event.at.isoformat(), "team": event.team, "what": said, "data": data}
 
 
 def _drift(ledger: Ledger, today: date) -> dict[str, Any]:
