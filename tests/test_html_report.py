@@ -19,6 +19,7 @@ from klingcost.clock import ManualClock
 from klingcost.html_report import budget_series, html_report, render_html
 from klingcost.ledger import Ledger
 from klingcost.reports import spending_report
+from ui_fixtures import record_refusal
 
 START = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
 
@@ -77,24 +78,6 @@ class Page(HTMLParser):
     def charts(self) -> dict[str, dict[str, Any]]:
         [text] = [t for a, t in self.scripts if a.get("id") == "klingcost-charts"]
         return {spec["team"]: spec for spec in json.loads(text)}
-
-
-def record_refusal(ledger: Ledger, team: str, *, needed: int, left: int) -> None:
-    """A refused submission, as the guard records it (branch hkeys: Ledger.record_refusal)."""
-    data = {
-        "reason": "budget",
-        "needed": needed,
-        "left": left,
-        "unit": "credits",
-        "budget": team,
-        "period": "all",
-    }
-    record = getattr(ledger, "record_refusal", None)
-    if record is not None:
-        record(team, **data)
-        return
-    at = ledger.clock.now().isoformat()  # until hkeys is merged: the event it writes
-    ledger._write(lambda conn: ledger._event(conn, at, "refused", None, team, **data))
 
 
 def meta(model: str) -> dict[str, str | int | None]:
