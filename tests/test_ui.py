@@ -71,8 +71,8 @@ def test_data_json_has_every_section_with_exact_amounts(base_url: str, ledger_pa
     assert studio["projection"][0] == [today, budgets["studio"]["used"]]
     # tasks: newest first, estimate against charge
     tasks = data["tasks"]
-    # the last 7 days: two tasks a day
-    assert len(tasks) == 14 and tasks[0]["state"] == "held" and tasks[0]["charged"] is None
+    # the latest 20 (the fixture has two a day for ten days)
+    assert len(tasks) == 20 and tasks[0]["state"] == "held" and tasks[0]["charged"] is None
     assert [t["hold_id"] for t in tasks] == sorted((t["hold_id"] for t in tasks), reverse=True)
     over = [t for t in tasks if t["variance"] not in (None, "0")]
     assert over and all(Fraction(t["charged"]) > Fraction(t["estimated"]) for t in over)
@@ -158,6 +158,24 @@ def test_an_empty_ledger_has_empty_sections(tmp_path: Path) -> None:
         data = page_data(ledger)
     assert (data["budgets"], data["charts"], data["tasks"], data["refusals"]) == ([], [], [], [])
     assert data["drift"]["classes"] == []
+
+
+def test_page_data_on_both_backends(ledger_url: str) -> None:
+    spend(ledger_url)
+    with Ledger.open(ledger_url, read_only=True) as ledger:
+        data = page_data(ledger)
+        studio = ledger.budget_status("studio")
+    budgets = {b["team"]: b for b in data["budgets"]}
+    assert (budgets["studio"]["used"], budgets["studio"]["limit"]) == (str(studio.used), "200000")
+    assert budgets["studio"]["forecast"]["runs_out_on"] is not None
+    assert {c["team"] for c in data["charts"]} == {"studio", "ads"}
+    assert [t["state"] for t in data["tasks"][:2]] == ["held", "held"]
+    assert len(data["tasks"]) == 20 and len(data["refusals"]) == 1
+    drift = {c["label"]: c["drift"] for c in data["drift"]["classes"]}
+    assert drift == {
+        "videos/text2video kling-v1 std 5s": "3.33%",
+        "videos/text2video kling-v1-6 std 5s": "3.33%",
+    }
 
 
 def test_ui_command_errors(tmp_path: Path) -> None:

@@ -38,7 +38,7 @@ def record_refusal(ledger: Ledger, team: str, *, needed: int, left: int) -> None
     ledger._write(lambda conn: ledger._event(conn, at, "refused", None, team, **data))
 
 
-def spend(path: Path, days: int = 10) -> None:
+def spend(path: Path | str, days: int = 10) -> None:
     """Two budgets (studio: 200,000 credits a month; ads: 50,000 a week, under studio) and
     ``days`` days of spending up to now: settled tasks (every third charged 10% over, with a
     trusted deduction) and one open hold per team today; then one refusal."""

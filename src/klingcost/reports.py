@@ -805,6 +805,15 @@ _TEXT_INDEXES = frozenset(
 )
 
 
+def latest_tasks(ledger: Ledger, limit: int = 20) -> list[TaskRow]:
+    """The ``limit`` newest tasks, newest first: read backwards along the holds' primary key,
+    so it costs the same whatever the ledger holds (the live page reads it every few
+    seconds)."""
+    sql = f"{_TASK_SQLS[ledger.dialect]} ORDER BY h.id DESC LIMIT {int(limit)}"
+    with ledger.reading():
+        rows = ledger.execute(sql).fetchall()
+    return [TaskRow(*_json_cells(row)) for row in rows]
+
 def _task_csv_sql() -> str:
     """One CSV line per hold, built by SQLite's printf: one string object per row."""
     select = _TASK_SQL.removeprefix("SELECT ").split(" FROM holds AS h")[0]
@@ -944,6 +953,7 @@ __all__ = [
     "group_digits",
     "grouped_sums",
     "iter_tasks",
+    "latest_tasks",
     "parse_group_by",
     "percent_text",
     "period_of",

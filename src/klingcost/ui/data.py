@@ -16,7 +16,6 @@ major units of its budget or currency (``"200000"``, ``"12.5"``), never a float.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, date, timedelta
 from typing import Any, Final
@@ -27,7 +26,7 @@ from klingcost.forecast import Forecast, forecast_for
 from klingcost.ledger import Event, Ledger
 from klingcost.money import format_minor
 from klingcost.reconcile import reconcile
-from klingcost.reports import group_digits, iter_tasks, percent_text, share_text
+from klingcost.reports import group_digits, latest_tasks, percent_text, share_text
 
 #: How many tasks, refusals and drifting classes the page lists.
 RECENT: Final = 20
@@ -68,8 +67,7 @@ def budget_record(status: BudgetStatus, forecast: Forecast | None) -> dict[str, 
     }
 
 
-def _recent_tasks(ledger: Ledger, today: date) -> list[dict[str, Any]]:
-    latest = deque(iter_tasks(ledger, since=today - timedelta(days=6)), maxlen=RECENT)
+def _recent_tasks(ledger: Ledger) -> list[dict[str, Any]]:
     return [
         {
             "hold_id": t.hold_id,
@@ -87,7 +85,7 @@ def _recent_tasks(ledger: Ledger, today: date) -> list[dict[str, Any]]:
             "variance": t.variance,
             "flag": t.deduction_flag,
         }
-        for t in reversed(latest)
+        for t in latest_tasks(ledger, RECENT)
     ]
 
 
@@ -141,7 +139,7 @@ def page_data(ledger: Ledger) -> dict[str, Any]:
         "ledger": str(ledger.path),
         "budgets": [budget_record(s, forecasts[s.team]) for s in statuses],
         "charts": [chart_spec(s, forecasts.get(s.team), today=today) for s in series],
-        "tasks": _recent_tasks(ledger, today),
+        "tasks": _recent_tasks(ledger),
         "refusals": [refusal_record(e) for e in ledger.events(kind="refused")[-RECENT:][::-1]],
         "drift": _drift(ledger, today),
     }

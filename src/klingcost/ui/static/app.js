@@ -100,7 +100,7 @@
       return row([[t.reserved_at.slice(0, 19).replace("T", " ")], [t.team], [what || t.endpoint],
         [t.state], [money(t.estimated), "num"], [money(t.charged), "num"],
         [t.variance === null ? null : money(t.variance), "num"], [t.currency]], t.state);
-    }) : [emptyRow(8, "No tasks in the last 7 days.")]);
+    }) : [emptyRow(8, "No tasks yet.")]);
 
     replace("refusals-body", data.refusals.length ? data.refusals.map(function (r) {
       return row([[r.at.slice(0, 19).replace("T", " ")], [r.team], [r.what]]);
