@@ -7,6 +7,7 @@ the budgets alone, on a ledger of N settled holds over the last 7 days.
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+
 from klingcost.budgets import HoldAmounts
 from klingcost.clock import ManualClock
 from klingcost.ledger import Ledger
@@ -23,18 +24,18 @@ meta = {
     "duration": 5,
     "n": 1,
 }
-with Ledger.open(path, clock=clock) as l:
-    l.set_budget("acme", limit=10**12, period="month")
-    l.set_budget("ads", limit=10**11, period="week", parent="acme")
+with Ledger.open(path, clock=clock) as ledger:
+    ledger.set_budget("acme", limit=10**12, period="month")
+    ledger.set_budget("ads", limit=10**11, period="week", parent="acme")
     t = time.perf_counter()
     for i in range(n):
         team = "ads" if i % 2 else "acme"
-        h = l.reserve(team, HoldAmounts(1000, "video", 1500, "credits"), meta=meta)
-        l.settle(h.id, units_milli=1000, cost_minor=1500, raw_deduction="1")
+        h = ledger.reserve(team, HoldAmounts(1000, "video", 1500, "credits"), meta=meta)
+        ledger.settle(h.id, units_milli=1000, cost_minor=1500, raw_deduction="1")
         clock.advance(timedelta(seconds=7 * 86400 / n))
     print(f"built {n} holds in {time.perf_counter() - t:.1f}s")
-with Ledger.open(path, read_only=True) as l:
-    for label, fn in (("budgets() baseline", l.budgets), ("page_data", lambda: page_data(l))):
+with Ledger.open(path, read_only=True) as ledger:
+    for label, fn in (("budgets() baseline", ledger.budgets), ("page_data", lambda: page_data(ledger))):
         fn()
         ts = []
         for _ in range(5):
