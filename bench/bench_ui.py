@@ -35,7 +35,8 @@ with Ledger.open(path, clock=clock) as ledger:
         clock.advance(timedelta(seconds=7 * 86400 / n))
     print(f"built {n} holds in {time.perf_counter() - t:.1f}s")
 with Ledger.open(path, read_only=True) as ledger:
-    for label, fn in (("budgets() baseline", ledger.budgets), ("page_data", lambda: page_data(ledger))):
+    runs = (("budgets() baseline", ledger.budgets), ("page_data", lambda: page_data(ledger)))
+    for label, fn in runs:
         fn()
         ts = []
         for _ in range(5):
