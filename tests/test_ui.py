@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import re
 import socket
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
 from itertools import pairwise
@@ -15,7 +13,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from click.testing import CliRunner
 from starlette.applications import Starlette
 from starlette.routing import Mount
@@ -24,7 +21,7 @@ from klingcost.burndown import BudgetSeries, axis, nice_step, projection
 from klingcost.cli import main
 from klingcost.ledger import Ledger
 from klingcost.ui import STATIC, asset, page_data, ui_routes
-from ui_fixtures import spend, ui_server
+from ui_fixtures import serving, spend, ui_server
 
 
 @pytest.fixture(scope="module")
@@ -113,24 +110,6 @@ def test_the_static_files_are_in_the_package() -> None:
     for script in ("app.js", "charts.js", "vendor/uPlot.iife.min.js"):
         # inlined by the HTML report: none may close its script element early
         assert "</script" not in asset(script).lower()
-
-
-@contextmanager
-def serving(app: Starlette) -> Iterator[str]:
-    """``app`` on a real uvicorn server on loopback, from a thread."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            thread.join(0.02)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 def test_the_routes_work_mounted_under_a_prefix(ledger_path: Path) -> None:

@@ -27,11 +27,14 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
 
 from klingcost.html_report import html_report
 from klingcost.ledger import Ledger
 from klingcost.reports import spending_report
-from ui_fixtures import spend, ui_server
+from klingcost.ui import ui_routes
+from ui_fixtures import record_refusal, serving, spend, ui_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -215,3 +218,24 @@ def test_the_html_report_in_chromium(ledger_path: Path, tmp_path: Path) -> None:
     assert {a["data-team"] for a in drawn.having("figure", "panel")} == {"studio", "ads"}
     assert len(drawn.having("div", "uplot")) == 2  # the inline uPlot drew both, offline
     keep(shot, "report")
+
+
+def test_the_page_refreshes_in_place(ledger_path: Path, tmp_path: Path) -> None:
+    """The page reads data.json again every --refresh seconds and shows what changed: here a
+    refusal recorded after its first read appears, without a reload."""
+    reads = []
+    with Ledger.open(ledger_path) as ledger:
+
+        def ledger_for(request: Request) -> Ledger:
+            reads.append(request.url.path)
+            if len(reads) == 2:
+                record_refusal(ledger, "studio", needed=250_000, left=182_000)
+            return ledger
+
+        app = Starlette(routes=ui_routes(ledger_for, refresh=1))
+        with serving(app) as base:
+            dom, console = chromium(tmp_path, f"{base}/ui", "--dump-dom", budget=5000)
+    assert console == []
+    assert len(reads) >= 3 and set(reads) == {"/ui/data.json"}
+    refusals = parse(dom).text["refusals-body"][0]
+    assert "needs 250,000 credits" in refusals and "needs 60,000 credits" in refusals
