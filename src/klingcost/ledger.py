@@ -34,11 +34,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from enum import Enum
 from fractions import Fraction
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, cast
 
-from klingcost import migrations
+from klingcost import _outbox, migrations
 from klingcost._testpoints import reach
 from klingcost.backends import DB, Backend, Cursor, Dialect, is_postgres_url, open_backend
 from klingcost.budgets import (
@@ -548,6 +548,16 @@ class Ledger:
         #: The (period, tz) pairs of the budgets this ledger has reserved on: SQLite's reserve
         #: reads their balances with the path (see :meth:`_lean_path`).
         self._period_zones: set[tuple[str, str]] = set()
+        #: Set by a write that enqueued alerts (see :meth:`_write`).
+        self._enqueued = False
+        #: Deliver enqueued alerts in a background thread after the commit (tests that drive
+        #: delivery themselves turn it off).
+        self.deliver_in_background = True
+        #: When this process last looked for forecast warnings (:meth:`warn_forecasts`).
+        self.forecasts_checked_at: datetime | None = None
+        #: The background delivery thread, if one runs (:func:`klingcost.alerts.kick`).
+        self._delivery: threading.Thread | None = None
+        self._delivery_again = False
 
     @classmethod
     def open(
@@ -633,6 +643,9 @@ class Ledger:
                 raise LedgerError(f"ledger {self.path} failed: {exc}") from exc
 
     def close(self) -> None:
+        delivery = self._delivery
+        if delivery is not None:  # an alert on its way: give it a moment to leave
+            delivery.join(_outbox.CLOSE_WAIT)
         self.backend.close()
 
     @contextmanager
@@ -682,9 +695,18 @@ class Ledger:
 
     def _write(self, operation: Callable[[DB], T]) -> T:
         """Run ``operation`` in one write transaction (SQLite: BEGIN IMMEDIATE, retried while
-        the file is busy; PostgreSQL: READ COMMITTED, retried when it loses a race)."""
+        the file is busy; PostgreSQL: READ COMMITTED, retried when it loses a race).
+
+        A transaction that enqueued alerts starts their delivery in the background once it
+        has committed (:func:`klingcost.alerts.kick`): never before (a rolled-back alert must
+        not be sent), and never in the caller's way."""
         with self.reading():
-            return self.backend.write(operation)
+            self._enqueued = False
+            result = self.backend.write(operation)
+            enqueued, self._enqueued = self._enqueued, False
+        if enqueued and self.deliver_in_background:
+            _outbox.kick(self)
+        return result
 
     def _read(self, operation: Callable[[DB], T]) -> T:
         """Run reads in one snapshot."""
@@ -710,8 +732,8 @@ class Ledger:
                 return path  # complete (or ``name`` has no budget: the team's path is empty)
             names.add(name)  # a parent set since the path was read: lock it as well
 
-    @staticmethod
     def _event(
+        self,
         conn: DB,
         at: str,
         kind: str,
@@ -720,7 +742,13 @@ class Ledger:
         **data: Any,
     ) -> None:
         text = json.dumps(data, separators=(",", ":"), default=str)
-        conn.execute(_EVENT_SQL, (at, kind, hold, team, text))
+        if kind not in _outbox.EVENT_KINDS:  # the common case: no alert, nothing more
+            conn.execute(_EVENT_SQL, (at, kind, hold, team, text))
+            return
+        # An alert event: its outbox rows are written in this same transaction.
+        row = conn.execute(_EVENT_SQL + " RETURNING id", (at, kind, hold, team, text)).fetchone()
+        if _outbox.enqueue(conn, row[0], kind, team, data, at):
+            self._enqueued = True  # _write kicks a delivery once the transaction commits
 
     # --- budgets --------------------------------------------------------------------------
 
@@ -1654,6 +1682,160 @@ class Ledger:
         """Recompute the report rollups from the holds (a repair after ``check`` found one off)."""
         dialect = self.dialect
         self._write(lambda conn: migrations.rebuild_rollups(conn, dialect))
+
+    # --- alerts ---------------------------------------------------------------------------
+
+    def add_alert_rule(
+        self, team: str, *, channel: str, url: str, on: Sequence[str] = _outbox.ALERT_KINDS
+    ) -> _outbox.AlertRule:
+        """Send ``team``'s alerts of the kinds ``on`` (soft, refused, over, forecast) to
+        ``url`` over ``channel`` (webhook, slack, feishu, dingtalk). BudgetNotFound for a team
+        without a budget; LedgerValueError (the URL masked) for a bad URL or kind."""
+        url = _outbox.check_url(channel, url)
+        kinds = tuple(dict.fromkeys(on))
+        bad = [kind for kind in kinds if kind not in _outbox.ALERT_KINDS]
+        if bad or not kinds:
+            raise LedgerValueError(
+                f"--on: {', '.join(map(repr, bad)) or 'nothing'} given; allowed: "
+                f"{', '.join(_outbox.ALERT_KINDS)} (comma-separated)"
+            )
+        at = self.clock.now().isoformat()
+
+        def operation(conn: DB) -> _outbox.AlertRule:
+            if conn.execute("SELECT 1 FROM budgets WHERE name = ?", (team,)).fetchone() is None:
+                raise BudgetNotFound(team=team)
+            rule = _outbox.insert_rule(conn, team, channel, url, kinds, at)
+            self._event(
+                conn,
+                at,
+                "alert_rule_added",
+                None,
+                team,
+                rule=rule.id,
+                channel=channel,
+                url=rule.masked,
+                on=list(kinds),
+            )
+            return rule
+
+        return self._write(operation)
+
+    def alert_rules(self, team: str | None = None) -> list[_outbox.AlertRule]:
+        """The alert rules (of ``team``), by id."""
+        with self.reading():
+            return _outbox.rules(self._db, team)
+
+    def alert_rule(self, rule_id: int) -> _outbox.AlertRule:
+        """Rule ``rule_id``; LedgerValueError when there is none."""
+        with self.reading():
+            rule = _outbox.rule(self._db, rule_id)
+        if rule is None:
+            raise LedgerValueError(
+                f"no alert rule {rule_id} in the ledger (see `klingcost alerts list`)"
+            )
+        return rule
+
+    def remove_alert_rule(self, rule_id: int) -> _outbox.AlertRule:
+        """Delete rule ``rule_id`` and its undelivered alerts (the event log keeps both)."""
+        at = self.clock.now().isoformat()
+
+        def operation(conn: DB) -> _outbox.AlertRule:
+            rule = _outbox.rule(conn, rule_id)
+            if rule is None:
+                raise LedgerValueError(
+                    f"no alert rule {rule_id} in the ledger (see `klingcost alerts list`)"
+                )
+            dropped = _outbox.delete_rule(conn, rule_id)
+            self._event(
+                conn,
+                at,
+                "alert_rule_removed",
+                None,
+                rule.team,
+                rule=rule.id,
+                channel=rule.channel,
+                url=rule.masked,
+                undelivered_dropped=dropped,
+            )
+            return rule
+
+        return self._write(operation)
+
+    def claim_due_alerts(
+        self, *, now: datetime, lease: timedelta, limit: int = 50
+    ) -> list[_outbox.PendingAlert]:
+        """Lease the outbox rows due at ``now`` for delivery (:func:`_outbox.claim_due`)."""
+        return self._write(lambda conn: _outbox.claim_due(conn, now, lease, limit))
+
+    def record_alert_attempt(
+        self, outbox_id: int, *, at: datetime, error: str | None, next_at: datetime | None
+    ) -> None:
+        """Record a delivery attempt: delivered (``error`` None) or due again at ``next_at``."""
+        self._write(
+            lambda conn: _outbox.record_attempt(
+                conn, outbox_id, at=at, error=error, next_at=next_at
+            )
+        )
+
+    def alert_outbox(
+        self, *, rule_id: int | None = None, limit: int = 100
+    ) -> list[_outbox.OutboxRow]:
+        """The latest outbox rows (of one rule), newest first."""
+        with self.reading():
+            return _outbox.outbox_rows(self._db, rule_id=rule_id, limit=limit)
+
+    def alert_counts(self) -> dict[int, _outbox.OutboxCounts]:
+        """Per rule id: how many alerts are pending, delivered and given up."""
+        with self.reading():
+            return _outbox.counts(self._db)
+
+    def warn_forecasts(
+        self, *, now: datetime | None = None, every: timedelta = timedelta(minutes=5)
+    ) -> list[str]:
+        """Write a ``forecast_warning`` event (which alerts the rules that take ``forecast``)
+        for each budget whose projected run-out falls on or before its period's last day, at
+        most once per budget and period; return the budgets warned now.
+
+        Looks at most once per ``every`` per ledger object (the loops that call it run every
+        few seconds); budgets without a period have no end to run out before."""
+        at = self.clock.now() if now is None else now
+        last = self.forecasts_checked_at
+        if last is not None and timedelta(0) <= at - last < every:
+            return []
+        self.forecasts_checked_at = at
+        warned = []
+        for status in self.budgets():
+            if status.budget.period == "none":
+                continue
+            forecast = self.forecast(status.team, now=at)
+            if forecast.runs_out_early and self._write(
+                partial(self._forecast_warning, now=at, status=status, forecast=forecast)
+            ):
+                warned.append(status.team)
+        return warned
+
+    def _forecast_warning(
+        self, conn: DB, *, now: datetime, status: BudgetStatus, forecast: Forecast
+    ) -> bool:
+        at = _outbox.stamp(now)
+        key = status.window.key
+        if not _outbox.claim_mark(conn, status.team, "forecast", key, at, at):
+            return False
+        self._event(
+            conn,
+            now.isoformat(),
+            "forecast_warning",
+            None,
+            status.team,
+            period_key=key,
+            runs_out_on=str(forecast.runs_out_on),
+            period_ends_on=str(forecast.period_ends_on),
+            rate_per_day=forecast.rate_text,
+            available=status.budget.format(status.available),
+            unit=status.budget.unit_label,
+            method=forecast.method,
+        )
+        return True
 
     # --- forecast -------------------------------------------------------------------------
 
