@@ -97,11 +97,15 @@ class ApiKey:
             "team": self.team,
             "name": self.name,
             "access_key": self.access_key,
-            "created_at": self.created_at.isoformat(),
-            "expires_at": None if self.expires_at is None else self.expires_at.isoformat(),
-            "revoked_at": None if self.revoked_at is None else self.revoked_at.isoformat(),
+            "created_at": _iso(self.created_at),
+            "expires_at": None if self.expires_at is None else _iso(self.expires_at),
+            "revoked_at": None if self.revoked_at is None else _iso(self.revoked_at),
             "max_concurrent": self.max_concurrent,
         }
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True, slots=True)
