@@ -169,10 +169,14 @@ def message_text(ledger: Ledger, alert: PendingAlert) -> str:
         )
     elif alert.kind == "refused":
         budget = d.get("budget") or team
-        detail = d.get("message") or d.get("reason") or ""
-        what = f"submissions of team {team} are being refused by budget {budget}" + (
-            f": {detail}" if detail else ""
-        )
+        what = f"submissions of team {team} are being refused ({d.get('reason', 'refused')})"
+        if d.get("budget"):
+            what += f" by budget {budget}"
+        if d.get("needed") is not None:
+            what += f": needed {d['needed']} {d.get('unit') or ''}, {d.get('left')} left".replace(
+                "  ", " "
+            )
+            what += f" in {d['period']}" if d.get("period") else ""
         minutes = int(REFUSAL_WINDOW.total_seconds() // 60)
         what += f" (further refusals in the next {minutes} minutes are not alerted again)"
     elif alert.kind == "forecast":
