@@ -368,8 +368,17 @@ def test_void_unless_task_decides_inside_the_transaction(ledger: Ledger) -> None
     assert ledger.budget_status("a").held == 100
 
 
+def _undo_0006(conn: sqlite3.Connection) -> None:
+    """Take a ledger file back to before 0006_alerts (as an older klingcost left it)."""
+    for table in ("alert_outbox", "alert_marks", "alert_rules"):
+        conn.execute(f"DROP TABLE {table}")
+    conn.execute("DELETE FROM _klingcost_migrations WHERE name = '0006_alerts'")
+    conn.execute("PRAGMA user_version = 5")
+
+
 def _undo_0005(conn: sqlite3.Connection) -> None:
     """Take a ledger file back to before 0005_api_keys (as an older klingcost left it)."""
+    _undo_0006(conn)
     conn.execute("DROP INDEX holds_open_key")
     conn.execute("DROP INDEX events_refused")
     conn.execute("DROP TABLE api_keys")

@@ -579,6 +579,8 @@ API_KEYS_0005 = (
 #: rule, written in the event's transaction, delivered at least once with backoff), and the
 #: marks that fold a burst (refusals, over-limit settlements, forecasts) into one alert.
 #: Written once for both dialects: PostgreSQL renders it (``_postgres.render_0006``).
+#: ``event_id`` is no foreign key: events are never deleted, and PostgreSQL would answer a
+#: ``TRUNCATE events`` with the key's error instead of the log's append-only one.
 ALERTS_0006 = (
     """
     CREATE TABLE alert_rules (
@@ -597,7 +599,7 @@ ALERTS_0006 = (
     """
     CREATE TABLE alert_outbox (
         id INTEGER PRIMARY KEY,
-        event_id INTEGER NOT NULL REFERENCES events(id),
+        event_id INTEGER NOT NULL,
         rule_id INTEGER NOT NULL REFERENCES alert_rules(id),
         attempts INTEGER NOT NULL DEFAULT 0,
         next_attempt_at TEXT,
