@@ -26,6 +26,7 @@ from klingcost.cli._common import (
 )
 from klingcost.cli._output import Column, format_option, print_records
 from klingcost.errors import BudgetNotFound, HoldStateError, KlingcostError, LedgerNotFound
+from klingcost.forecast import Forecast
 from klingcost.ledger import HOLD_STATES, KEEP, Hold, Keep, Ledger, default_ledger_path
 from klingcost.money import UNIT_EXPONENT, fixed, format_amount, format_minor
 from klingcost.periods import PERIODS
@@ -170,14 +171,16 @@ def budget_show(team: str | None, ledger_path: str | None, fmt: str) -> None:
     available, the period window and the share used."""
     with open_read_only(ledger_path) as ledger:
         statuses = [ledger.budget_status(team)] if team else ledger.budgets()
+        forecasts = {s.team: ledger.forecast(s.team) for s in statuses}
     if fmt == "json" and team:  # one budget is one object, as it always was
-        echo_json(status_dict(statuses[0]))
+        echo_json(status_dict(statuses[0], forecasts[team]))
     elif fmt != "table":
-        print_records([status_dict(s) for s in statuses], BUDGET_COLUMNS, fmt)
+        records = [status_dict(s, forecasts[s.team]) for s in statuses]
+        print_records(records, BUDGET_COLUMNS, fmt)
     elif not statuses:
         click.echo(NO_BUDGETS)
     else:
-        click.echo("\n\n".join(render_status(s) for s in statuses))
+        click.echo("\n\n".join(render_status(s, forecasts[s.team]) for s in statuses))
 
 
 NO_BUDGETS = "no budgets yet; create one with: klingcost budget set TEAM --limit N"
@@ -221,10 +224,12 @@ def _unit_name(status: BudgetStatus) -> str:
     return f"units ({budget.pack})" if budget.unit == UNITS else budget.unit
 
 
-def status_dict(status: BudgetStatus) -> dict[str, Any]:
-    """A budget status as JSON data: exact decimal strings, and ints in minor units."""
+def status_dict(status: BudgetStatus, forecast: Forecast | None = None) -> dict[str, Any]:
+    """A budget status as JSON data: exact decimal strings, and ints in minor units; with
+    ``forecast``, its ``{rate_per_day, runs_out_on, method}`` under ``forecast``."""
     b = status.budget
     window = status.window
+    extra = {} if forecast is None else {"forecast": forecast.to_dict()}
     return {
         "team": b.team,
         "parent": b.parent,
@@ -248,10 +253,11 @@ def status_dict(status: BudgetStatus) -> dict[str, Any]:
         "available_minor": status.available,
         "share_used": fixed(status.share_used, 4),
         "soft": format_amount(b.soft),
+        **extra,
     }
 
 
-def render_status(status: BudgetStatus) -> str:
+def render_status(status: BudgetStatus, forecast: Forecast | None = None) -> str:
     b = status.budget
     unit = _unit_name(status)
     window = status.window
@@ -269,8 +275,22 @@ def render_status(status: BudgetStatus) -> str:
         ["available", f"{b.format(status.available)} {unit}"],
         ["used", f"{_percent(status)} (alert at {_percent_of(b.soft)})"],
     ]
+    if forecast is not None:
+        rows += forecast_rows(forecast, unit)
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def forecast_rows(forecast: Forecast, unit: str) -> list[list[str]]:
+    """``burn rate`` and ``runs out`` lines of a budget, as ``budget show`` prints them."""
+    if forecast.runs_out_on is None:
+        out = "not at this rate (nothing settled in the days fitted)"
+    elif forecast.runs_out_early:
+        out = f"{forecast.runs_out_on}, before its period ends ({forecast.period_ends_on})"
+    else:
+        out = f"{forecast.runs_out_on}"
+    rate = f"{forecast.rate_text} {unit}/day: {forecast.method}"
+    return [["burn rate", rate], ["runs out", out]]
 
 
 # --- holds --------------------------------------------------------------------------------
@@ -318,7 +338,7 @@ def holds_group(
     if refused:
         from klingcost.cli.keys_cmd import print_refusals
 
-        print_refusals(ledger_path, team, "json" if as_json else "table")
+        print_refusals(ledger_path, team, fmt)
         return
     with open_read_only(ledger_path) as ledger:
         if team is not None:
