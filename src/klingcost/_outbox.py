@@ -70,6 +70,8 @@ def mask_url(url: str) -> str:
         port = f":{parts.port}" if parts.port else ""
     except ValueError:
         return "(an invalid URL)"
+    if not parts.scheme or not parts.netloc:
+        return f"(not a URL: {len(url)} characters)"
     if ":" in host:
         host = f"[{host}]"
     rest = url.split(parts.netloc, 1)[-1] if parts.netloc else url
@@ -295,6 +297,12 @@ _PENDING_SQL = (
     " FROM alert_outbox AS o JOIN events AS e ON e.id = o.event_id"
     " JOIN alert_rules AS r ON r.id = o.rule_id"
 )
+
+
+def any_due(conn: DB, now: datetime) -> bool:
+    """Whether any outbox row is due at ``now`` (one probe of the due index)."""
+    sql = "SELECT 1 FROM alert_outbox WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= ?"
+    return conn.execute(sql + " LIMIT 1", (stamp(now),)).fetchone() is not None
 
 
 def claim_due(conn: DB, now: datetime, lease: timedelta, limit: int) -> list[PendingAlert]:

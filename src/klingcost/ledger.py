@@ -1699,15 +1699,23 @@ class Ledger:
         team: str | None = None,
         after_id: int = 0,
         limit: int | None = None,
+        since: datetime | None = None,
+        latest: int | None = None,
     ) -> list[Event]:
-        """Events in the order they were recorded, optionally filtered."""
+        """Events in the order they were recorded, optionally filtered; ``since`` keeps those
+        recorded at or after it, ``latest`` only the last so many (still oldest first)."""
         clauses, params = ["id > ?"], list[object]([after_id])
         for column, value in (("hold_id", hold_id), ("kind", kind), ("team", team)):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)
+        if since is not None:  # ISO text in UTC sorts as time does
+            clauses.append("at >= ?")
+            params.append(since.astimezone(UTC).isoformat())
         where = " AND ".join(clauses)
         sql = f"SELECT id, at, kind, hold_id, team, data FROM events WHERE {where} ORDER BY id"
+        if latest is not None:
+            sql = f"SELECT * FROM ({sql} DESC LIMIT {int(latest)}) AS last ORDER BY id"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         with self.reading():
@@ -1960,7 +1968,13 @@ class Ledger:
     def claim_due_alerts(
         self, *, now: datetime, lease: timedelta, limit: int = 50
     ) -> list[_outbox.PendingAlert]:
-        """Lease the outbox rows due at ``now`` for delivery (:func:`_outbox.claim_due`)."""
+        """Lease the outbox rows due at ``now`` for delivery (:func:`_outbox.claim_due`).
+
+        Looks first without a write transaction: a loop that finds nothing due never takes
+        SQLite's write lock from the submissions."""
+        with self.reading():
+            if not _outbox.any_due(self._db, now):
+                return []
         return self._write(lambda conn: _outbox.claim_due(conn, now, lease, limit))
 
     def record_alert_attempt(

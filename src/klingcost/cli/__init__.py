@@ -82,6 +82,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "klingcost.cli.api_cmd:fake_server_command",
         "Run a fake Kling API until interrupted.",
     ),
+    "alerts": (
+        "klingcost.cli.alerts_cmd:alerts_group",
+        "Send budget alerts to a webhook, Slack, Feishu or DingTalk.",
+    ),
+    "events": (
+        "klingcost.cli.alerts_cmd:events_command",
+        "Show the ledger's event log (append-only): holds, settlements, alerts, refusals, "
+        "budget changes, oldest first.",
+    ),
     "demo": (
         "klingcost.cli.demo_cmd:demo_command",
         "Run klingcost end to end against a built-in fake Kling API: no key, no network.",
