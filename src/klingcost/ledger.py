@@ -2086,6 +2086,7 @@ class Ledger:
             period_start=None if window.start is None else window.start.astimezone(UTC).date(),
             period_end=last_day(window.end),
             exponent=budget.exponent,
+            today_share=_share_of_day(at),
         )
 
 
@@ -2106,6 +2107,13 @@ def _key_from_row(row: tuple[Any, ...]) -> ApiKey:
         revoked_at=None if row[7] is None else _dt(row[7]),
         max_concurrent=row[8],
     )
+
+
+def _share_of_day(instant: datetime) -> Fraction:
+    """How much of its UTC day has gone at ``instant``, exactly (to the microsecond)."""
+    utc = instant.astimezone(UTC)
+    gone = utc - utc.replace(hour=0, minute=0, second=0, microsecond=0)
+    return Fraction(gone // timedelta(microseconds=1), 86_400_000_000)
 
 
 def _first(row: tuple[Any, ...]) -> Any:
