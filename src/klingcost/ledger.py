@@ -2075,9 +2075,12 @@ class Ledger:
             row = self._db.execute(
                 "SELECT created_at FROM budgets WHERE name = ?", (team,)
             ).fetchone()
-        created = _dt(row[0]).astimezone(UTC).date() if row else today
+        try:  # a budget written by hand (or by an old tool) may carry no usable date
+            created = _dt(row[0]).astimezone(UTC).date()
+        except (TypeError, ValueError):
+            created = today - timedelta(days=LOOKBACK_DAYS)
         window = status.window
-        since = min(today - timedelta(days=LOOKBACK_DAYS), created)
+        since = today - timedelta(days=LOOKBACK_DAYS)  # project() fits no day before it
         return project(
             self.daily_charges(team, since=since, until=today),
             today=today,

@@ -649,7 +649,7 @@ def render_table(report: Report) -> str:
     columns = table_columns(report)
     lines = text_cells(report, columns)
     if not report.rows:
-        return "no spending in this window" + _forecast_table(report)
+        return "no spending in this window"
     headers = [c.replace("budget_", "budget ") for c in columns]
     body = [headers, *lines]
     widths = [max(len(r[i]) for r in body) for i in range(len(columns))]
