@@ -15,7 +15,8 @@ between its smallest and its largest day (a weighted mean of the slopes between 
 points), so one expensive morning moves it less than a mean of the last few days would.
 Arithmetic is in :class:`~fractions.Fraction`: no float anywhere.
 
-Which days: the last :data:`LOOKBACK_DAYS` UTC days up to today (today counts as a whole day),
+Which days: the last :data:`LOOKBACK_DAYS` UTC days up to now (today as the part of it gone, at
+least :data:`MIN_TODAY`),
 none before the budget was created, and none before the current period began, unless the
 period is younger than :data:`MIN_DAYS`, in which case the days before it (the last periods)
 say more about the rate than one or two days of this one. Only settled charges count: open
@@ -23,7 +24,8 @@ holds are excluded (what they will cost is not known yet); they still reduce wha
 ``available``, which is what runs out.
 
 ``runs_out_on`` is ``today`` plus the whole days the room left lasts at the rate:
-``today + floor(available / rate)``; today when nothing is left. A period's warning
+``today + floor(available / rate)``; today when nothing is left; None when nothing is being
+spent, or the room lasts more than :data:`HORIZON_DAYS` (about ten years). A period's warning
 (:attr:`Forecast.runs_out_early`) is when that day falls on or before the period's last day.
 
 :func:`forecast_for` reads a budget from a ledger (:meth:`klingcost.ledger.Ledger.forecast`).
@@ -46,6 +48,10 @@ if TYPE_CHECKING:
 LOOKBACK_DAYS: Final = 14
 #: A period younger than this many days is fitted with the days before it as well.
 MIN_DAYS: Final = 3
+#: The least part of a day today counts as (six hours).
+MIN_TODAY: Final = Fraction(1, 4)
+#: Room that lasts longer than this (about ten years) does not run out, as far as we say.
+HORIZON_DAYS: Final = 3653
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +61,7 @@ class Forecast:
     #: Minor units of the budget a day (exact).
     rate_per_day: Fraction
     #: The day the room left is used up at that rate; None when the rate is zero and room is
-    #: left (nothing runs out).
+    #: left, or the room lasts past :data:`HORIZON_DAYS` (nothing runs out).
     runs_out_on: date | None
     #: What was fitted, in words (which days, from what).
     method: str
@@ -100,13 +106,12 @@ class Forecast:
         return f"burn rate {self.rate_text}/day; {end}"
 
 
-def slope(daily: list[int]) -> Fraction:
-    """The least-squares slope of the cumulative sums of ``daily`` against 1..n, with (0, 0).
-
-    Exact; 0 for no days."""
+def slope(daily: list[int], last_share: Fraction = Fraction(1)) -> Fraction:
+    """The least-squares slope of the cumulative sums of ``daily`` against 1..n, with (0, 0);
+    the last day counts as ``last_share`` of a day (today, part gone). Exact; 0 for no days."""
     if not daily:
         return Fraction(0)
-    xs = range(len(daily) + 1)
+    xs = [Fraction(x) for x in range(len(daily))] + [len(daily) - 1 + last_share]
     ys = [0]
     for amount in daily:
         ys.append(ys[-1] + amount)
@@ -115,7 +120,7 @@ def slope(daily: list[int]) -> Fraction:
     mean_y = Fraction(sum(ys), n)
     num = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True))
     den = sum((x - mean_x) ** 2 for x in xs)
-    return Fraction(num) / den
+    return Fraction(num) / den if den else Fraction(0)
 
 
 def project(
@@ -127,6 +132,7 @@ def project(
     period_start: date | None,
     period_end: date | None,
     exponent: int = 0,
+    today_share: Fraction = Fraction(1),
     lookback: int = LOOKBACK_DAYS,
     min_days: int = MIN_DAYS,
 ) -> Forecast:
@@ -136,10 +142,15 @@ def project(
     ``available`` is the room left in the current period (limit - posted - held, so open holds
     count as spent here). ``first_day`` is the first day that may count (the budget's
     creation); ``period_start`` and ``period_end`` the first and last day of the current
-    period (None for a budget without a period).
+    period (None for a budget without a period). ``today_share`` is how much of today has
+    gone (the ledger passes it exactly: today's charges so far are a part day's, not a whole
+    one's); 1 counts today as a whole day.
     """
-    if lookback < 1 or min_days < 1:
-        raise ValueError(f"lookback and min_days must be at least 1 (given {lookback}, {min_days})")
+    if lookback < 1 or min_days < 1 or not 0 <= today_share <= 1:
+        raise ValueError(
+            f"lookback and min_days must be at least 1, today_share in [0, 1] "
+            f"(given {lookback}, {min_days}, {today_share})"
+        )
     first = max(first_day, today - timedelta(days=lookback - 1))
     note = ""
     if period_start is not None:
@@ -151,13 +162,16 @@ def project(
     first = min(first, today)
     days = (today - first).days + 1
     series = [daily.get(first + timedelta(days=i), 0) for i in range(days)]
-    rate = slope(series)
+    # A first job minutes after midnight must not read as a day of such jobs every few
+    # minutes: today counts as at least MIN_TODAY of a day.
+    rate = slope(series, max(today_share, MIN_TODAY))
+    lasts = None if rate == 0 else int(Fraction(max(available, 0)) / rate)
     if available <= 0:
         runs_out: date | None = today
-    elif rate == 0:
+    elif lasts is None or lasts > HORIZON_DAYS:
         runs_out = None
     else:
-        runs_out = today + timedelta(days=int(Fraction(available) / rate))
+        runs_out = today + timedelta(days=lasts)
     method = (
         f"least-squares fit of cumulative settled charges over the last {days} "
         f"day{'s' * (days != 1)} ({first} to {today}, UTC){note}; open holds excluded"
@@ -177,4 +191,13 @@ def forecast_for(ledger: Ledger, team: str, *, now: datetime | None = None) -> F
     return ledger.forecast(team, now=now)
 
 
-__all__ = ["LOOKBACK_DAYS", "MIN_DAYS", "Forecast", "forecast_for", "last_day", "project", "slope"]
+__all__ = [
+    "HORIZON_DAYS",
+    "LOOKBACK_DAYS",
+    "MIN_DAYS",
+    "Forecast",
+    "forecast_for",
+    "last_day",
+    "project",
+    "slope",
+]
