@@ -26,21 +26,10 @@ META = {"endpoint": "videos/text2video", "mode": "std", "duration": 5, "n": 1}
 
 
 def record_refusal(ledger: Ledger, team: str, *, needed: int, left: int) -> None:
-    """A refused submission as the guard records it (branch hkeys: Ledger.record_refusal)."""
-    data = {
-        "reason": "budget",
-        "needed": needed,
-        "left": left,
-        "unit": "credits",
-        "budget": team,
-        "period": "all",
-    }
-    record = getattr(ledger, "record_refusal", None)
-    if record is not None:
-        record(team, **data)
-        return
-    at = ledger.clock.now().isoformat()  # until hkeys is merged: the event it writes
-    ledger._write(lambda conn: ledger._event(conn, at, "refused", None, team, **data))
+    """A refused submission, as the guard records it."""
+    ledger.record_refusal(
+        team, reason="budget", needed=needed, left=left, unit="credits", budget=team, period="all"
+    )
 
 
 def spend(path: Path | str, days: int = 10) -> None:
