@@ -314,8 +314,15 @@ def html_report(ledger: Ledger, report: Report, *, title: str = "klingcost spend
     """Render ``report`` with the budget charts, refusals and price drift of the same window."""
     series = budget_series(ledger, since=report.since, until=report.until, team=report.team)
     today = ledger.clock.now().astimezone(UTC).date()
+    # The report's own forecasts (every budget, or its team's), so that both agree; a budget
+    # above the team is forecast here.
+    known = {f.team: f.forecast for f in report.forecasts}
     charts = [
-        chart_spec(s, forecast_for(ledger, s.team) if _ends_today(s, today) else None, today=today)
+        chart_spec(
+            s,
+            (known.get(s.team) or forecast_for(ledger, s.team)) if _ends_today(s, today) else None,
+            today=today,
+        )
         for s in series
     ]
     events = [
