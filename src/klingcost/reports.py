@@ -869,6 +869,7 @@ def latest_tasks(ledger: Ledger, limit: int = 20) -> list[TaskRow]:
         rows = ledger.execute(sql).fetchall()
     return [TaskRow(*_json_cells(row)) for row in rows]
 
+
 def _task_csv_sql() -> str:
     """One CSV line per hold, built by SQLite's printf: one string object per row."""
     select = _TASK_SQL.removeprefix("SELECT ").split(" FROM holds AS h")[0]
