@@ -54,7 +54,7 @@ def test_report_in_every_format(path: Path, tmp_path: Path) -> None:
     code, out, err = run("report", "--ledger", str(path), "--format", "html", "-o", str(target))
     assert code == 0 and f"wrote {target}" in err
     page = target.read_text(encoding="utf-8")
-    assert page.startswith("<!DOCTYPE html>") and 'class="series"' in page
+    assert page.startswith("<!DOCTYPE html>") and '<figure class="panel"' in page
 
 
 def test_report_exports_every_task(path: Path, tmp_path: Path) -> None:
@@ -68,7 +68,7 @@ def test_report_exports_every_task(path: Path, tmp_path: Path) -> None:
     code, out, _ = run("report", "--ledger", str(path), "--tasks", "--format", "json")
     assert len(json.loads(out)) == len(rows)
     code, _, err = run("report", "--ledger", str(path), "--tasks", "--format", "md")
-    assert code == 2 and "--tasks writes csv or json" in err
+    assert code == 2 and "--tasks writes csv, json or jsonl" in err
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -76,6 +77,25 @@ def _server(command: str, cwd: Path, env: dict[str, str]) -> Iterator[None]:
         server.communicate(timeout=10)  # reads and closes its stdout
 
 
+#: Commands that serve until Ctrl-C, as a reader runs them in a terminal of their own.
+SERVERS = (["klingcost", "ui"], ["klingcost", "proxy"], ["klingcost", "hooks", "serve"])
+
+
+def _serves(command: str, cwd: Path, env: dict[str, str]) -> None:
+    """``command`` starts and says where it listens; then it is stopped with Ctrl-C."""
+    server = subprocess.Popen(
+        ["bash", "-c", f"exec {command}"], cwd=cwd, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        first = server.stdout.readline()
+        assert "http://" in first, (command, first, server.poll())
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.communicate(timeout=20)
+
+
 def _run(script: str, cwd: Path, env: dict[str, str]) -> str:
     ran = subprocess.run(
         ["bash", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=180,
@@ -112,6 +132,9 @@ def run_page(page: str, tmp_path: Path, overrides: dict[str, str] | None = None)
                 continue
             if command.endswith("&"):
                 background.append(command.rstrip("& "))
+                continue
+            if command.split()[:2] in SERVERS or command.split()[:3] in SERVERS:
+                _serves(command, tmp_path, env)  # runs until Ctrl-C: it starts, and stops
                 continue
             if background:  # the lines sent to the background, then a wait for each
                 jobs = "".join(f"{c} & p{i}=$!; " for i, c in enumerate(background))

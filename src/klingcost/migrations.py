@@ -545,11 +545,91 @@ PUBLISHED_SHEETS_0004 = (
     "ALTER TABLE holds ADD COLUMN sheet_sha256 TEXT",
 )
 
+#: Keys of ``klingcost proxy``, one row per key (:mod:`klingcost.keys`). The row holds nothing
+#: a reader of the file could authenticate with: the bearer key only as its sha256, and no
+#: secret key at all (each is derived from a server secret kept outside the ledger). Keys are
+#: revoked, never deleted, so a hold's ``key_id`` always names a row. ``team`` is not a foreign
+#: key: a key outlives nothing it needs, and a budget's rename or deletion stays the budget's
+#: business (a key of a team without a budget is refused when used). Refusals are events of
+#: kind ``refused``, listed through their own partial index.
+API_KEYS_0005 = (
+    """
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        team TEXT NOT NULL,
+        name TEXT,
+        key_hash TEXT NOT NULL UNIQUE CHECK (length(key_hash) = 64),
+        access_key TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        expires_at TEXT,
+        revoked_at TEXT,
+        max_concurrent INTEGER CHECK (max_concurrent IS NULL OR max_concurrent > 0)
+    )
+    """,
+    "CREATE INDEX api_keys_team ON api_keys(team)",
+    # Not a foreign key: keys are never deleted, and a check on every hold insert costs time.
+    "ALTER TABLE holds ADD COLUMN key_id TEXT",
+    # The open holds of one key: what ``reserve`` counts under ``--max-concurrent``.
+    "CREATE INDEX holds_open_key ON holds(key_id, state) WHERE key_id IS NOT NULL",
+    "CREATE INDEX events_refused ON events(id) WHERE kind = 'refused'",
+)
+
+#: Alerts that reach people (:mod:`klingcost._outbox`): rules (a team's alert kinds sent to a
+#: webhook, Slack, Feishu or DingTalk URL), the outbox (one row per alert event and matching
+#: rule, written in the event's transaction, delivered at least once with backoff), and the
+#: marks that fold a burst (refusals, over-limit settlements, forecasts) into one alert.
+#: Written once for both dialects: PostgreSQL renders it (``_postgres.render_0006``).
+#: ``event_id`` is no foreign key: events are never deleted, and PostgreSQL would answer a
+#: ``TRUNCATE events`` with the key's error instead of the log's append-only one.
+ALERTS_0006 = (
+    """
+    CREATE TABLE alert_rules (
+        id INTEGER PRIMARY KEY,
+        team TEXT NOT NULL,
+        channel TEXT NOT NULL CHECK (channel IN ('webhook', 'slack', 'feishu', 'dingtalk')),
+        url TEXT NOT NULL,
+        on_soft INTEGER NOT NULL CHECK (on_soft IN (0, 1)),
+        on_refused INTEGER NOT NULL CHECK (on_refused IN (0, 1)),
+        on_over INTEGER NOT NULL CHECK (on_over IN (0, 1)),
+        on_forecast INTEGER NOT NULL CHECK (on_forecast IN (0, 1)),
+        created_at TEXT NOT NULL
+    )
+    """,
+    "CREATE INDEX alert_rules_team ON alert_rules(team)",
+    """
+    CREATE TABLE alert_outbox (
+        id INTEGER PRIMARY KEY,
+        event_id INTEGER NOT NULL,
+        rule_id INTEGER NOT NULL REFERENCES alert_rules(id),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT,
+        delivered_at TEXT,
+        last_error TEXT,
+        created_at TEXT NOT NULL,
+        UNIQUE (event_id, rule_id)
+    )
+    """,
+    "CREATE INDEX alert_outbox_due ON alert_outbox(next_attempt_at)"
+    " WHERE next_attempt_at IS NOT NULL",
+    "CREATE INDEX alert_outbox_rule ON alert_outbox(rule_id)",
+    """
+    CREATE TABLE alert_marks (
+        team TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        mark TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (team, kind)
+    ) WITHOUT ROWID
+    """,
+)
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration("0001_initial", _INITIAL),
     Migration("0002_rollups", _ROLLUPS_0002, _backfill_0002),
     Migration("0003_currency_exponents", CURRENCY_EXPONENTS_0003),
     Migration("0004_published_sheets", PUBLISHED_SHEETS_0004),
+    Migration("0005_api_keys", API_KEYS_0005),
+    Migration("0006_alerts", ALERTS_0006),
 )
 
 

@@ -76,6 +76,7 @@ from typing import IO, Any, Final, Literal, cast
 
 from klingcost.budgets import CURRENCY_EXPONENTS, UNITS, BudgetStatus
 from klingcost.errors import ReportError
+from klingcost.forecast import Forecast
 from klingcost.ledger import Ledger
 from klingcost.money import UNIT_EXPONENT, fixed, format_minor
 
@@ -324,6 +325,8 @@ class Report:
     rows: tuple[ReportRow, ...]
     totals: tuple[ReportRow, ...]
     columns: tuple[str, ...] = field(default=COLUMNS)
+    #: Each budget's burn rate and run-out day now (the report's team, or every budget).
+    forecasts: tuple[BudgetForecast, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -336,7 +339,36 @@ class Report:
             "columns": list(self.columns),
             "rows": [row.to_dict() for row in self.rows],
             "totals": [row.to_dict() for row in self.totals],
+            "forecasts": {f.team: {**f.forecast.to_dict(), "unit": f.unit} for f in self.forecasts},
         }
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetForecast:
+    """A budget's forecast as a report shows it (:mod:`klingcost.forecast`)."""
+
+    team: str
+    unit: str
+    forecast: Forecast
+
+    def cells(self) -> list[str]:
+        """budget, burn rate a day, runs out, method: for the table and Markdown."""
+        f = self.forecast
+        out = "-" if f.runs_out_on is None else f.runs_out_on.isoformat()
+        if f.runs_out_early:
+            out += f" (before {f.period_ends_on})"
+        return [self.team, f"{group_digits(f.rate_text)} {self.unit}", out, f.method]
+
+
+def budget_forecasts(ledger: Ledger, team: str | None = None) -> tuple[BudgetForecast, ...]:
+    """The forecast of ``team``'s budget, or of every budget, by name."""
+    statuses = [ledger.budget_status(team)] if team is not None else ledger.budgets()
+    return tuple(
+        BudgetForecast(s.team, BudgetColumns.of(s).unit, ledger.forecast(s.team)) for s in statuses
+    )
+
+
+_FORECAST_HEADERS = ["budget", "burn rate/day", "runs out", "method"]
 
 
 # --- reading the ledger -------------------------------------------------------------------
@@ -493,7 +525,8 @@ def spending_report(
     total_rows = tuple(
         _row("total", (None,) * 6 + (currency,), s, {}) for currency, s in sorted(totals.items())
     )
-    return Report(keys, since, until, team, rows, total_rows)
+    forecasts = budget_forecasts(ledger, team)
+    return Report(keys, since, until, team, rows, total_rows, forecasts=forecasts)
 
 
 def _budgets(ledger: Ledger) -> dict[str, BudgetColumns]:
@@ -612,7 +645,7 @@ _NUMERIC = {"tasks", "settled", "open", "voided", *_SHOWN, *_BUDGET_SHOWN}
 
 
 def render_table(report: Report) -> str:
-    """An aligned text table for a terminal."""
+    """An aligned text table for a terminal, then each budget's forecast."""
     columns = table_columns(report)
     lines = text_cells(report, columns)
     if not report.rows:
@@ -629,7 +662,24 @@ def render_table(report: Report) -> str:
         out.append("  ".join(cells).rstrip())
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
+    return "\n".join(out) + _forecast_table(report)
+
+
+def _forecast_table(report: Report) -> str:
+    if not report.forecasts:
+        return ""
+    body = [_FORECAST_HEADERS, *(f.cells() for f in report.forecasts)]
+    widths = [max(len(row[i]) for row in body) for i in range(3)]
+    lines = [
+        "  ".join(
+            [
+                *(row[i].rjust(w) if i == 1 else row[i].ljust(w) for i, w in enumerate(widths)),
+                row[3],
+            ]
+        )
+        for row in body
+    ]
+    return "\n\nforecast (at today's burn rate)\n" + "\n".join(lines)
 
 
 def _md_escape(text: str) -> str:
@@ -643,6 +693,11 @@ def write_markdown(report: Report, out: IO[str]) -> None:
     out.write("|" + "|".join("---:" if c in _NUMERIC else "---" for c in columns) + "|\n")
     for line in text_cells(report, columns):
         out.write("| " + " | ".join(_md_escape(cell) for cell in line) + " |\n")
+    if report.forecasts:
+        out.write("\n**Forecast** (at today's burn rate)\n\n")
+        out.write("| " + " | ".join(_FORECAST_HEADERS) + " |\n|---|---:|---|---|\n")
+        for forecast in report.forecasts:
+            out.write("| " + " | ".join(_md_escape(c) for c in forecast.cells()) + " |\n")
 
 
 # --- one row per task ---------------------------------------------------------------------
@@ -805,6 +860,16 @@ _TEXT_INDEXES = frozenset(
 )
 
 
+def latest_tasks(ledger: Ledger, limit: int = 20) -> list[TaskRow]:
+    """The ``limit`` newest tasks, newest first: read backwards along the holds' primary key,
+    so it costs the same whatever the ledger holds (the live page reads it every few
+    seconds)."""
+    sql = f"{_TASK_SQLS[ledger.dialect]} ORDER BY h.id DESC LIMIT {int(limit)}"
+    with ledger.reading():
+        rows = ledger.execute(sql).fetchall()
+    return [TaskRow(*_json_cells(row)) for row in rows]
+
+
 def _task_csv_sql() -> str:
     """One CSV line per hold, built by SQLite's printf: one string object per row."""
     select = _TASK_SQL.removeprefix("SELECT ").split(" FROM holds AS h")[0]
@@ -932,10 +997,12 @@ __all__ = [
     "GROUP_KEYS",
     "TASK_COLUMNS",
     "BudgetColumns",
+    "BudgetForecast",
     "Report",
     "ReportError",
     "ReportRow",
     "TaskRow",
+    "budget_forecasts",
     "budgets_below",
     "csv_cell",
     "daily_sums",
@@ -944,6 +1011,7 @@ __all__ = [
     "group_digits",
     "grouped_sums",
     "iter_tasks",
+    "latest_tasks",
     "parse_group_by",
     "percent_text",
     "period_of",

@@ -74,13 +74,31 @@ COMMANDS: dict[str, tuple[str, str]] = {
         'Load openai-hk\'s usage log (JSON, {"data": [...]} or JSON Lines; rows with fen, yufen, '
         "model, reqid) and learn the credits per unit the provider really charges.",
     ),
+    "keys": (
+        "klingcost.cli.keys_cmd:keys_group",
+        "Make, list and revoke the keys of `klingcost proxy`, one team each.",
+    ),
     "fake-server": (
         "klingcost.cli.api_cmd:fake_server_command",
         "Run a fake Kling API until interrupted.",
     ),
+    "alerts": (
+        "klingcost.cli.alerts_cmd:alerts_group",
+        "Send budget alerts to a webhook, Slack, Feishu or DingTalk.",
+    ),
+    "events": (
+        "klingcost.cli.alerts_cmd:events_command",
+        "Show the ledger's event log (append-only): holds, settlements, alerts, refusals, "
+        "budget changes, oldest first.",
+    ),
     "demo": (
         "klingcost.cli.demo_cmd:demo_command",
         "Run klingcost end to end against a built-in fake Kling API: no key, no network.",
+    ),
+    # --- ui ---
+    "ui": (
+        "klingcost.cli.ui_cmd:ui_command",
+        "Serve the live budget page of a ledger at /ui until interrupted.",
     ),
 }
 

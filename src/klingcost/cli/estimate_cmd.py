@@ -21,6 +21,7 @@ from klingcost.cli._common import (
     read_input,
     split_job,
 )
+from klingcost.cli._output import Column, format_option, print_records
 from klingcost.errors import _MISSING, KlingcostError, RequestValidationError
 from klingcost.money import format_amount
 from klingcost.pricing import Estimate, estimate
@@ -290,13 +291,16 @@ def render_estimate(result: Estimate) -> str:
 @click.command("prices", epilog=EXIT_CODES_HELP)
 @provider_option
 @pricing_option
-@json_option
-def prices_command(provider: str | None, pricing_path: str | None, as_json: bool) -> None:
+@format_option()
+def prices_command(provider: str | None, pricing_path: str | None, fmt: str) -> None:
     """Print the price sheet: model x mode x duration -> units and cost."""
     sheet = load_sheet(pricing_path)
     rows = list(price_table(sheet, provider))
-    if as_json:
+    if fmt == "json":  # with the sheet's origin, as it always was
         echo_json({"origin": sheet.origin, "rows": rows})
+        return
+    if fmt != "table":
+        print_records(rows, PRICE_COLUMNS, fmt)
         return
     currency = rows[0]["currency"] if rows else ""
     header = (
@@ -311,6 +315,20 @@ def prices_command(provider: str | None, pricing_path: str | None, as_json: bool
             f"{row['duration'] or '-':>3} {row['options']:<18} {row['units']:>6} {row['pack']:<5} "
             f"{row['cost']:>10}"
         )
+
+
+#: The columns of ``prices`` in csv, md and html: every field of a row.
+PRICE_COLUMNS: list[str | Column] = [
+    "endpoint",
+    "model",
+    "mode",
+    Column("duration", right=True),
+    "options",
+    Column("units", right=True),
+    "pack",
+    Column("cost", right=True),
+    "currency",
+]
 
 
 def price_table(sheet: PriceSheet, provider: str | None = None) -> Iterator[dict[str, Any]]:

@@ -318,9 +318,12 @@ def sync_command(
         ledger.background_checkpoints() if wait else contextlib.nullcontext(),
     ):
         report = asyncio.run(run(ledger))
+        alerts = _deliver_alerts(ledger)
     if as_json:
-        echo_json(report.to_dict())
+        echo_json({**report.to_dict(), "alerts": None if alerts is None else alerts.to_dict()})
     else:
+        if alerts is not None and (alerts.attempts or alerts.forecasts):
+            click.echo(alerts.describe())
         if report.replayed:
             click.echo(f"attached {report.replayed} task id(s) from the accepted-tasks journal")
         click.echo(
@@ -342,6 +345,18 @@ def sync_command(
         )
     if report.errors or report.timed_out:
         sys.exit(1)
+
+
+def _deliver_alerts(ledger: Any) -> Any:
+    """``sync`` also delivers the ledger's due alerts (never failing the sync for them)."""
+    from klingcost.alerts import deliver_due
+    from klingcost.errors import LedgerError
+
+    try:
+        return deliver_due(ledger)
+    except LedgerError as exc:
+        click.echo(f"warning: alerts not delivered: {exc}", err=True)
+        return None
 
 
 @click.group("hooks")

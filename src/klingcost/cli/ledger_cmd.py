@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
 
@@ -24,7 +24,9 @@ from klingcost.cli._common import (
     ledger_option,
     open_read_only,
 )
+from klingcost.cli._output import Column, format_option, print_records
 from klingcost.errors import BudgetNotFound, HoldStateError, KlingcostError, LedgerNotFound
+from klingcost.forecast import Forecast
 from klingcost.ledger import HOLD_STATES, KEEP, Hold, Keep, Ledger, default_ledger_path
 from klingcost.money import UNIT_EXPONENT, fixed, format_amount, format_minor
 from klingcost.periods import PERIODS
@@ -35,20 +37,6 @@ def _open(path: str | None, *, create: bool = False) -> Ledger:
     """The ledger at ``path``; only ``budget set`` starts a new one (a mistyped path given to
     any other command is an error, not an empty ledger)."""
     return Ledger.open(path, create=create)
-
-
-def _table(headers: list[str], rows: Iterable[list[str]], right: set[int]) -> str:
-    """An aligned text table; columns in ``right`` are right-aligned (amounts)."""
-    body = [headers, *rows]
-    widths = [max(len(row[i]) for row in body) for i in range(len(headers))]
-    lines = []
-    for row in body:
-        cells = [
-            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
-            for i, cell in enumerate(row)
-        ]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
 
 
 def _percent(status: BudgetStatus) -> str:
@@ -177,50 +165,58 @@ def _currency_note(team: str, currency: str) -> str:
 @budget_group.command("show", epilog=EXIT_CODES_HELP)
 @click.argument("team", required=False)
 @ledger_option
-@json_option
-def budget_show(team: str | None, ledger_path: str | None, as_json: bool) -> None:
+@format_option()
+def budget_show(team: str | None, ledger_path: str | None, fmt: str) -> None:
     """Show TEAM's budget in its current period (or every budget): limit, posted, held,
     available, the period window and the share used."""
     with open_read_only(ledger_path) as ledger:
         statuses = [ledger.budget_status(team)] if team else ledger.budgets()
-    if as_json:
-        data = [status_dict(s) for s in statuses]
-        echo_json(data[0] if team else data)
-        return
-    if not statuses:
-        click.echo("no budgets yet; create one with: klingcost budget set TEAM --limit N")
-    click.echo("\n\n".join(render_status(s) for s in statuses))
+        forecasts = {s.team: ledger.forecast(s.team) for s in statuses}
+    if fmt == "json" and team:  # one budget is one object, as it always was
+        echo_json(status_dict(statuses[0], forecasts[team]))
+    elif fmt != "table":
+        records = [status_dict(s, forecasts[s.team]) for s in statuses]
+        print_records(records, BUDGET_COLUMNS, fmt)
+    elif not statuses:
+        click.echo(NO_BUDGETS)
+    else:
+        click.echo("\n\n".join(render_status(s, forecasts[s.team]) for s in statuses))
+
+
+NO_BUDGETS = "no budgets yet; create one with: klingcost budget set TEAM --limit N"
+
+
+def _used(record: Mapping[str, Any]) -> str:
+    """Share used for people, to one decimal (the exact share is in --json)."""
+    limit, used = record["limit_minor"], record["posted_minor"] + record["held_minor"]
+    if limit == 0:
+        return "-" if used == 0 else "over"
+    tenths = used * 1000 // limit
+    return f"{tenths // 10}.{tenths % 10}%"
+
+
+#: The columns of ``budget list`` (and ``budget show`` in csv, md, html): the JSON has all.
+BUDGET_COLUMNS: list[str | Column] = [
+    "team",
+    "parent",
+    Column("unit", lambda r: f"units ({r['pack']})" if r["unit"] == UNITS else r["unit"]),
+    Column("period", lambda r: r["window"]["key"]),
+    Column("limit", right=True),
+    Column("posted", right=True),
+    Column("held", right=True),
+    Column("available", right=True),
+    Column("used", _used, right=True),
+]
 
 
 @budget_group.command("list", epilog=EXIT_CODES_HELP)
 @ledger_option
-@json_option
-def budget_list(ledger_path: str | None, as_json: bool) -> None:
+@format_option()
+def budget_list(ledger_path: str | None, fmt: str) -> None:
     """List every budget with its current period, in one table."""
     with open_read_only(ledger_path) as ledger:
         statuses = ledger.budgets()
-    if as_json:
-        echo_json([status_dict(s) for s in statuses])
-        return
-    if not statuses:
-        click.echo("no budgets yet; create one with: klingcost budget set TEAM --limit N")
-        return
-    headers = ["team", "parent", "unit", "period", "limit", "posted", "held", "available", "used"]
-    rows = [
-        [
-            s.team,
-            s.budget.parent or "-",
-            _unit_name(s),
-            s.window.key,
-            s.budget.format(s.limit),
-            s.budget.format(s.posted),
-            s.budget.format(s.held),
-            s.budget.format(s.available),
-            _percent(s),
-        ]
-        for s in statuses
-    ]
-    click.echo(_table(headers, rows, right={4, 5, 6, 7, 8}))
+    print_records([status_dict(s) for s in statuses], BUDGET_COLUMNS, fmt, empty=NO_BUDGETS)
 
 
 def _unit_name(status: BudgetStatus) -> str:
@@ -228,10 +224,12 @@ def _unit_name(status: BudgetStatus) -> str:
     return f"units ({budget.pack})" if budget.unit == UNITS else budget.unit
 
 
-def status_dict(status: BudgetStatus) -> dict[str, Any]:
-    """A budget status as JSON data: exact decimal strings, and ints in minor units."""
+def status_dict(status: BudgetStatus, forecast: Forecast | None = None) -> dict[str, Any]:
+    """A budget status as JSON data: exact decimal strings, and ints in minor units; with
+    ``forecast``, its ``{rate_per_day, runs_out_on, method}`` under ``forecast``."""
     b = status.budget
     window = status.window
+    extra = {} if forecast is None else {"forecast": forecast.to_dict()}
     return {
         "team": b.team,
         "parent": b.parent,
@@ -255,10 +253,11 @@ def status_dict(status: BudgetStatus) -> dict[str, Any]:
         "available_minor": status.available,
         "share_used": fixed(status.share_used, 4),
         "soft": format_amount(b.soft),
+        **extra,
     }
 
 
-def render_status(status: BudgetStatus) -> str:
+def render_status(status: BudgetStatus, forecast: Forecast | None = None) -> str:
     b = status.budget
     unit = _unit_name(status)
     window = status.window
@@ -276,8 +275,22 @@ def render_status(status: BudgetStatus) -> str:
         ["available", f"{b.format(status.available)} {unit}"],
         ["used", f"{_percent(status)} (alert at {_percent_of(b.soft)})"],
     ]
+    if forecast is not None:
+        rows += forecast_rows(forecast, unit)
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def forecast_rows(forecast: Forecast, unit: str) -> list[list[str]]:
+    """``burn rate`` and ``runs out`` lines of a budget, as ``budget show`` prints them."""
+    if forecast.runs_out_on is None:
+        out = "not at this rate (nothing settled in the days fitted)"
+    elif forecast.runs_out_early:
+        out = f"{forecast.runs_out_on}, before its period ends ({forecast.period_ends_on})"
+    else:
+        out = f"{forecast.runs_out_on}"
+    rate = f"{forecast.rate_text} {unit}/day: {forecast.method}"
+    return [["burn rate", rate], ["runs out", out]]
 
 
 # --- holds --------------------------------------------------------------------------------
@@ -290,15 +303,21 @@ def render_status(status: BudgetStatus) -> str:
     help="Only holds in this state (open: held, submitted or unknown).",
 )
 @click.option("--team", metavar="NAME", help="Only this team's holds.")
+@click.option(
+    "--refused",
+    is_flag=True,
+    help="List refused submissions instead (budget, concurrency): nothing was held for them.",
+)
 @ledger_option
-@json_option
+@format_option()
 @click.pass_context
 def holds_group(
     ctx: click.Context,
     state: str | None,
     team: str | None,
+    refused: bool,
     ledger_path: str | None,
-    as_json: bool,
+    fmt: str,
 ) -> None:
     """List holds: money reserved for jobs, until settled at the real charge or voided.
 
@@ -310,45 +329,50 @@ def holds_group(
     \b
       klingcost holds --state unknown
       klingcost holds void 42 --reason "the provider has no such task"
+      klingcost holds --refused --team acme
     """
     ctx.ensure_object(dict)
     ctx.obj["ledger_path"] = ledger_path
     if ctx.invoked_subcommand is not None:
         return
+    if refused:
+        from klingcost.cli.keys_cmd import print_refusals
+
+        print_refusals(ledger_path, team, fmt)
+        return
     with open_read_only(ledger_path) as ledger:
+        if team is not None:
+            ledger.get_budget(team)  # an unknown team is BudgetNotFound (exit 2), not "no holds"
         found = list(ledger.holds(state=state, team=team))
-    if as_json:
-        echo_json([hold_dict(h) for h in found])
-        return
-    if not found:
-        click.echo("no holds" + (f" in state {state}" if state else ""))
-        return
-    headers = ["id", "team", "state", "task", "estimate", "charged", "units", "reserved", "note"]
-    rows = [
-        [
-            str(h.id),
-            h.team,
-            h.state,
-            h.task_id or "-",
-            _cost(h.estimate.cost_minor, h.estimate.currency),
-            "-" if h.cost_minor is None else _cost(h.cost_minor, h.estimate.currency),
-            format_minor(
-                h.units_milli if h.units_milli is not None else h.estimate.units_milli,
-                UNIT_EXPONENT,
-            ),
-            h.reserved_at.strftime("%Y-%m-%d %H:%M:%S"),
-            h.reason or str(h.meta.get("model") or ""),
-        ]
-        for h in found
-    ]
-    click.echo(_table(headers, rows, right={0, 4, 5, 6}))
+    empty = "no holds" + (f" in state {state}" if state else "") + (f" of {team}" if team else "")
+    print_records([hold_dict(h) for h in found], HOLD_COLUMNS, fmt, empty=empty)
 
 
-def _cost(minor: int, currency: str) -> str:
-    exponent = CURRENCY_EXPONENTS.get(currency)
-    if exponent is None:
-        return f"{minor} {currency} (minor units)"
-    return f"{format_minor(minor, exponent)} {currency}"
+def _units_cell(record: Mapping[str, Any]) -> str:
+    charged = record["charged"]["units"]
+    return str(charged if charged is not None else record["estimate"]["units"])
+
+
+def _money_cell(amount: str | None, record: Mapping[str, Any]) -> str | None:
+    if amount is None:
+        return None
+    if record["currency"] not in CURRENCY_EXPONENTS:
+        return f"{amount} {record['currency']} (minor units)"
+    return f"{amount} {record['currency']}"
+
+
+#: The columns of ``holds`` (its JSON has every field).
+HOLD_COLUMNS: list[str | Column] = [
+    Column("id", right=True),
+    "team",
+    "state",
+    Column("task", lambda r: r["task_id"]),
+    Column("estimate", lambda r: _money_cell(r["estimate"]["cost"], r), right=True),
+    Column("charged", lambda r: _money_cell(r["charged"]["cost"], r), right=True),
+    Column("units", _units_cell, right=True),
+    Column("reserved", lambda r: r["reserved_at"][:19].replace("T", " ")),
+    Column("note", lambda r: r["reason"] or str(r["meta"].get("model") or "")),
+]
 
 
 def hold_dict(hold: Hold) -> dict[str, Any]:

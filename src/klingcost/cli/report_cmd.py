@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import json
 import re
 import sys
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from klingcost.cli._common import (
     open_read_only,
     pricing_option,
 )
+from klingcost.cli._output import Column, format_option, print_records
 
 if TYPE_CHECKING:
     from klingcost.ledger import Ledger
@@ -93,14 +95,10 @@ def _output(path: str | None) -> Iterator[IO[str]]:
     help="Group by any of team, model, mode, endpoint, pack and one of day, week, month,"
     " joined by commas.",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "csv", "json", "md", "html"]),
-    default="table",
-    show_default=True,
-    help="table for a terminal; csv and json keep stable column names; html is one"
-    " self-contained page with a chart.",
+@format_option(
+    ("table", "csv", "json", "jsonl", "md", "html"),
+    help="table for a terminal; csv, json and jsonl keep stable column names; html is one"
+    " self-contained page with a chart. --json is short for --format json.",
 )
 @click.option("-o", "--output", metavar="FILE", help="Write to FILE instead of standard output.")
 @click.option(
@@ -138,8 +136,8 @@ def report_command(
         keys = reports.parse_group_by(by)
     except reports.ReportError as exc:
         raise click.BadParameter(str(exc).removeprefix("--by: "), param_hint="--by") from None
-    if tasks and fmt not in ("csv", "json"):
-        raise click.BadParameter("--tasks writes csv or json", param_hint="--format")
+    if tasks and fmt not in ("csv", "json", "jsonl"):
+        raise click.BadParameter("--tasks writes csv, json or jsonl", param_hint="--format")
     with open_read_only(ledger_path) as ledger:
         try:
             below = [] if team is None else reports.budgets_below(ledger, team)
@@ -154,7 +152,7 @@ def report_command(
                     )
                 else:
                     rows = reports.task_rows(ledger, since=first, until=last, team=team)
-                    count = reports.export_tasks_json(rows, out)
+                    count = reports.export_tasks_json(rows, out, lines=fmt == "jsonl")
             _done(output)
             if count == 0 and below:
                 click.echo(_only_below(team, below, first, last), err=True)
@@ -172,6 +170,9 @@ def report_command(
             reports.write_csv(report, out)
         elif fmt == "json":
             reports.write_json(report, out)
+        elif fmt == "jsonl":  # one row per line, totals last (kind "total"), as the CSV
+            for row in (*report.rows, *report.totals):
+                out.write(json.dumps(row.to_dict(), ensure_ascii=False) + "\n")
         elif fmt == "md":
             reports.write_markdown(report, out)
         elif not report.rows and below:
@@ -233,7 +234,7 @@ def _tolerance(ctx: click.Context, param: click.Parameter, value: str) -> Any:
     help="Tasks listed per job class (flagged first, then the largest variance).",
 )
 @ledger_option
-@json_option
+@format_option()
 def reconcile_command(
     since: str | None,
     until: str | None,
@@ -241,7 +242,7 @@ def reconcile_command(
     strict: bool,
     limit: int,
     ledger_path: str | None,
-    as_json: bool,
+    fmt: str,
 ) -> None:
     """Estimated against charged units per job class (endpoint, model, mode, duration, sound,
     video reference, n): count, agreement rate, drift, largest variance, the tasks that
@@ -256,10 +257,13 @@ def reconcile_command(
     first, last = _window(since, until)
     with open_read_only(ledger_path) as ledger:
         result = reconcile(ledger, since=first, until=last, tolerance=tolerance, limit=limit)
-    if as_json:
+    if fmt == "json":  # the whole reconciliation, window and totals too, as it always was
         echo_json(result.to_dict())
-    else:
+    elif fmt == "table":
         click.echo(_render_reconciliation(result))
+    else:  # one record per job class
+        classes = result.to_dict()["classes"]
+        print_records(classes, RECONCILE_COLUMNS, fmt)
     if strict and result.strict_problems():
         if result.drifting:
             labels = ", ".join(c.job.label for c in result.drifting)
@@ -271,6 +275,22 @@ def reconcile_command(
         for problem in result.strict_problems()[1 if result.drifting else 0 :]:
             click.echo(f"Error: {problem}", err=True)
         sys.exit(EXIT_ERROR)
+
+
+#: The columns of ``reconcile`` in csv and md (jsonl has every field of a job class).
+RECONCILE_COLUMNS: list[str | Column] = [
+    "label",
+    Column("settled", right=True),
+    Column("compared", right=True),
+    Column("agreeing", right=True),
+    Column("agreement_rate", right=True),
+    Column("drift", right=True),
+    Column("estimated_units", right=True),
+    Column("charged_units", right=True),
+    Column("largest_variance_units", right=True),
+    "beyond_tolerance",
+    Column("flags", lambda r: ", ".join(f"{k} {v}" for k, v in r["flags"].items() if v)),
+]
 
 
 def _pct(share: Any) -> str:
