@@ -59,17 +59,11 @@ def exit_code_for(exc: BaseException) -> int:
 
 
 def read_input(source: IO[str], param_hint: str = "FILE") -> str:
-    """The whole of a FILE|- argument opened as UTF-8 text; a file that is not is bad input.
+    """The whole of a FILE|- argument as text: UTF-8 with or without a byte-order mark, or
+    UTF-16 (see :mod:`klingcost.cli._input`); anything else is bad input, named."""
+    from klingcost.cli._input import read_source
 
-    click opens the file lazily, so its bytes are decoded here, on read, not by click."""
-    try:
-        return source.read()
-    except UnicodeDecodeError as exc:
-        raise click.BadParameter(
-            f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at position {exc.start}): "
-            "save the file as UTF-8",
-            param_hint=param_hint,
-        ) from None
+    return read_source(source, param_hint)
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:

@@ -21,6 +21,7 @@ from klingcost.cli._common import (
     EXIT_ERROR,
     EXIT_INVALID,
     EXIT_OK,
+    EXIT_REFUSED,
     echo_json,
     exit_code_for,
     fail,
@@ -30,10 +31,11 @@ from klingcost.cli._common import (
     read_input,
     split_job,
 )
+from klingcost.cli._input import single_document
 from klingcost.money import format_amount, format_minor
 
 if TYPE_CHECKING:
-    from klingcost.guard import Submission
+    from klingcost.guard import GuardedClient, Submission
 
 
 base_url_option = click.option(
@@ -108,7 +110,17 @@ def submit_command(
     from klingcost.guard import GuardedClient, stays_counted
     from klingcost.sheet import PRICING_ENV, load_sheet
 
-    endpoint, body = split_job(_read_body(source), endpoint)
+    text = read_input(source)
+    document = single_document(text)
+    if document is None:  # a JSON Lines batch: each line guarded on its own
+        if wait:
+            raise click.BadParameter(
+                "--wait takes one job; submit the batch without it, then run `klingcost sync "
+                "--wait` to settle every task",
+                param_hint="--wait",
+            )
+    else:
+        job_endpoint, body = split_job(document, endpoint)
     # Without --pricing or KLINGCOST_PRICING the guard prices with the ledger's published
     # sheet (or the bundled one when it publishes none).
     local = pricing_path or os.environ.get(PRICING_ENV)
@@ -121,8 +133,10 @@ def submit_command(
         hook_url=hook_url,
         external_ids=external_ids,
     ) as guard:
+        if document is None:
+            sys.exit(submit_batch(guard, text, team, endpoint, key, as_json))
         try:
-            submission = guard.submit(endpoint, body, key=key)
+            submission = guard.submit(job_endpoint, body, key=key)
         except errors.KlingAPIError as exc:  # say what became of the hold, too
             fail("\n".join([str(exc), *getattr(exc, "__notes__", ())]), exit_code_for(exc))
         except KeyboardInterrupt as exc:  # the guard's note names the hold that stays counted
@@ -193,16 +207,79 @@ def _echo_submission(team: str, submission: Submission) -> None:
     click.echo(f"hold {hold.id} on {team}: {hold.state}, task {hold.task_id}")
 
 
-def _read_body(source: IO[str]) -> Any:
-    text = read_input(source)
-    try:
-        return loads(text)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(
-            f"not JSON: {exc.msg} at line {exc.lineno}", param_hint="FILE"
-        ) from None
-    except JSONInputError as exc:  # a number or nesting out of bounds
-        raise click.BadParameter(f"not JSON: {exc}", param_hint="FILE") from None
+def submit_batch(
+    guard: GuardedClient,
+    text: str,
+    team: str,
+    endpoint: str | None,
+    key: str | None,
+    as_json: bool,
+) -> int:
+    """Submit each line of a JSON Lines batch through the guard on its own: a line refused by
+    a budget or invalid does not stop the others. Returns the exit code: 3 if any line was
+    refused, else 2 if any was invalid, else 1 if any failed, else 0. With ``key``, line N's
+    idempotency key is ``KEY:N``, so a rerun of the same batch sends nothing twice."""
+    results: list[dict[str, Any]] = []
+    counts = {"submitted": 0, "refused": 0, "invalid": 0, "failed": 0}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        result: dict[str, Any] = {"line": number}
+        try:
+            try:
+                value = loads(line)
+            except (json.JSONDecodeError, JSONInputError) as exc:
+                raise click.BadParameter(f"not JSON: {exc}") from None
+            job_endpoint, body = split_job(value, endpoint)
+            submission = guard.submit(
+                job_endpoint, body, key=None if key is None else f"{key}:{number}"
+            )
+        except KeyboardInterrupt as exc:
+            said = "; ".join(getattr(exc, "__notes__", ()))
+            _echo_batch(results, counts, as_json)
+            fail(f"interrupted at line {number}" + (f": {said}" if said else ""))
+        except (errors.BudgetExceeded, errors.BudgetCannotCount) as exc:
+            result.update(outcome="refused", message=str(exc))
+        except (errors.KlingcostError, click.BadParameter) as exc:
+            message = exc.message if isinstance(exc, click.BadParameter) else str(exc)
+            notes: tuple[str, ...] = tuple(getattr(exc, "__notes__", ()))
+            invalid = isinstance(exc, click.BadParameter) or exit_code_for(exc) == EXIT_INVALID
+            result.update(
+                outcome="invalid" if invalid else "failed",
+                message="; ".join([message, *notes]),
+            )
+        else:
+            data = _submission_dict(team, submission)
+            result.update(outcome="submitted", **data)
+        counts[result["outcome"]] += 1
+        results.append(result)
+        if not as_json:
+            click.echo(_batch_line(result))
+    _echo_batch(results, counts, as_json)
+    if counts["refused"]:
+        return EXIT_REFUSED
+    if counts["invalid"]:
+        return EXIT_INVALID
+    return EXIT_ERROR if counts["failed"] else EXIT_OK
+
+
+def _batch_line(result: dict[str, Any]) -> str:
+    if result["outcome"] == "submitted":
+        return (
+            f"line {result['line']}: hold {result['hold']} on {result['team']}: "
+            f"{result['state']}, task {result['task_id']}"
+        )
+    return f"line {result['line']}: {result['outcome']}: {result['message']}"
+
+
+def _echo_batch(results: list[dict[str, Any]], counts: dict[str, int], as_json: bool) -> None:
+    if as_json:
+        echo_json({"results": results, "totals": {"lines": len(results), **counts}})
+        return
+    click.echo(
+        f"total: {len(results)} line(s): {counts['submitted']} submitted, {counts['refused']} "
+        f"refused by a budget, {counts['invalid']} invalid, {counts['failed']} failed"
+    )
 
 
 @click.command("sync", epilog=EXIT_CODES_HELP)
