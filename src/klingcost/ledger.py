@@ -73,10 +73,11 @@ from klingcost.errors import (
     InvalidAmountError,
     LedgerError,
     LedgerNotFound,
+    LedgerSetupError,
     LedgerValueError,
     SheetMismatchError,
 )
-from klingcost.money import exact, format_amount
+from klingcost.money import exact, format_amount, format_minor
 from klingcost.periods import Period, period_key, window_for
 
 if TYPE_CHECKING:
@@ -106,6 +107,26 @@ def default_ledger_path(environ: Mapping[str, str] | None = None) -> Path | str:
     home = env.get("KLINGCOST_HOME")
     base = Path(home).expanduser() if home else Path.home() / ".klingcost"
     return base / "ledger.db"
+
+
+def prepare_home(file: Path) -> None:
+    """Make the default ledger's folder (``$KLINGCOST_HOME`` or ``~/.klingcost``) before a new
+    ledger is made in it, or say in one line why it cannot be (LedgerSetupError, exit 2)."""
+    if file.exists():
+        return
+    folder = file.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LedgerSetupError(
+            f"cannot create the klingcost home {folder}: {exc.strerror or exc}; set "
+            "KLINGCOST_HOME to a folder you can write, or give --ledger PATH"
+        ) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise LedgerSetupError(
+            f"cannot write a new ledger in the klingcost home {folder}: permission denied; "
+            "set KLINGCOST_HOME to a folder you can write, or give --ledger PATH"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -589,6 +610,8 @@ class Ledger:
         its own) is refused with LedgerSetupError: see :mod:`klingcost._one_path`.
         """
         location = os.fspath(path) if path is not None else default_ledger_path()
+        if create and not read_only and path is None and not os.environ.get("KLINGCOST_LEDGER"):
+            prepare_home(Path(location))
         if (read_only or not create) and not is_postgres_url(location):
             file = Path(location).expanduser()
             if not file.exists():
@@ -1810,10 +1833,18 @@ def _dt(text: str) -> datetime:
 def _same_reservation(existing: Hold, team: str, amounts: HoldAmounts) -> Hold:
     if existing.team != team or existing.estimate != amounts:
         raise HoldStateError(
-            f"key {existing.key!r} already names hold {existing.id} for {existing.team!r} "
-            f"({existing.estimate}); a different reservation needs another key"
+            f"key {existing.key!r} already names hold {existing.id} of {existing.team} "
+            f"({_amounts_text(existing.estimate)}), and this reservation is "
+            f"{_amounts_text(amounts)} on {team}: give another key for another job"
         )
     return existing
+
+
+def _amounts_text(amounts: HoldAmounts) -> str:
+    """A hold's amounts for people: ``7 video units, 105000 credits``."""
+    exponent = CURRENCY_EXPONENTS.get(amounts.currency, 0)
+    units = f"{format_minor(amounts.units_milli, 3)} {amounts.pack} units"
+    return f"{units}, {format_minor(amounts.cost_minor, exponent)} {amounts.currency}"
 
 
 def _exceeded(

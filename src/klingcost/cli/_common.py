@@ -14,6 +14,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
@@ -126,11 +127,36 @@ def json_option(func: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(func)
 
 
+def _ledger_place(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A ledger file someone names must be in a folder that exists and can be written: a
+    typo never makes a tree of folders, nor fails later as an unexpected error (exit 2)."""
+    if not value or "://" in value:
+        return value
+    file = Path(value).expanduser()
+    if file.exists():
+        return value
+    folder = file.parent
+    if not folder.is_dir():
+        raise click.BadParameter(
+            f"no ledger at {file}, and no folder {folder} to make one in: create the folder "
+            f"first (mkdir -p {folder}) or give another path",
+            param_hint="--ledger / KLINGCOST_LEDGER",
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise click.BadParameter(
+            f"{folder} cannot be written, so no ledger can be made in it: give a path in a "
+            "folder you can write",
+            param_hint="--ledger / KLINGCOST_LEDGER",
+        )
+    return value
+
+
 def ledger_option(func: F) -> F:
     return click.option(
         "--ledger",
         "ledger_path",
         envvar="KLINGCOST_LEDGER",
+        callback=_ledger_place,
         metavar="PATH",
         help="The ledger file (env KLINGCOST_LEDGER; default $KLINGCOST_HOME/ledger.db).",
     )(func)
