@@ -38,6 +38,38 @@ if TYPE_CHECKING:
     from klingcost.guard import GuardedClient, Submission
 
 
+def _check_base_url(value: str | None) -> str | None:
+    """--base-url / KLINGCOST_BASE_URL: an http(s) URL with a host, checked before anything is
+    held or sent (exit 2)."""
+    from urllib.parse import urlsplit
+
+    if value is None or not value.strip():
+        return None
+    try:
+        parts = urlsplit(value.strip())
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018  # a port that is no number raises here
+    except ValueError:
+        ok = False
+    if not ok:
+        raise click.BadParameter(
+            f"{value!r} is not an http(s) URL with a host: give one such as "
+            "https://api.openai-hk.com/kling, or the URL `klingcost fake-server` printed",
+            param_hint="--base-url / KLINGCOST_BASE_URL",
+        )
+    return value.strip()
+
+
+def _need_api_key() -> None:
+    """Without KLINGCOST_API_KEY nothing can be sent: say so before anything is held, in the
+    command line's words (the library's message speaks of its api_key= argument)."""
+    if not os.environ.get("KLINGCOST_API_KEY", "").strip():
+        fail(
+            "no Kling API key: export KLINGCOST_API_KEY=<your key> (against `klingcost "
+            "fake-server`, the key it printed)"
+        )
+
+
 base_url_option = click.option(
     "--base-url",
     envvar="KLINGCOST_BASE_URL",
@@ -112,6 +144,8 @@ def submit_command(
 
     text = read_input(source)
     document = single_document(text)
+    _need_api_key()
+    base_url = _check_base_url(base_url)
     if document is None:  # a JSON Lines batch: each line guarded on its own
         if wait:
             raise click.BadParameter(
@@ -137,27 +171,30 @@ def submit_command(
             sys.exit(submit_batch(guard, text, team, endpoint, key, as_json))
         try:
             submission = guard.submit(job_endpoint, body, key=key)
+        except errors.HoldStateError as exc:  # --key reused for another job: the input's fault
+            fail(str(exc), EXIT_INVALID)
         except errors.KlingAPIError as exc:  # say what became of the hold, too
             fail("\n".join([str(exc), *getattr(exc, "__notes__", ())]), exit_code_for(exc))
         except KeyboardInterrupt as exc:  # the guard's note names the hold that stays counted
             notes = getattr(exc, "__notes__", ())
             fail("interrupted: " + ("; ".join(notes) or "no hold was placed and nothing was sent"))
         data = _submission_dict(team, submission)
-        if not as_json:  # before waiting: whatever the wait meets, the task id is on screen
-            _echo_submission(team, submission)
-        if not wait:
-            if as_json:
-                echo_json(data)
-            return
         code = EXIT_OK
         outcome: dict[str, str | None]
-        try:
+        try:  # from here on a hold is placed: an interrupt says what becomes of it
+            if not as_json:  # before waiting: whatever the wait meets, the task id is on screen
+                _echo_submission(team, submission)
+            if not wait:
+                if as_json:
+                    echo_json(data)
+                return
             resolution = guard.wait(submission, interval=interval, timeout=timeout)
         except TimeoutError as exc:
             outcome = {"action": "timeout", "note": f"{exc}: `klingcost sync` settles it later"}
             code = EXIT_ERROR
         except KeyboardInterrupt:
-            fail(f"interrupted while waiting: {stays_counted(submission.hold, team)}")
+            when = "while waiting" if wait else "after sending"
+            fail(f"interrupted {when}: {stays_counted(submission.hold, team)}")
         except errors.KlingcostError as exc:
             outcome = {"action": "error", "note": f"{exc}: `klingcost sync` settles it later"}
             code = exit_code_for(exc)
@@ -243,7 +280,10 @@ def submit_batch(
         except (errors.KlingcostError, click.BadParameter) as exc:
             message = exc.message if isinstance(exc, click.BadParameter) else str(exc)
             notes: tuple[str, ...] = tuple(getattr(exc, "__notes__", ()))
-            invalid = isinstance(exc, click.BadParameter) or exit_code_for(exc) == EXIT_INVALID
+            invalid = (
+                isinstance(exc, click.BadParameter | errors.HoldStateError)
+                or exit_code_for(exc) == EXIT_INVALID
+            )
             result.update(
                 outcome="invalid" if invalid else "failed",
                 message="; ".join([message, *notes]),
@@ -346,6 +386,8 @@ def sync_command(
     from klingcost.ledger import Ledger
     from klingcost.sync import SyncReport, sync_holds
 
+    _need_api_key()
+    base_url = _check_base_url(base_url)
     evidence: dict[str, Any] = {
         "not_found_answers": not_found_answers,
         "not_found_window": timedelta(minutes=not_found_window),
@@ -460,7 +502,23 @@ def _listen(host: str, port: int) -> socket.socket:
     try:
         return listening_socket(host, port)
     except OSError as exc:  # a taken port, an address not ours, a name that does not resolve
-        fail(f"cannot listen on {address(host, port)}: {exc.strerror or exc}")
+        fail(f"cannot listen on {address(host, port)}: {exc.strerror or exc}{port_hint(exc)}")
+
+
+#: ``hooks serve``'s default port: beside ``fake-server``'s 8787, so both run at once.
+HOOKS_PORT = 8788
+
+
+def port_hint(exc: OSError) -> str:
+    """What to do about a port another program holds (nothing for other failures)."""
+    import errno
+
+    if exc.errno != errno.EADDRINUSE:
+        return ""
+    return (
+        " (another program listens there: stop it, or pick another port with --port N; "
+        "--port 0 takes any free one)"
+    )
 
 
 @hooks_group.command("serve", epilog=EXIT_CODES_HELP)
@@ -468,9 +526,9 @@ def _listen(host: str, port: int) -> socket.socket:
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),
-    default=8787,
+    default=HOOKS_PORT,
     show_default=True,
-    help="Port to listen on (0: any free port).",
+    help="Port to listen on (0: any free port; fake-server's default is 8787).",
 )
 @click.option(
     "--secret",
@@ -552,7 +610,10 @@ def hooks_serve_command(
     )
 
     hook_secret = _hook_secret(secret)
-    client = AsyncKlingClient(base_url=base_url) if confirm else None  # no key: fails first
+    if confirm:
+        _need_api_key()
+    base_url = _check_base_url(base_url)
+    client = AsyncKlingClient(base_url=base_url) if confirm else None
     with (
         _listen(host, port) as sock,
         Ledger.open(ledger_path) as ledger,
@@ -561,8 +622,11 @@ def hooks_serve_command(
         app = create_app(ledger, hook_secret, client=client, close_client=True)
         url = f"http://{address(host, sock.getsockname()[1])}/hooks/{hook_secret}"
         click.echo(f"hook URL: {url}")
-        click.echo("set it for submitters: export KLINGCOST_HOOK_URL=<that URL>")
-        server = uvicorn.Server(uvicorn_config(app, limits, host=host, port=port))
+        click.echo(f"set it for submitters: export KLINGCOST_HOOK_URL={url}")
+        click.echo("each callback is logged below, one line each (Ctrl-C to stop)")
+        from klingcost.cli._hooklog import logged
+
+        server = uvicorn.Server(uvicorn_config(logged(app), limits, host=host, port=port))
         try:
             server.run(sockets=[sock])
         except KeyboardInterrupt:
