@@ -266,3 +266,14 @@ def test_ctrl_c_while_waiting_says_the_hold_stays_open(
     assert "interrupted while waiting: hold 1 on 'studio' stays counted" in err, (lines, err)
     assert "`klingcost sync` settles it when the task ends" in err and "Traceback" not in err
     assert holds(env) == ["submitted"]
+
+
+@pytest.mark.parametrize("command", [["sync", "--team", "nosuch"], ["submit", "-t", "nosuch"]])
+def test_an_unknown_team_is_invalid_input(
+    env: dict[str, str], fake: FakeKling, tmp_path: Path, command: list[str]
+) -> None:
+    extra = ["-e", ENDPOINT, body(tmp_path)] if command[0] == "submit" else []
+    result = run(env, *command, *extra)
+    assert result.exit_code == 2
+    assert "no budget named 'nosuch'" in one_line(result)
+    assert holds(env) == [] and fake.requests() == []

@@ -428,6 +428,8 @@ def sync_command(
         Ledger.open(ledger_path) as ledger,
         ledger.background_checkpoints() if wait else contextlib.nullcontext(),
     ):
+        if team is not None:
+            ledger.get_budget(team)  # an unknown team is BudgetNotFound (exit 2), not "0 examined"
         report = asyncio.run(run(ledger))
     if as_json:
         echo_json(report.to_dict())
