@@ -17,7 +17,7 @@ RECORDS: list[dict[str, Any]] = [
     {"id": 1, "team": "acme", "spent": "1234.50", "meta": {"model": "kling-v2"}},
     {"id": 22, "team": "=HYPERLINK(1)", "spent": "-5", "meta": None},
 ]
-COLUMNS = ["id", "team", Column("spent", right=True)]
+COLUMNS: list[str | Column] = ["id", "team", Column("spent", right=True)]
 
 
 @click.command()

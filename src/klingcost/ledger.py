@@ -2294,7 +2294,6 @@ def _share_of_day(instant: datetime) -> Fraction:
     return Fraction(gone // timedelta(microseconds=1), 86_400_000_000)
 
 
-
 def _first(row: tuple[Any, ...]) -> Any:
     return row[0]
 
