@@ -222,6 +222,7 @@ def test_the_fake_prints_the_key_it_made_and_takes_only_it(tmp_path: Path) -> No
 
 
 def test_hooks_serve_prints_the_real_export_line_and_logs_callbacks(tmp_path: Path) -> None:
+    Ledger.open(tmp_path / "ledger.db").close()  # hooks serve settles holds: it must exist
     command = [*CLI, "hooks", "serve", "--no-confirm", "--port", "0", "--secret", SECRET]
     process = subprocess.Popen(command, env=server_env(tmp_path), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)  # fmt: skip
