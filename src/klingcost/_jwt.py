@@ -9,6 +9,7 @@ Claims are checked by the caller (:mod:`klingcost.keys`), which knows what each 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -31,7 +32,10 @@ def _b64encode(data: bytes) -> str:
 def _b64decode(text: str) -> bytes:
     if not text or any(c not in _ALPHABET for c in text):
         raise TokenError("a token part is not base64url")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except binascii.Error:  # a length no encoding gives (4n + 1 characters)
+        raise TokenError("a token part is not base64url") from None
 
 
 _ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
