@@ -33,7 +33,9 @@ def ledger(make_ledger: Callable[..., Ledger]) -> Ledger:
 def _jwt_for(made: NewKey, **claims: Any) -> str:
     at = int(time.time())
     payload = {"iss": made.api_key.access_key, "exp": at + 1800, "nbf": at - 5, **claims}
-    return _jwt.encode({k: v for k, v in payload.items() if v is not None}, made.secret_key.encode())
+    return _jwt.encode(
+        {k: v for k, v in payload.items() if v is not None}, made.secret_key.encode()
+    )
 
 
 def _refused(ledger: Ledger, header: str | None, **options: Any) -> KeyRefused:
