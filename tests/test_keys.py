@@ -166,13 +166,30 @@ def test_a_cached_key_is_refused_once_the_cache_bound_passes(ledger: Ledger) -> 
     made = create_key(ledger, "acme", secret=SECRET)
     cache = KeyCache(ttl=0.3)
     now = datetime.now(UTC)
-    authenticate(ledger, f"Bearer {made.key}", secret=SECRET, now=now, cache=cache)
+    token = f"Bearer {_jwt_for(made, exp=int(now.timestamp()) + 60)}"
+    for header in (f"Bearer {made.key}", token, token):  # the token twice: checked, then known
+        assert authenticate(ledger, header, secret=SECRET, now=now, cache=cache).id == made.id
     ledger.revoke_key(made.id)
     # Within the bound the cached row may still answer (this is the documented promise) ...
     authenticate(ledger, f"Bearer {made.key}", secret=SECRET, now=now, cache=cache)
     time.sleep(0.35)
-    # ... and past it the revocation holds.
+    # ... and past it the revocation holds, for the bearer key and the known token alike.
     assert _refused(ledger, f"Bearer {made.key}", cache=cache).code == 1000
+    assert _refused(ledger, token, cache=cache).code == 1000
+
+
+def test_a_known_token_is_still_refused_once_it_expires(ledger: Ledger) -> None:
+    made = create_key(ledger, "acme", secret=SECRET)
+    cache = KeyCache()
+    now = datetime.now(UTC)
+    token = f"Bearer {_jwt_for(made, exp=int(now.timestamp()) + 60)}"
+    authenticate(ledger, token, secret=SECRET, now=now, cache=cache)
+    later = now + timedelta(seconds=75)
+    with pytest.raises(KeyRefused) as caught:
+        authenticate(ledger, token, secret=SECRET, now=later, cache=cache)
+    assert caught.value.code == 1004
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    assert _refused(ledger, forged, cache=cache).code == 1002  # a known token's cousin is not
 
 
 def test_every_secret_comparison_is_constant_time(
