@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import stat
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -237,6 +238,29 @@ def test_the_secret_file_is_made_private_once_and_reused(tmp_path: Path) -> None
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert keys.server_secret(env) == first and len(first) >= 64
     assert [p.name for p in path.parent.iterdir()] == [keys.SECRET_FILE]  # no temporary left
+
+
+def test_workers_starting_together_share_one_secret(tmp_path: Path) -> None:
+    env = {"KLINGCOST_HOME": str(tmp_path / "home")}
+    start = threading.Barrier(8)
+    seen: list[bytes] = []
+
+    def first_use() -> None:
+        start.wait()
+        seen.append(keys.server_secret(env))
+
+    threads = [threading.Thread(target=first_use) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(seen) == 8 and len(set(seen)) == 1
+
+
+def test_an_unusable_home_is_a_secret_error_not_a_crash(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x", encoding="utf-8")
+    with pytest.raises(ProxySecretError, match="cannot read the proxy's server secret"):
+        keys.server_secret({"KLINGCOST_HOME": str(tmp_path / "file" / "home")})
 
 
 def test_a_secret_file_others_can_read_is_refused(tmp_path: Path) -> None:
