@@ -382,3 +382,22 @@ def test_a_given_http_client_is_used_and_not_closed(quiet: Ledger) -> None:
         report = alerts.deliver_due(quiet, http_client=client, forecasts=False)
         assert not client.is_closed
     assert report.delivered == 1 and seen[0].url.host == "a.example"
+
+
+def test_on_postgres_a_second_deliverer_skips_rows_another_is_claiming() -> None:
+    # READ COMMITTED lets two transactions read the same due rows: the claim locks them and
+    # the other deliverer passes over the locked ones (SKIP LOCKED) instead of sending again.
+    import psycopg
+
+    from conftest import fresh_postgres_url
+
+    with fresh_postgres_url() as url, Ledger.open(url) as ledger:
+        ledger.deliver_in_background = False
+        ledger.set_budget("acme", limit=10_000)
+        ledger.add_alert_rule("acme", channel="webhook", url="https://a.example/hook")
+        ledger.reserve("acme", credits(9_000))
+        with psycopg.connect(url) as other:  # a deliverer in the middle of its claim
+            other.execute("SELECT id FROM alert_outbox FOR UPDATE").fetchall()
+            assert ledger.claim_due_alerts(now=datetime.now(UTC), lease=alerts.LEASE) == []
+            other.rollback()
+        assert len(ledger.claim_due_alerts(now=datetime.now(UTC), lease=alerts.LEASE)) == 1

@@ -174,9 +174,8 @@ def message_text(ledger: Ledger, alert: PendingAlert) -> str:
         if d.get("budget"):
             what += f" by budget {budget}"
         if d.get("needed") is not None:
-            what += f": needed {d['needed']} {d.get('unit') or ''}, {d.get('left')} left".replace(
-                "  ", " "
-            )
+            unit = f" {d['unit']}" if d.get("unit") else ""
+            what += f": needed {d['needed']}{unit}, {d.get('left')} left"
             what += f" in {d['period']}" if d.get("period") else ""
         minutes = int(REFUSAL_WINDOW.total_seconds() // 60)
         what += f" (further refusals in the next {minutes} minutes are not alerted again)"

@@ -1975,7 +1975,10 @@ class Ledger:
         with self.reading():
             if not _outbox.any_due(self._db, now):
                 return []
-        return self._write(lambda conn: _outbox.claim_due(conn, now, lease, limit))
+        skip = self._locks_rows
+        return self._write(
+            lambda conn: _outbox.claim_due(conn, now, lease, limit, skip_locked=skip)
+        )
 
     def record_alert_attempt(
         self, outbox_id: int, *, at: datetime, error: str | None, next_at: datetime | None

@@ -33,7 +33,9 @@ from klingcost.cli._common import (
 from klingcost.money import format_amount, format_minor
 
 if TYPE_CHECKING:
+    from klingcost.alerts import DeliveryReport
     from klingcost.guard import Submission
+    from klingcost.ledger import Ledger
 
 
 base_url_option = click.option(
@@ -339,7 +341,7 @@ def sync_command(
         sys.exit(1)
 
 
-def _deliver_alerts(ledger: Any) -> Any:
+def _deliver_alerts(ledger: Ledger) -> DeliveryReport | None:
     """``sync`` also delivers the ledger's due alerts (never failing the sync for them)."""
     from klingcost.alerts import deliver_due
     from klingcost.errors import LedgerError
