@@ -401,3 +401,11 @@ def test_on_postgres_a_second_deliverer_skips_rows_another_is_claiming() -> None
             assert ledger.claim_due_alerts(now=datetime.now(UTC), lease=alerts.LEASE) == []
             other.rollback()
         assert len(ledger.claim_due_alerts(now=datetime.now(UTC), lease=alerts.LEASE)) == 1
+
+
+def test_a_renamed_budget_keeps_its_alert_rules(quiet: Ledger) -> None:
+    rule = quiet.add_alert_rule("acme", channel="webhook", url="https://a.example/hook")
+    quiet.rename_budget("acme", "acme-video")
+    assert [(r.id, r.team) for r in quiet.alert_rules()] == [(rule.id, "acme-video")]
+    quiet.reserve("acme-video", credits(9_000))  # its crossing reaches the same rule
+    assert [row.rule_id for row in quiet.alert_outbox()] == [rule.id]

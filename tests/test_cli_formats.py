@@ -99,3 +99,12 @@ def test_reconcile_and_report_take_the_same_formats(db: str) -> None:
     assert report.exit_code == 0 and "rows" in json.loads(report.output)
     lines = run("report", "--format", "jsonl", "--ledger", db).output.splitlines()
     assert json.loads(lines[-1])["kind"] == "total"
+
+
+def test_report_tasks_stream_as_json_lines(db: str) -> None:
+    result = run("report", "--tasks", "--format", "jsonl", "--ledger", db)
+    assert result.exit_code == 0, result.output
+    [task] = [json.loads(line) for line in result.output.splitlines()]
+    assert task["team"] == "video" and task["estimated"] == "100" and task["held"] == "100"
+    refused = run("report", "--tasks", "--format", "md", "--ledger", db)
+    assert refused.exit_code == 2 and "--tasks writes csv, json or jsonl" in refused.output

@@ -299,7 +299,9 @@ def test_submit_wait_that_times_out_still_shows_the_task_and_exits_1(
 
 
 def test_sync_wait_repeats_until_done(env: dict[str, str], fake: FakeKling, tmp_path: Path) -> None:
-    fake.configure(done_after=0.4)
+    # Long enough that the second task still runs at sync's first pass on a loaded machine
+    # (0.4 s was not: a submit there takes 0.2 s to 1.4 s).
+    fake.configure(done_after=1.5)
     for _ in range(2):
         run(env, "submit", "-t", "studio", "-e", ENDPOINT, body_file(tmp_path))
     result = run(env, "sync", "--wait", "--interval", "0.1", "--json")

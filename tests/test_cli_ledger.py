@@ -78,9 +78,9 @@ def test_a_new_budget_needs_limit(db: str, tmp_path: Path) -> None:
     assert result.output == "Error: budget team does not exist yet: give --limit N to create it\n"
     missing = tmp_path / "none" / "l.db"
     result = run("budget", "set", "team", "--soft", "0.9", "--ledger", str(missing))
-    assert result.exit_code == 2 and "give --limit N" in result.output
-    assert f"no ledger at {missing}" in result.output
-    assert not missing.exists()  # a refused command starts no ledger
+    assert result.exit_code == 2 and f"no ledger at {missing}" in result.output
+    assert f"no folder {missing.parent} to make one in" in result.output
+    assert not missing.parent.exists()  # a refused command starts no ledger
 
 
 def test_changing_what_a_budget_counts_needs_a_new_limit(db: str) -> None:

@@ -32,7 +32,7 @@ from urllib.parse import unquote
 
 from klingcost import checkpointer, migrations
 from klingcost._one_path import refuse_a_live_second_path, refuse_second_name
-from klingcost.errors import LedgerError
+from klingcost.errors import LedgerError, LedgerSetupError
 
 T = TypeVar("T")
 Dialect = Literal["sqlite", "postgres"]
@@ -378,7 +378,15 @@ def open_backend(
     without migrating it.
     """
     if is_postgres_url(location):
-        from klingcost._postgres import PostgresBackend  # psycopg is only needed here
+        try:
+            from klingcost._postgres import PostgresBackend  # psycopg is only needed here
+        except ModuleNotFoundError as exc:
+            if not (exc.name or "").startswith("psycopg"):
+                raise
+            raise LedgerSetupError(
+                "a postgresql:// ledger needs psycopg, which is not installed: "
+                "pip install 'klingcost[postgres]'"
+            ) from None
 
         return PostgresBackend(str(location), timeout=timeout, read_only=read_only)
     return SQLiteBackend(

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, cast
 from klingcost import _outbox, migrations
 from klingcost._testpoints import reach
 from klingcost.backends import DB, Backend, Cursor, Dialect, is_postgres_url, open_backend
+from klingcost.budget_admin import ARCHIVED, BudgetChange, DeletedBudget, archived_name
 from klingcost.budgets import (
     CURRENCY_EXPONENTS,
     DEFAULT_SOFT,
@@ -74,11 +75,12 @@ from klingcost.errors import (
     KeyNotFound,
     LedgerError,
     LedgerNotFound,
+    LedgerSetupError,
     LedgerValueError,
     SheetMismatchError,
 )
 from klingcost.keys import ApiKey
-from klingcost.money import exact, format_amount
+from klingcost.money import exact, format_amount, format_minor
 from klingcost.periods import Period, period_key, window_for
 
 if TYPE_CHECKING:
@@ -109,6 +111,26 @@ def default_ledger_path(environ: Mapping[str, str] | None = None) -> Path | str:
     home = env.get("KLINGCOST_HOME")
     base = Path(home).expanduser() if home else Path.home() / ".klingcost"
     return base / "ledger.db"
+
+
+def prepare_home(file: Path) -> None:
+    """Make the default ledger's folder (``$KLINGCOST_HOME`` or ``~/.klingcost``) before a new
+    ledger is made in it, or say in one line why it cannot be (LedgerSetupError, exit 2)."""
+    if file.exists():
+        return
+    folder = file.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LedgerSetupError(
+            f"cannot create the klingcost home {folder}: {exc.strerror or exc}; set "
+            "KLINGCOST_HOME to a folder you can write, or give --ledger PATH"
+        ) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise LedgerSetupError(
+            f"cannot write a new ledger in the klingcost home {folder}: permission denied; "
+            "set KLINGCOST_HOME to a folder you can write, or give --ledger PATH"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -546,6 +568,30 @@ def _counts(budget: Budget) -> str:
     return f"{budget.unit} to 10^-{budget.exponent}"
 
 
+#: Every column that names a budget (besides ``budgets.name``): what a rename moves. A table
+#: that adds one adds it here. ``events.team`` is not one: the log keeps the names of its day.
+BUDGET_REFERENCES: Final[tuple[tuple[str, str], ...]] = (
+    ("budgets", "parent"),
+    ("holds", "team"),
+    ("hold_entries", "budget"),
+    ("balances", "budget"),
+    ("rollup_daily", "team"),
+    ("alert_rules", "team"),
+    ("alert_marks", "team"),
+)
+_OPEN_STATES_SQL = "h.state IN ('held', 'submitted', 'unknown')"
+#: Open holds counted in a period of a budget: how many, and what they hold there.
+_OPEN_IN_PERIOD_SQL = (
+    "SELECT COUNT(*), COALESCE(SUM(e.reserved), 0) FROM hold_entries AS e JOIN holds AS h"
+    f" ON h.id = e.hold_id WHERE e.budget = ? AND e.period_key = ? AND {_OPEN_STATES_SQL}"
+)
+_OPEN_OF_TEAM_SQL = (
+    "SELECT h.id, e.reserved FROM holds AS h JOIN hold_entries AS e ON e.hold_id = h.id"
+    f" AND e.budget = h.team WHERE h.team = ? AND {_OPEN_STATES_SQL} ORDER BY h.id"
+)
+_CHILDREN_SQL = "SELECT name FROM budgets WHERE parent = ? ORDER BY name"
+
+
 class Ledger:
     """One ledger. Open with :meth:`open`; use as a context manager to close it."""
 
@@ -601,6 +647,8 @@ class Ledger:
         its own) is refused with LedgerSetupError: see :mod:`klingcost._one_path`.
         """
         location = os.fspath(path) if path is not None else default_ledger_path()
+        if create and not read_only and path is None and not os.environ.get("KLINGCOST_LEDGER"):
+            prepare_home(Path(location))
         if (read_only or not create) and not is_postgres_url(location):
             file = Path(location).expanduser()
             if not file.exists():
@@ -957,7 +1005,8 @@ class Ledger:
         now = self.clock.now()
 
         def operation(conn: DB) -> list[BudgetStatus]:
-            rows = conn.execute(f"SELECT {_BUDGET_COLUMNS} FROM budgets ORDER BY name")
+            sql = f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE name NOT LIKE '%~%' ORDER BY name"
+            rows = conn.execute(sql)  # not the deleted ones (budget_admin.ARCHIVED)
             return [self._status(conn, _budget_from_row(row), now) for row in rows.fetchall()]
 
         return self._read(operation)
@@ -1742,6 +1791,135 @@ class Ledger:
         dialect = self.dialect
         self._write(lambda conn: migrations.rebuild_rollups(conn, dialect))
 
+    # --- budget management ----------------------------------------------------------------
+
+    def preview_budget(self, team: str, **changes: Any) -> BudgetChange:
+        """What :meth:`update_budget` with ``changes`` would do to ``team``'s budget, read in
+        one snapshot and written nowhere: its status before and after, and the open holds a
+        period change moves out of the current period's count. BudgetNotFound or
+        BudgetConfigError (as the update would raise) otherwise."""
+        given = {name: value for name, value in changes.items() if value is not KEEP}
+        if "limit_major" in given:
+            try:
+                given["limit_major"] = exact(given["limit_major"])
+            except (TypeError, ValueError) as exc:
+                raise BudgetConfigError(
+                    f"invalid limit {changes['limit_major']!r}: {exc}"
+                ) from None
+        now = self.clock.now()
+
+        def operation(conn: DB) -> BudgetChange:
+            sql = f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE name = ?"
+            row = conn.execute(sql, (team,)).fetchone()
+            if row is None:
+                raise BudgetNotFound(team=team)
+            old = _budget_from_row(row)
+            before = self._status(conn, old, now)
+            after = self._status(conn, _merged_budget(team, old, given), now)
+            moved = (0, 0)
+            if after.window.key != before.window.key:
+                moved = conn.execute(_OPEN_IN_PERIOD_SQL, (team, before.window.key)).fetchone()
+            return BudgetChange(before, after, int(moved[0]), int(moved[1]))
+
+        return self._read(operation)
+
+    def rename_budget(self, team: str, new: str) -> BudgetStatus:
+        """Rename ``team``'s budget to ``new`` in one transaction: its holds, entries, running
+        balances and rollups follow, and so do its children's parent links, so everything
+        keeps counting. BudgetNotFound; BudgetConfigError when ``new`` is taken or no valid
+        name. The event log keeps the old name (a ``budget_renamed`` event links the two)."""
+        at = self.clock.now().isoformat()
+
+        def operation(conn: DB) -> None:
+            old = self._lock_budget_for_change(conn, team)
+            make_budget(new, limit=old.limit, unit=old.unit, period=old.period, soft=old.soft,
+                        tz=old.tz, pack=old.pack, exponent=old.exponent)  # fmt: skip
+            if conn.execute("SELECT 1 FROM budgets WHERE name = ?", (new,)).fetchone():
+                raise BudgetConfigError(
+                    f"budget {new!r} already exists: choose another name (or delete {new} first)"
+                )
+            self._move_budget(conn, team, new, at)
+            self._event(conn, at, "budget_renamed", None, new, previous=team)
+
+        self._write(operation)
+        return self.budget_status(new)
+
+    def delete_budget(self, team: str, *, force: bool = False) -> DeletedBudget:
+        """Delete ``team``'s budget. Refused (BudgetConfigError, nothing written) while budgets
+        hang below it, and while it has open holds unless ``force``: they then stay open,
+        archived with the budget, and still settle. A budget with history is archived under
+        ``team~deleted-N`` (kept for reports and audits, hidden from :meth:`budgets`); one
+        without is removed. The name is free again either way. A ``budget_deleted`` event is
+        recorded."""
+        at = self.clock.now().isoformat()
+
+        def operation(conn: DB) -> DeletedBudget:
+            budget = self._lock_budget_for_change(conn, team)
+            below = [r[0] for r in conn.execute(_CHILDREN_SQL, (team,))]
+            if below:
+                raise BudgetConfigError(
+                    f"budget {team} has budgets below it ({', '.join(below)}): delete them "
+                    f"first, or move each with: klingcost budget set NAME --parent OTHER"
+                )
+            open_rows = conn.execute(_OPEN_OF_TEAM_SQL, (team,)).fetchall()
+            ids = tuple(int(r[0]) for r in open_rows)
+            held = sum(int(r[1]) for r in open_rows)
+            if ids and not force:
+                shown = ", ".join(map(str, ids[:10])) + (" ..." if len(ids) > 10 else "")
+                raise BudgetConfigError(
+                    f"budget {team} has {len(ids)} open hold(s) (ids {shown}) still counting "
+                    f"{budget.format(held)} {budget.unit}: settle them with `klingcost sync`, "
+                    "release them with `klingcost holds void ID --reason TEXT`, or give "
+                    "--force to delete it anyway (its open holds then stay open under the "
+                    "archived budget, and sync still settles them)"
+                )
+            archived = None
+            if conn.execute(
+                "SELECT 1 FROM hold_entries WHERE budget = ? LIMIT 1", (team,)
+            ).fetchone():
+                pattern = team.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                taken = {
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT name FROM budgets WHERE name LIKE ? ESCAPE '\\'",
+                        (f"{pattern}{ARCHIVED}%",),
+                    )
+                }
+                archived = archived_name(team, taken)
+                self._move_budget(conn, team, archived, at)
+            else:
+                conn.execute("DELETE FROM balances WHERE budget = ?", (team,))
+                conn.execute("DELETE FROM budgets WHERE name = ?", (team,))
+            self._event(conn, at, "budget_deleted", None, team, archived=archived,
+                        forced=force, open_holds=list(ids), open_held=held)  # fmt: skip
+            return DeletedBudget(team, archived, ids, held)
+
+        return self._write(operation)
+
+    def _lock_budget_for_change(self, conn: DB, team: str) -> Budget:
+        """The budget row, locked (PostgreSQL: with the budget trees' lock, as set_budget)."""
+        if self._locks_rows:
+            conn.execute("SELECT pg_advisory_xact_lock(?)", (_BUDGETS_LOCK,)).fetchall()
+        sql = f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE name = ?{self._row_lock}"
+        row = conn.execute(sql, (team,)).fetchone()
+        if row is None or ARCHIVED in team:
+            raise BudgetNotFound(team=team)
+        return _budget_from_row(row)
+
+    @staticmethod
+    def _move_budget(conn: DB, old: str, new: str, at: str) -> None:
+        """Give budget ``old`` the name ``new``: a copy of its row, every reference moved to it
+        (each statement keeps every foreign key whole), then the old row removed."""
+        conn.execute(
+            "INSERT INTO budgets (name, parent, unit, pack, exponent, limit_minor, period, tz,"
+            " soft, created_at, updated_at) SELECT ?, parent, unit, pack, exponent, limit_minor,"
+            " period, tz, soft, created_at, ? FROM budgets WHERE name = ?",
+            (new, at, old),
+        )
+        for table, column in BUDGET_REFERENCES:
+            conn.execute(f"UPDATE {table} SET {column} = ? WHERE {column} = ?", (new, old))
+        conn.execute("DELETE FROM budgets WHERE name = ?", (old,))
+
     # --- keys -------------------------------------------------------------------------------
     # The proxy's keys (:mod:`klingcost.keys` makes and checks them; rows hold no secret) and
     # the refusals every guard records.
@@ -2145,10 +2323,18 @@ def _dt(text: str) -> datetime:
 def _same_reservation(existing: Hold, team: str, amounts: HoldAmounts) -> Hold:
     if existing.team != team or existing.estimate != amounts:
         raise HoldStateError(
-            f"key {existing.key!r} already names hold {existing.id} for {existing.team!r} "
-            f"({existing.estimate}); a different reservation needs another key"
+            f"key {existing.key!r} already names hold {existing.id} of {existing.team} "
+            f"({_amounts_text(existing.estimate)}), and this reservation is "
+            f"{_amounts_text(amounts)} on {team}: give another key for another job"
         )
     return existing
+
+
+def _amounts_text(amounts: HoldAmounts) -> str:
+    """A hold's amounts for people: ``7 video units, 105000 credits``."""
+    exponent = CURRENCY_EXPONENTS.get(amounts.currency, 0)
+    units = f"{format_minor(amounts.units_milli, 3)} {amounts.pack} units"
+    return f"{units}, {format_minor(amounts.cost_minor, exponent)} {amounts.currency}"
 
 
 def _exceeded(

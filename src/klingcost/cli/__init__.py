@@ -137,6 +137,16 @@ class LazyGroup(KlingcostGroup):
 def main() -> None:
     """Estimate, budget, guard and reconcile the cost of Kling video and image generation.
 
-    Environment: KLINGCOST_HOME (default ~/.klingcost), KLINGCOST_LEDGER, KLINGCOST_API_KEY,
-    KLINGCOST_BASE_URL, KLINGCOST_PRICING.
+    \b
+    Environment:
+      KLINGCOST_HOME             folder of the default ledger and hook secret (~/.klingcost)
+      KLINGCOST_LEDGER           the ledger: a SQLite file or a postgresql:// URL (--ledger)
+      KLINGCOST_API_KEY          the Kling (openai-hk) API key: submit, sync, hooks serve
+      KLINGCOST_BASE_URL         the API's base URL (--base-url; https://api.openai-hk.com/kling)
+      KLINGCOST_PRICING          price-sheet overlays, several joined by ':' (--pricing)
+      KLINGCOST_HOOK_URL         notify_hook URL that submit sends (--hook-url)
+      KLINGCOST_HOOK_SECRET      secret URL path of hooks serve (--secret)
+      KLINGCOST_FAKE_SECRET_KEY  secret key the fake-server's JWTs are signed with
+      KLINGCOST_DEBUG            1: show the traceback of an unexpected error
+      KLINGCOST_PAUSE_AT, KLINGCOST_PAUSE_FILE  crash tests only: pause at a named point
     """

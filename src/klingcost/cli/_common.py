@@ -14,6 +14,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
@@ -63,17 +64,11 @@ def exit_code_for(exc: BaseException) -> int:
 
 
 def read_input(source: IO[str], param_hint: str = "FILE") -> str:
-    """The whole of a FILE|- argument opened as UTF-8 text; a file that is not is bad input.
+    """The whole of a FILE|- argument as text: UTF-8 with or without a byte-order mark, or
+    UTF-16 (see :mod:`klingcost.cli._input`); anything else is bad input, named."""
+    from klingcost.cli._input import read_source
 
-    click opens the file lazily, so its bytes are decoded here, on read, not by click."""
-    try:
-        return source.read()
-    except UnicodeDecodeError as exc:
-        raise click.BadParameter(
-            f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at position {exc.start}): "
-            "save the file as UTF-8",
-            param_hint=param_hint,
-        ) from None
+    return read_source(source, param_hint)
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
@@ -136,11 +131,36 @@ def json_option(func: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(func)
 
 
+def _ledger_place(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A ledger file someone names must be in a folder that exists and can be written: a
+    typo never makes a tree of folders, nor fails later as an unexpected error (exit 2)."""
+    if not value or "://" in value:
+        return value
+    file = Path(value).expanduser()
+    if file.exists():
+        return value
+    folder = file.parent
+    if not folder.is_dir():
+        raise click.BadParameter(
+            f"no ledger at {file}, and no folder {folder} to make one in: create the folder "
+            f"first (mkdir -p {folder}) or give another path",
+            param_hint="--ledger / KLINGCOST_LEDGER",
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise click.BadParameter(
+            f"{folder} cannot be written, so no ledger can be made in it: give a path in a "
+            "folder you can write",
+            param_hint="--ledger / KLINGCOST_LEDGER",
+        )
+    return value
+
+
 def ledger_option(func: F) -> F:
     return click.option(
         "--ledger",
         "ledger_path",
         envvar="KLINGCOST_LEDGER",
+        callback=_ledger_place,
         metavar="PATH",
         help="The ledger file (env KLINGCOST_LEDGER; default $KLINGCOST_HOME/ledger.db).",
     )(func)

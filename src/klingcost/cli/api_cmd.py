@@ -49,7 +49,12 @@ def _drift(values: tuple[str, ...]) -> dict[str, Fraction]:
     help="bearer: a fixed key (openai-hk); jwt: a token signed with --secret-key and issued by "
     "--access-key, checked as Kling checks it (signature, exp, nbf); both: either.",
 )
-@click.option("--key", metavar="K", help="The only Bearer key to accept (default: any key).")
+@click.option(
+    "--key",
+    metavar="K",
+    help="The only Bearer key to accept (default: one made at start, printed with its export "
+    "line).",
+)
 @click.option("--access-key", metavar="AK", help="The access key a JWT must name as its iss.")
 @click.option(
     "--secret-key",
@@ -135,6 +140,10 @@ def fake_server_command(
         table = load_table_over(prices) if prices else None
     except TableError as exc:
         raise click.BadParameter(str(exc), param_hint="--prices") from None
+    if key is None and auth != "jwt":  # a key made for this run, printed for its clients
+        import secrets
+
+        key = f"fake-{secrets.token_urlsafe(12)}"
     state = FakeKlingState(
         api_key=key,
         auth=auth,  # type: ignore[arg-type]  # click.Choice checked it
@@ -165,6 +174,8 @@ def fake_server_command(
         click.echo(f"  export KLINGCOST_BASE_URL={url}")
         if key:  # a key for the fake only: showing it is what a user needs to use it
             click.echo(f"  export KLINGCOST_API_KEY={key}")
+        else:
+            click.echo("  (JWT only: clients sign tokens with --access-key and --secret-key)")
         if certificate is not None:
             click.echo(f"  certificate: {certificate.cert}")
             click.echo(f"  export NODE_EXTRA_CA_CERTS={certificate.cert}")
@@ -180,7 +191,9 @@ def fake_server_command(
             raise
         # serve binds the socket itself before it calls ready: this is a taken port, a
         # host that is not ours, a name that does not resolve ...
-        fail(f"cannot listen on {address(host, port)}: {exc.strerror or exc}")
+        from klingcost.cli.guard_cmd import port_hint
+
+        fail(f"cannot listen on {address(host, port)}: {exc.strerror or exc}{port_hint(exc)}")
     except SystemExit as exc:
         # uvicorn exits 3 when it fails to start, which is "refused by a budget" here.
         if exc.code != STARTUP_FAILURE:

@@ -10,7 +10,6 @@ from typing import IO, Any
 
 import click
 
-from klingcost._json import JSONInputError, loads
 from klingcost.batch import BatchTotals, estimate_batch
 from klingcost.cli._common import (
     EXIT_CODES_HELP,
@@ -21,6 +20,7 @@ from klingcost.cli._common import (
     read_input,
     split_job,
 )
+from klingcost.cli._input import single_document
 from klingcost.cli._output import Column, format_option, print_records
 from klingcost.errors import _MISSING, KlingcostError, RequestValidationError
 from klingcost.money import format_amount
@@ -103,32 +103,7 @@ class _Line:
 
 def _single_document(text: str) -> Any | None:
     """The body when FILE is one JSON object; None when it is a JSON Lines batch."""
-    stripped = text.strip()
-    if not stripped:
-        raise click.BadParameter("the file is empty", param_hint="FILE")
-    try:
-        value = loads(stripped)
-    except json.JSONDecodeError:
-        if "\n" not in stripped:
-            raise click.BadParameter("not JSON: " + stripped[:60], param_hint="FILE") from None
-        return None
-    except JSONInputError as exc:  # a number or nesting out of bounds
-        # A batch whose first line is JSON on its own gets each line reported by number; one
-        # document (its first line alone is no JSON, as "{" is not) gets the reason.
-        if "\n" in stripped and _is_json_line(stripped.split("\n", 1)[0]):
-            return None
-        raise click.BadParameter(f"not JSON: {exc}", param_hint="FILE") from None
-    return value
-
-
-def _is_json_line(line: str) -> bool:
-    try:
-        loads(line)
-    except json.JSONDecodeError:
-        return False
-    except JSONInputError:  # JSON, though out of bounds
-        return True
-    return True
+    return single_document(text)
 
 
 def _estimate_line(

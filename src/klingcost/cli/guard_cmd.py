@@ -21,6 +21,7 @@ from klingcost.cli._common import (
     EXIT_ERROR,
     EXIT_INVALID,
     EXIT_OK,
+    EXIT_REFUSED,
     echo_json,
     exit_code_for,
     fail,
@@ -30,12 +31,45 @@ from klingcost.cli._common import (
     read_input,
     split_job,
 )
+from klingcost.cli._input import single_document
 from klingcost.money import format_amount, format_minor
 
 if TYPE_CHECKING:
     from klingcost.alerts import DeliveryReport
-    from klingcost.guard import Submission
+    from klingcost.guard import GuardedClient, Submission
     from klingcost.ledger import Ledger
+
+
+def _check_base_url(value: str | None) -> str | None:
+    """--base-url / KLINGCOST_BASE_URL: an http(s) URL with a host, checked before anything is
+    held or sent (exit 2)."""
+    from urllib.parse import urlsplit
+
+    if value is None or not value.strip():
+        return None
+    try:
+        parts = urlsplit(value.strip())
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018  # a port that is no number raises here
+    except ValueError:
+        ok = False
+    if not ok:
+        raise click.BadParameter(
+            f"{value!r} is not an http(s) URL with a host: give one such as "
+            "https://api.openai-hk.com/kling, or the URL `klingcost fake-server` printed",
+            param_hint="--base-url / KLINGCOST_BASE_URL",
+        )
+    return value.strip()
+
+
+def _need_api_key() -> None:
+    """Without KLINGCOST_API_KEY nothing can be sent: say so before anything is held, in the
+    command line's words (the library's message speaks of its api_key= argument)."""
+    if not os.environ.get("KLINGCOST_API_KEY", "").strip():
+        fail(
+            "no Kling API key: export KLINGCOST_API_KEY=<your key> (against `klingcost "
+            "fake-server`, the key it printed)"
+        )
 
 
 base_url_option = click.option(
@@ -110,7 +144,19 @@ def submit_command(
     from klingcost.guard import GuardedClient, stays_counted
     from klingcost.sheet import PRICING_ENV, load_sheet
 
-    endpoint, body = split_job(_read_body(source), endpoint)
+    text = read_input(source)
+    document = single_document(text)
+    _need_api_key()
+    base_url = _check_base_url(base_url)
+    if document is None:  # a JSON Lines batch: each line guarded on its own
+        if wait:
+            raise click.BadParameter(
+                "--wait takes one job; submit the batch without it, then run `klingcost sync "
+                "--wait` to settle every task",
+                param_hint="--wait",
+            )
+    else:
+        job_endpoint, body = split_job(document, endpoint)
     # Without --pricing or KLINGCOST_PRICING the guard prices with the ledger's published
     # sheet (or the bundled one when it publishes none).
     local = pricing_path or os.environ.get(PRICING_ENV)
@@ -123,29 +169,34 @@ def submit_command(
         hook_url=hook_url,
         external_ids=external_ids,
     ) as guard:
+        if document is None:
+            sys.exit(submit_batch(guard, text, team, endpoint, key, as_json))
         try:
-            submission = guard.submit(endpoint, body, key=key)
+            submission = guard.submit(job_endpoint, body, key=key)
+        except errors.HoldStateError as exc:  # --key reused for another job: the input's fault
+            fail(str(exc), EXIT_INVALID)
         except errors.KlingAPIError as exc:  # say what became of the hold, too
             fail("\n".join([str(exc), *getattr(exc, "__notes__", ())]), exit_code_for(exc))
         except KeyboardInterrupt as exc:  # the guard's note names the hold that stays counted
             notes = getattr(exc, "__notes__", ())
             fail("interrupted: " + ("; ".join(notes) or "no hold was placed and nothing was sent"))
         data = _submission_dict(team, submission)
-        if not as_json:  # before waiting: whatever the wait meets, the task id is on screen
-            _echo_submission(team, submission)
-        if not wait:
-            if as_json:
-                echo_json(data)
-            return
         code = EXIT_OK
         outcome: dict[str, str | None]
-        try:
+        try:  # from here on a hold is placed: an interrupt says what becomes of it
+            if not as_json:  # before waiting: whatever the wait meets, the task id is on screen
+                _echo_submission(team, submission)
+            if not wait:
+                if as_json:
+                    echo_json(data)
+                return
             resolution = guard.wait(submission, interval=interval, timeout=timeout)
         except TimeoutError as exc:
             outcome = {"action": "timeout", "note": f"{exc}: `klingcost sync` settles it later"}
             code = EXIT_ERROR
         except KeyboardInterrupt:
-            fail(f"interrupted while waiting: {stays_counted(submission.hold, team)}")
+            when = "while waiting" if wait else "after sending"
+            fail(f"interrupted {when}: {stays_counted(submission.hold, team)}")
         except errors.KlingcostError as exc:
             outcome = {"action": "error", "note": f"{exc}: `klingcost sync` settles it later"}
             code = exit_code_for(exc)
@@ -195,16 +246,82 @@ def _echo_submission(team: str, submission: Submission) -> None:
     click.echo(f"hold {hold.id} on {team}: {hold.state}, task {hold.task_id}")
 
 
-def _read_body(source: IO[str]) -> Any:
-    text = read_input(source)
-    try:
-        return loads(text)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(
-            f"not JSON: {exc.msg} at line {exc.lineno}", param_hint="FILE"
-        ) from None
-    except JSONInputError as exc:  # a number or nesting out of bounds
-        raise click.BadParameter(f"not JSON: {exc}", param_hint="FILE") from None
+def submit_batch(
+    guard: GuardedClient,
+    text: str,
+    team: str,
+    endpoint: str | None,
+    key: str | None,
+    as_json: bool,
+) -> int:
+    """Submit each line of a JSON Lines batch through the guard on its own: a line refused by
+    a budget or invalid does not stop the others. Returns the exit code: 3 if any line was
+    refused, else 2 if any was invalid, else 1 if any failed, else 0. With ``key``, line N's
+    idempotency key is ``KEY:N``, so a rerun of the same batch sends nothing twice."""
+    results: list[dict[str, Any]] = []
+    counts = {"submitted": 0, "refused": 0, "invalid": 0, "failed": 0}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        result: dict[str, Any] = {"line": number}
+        try:
+            try:
+                value = loads(line)
+            except (json.JSONDecodeError, JSONInputError) as exc:
+                raise click.BadParameter(f"not JSON: {exc}") from None
+            job_endpoint, body = split_job(value, endpoint)
+            submission = guard.submit(
+                job_endpoint, body, key=None if key is None else f"{key}:{number}"
+            )
+        except KeyboardInterrupt as exc:
+            said = "; ".join(getattr(exc, "__notes__", ()))
+            _echo_batch(results, counts, as_json)
+            fail(f"interrupted at line {number}" + (f": {said}" if said else ""))
+        except (errors.BudgetExceeded, errors.BudgetCannotCount) as exc:
+            result.update(outcome="refused", message=str(exc))
+        except (errors.KlingcostError, click.BadParameter) as exc:
+            message = exc.message if isinstance(exc, click.BadParameter) else str(exc)
+            notes: tuple[str, ...] = tuple(getattr(exc, "__notes__", ()))
+            invalid = (
+                isinstance(exc, click.BadParameter | errors.HoldStateError)
+                or exit_code_for(exc) == EXIT_INVALID
+            )
+            result.update(
+                outcome="invalid" if invalid else "failed",
+                message="; ".join([message, *notes]),
+            )
+        else:
+            data = _submission_dict(team, submission)
+            result.update(outcome="submitted", **data)
+        counts[result["outcome"]] += 1
+        results.append(result)
+        if not as_json:
+            click.echo(_batch_line(result))
+    _echo_batch(results, counts, as_json)
+    if counts["refused"]:
+        return EXIT_REFUSED
+    if counts["invalid"]:
+        return EXIT_INVALID
+    return EXIT_ERROR if counts["failed"] else EXIT_OK
+
+
+def _batch_line(result: dict[str, Any]) -> str:
+    if result["outcome"] == "submitted":
+        return (
+            f"line {result['line']}: hold {result['hold']} on {result['team']}: "
+            f"{result['state']}, task {result['task_id']}"
+        )
+    return f"line {result['line']}: {result['outcome']}: {result['message']}"
+
+
+def _echo_batch(results: list[dict[str, Any]], counts: dict[str, int], as_json: bool) -> None:
+    if as_json:
+        echo_json({"results": results, "totals": {"lines": len(results), **counts}})
+        return
+    click.echo(
+        f"total: {len(results)} line(s): {counts['submitted']} submitted, {counts['refused']} "
+        f"refused by a budget, {counts['invalid']} invalid, {counts['failed']} failed"
+    )
 
 
 @click.command("sync", epilog=EXIT_CODES_HELP)
@@ -271,6 +388,8 @@ def sync_command(
     from klingcost.ledger import Ledger
     from klingcost.sync import SyncReport, sync_holds
 
+    _need_api_key()
+    base_url = _check_base_url(base_url)
     evidence: dict[str, Any] = {
         "not_found_answers": not_found_answers,
         "not_found_window": timedelta(minutes=not_found_window),
@@ -311,6 +430,8 @@ def sync_command(
         Ledger.open(ledger_path) as ledger,
         ledger.background_checkpoints() if wait else contextlib.nullcontext(),
     ):
+        if team is not None:
+            ledger.get_budget(team)  # an unknown team is BudgetNotFound (exit 2), not "0 examined"
         report = asyncio.run(run(ledger))
         alerts = _deliver_alerts(ledger)
     if as_json:
@@ -400,7 +521,23 @@ def _listen(host: str, port: int) -> socket.socket:
     try:
         return listening_socket(host, port)
     except OSError as exc:  # a taken port, an address not ours, a name that does not resolve
-        fail(f"cannot listen on {address(host, port)}: {exc.strerror or exc}")
+        fail(f"cannot listen on {address(host, port)}: {exc.strerror or exc}{port_hint(exc)}")
+
+
+#: ``hooks serve``'s default port: beside ``fake-server``'s 8787, so both run at once.
+HOOKS_PORT = 8788
+
+
+def port_hint(exc: OSError) -> str:
+    """What to do about a port another program holds (nothing for other failures)."""
+    import errno
+
+    if exc.errno != errno.EADDRINUSE:
+        return ""
+    return (
+        " (another program listens there: stop it, or pick another port with --port N; "
+        "--port 0 takes any free one)"
+    )
 
 
 @hooks_group.command("serve", epilog=EXIT_CODES_HELP)
@@ -408,9 +545,9 @@ def _listen(host: str, port: int) -> socket.socket:
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),
-    default=8787,
+    default=HOOKS_PORT,
     show_default=True,
-    help="Port to listen on (0: any free port).",
+    help="Port to listen on (0: any free port; fake-server's default is 8787).",
 )
 @click.option(
     "--secret",
@@ -492,7 +629,10 @@ def hooks_serve_command(
     )
 
     hook_secret = _hook_secret(secret)
-    client = AsyncKlingClient(base_url=base_url) if confirm else None  # no key: fails first
+    if confirm:
+        _need_api_key()
+    base_url = _check_base_url(base_url)
+    client = AsyncKlingClient(base_url=base_url) if confirm else None
     with (
         _listen(host, port) as sock,
         Ledger.open(ledger_path) as ledger,
@@ -501,8 +641,11 @@ def hooks_serve_command(
         app = create_app(ledger, hook_secret, client=client, close_client=True)
         url = f"http://{address(host, sock.getsockname()[1])}/hooks/{hook_secret}"
         click.echo(f"hook URL: {url}")
-        click.echo("set it for submitters: export KLINGCOST_HOOK_URL=<that URL>")
-        server = uvicorn.Server(uvicorn_config(app, limits, host=host, port=port))
+        click.echo(f"set it for submitters: export KLINGCOST_HOOK_URL={url}")
+        click.echo("each callback is logged below, one line each (Ctrl-C to stop)")
+        from klingcost.cli._hooklog import logged
+
+        server = uvicorn.Server(uvicorn_config(logged(app), limits, host=host, port=port))
         try:
             server.run(sockets=[sock])
         except KeyboardInterrupt:
