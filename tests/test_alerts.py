@@ -409,3 +409,18 @@ def test_a_renamed_budget_keeps_its_alert_rules(quiet: Ledger) -> None:
     assert [(r.id, r.team) for r in quiet.alert_rules()] == [(rule.id, "acme-video")]
     quiet.reserve("acme-video", credits(9_000))  # its crossing reaches the same rule
     assert [row.rule_id for row in quiet.alert_outbox()] == [rule.id]
+
+
+def test_closing_the_ledger_lets_an_alert_on_its_way_finish(ledger_url: str) -> None:
+    # A short-lived command (submit) closes its ledger right after the crossing: the close
+    # waits (at most _outbox.CLOSE_WAIT) for the background delivery, which records it.
+    with receiver() as hook:
+        hook.delay = 0.3
+        ledger = Ledger.open(ledger_url)
+        ledger.set_budget("acme", limit=10_000)
+        rule = ledger.add_alert_rule("acme", channel="webhook", url=hook.url)
+        ledger.reserve("acme", credits(9_000))
+        ledger.close()
+        assert len(hook.received) == 1
+    with Ledger.open(ledger_url) as again:
+        assert again.alert_counts()[rule.id].delivered == 1
