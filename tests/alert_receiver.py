@@ -28,6 +28,8 @@ class Receiver:
     #: (status, body) answered to each request in turn; the last one repeats.
     answers: list[tuple[int, str]] = field(default_factory=lambda: [(200, "ok")])
     arrived: threading.Event = field(default_factory=threading.Event)
+    #: Seconds to wait before answering (a slow webhook).
+    delay: float = 0.0
 
     def wait(self, count: int = 1, timeout: float = 5.0) -> list[Received]:
         deadline = time.monotonic() + timeout
@@ -49,6 +51,7 @@ def receiver(path: str = "/hook/s3cr3t-t0ken-abcdef") -> Iterator[Receiver]:
                 Received(self.path, dict(self.headers), json.loads(raw), time.monotonic())
             )
             status, text = state.answers[0] if len(state.answers) == 1 else state.answers.pop(0)
+            time.sleep(state.delay)
             data = text.encode()
             self.send_response(status)
             kind = "application/json" if text[:1] == "{" else "text/plain"

@@ -382,3 +382,45 @@ def test_a_given_http_client_is_used_and_not_closed(quiet: Ledger) -> None:
         report = alerts.deliver_due(quiet, http_client=client, forecasts=False)
         assert not client.is_closed
     assert report.delivered == 1 and seen[0].url.host == "a.example"
+
+
+def test_on_postgres_a_second_deliverer_skips_rows_another_is_claiming() -> None:
+    # READ COMMITTED lets two transactions read the same due rows: the claim locks them and
+    # the other deliverer passes over the locked ones (SKIP LOCKED) instead of sending again.
+    import psycopg
+
+    from conftest import fresh_postgres_url
+
+    with fresh_postgres_url() as url, Ledger.open(url) as ledger:
+        ledger.deliver_in_background = False
+        ledger.set_budget("acme", limit=10_000)
+        ledger.add_alert_rule("acme", channel="webhook", url="https://a.example/hook")
+        ledger.reserve("acme", credits(9_000))
+        with psycopg.connect(url) as other:  # a deliverer in the middle of its claim
+            other.execute("SELECT id FROM alert_outbox FOR UPDATE").fetchall()
+            assert ledger.claim_due_alerts(now=datetime.now(UTC), lease=alerts.LEASE) == []
+            other.rollback()
+        assert len(ledger.claim_due_alerts(now=datetime.now(UTC), lease=alerts.LEASE)) == 1
+
+
+def test_a_renamed_budget_keeps_its_alert_rules(quiet: Ledger) -> None:
+    rule = quiet.add_alert_rule("acme", channel="webhook", url="https://a.example/hook")
+    quiet.rename_budget("acme", "acme-video")
+    assert [(r.id, r.team) for r in quiet.alert_rules()] == [(rule.id, "acme-video")]
+    quiet.reserve("acme-video", credits(9_000))  # its crossing reaches the same rule
+    assert [row.rule_id for row in quiet.alert_outbox()] == [rule.id]
+
+
+def test_closing_the_ledger_lets_an_alert_on_its_way_finish(ledger_url: str) -> None:
+    # A short-lived command (submit) closes its ledger right after the crossing: the close
+    # waits (at most _outbox.CLOSE_WAIT) for the background delivery, which records it.
+    with receiver() as hook:
+        hook.delay = 0.3
+        ledger = Ledger.open(ledger_url)
+        ledger.set_budget("acme", limit=10_000)
+        rule = ledger.add_alert_rule("acme", channel="webhook", url=hook.url)
+        ledger.reserve("acme", credits(9_000))
+        ledger.close()
+        assert len(hook.received) == 1
+    with Ledger.open(ledger_url) as again:
+        assert again.alert_counts()[rule.id].delivered == 1

@@ -9,8 +9,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from alert_receiver import receiver
+from fake_fixtures import KEY, _fake_session, fake_server  # noqa: F401
 from klingcost.budgets import HoldAmounts
 from klingcost.cli import main
+from klingcost.fake_server import FakeKling
 from klingcost.ledger import Ledger
 
 SECRET = "T0AAA/B0BBB/zzSECRETzz"
@@ -153,3 +155,20 @@ def test_budget_show_and_report_give_the_forecast(db: str) -> None:
     assert "forecast (at today's burn rate)" in table and "burn rate/day" in table
     md = run("report", "--format", "md", "--ledger", db).output
     assert "**Forecast**" in md and "| acme |" in md
+
+
+def test_sync_delivers_the_alerts_that_are_due(db: str, fake: FakeKling) -> None:
+    with receiver() as hook:
+        hook.answers = [(500, "down"), (200, "ok")]
+        with Ledger.open(db) as ledger:
+            ledger.deliver_in_background = False
+            ledger.add_alert_rule("acme", channel="webhook", url=hook.url, on=["soft"])
+            ledger.reserve("acme", HoldAmounts(1000, "video", 9_000, "credits"))
+        assert run("alerts", "deliver", "--ledger", db).exit_code == 1  # the 500
+        with Ledger.open(db) as ledger:  # make the retry due now
+            ledger.execute("UPDATE alert_outbox SET next_attempt_at = '2000-01-01T00:00:00+00:00'")
+        env = {"KLINGCOST_API_KEY": KEY, "KLINGCOST_BASE_URL": fake.base_url}
+        result = CliRunner().invoke(main, ["sync", "--ledger", db], env=env)
+        assert result.exit_code == 0, result.output
+        assert "alerts: 1 delivered, 0 to retry, 0 given up" in result.output
+        assert len(hook.received) == 2

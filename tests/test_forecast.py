@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -73,7 +74,7 @@ def test_the_run_out_day_is_today_plus_the_whole_days_the_room_lasts(
 
 def test_which_days_are_fitted() -> None:
     spend = _series([100] * 40)
-    common = {"today": TODAY, "available": 1000, "first_day": date(2026, 1, 1)}
+    common: dict[str, Any] = {"today": TODAY, "available": 1000, "first_day": date(2026, 1, 1)}
     # A period that started long ago: the last 14 days.
     f = project(spend, **common, period_start=date(2026, 12, 1) - timedelta(days=30),
                 period_end=date(2026, 12, 31))  # fmt: skip
@@ -194,7 +195,7 @@ def test_forecasts_are_looked_for_at_most_every_five_minutes(
 
 def test_today_counts_as_the_part_of_it_gone_and_at_least_a_quarter() -> None:
     spend = {TODAY: 1_000}
-    common = {"today": TODAY, "available": 10**6, "first_day": TODAY}
+    common: dict[str, Any] = {"today": TODAY, "available": 10**6, "first_day": TODAY}
     half = project(spend, **common, period_start=None, period_end=None, today_share=Fraction(1, 2))
     assert half.rate_per_day == 2_000
     early = project(spend, **common, period_start=None, period_end=None,

@@ -305,12 +305,19 @@ def any_due(conn: DB, now: datetime) -> bool:
     return conn.execute(sql + " LIMIT 1", (stamp(now),)).fetchone() is not None
 
 
-def claim_due(conn: DB, now: datetime, lease: timedelta, limit: int) -> list[PendingAlert]:
+def claim_due(
+    conn: DB, now: datetime, lease: timedelta, limit: int, *, skip_locked: bool = False
+) -> list[PendingAlert]:
     """The outbox rows due at ``now`` (oldest first), each leased until ``now + lease``: a
-    concurrent deliverer skips them, and a deliverer that dies leaves them due again after."""
+    concurrent deliverer skips them, and a deliverer that dies leaves them due again after.
+
+    ``skip_locked`` (PostgreSQL, whose READ COMMITTED lets two transactions read the same due
+    rows): lock the rows read, and pass over those another deliverer has locked. SQLite's
+    write transactions run one at a time, so the second reads the first's lease."""
     sql = (
         f"{_PENDING_SQL} WHERE o.next_attempt_at IS NOT NULL AND o.next_attempt_at <= ?"
         f" ORDER BY o.next_attempt_at, o.id LIMIT {int(limit)}"
+        + (" FOR UPDATE OF o SKIP LOCKED" if skip_locked else "")
     )
     rows = conn.execute(sql, (stamp(now),)).fetchall()
     if rows:

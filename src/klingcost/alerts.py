@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
@@ -173,9 +174,8 @@ def message_text(ledger: Ledger, alert: PendingAlert) -> str:
         if d.get("budget"):
             what += f" by budget {budget}"
         if d.get("needed") is not None:
-            what += f": needed {d['needed']} {d.get('unit') or ''}, {d.get('left')} left".replace(
-                "  ", " "
-            )
+            unit = f" {d['unit']}" if d.get("unit") else ""
+            what += f": needed {d['needed']}{unit}, {d.get('left')} left"
             what += f" in {d['period']}" if d.get("period") else ""
         minutes = int(REFUSAL_WINDOW.total_seconds() // 60)
         what += f" (further refusals in the next {minutes} minutes are not alerted again)"
@@ -278,8 +278,20 @@ def send(
     return response.status_code, None if error is None else _scrub(error, rule.url)
 
 
+_shared: httpx.Client | None = None
+_shared_lock = threading.Lock()
+
+
 def _client(http_client: httpx.Client | None) -> httpx.Client:
-    return http_client or httpx.Client(timeout=TIMEOUT, follow_redirects=False)
+    """``http_client``, else this process's own (made once: building a client loads the CA
+    bundle, which costs more than a loopback delivery; httpx's client is thread-safe)."""
+    global _shared
+    if http_client is not None:
+        return http_client
+    with _shared_lock:
+        if _shared is None:
+            _shared = httpx.Client(timeout=TIMEOUT, follow_redirects=False)
+        return _shared
 
 
 def deliver_due(
@@ -294,25 +306,22 @@ def deliver_due(
     until none is due; record each attempt. With ``forecasts``, first write the forecast
     warnings due (:meth:`klingcost.ledger.Ledger.warn_forecasts`, at most every 5 minutes).
 
-    ``http_client`` sends (default: one of this module's, closed after); a failed webhook is
-    an attempt in the report, never an exception."""
+    ``http_client`` sends (default: this process's own, kept for the next pass); a failed
+    webhook is an attempt in the report, never an exception."""
     warned = tuple(ledger.warn_forecasts(now=now)) if forecasts else ()
-    client = _client(http_client)
     attempts: list[Attempt] = []
     seen: set[int] = set()
-    try:
-        while True:
-            at = ledger.clock.now() if now is None else now
-            due = [a for a in ledger.claim_due_alerts(now=at, lease=LEASE, limit=limit)]
-            fresh = [a for a in due if a.id not in seen]
-            for alert in fresh:
-                seen.add(alert.id)
-                attempts.append(_deliver_one(ledger, alert, client, now))
-            if len(due) < limit or not fresh:
-                return DeliveryReport(tuple(attempts), warned)
-    finally:
-        if http_client is None:
-            client.close()
+    while True:
+        at = ledger.clock.now() if now is None else now
+        due = ledger.claim_due_alerts(now=at, lease=LEASE, limit=limit)
+        fresh = [a for a in due if a.id not in seen]
+        if fresh:  # the HTTP client is made only when something is to be sent
+            client = _client(http_client)
+        for alert in fresh:
+            seen.add(alert.id)
+            attempts.append(_deliver_one(ledger, alert, client, now))
+        if len(due) < limit or not fresh:
+            return DeliveryReport(tuple(attempts), warned)
 
 
 def _deliver_one(
@@ -364,13 +373,9 @@ def send_test(ledger: Ledger, rule_id: int, *, http_client: httpx.Client | None 
     )
     event = {"kind": "test", "rule": {"id": rule.id, "team": rule.team, "channel": rule.channel}}
     client = _client(http_client)
-    try:
-        status, error = send(
-            rule, payload(rule.channel, text, key=key, event=event), key=key, client=client
-        )
-    finally:
-        if http_client is None:
-            client.close()
+    status, error = send(
+        rule, payload(rule.channel, text, key=key, event=event), key=key, client=client
+    )
     return Attempt(rule.id, rule.channel, rule.masked, error is None, status, error)
 
 

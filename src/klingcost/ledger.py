@@ -575,6 +575,8 @@ BUDGET_REFERENCES: Final[tuple[tuple[str, str], ...]] = (
     ("hold_entries", "budget"),
     ("balances", "budget"),
     ("rollup_daily", "team"),
+    ("alert_rules", "team"),
+    ("alert_marks", "team"),
 )
 _OPEN_STATES_SQL = "h.state IN ('held', 'submitted', 'unknown')"
 #: Open holds counted in a period of a budget: how many, and what they hold there.
@@ -1788,6 +1790,135 @@ class Ledger:
         dialect = self.dialect
         self._write(lambda conn: migrations.rebuild_rollups(conn, dialect))
 
+    # --- budget management ----------------------------------------------------------------
+
+    def preview_budget(self, team: str, **changes: Any) -> BudgetChange:
+        """What :meth:`update_budget` with ``changes`` would do to ``team``'s budget, read in
+        one snapshot and written nowhere: its status before and after, and the open holds a
+        period change moves out of the current period's count. BudgetNotFound or
+        BudgetConfigError (as the update would raise) otherwise."""
+        given = {name: value for name, value in changes.items() if value is not KEEP}
+        if "limit_major" in given:
+            try:
+                given["limit_major"] = exact(given["limit_major"])
+            except (TypeError, ValueError) as exc:
+                raise BudgetConfigError(
+                    f"invalid limit {changes['limit_major']!r}: {exc}"
+                ) from None
+        now = self.clock.now()
+
+        def operation(conn: DB) -> BudgetChange:
+            sql = f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE name = ?"
+            row = conn.execute(sql, (team,)).fetchone()
+            if row is None:
+                raise BudgetNotFound(team=team)
+            old = _budget_from_row(row)
+            before = self._status(conn, old, now)
+            after = self._status(conn, _merged_budget(team, old, given), now)
+            moved = (0, 0)
+            if after.window.key != before.window.key:
+                moved = conn.execute(_OPEN_IN_PERIOD_SQL, (team, before.window.key)).fetchone()
+            return BudgetChange(before, after, int(moved[0]), int(moved[1]))
+
+        return self._read(operation)
+
+    def rename_budget(self, team: str, new: str) -> BudgetStatus:
+        """Rename ``team``'s budget to ``new`` in one transaction: its holds, entries, running
+        balances and rollups follow, and so do its children's parent links, so everything
+        keeps counting. BudgetNotFound; BudgetConfigError when ``new`` is taken or no valid
+        name. The event log keeps the old name (a ``budget_renamed`` event links the two)."""
+        at = self.clock.now().isoformat()
+
+        def operation(conn: DB) -> None:
+            old = self._lock_budget_for_change(conn, team)
+            make_budget(new, limit=old.limit, unit=old.unit, period=old.period, soft=old.soft,
+                        tz=old.tz, pack=old.pack, exponent=old.exponent)  # fmt: skip
+            if conn.execute("SELECT 1 FROM budgets WHERE name = ?", (new,)).fetchone():
+                raise BudgetConfigError(
+                    f"budget {new!r} already exists: choose another name (or delete {new} first)"
+                )
+            self._move_budget(conn, team, new, at)
+            self._event(conn, at, "budget_renamed", None, new, previous=team)
+
+        self._write(operation)
+        return self.budget_status(new)
+
+    def delete_budget(self, team: str, *, force: bool = False) -> DeletedBudget:
+        """Delete ``team``'s budget. Refused (BudgetConfigError, nothing written) while budgets
+        hang below it, and while it has open holds unless ``force``: they then stay open,
+        archived with the budget, and still settle. A budget with history is archived under
+        ``team~deleted-N`` (kept for reports and audits, hidden from :meth:`budgets`); one
+        without is removed. The name is free again either way. A ``budget_deleted`` event is
+        recorded."""
+        at = self.clock.now().isoformat()
+
+        def operation(conn: DB) -> DeletedBudget:
+            budget = self._lock_budget_for_change(conn, team)
+            below = [r[0] for r in conn.execute(_CHILDREN_SQL, (team,))]
+            if below:
+                raise BudgetConfigError(
+                    f"budget {team} has budgets below it ({', '.join(below)}): delete them "
+                    f"first, or move each with: klingcost budget set NAME --parent OTHER"
+                )
+            open_rows = conn.execute(_OPEN_OF_TEAM_SQL, (team,)).fetchall()
+            ids = tuple(int(r[0]) for r in open_rows)
+            held = sum(int(r[1]) for r in open_rows)
+            if ids and not force:
+                shown = ", ".join(map(str, ids[:10])) + (" ..." if len(ids) > 10 else "")
+                raise BudgetConfigError(
+                    f"budget {team} has {len(ids)} open hold(s) (ids {shown}) still counting "
+                    f"{budget.format(held)} {budget.unit}: settle them with `klingcost sync`, "
+                    "release them with `klingcost holds void ID --reason TEXT`, or give "
+                    "--force to delete it anyway (its open holds then stay open under the "
+                    "archived budget, and sync still settles them)"
+                )
+            archived = None
+            if conn.execute(
+                "SELECT 1 FROM hold_entries WHERE budget = ? LIMIT 1", (team,)
+            ).fetchone():
+                pattern = team.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                taken = {
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT name FROM budgets WHERE name LIKE ? ESCAPE '\\'",
+                        (f"{pattern}{ARCHIVED}%",),
+                    )
+                }
+                archived = archived_name(team, taken)
+                self._move_budget(conn, team, archived, at)
+            else:
+                conn.execute("DELETE FROM balances WHERE budget = ?", (team,))
+                conn.execute("DELETE FROM budgets WHERE name = ?", (team,))
+            self._event(conn, at, "budget_deleted", None, team, archived=archived,
+                        forced=force, open_holds=list(ids), open_held=held)  # fmt: skip
+            return DeletedBudget(team, archived, ids, held)
+
+        return self._write(operation)
+
+    def _lock_budget_for_change(self, conn: DB, team: str) -> Budget:
+        """The budget row, locked (PostgreSQL: with the budget trees' lock, as set_budget)."""
+        if self._locks_rows:
+            conn.execute("SELECT pg_advisory_xact_lock(?)", (_BUDGETS_LOCK,)).fetchall()
+        sql = f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE name = ?{self._row_lock}"
+        row = conn.execute(sql, (team,)).fetchone()
+        if row is None or ARCHIVED in team:
+            raise BudgetNotFound(team=team)
+        return _budget_from_row(row)
+
+    @staticmethod
+    def _move_budget(conn: DB, old: str, new: str, at: str) -> None:
+        """Give budget ``old`` the name ``new``: a copy of its row, every reference moved to it
+        (each statement keeps every foreign key whole), then the old row removed."""
+        conn.execute(
+            "INSERT INTO budgets (name, parent, unit, pack, exponent, limit_minor, period, tz,"
+            " soft, created_at, updated_at) SELECT ?, parent, unit, pack, exponent, limit_minor,"
+            " period, tz, soft, created_at, ? FROM budgets WHERE name = ?",
+            (new, at, old),
+        )
+        for table, column in BUDGET_REFERENCES:
+            conn.execute(f"UPDATE {table} SET {column} = ? WHERE {column} = ?", (new, old))
+        conn.execute("DELETE FROM budgets WHERE name = ?", (old,))
+
     # --- keys -------------------------------------------------------------------------------
     # The proxy's keys (:mod:`klingcost.keys` makes and checks them; rows hold no secret) and
     # the refusals every guard records.
@@ -2033,7 +2164,10 @@ class Ledger:
         with self.reading():
             if not _outbox.any_due(self._db, now):
                 return []
-        return self._write(lambda conn: _outbox.claim_due(conn, now, lease, limit))
+        skip = self._locks_rows
+        return self._write(
+            lambda conn: _outbox.claim_due(conn, now, lease, limit, skip_locked=skip)
+        )
 
     def record_alert_attempt(
         self, outbox_id: int, *, at: datetime, error: str | None, next_at: datetime | None
@@ -2149,135 +2283,6 @@ class Ledger:
             exponent=budget.exponent,
             today_share=_share_of_day(at),
         )
-
-    # --- budget management ----------------------------------------------------------------
-
-    def preview_budget(self, team: str, **changes: Any) -> BudgetChange:
-        """What :meth:`update_budget` with ``changes`` would do to ``team``'s budget, read in
-        one snapshot and written nowhere: its status before and after, and the open holds a
-        period change moves out of the current period's count. BudgetNotFound or
-        BudgetConfigError (as the update would raise) otherwise."""
-        given = {name: value for name, value in changes.items() if value is not KEEP}
-        if "limit_major" in given:
-            try:
-                given["limit_major"] = exact(given["limit_major"])
-            except (TypeError, ValueError) as exc:
-                raise BudgetConfigError(
-                    f"invalid limit {changes['limit_major']!r}: {exc}"
-                ) from None
-        now = self.clock.now()
-
-        def operation(conn: DB) -> BudgetChange:
-            sql = f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE name = ?"
-            row = conn.execute(sql, (team,)).fetchone()
-            if row is None:
-                raise BudgetNotFound(team=team)
-            old = _budget_from_row(row)
-            before = self._status(conn, old, now)
-            after = self._status(conn, _merged_budget(team, old, given), now)
-            moved = (0, 0)
-            if after.window.key != before.window.key:
-                moved = conn.execute(_OPEN_IN_PERIOD_SQL, (team, before.window.key)).fetchone()
-            return BudgetChange(before, after, int(moved[0]), int(moved[1]))
-
-        return self._read(operation)
-
-    def rename_budget(self, team: str, new: str) -> BudgetStatus:
-        """Rename ``team``'s budget to ``new`` in one transaction: its holds, entries, running
-        balances and rollups follow, and so do its children's parent links, so everything
-        keeps counting. BudgetNotFound; BudgetConfigError when ``new`` is taken or no valid
-        name. The event log keeps the old name (a ``budget_renamed`` event links the two)."""
-        at = self.clock.now().isoformat()
-
-        def operation(conn: DB) -> None:
-            old = self._lock_budget_for_change(conn, team)
-            make_budget(new, limit=old.limit, unit=old.unit, period=old.period, soft=old.soft,
-                        tz=old.tz, pack=old.pack, exponent=old.exponent)  # fmt: skip
-            if conn.execute("SELECT 1 FROM budgets WHERE name = ?", (new,)).fetchone():
-                raise BudgetConfigError(
-                    f"budget {new!r} already exists: choose another name (or delete {new} first)"
-                )
-            self._move_budget(conn, team, new, at)
-            self._event(conn, at, "budget_renamed", None, new, previous=team)
-
-        self._write(operation)
-        return self.budget_status(new)
-
-    def delete_budget(self, team: str, *, force: bool = False) -> DeletedBudget:
-        """Delete ``team``'s budget. Refused (BudgetConfigError, nothing written) while budgets
-        hang below it, and while it has open holds unless ``force``: they then stay open,
-        archived with the budget, and still settle. A budget with history is archived under
-        ``team~deleted-N`` (kept for reports and audits, hidden from :meth:`budgets`); one
-        without is removed. The name is free again either way. A ``budget_deleted`` event is
-        recorded."""
-        at = self.clock.now().isoformat()
-
-        def operation(conn: DB) -> DeletedBudget:
-            budget = self._lock_budget_for_change(conn, team)
-            below = [r[0] for r in conn.execute(_CHILDREN_SQL, (team,))]
-            if below:
-                raise BudgetConfigError(
-                    f"budget {team} has budgets below it ({', '.join(below)}): delete them "
-                    f"first, or move each with: klingcost budget set NAME --parent OTHER"
-                )
-            open_rows = conn.execute(_OPEN_OF_TEAM_SQL, (team,)).fetchall()
-            ids = tuple(int(r[0]) for r in open_rows)
-            held = sum(int(r[1]) for r in open_rows)
-            if ids and not force:
-                shown = ", ".join(map(str, ids[:10])) + (" ..." if len(ids) > 10 else "")
-                raise BudgetConfigError(
-                    f"budget {team} has {len(ids)} open hold(s) (ids {shown}) still counting "
-                    f"{budget.format(held)} {budget.unit}: settle them with `klingcost sync`, "
-                    "release them with `klingcost holds void ID --reason TEXT`, or give "
-                    "--force to delete it anyway (its open holds then stay open under the "
-                    "archived budget, and sync still settles them)"
-                )
-            archived = None
-            if conn.execute(
-                "SELECT 1 FROM hold_entries WHERE budget = ? LIMIT 1", (team,)
-            ).fetchone():
-                pattern = team.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-                taken = {
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT name FROM budgets WHERE name LIKE ? ESCAPE '\\'",
-                        (f"{pattern}{ARCHIVED}%",),
-                    )
-                }
-                archived = archived_name(team, taken)
-                self._move_budget(conn, team, archived, at)
-            else:
-                conn.execute("DELETE FROM balances WHERE budget = ?", (team,))
-                conn.execute("DELETE FROM budgets WHERE name = ?", (team,))
-            self._event(conn, at, "budget_deleted", None, team, archived=archived,
-                        forced=force, open_holds=list(ids), open_held=held)  # fmt: skip
-            return DeletedBudget(team, archived, ids, held)
-
-        return self._write(operation)
-
-    def _lock_budget_for_change(self, conn: DB, team: str) -> Budget:
-        """The budget row, locked (PostgreSQL: with the budget trees' lock, as set_budget)."""
-        if self._locks_rows:
-            conn.execute("SELECT pg_advisory_xact_lock(?)", (_BUDGETS_LOCK,)).fetchall()
-        sql = f"SELECT {_BUDGET_COLUMNS} FROM budgets WHERE name = ?{self._row_lock}"
-        row = conn.execute(sql, (team,)).fetchone()
-        if row is None or ARCHIVED in team:
-            raise BudgetNotFound(team=team)
-        return _budget_from_row(row)
-
-    @staticmethod
-    def _move_budget(conn: DB, old: str, new: str, at: str) -> None:
-        """Give budget ``old`` the name ``new``: a copy of its row, every reference moved to it
-        (each statement keeps every foreign key whole), then the old row removed."""
-        conn.execute(
-            "INSERT INTO budgets (name, parent, unit, pack, exponent, limit_minor, period, tz,"
-            " soft, created_at, updated_at) SELECT ?, parent, unit, pack, exponent, limit_minor,"
-            " period, tz, soft, created_at, ? FROM budgets WHERE name = ?",
-            (new, at, old),
-        )
-        for table, column in BUDGET_REFERENCES:
-            conn.execute(f"UPDATE {table} SET {column} = ? WHERE {column} = ?", (new, old))
-        conn.execute("DELETE FROM budgets WHERE name = ?", (old,))
 
 
 _KEY_COLUMNS = (

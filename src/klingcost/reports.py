@@ -326,10 +326,10 @@ class Report:
     rows: tuple[ReportRow, ...]
     totals: tuple[ReportRow, ...]
     columns: tuple[str, ...] = field(default=COLUMNS)
-    #: Each budget's burn rate and run-out day now (the report's team, or every budget).
-    forecasts: tuple[BudgetForecast, ...] = ()
     #: Refused submissions in the window: (team, reason, count), by team and reason.
     refusals: tuple[tuple[str, str, int], ...] = ()
+    #: Each budget's burn rate and run-out day now (the report's team, or every budget).
+    forecasts: tuple[BudgetForecast, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -342,11 +342,11 @@ class Report:
             "columns": list(self.columns),
             "rows": [row.to_dict() for row in self.rows],
             "totals": [row.to_dict() for row in self.totals],
-            "forecasts": {f.team: {**f.forecast.to_dict(), "unit": f.unit} for f in self.forecasts},
             "refusals": [
                 {"team": team, "reason": reason, "count": count}
                 for team, reason, count in self.refusals
             ],
+            "forecasts": {f.team: {**f.forecast.to_dict(), "unit": f.unit} for f in self.forecasts},
         }
 
 

@@ -34,7 +34,9 @@ from klingcost.cli._input import single_document
 from klingcost.money import format_amount, format_minor
 
 if TYPE_CHECKING:
+    from klingcost.alerts import DeliveryReport
     from klingcost.guard import GuardedClient, Submission
+    from klingcost.ledger import Ledger
 
 
 def _check_base_url(value: str | None) -> str | None:
@@ -468,7 +470,7 @@ def sync_command(
         sys.exit(1)
 
 
-def _deliver_alerts(ledger: Any) -> Any:
+def _deliver_alerts(ledger: Ledger) -> DeliveryReport | None:
     """``sync`` also delivers the ledger's due alerts (never failing the sync for them)."""
     from klingcost.alerts import deliver_due
     from klingcost.errors import LedgerError
