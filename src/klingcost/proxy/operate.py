@@ -18,6 +18,7 @@ from __future__ import annotations
 from starlette.types import ASGIApp
 
 from klingcost._limits import ServerLimits
+from klingcost.proxy import accesslog
 from klingcost.proxy.accesslog import AccessLog
 from klingcost.proxy.limits import KlingBodyLimit, KlingErrors, proxy_limits
 from klingcost.proxy.metrics import Metrics
@@ -31,7 +32,13 @@ def operated(
     log_prompts: bool = False,
     access_log: bool = True,
 ) -> ASGIApp:
-    """``app`` inside the operator's layers (see the module docstring)."""
+    """``app`` inside the operator's layers (see the module docstring).
+
+    With ``access_log`` on and no handler set up for it yet, the lines go to stdout
+    (:func:`klingcost.proxy.accesslog.configure`); this runs in each worker.
+    """
+    if access_log and not accesslog.logger.handlers:
+        accesslog.configure()
     inner = KlingBodyLimit(app, limits or proxy_limits())
     listeners = (metrics.record,) if metrics is not None else ()
     logged = AccessLog(inner, log_prompts=log_prompts, enabled=access_log, listeners=listeners)
