@@ -124,13 +124,24 @@ class _GuardCore:
         return estimate(endpoint, body, sheet=self.sheet, provider=self.provider)
 
     def hold(
-        self, priced: Estimate, amounts: HoldAmounts, key: str, meta: dict[str, Any]
+        self,
+        priced: Estimate,
+        amounts: HoldAmounts,
+        key: str,
+        meta: dict[str, Any],
+        **options: Any,
     ) -> tuple[Estimate, Hold]:
         """Reserve, priced with ``self.sheet``. A guard that prices with the ledger's sheet
-        and meets a newer one (published since it started) reprices once with it."""
+        and meets a newer one (published since it started) reprices once with it.
+        ``options`` go to :meth:`Ledger.reserve` as they are (the proxy's key limits)."""
         try:
             hold = self.ledger.reserve(
-                self.team, amounts, key=key, meta=meta, sheet_sha256=sheet_hash(self.sheet)
+                self.team,
+                amounts,
+                key=key,
+                meta=meta,
+                sheet_sha256=sheet_hash(self.sheet),
+                **options,
             )
         except errors.SheetMismatchError:
             if not self._ledger_priced:
@@ -143,17 +154,26 @@ class _GuardCore:
                 key=key,
                 meta=meta,
                 sheet_sha256=sheet_hash(self.sheet),
+                **options,
             )
         return priced, hold
 
     def reserve(
-        self, endpoint: str, body: Mapping[str, Any], key: str | None
+        self,
+        endpoint: str,
+        body: Mapping[str, Any],
+        key: str | None,
+        *,
+        extra_meta: Mapping[str, str | int | None] | None = None,
+        **options: Any,
     ) -> tuple[Estimate, Hold, dict[str, Any] | None]:
         """Price and hold; returns the body to send, or None when the key was used before.
 
         With a caller's ``key`` the ledger's reserve is the one arbiter: it returns the hold
         already under that key (from an earlier call, or a concurrent one that got there
         first), and only the call whose own ``claim`` comes back sends the request.
+        ``extra_meta`` is kept on the hold beside the request's shape, and ``options`` go to
+        :meth:`Ledger.reserve` (both for ``klingcost proxy``).
         """
         priced = self.estimate(endpoint, body)
         outgoing = dict(body)
@@ -179,9 +199,11 @@ class _GuardCore:
             "provider": priced.cost.provider,
             "external_task_id": outgoing.get("external_task_id"),
         }
+        if extra_meta:
+            meta.update(extra_meta)
         if given:
             meta["claim"] = claim
-        priced, hold = self.hold(priced, amounts, key, meta)
+        priced, hold = self.hold(priced, amounts, key, meta, **options)
         if given and hold.meta.get("claim") != claim:
             return priced, hold, None
         return priced, hold, outgoing
