@@ -41,6 +41,7 @@ from klingcost.client import AsyncKlingClient, KlingClient
 from klingcost.ledger import Hold, Ledger
 from klingcost.money import UNIT_EXPONENT, to_minor
 from klingcost.pricing import Estimate, estimate, price
+from klingcost.refusals import record_refusal
 from klingcost.settlement import Resolution, resolve
 from klingcost.sheet import PRICING_ENV, PriceSheet, load_sheet, sheet_from_canonical, sheet_hash
 
@@ -129,33 +130,49 @@ class _GuardCore:
         amounts: HoldAmounts,
         key: str,
         meta: dict[str, Any],
-        **options: Any,
+        *,
+        key_id: str | None = None,
+        max_open_for_key: int | None = None,
+        source: str = "guard",
     ) -> tuple[Estimate, Hold]:
         """Reserve, priced with ``self.sheet``. A guard that prices with the ledger's sheet
-        and meets a newer one (published since it started) reprices once with it.
-        ``options`` go to :meth:`Ledger.reserve` as they are (the proxy's key limits)."""
+        and meets a newer one (published since it started) reprices once with it. A refusal
+        (budget, or a proxy key's ``max_open_for_key``) is recorded in the ledger, then
+        raised as it was (:mod:`klingcost.refusals`)."""
         try:
-            hold = self.ledger.reserve(
-                self.team,
-                amounts,
-                key=key,
-                meta=meta,
-                sheet_sha256=sheet_hash(self.sheet),
-                **options,
+            try:
+                hold = self.ledger.reserve(
+                    self.team,
+                    amounts,
+                    key=key,
+                    meta=meta,
+                    sheet_sha256=sheet_hash(self.sheet),
+                    key_id=key_id,
+                    max_open_for_key=max_open_for_key,
+                )
+            except errors.SheetMismatchError:
+                if not self._ledger_priced:
+                    raise
+                self.sheet = self._default_sheet()
+                priced = price(priced.request, sheet=self.sheet, provider=self.provider)
+                hold = self.ledger.reserve(
+                    self.team,
+                    _amounts(priced),
+                    key=key,
+                    meta=meta,
+                    sheet_sha256=sheet_hash(self.sheet),
+                    key_id=key_id,
+                    max_open_for_key=max_open_for_key,
+                )
+        except (
+            errors.BudgetExceeded,
+            errors.BudgetCannotCount,
+            errors.ConcurrencyExceeded,
+        ) as refused:
+            record_refusal(
+                self.ledger, refused, team=self.team, job_class=meta, key_id=key_id, source=source
             )
-        except errors.SheetMismatchError:
-            if not self._ledger_priced:
-                raise
-            self.sheet = self._default_sheet()
-            priced = price(priced.request, sheet=self.sheet, provider=self.provider)
-            hold = self.ledger.reserve(
-                self.team,
-                _amounts(priced),
-                key=key,
-                meta=meta,
-                sheet_sha256=sheet_hash(self.sheet),
-                **options,
-            )
+            raise
         return priced, hold
 
     def reserve(
@@ -173,7 +190,7 @@ class _GuardCore:
         already under that key (from an earlier call, or a concurrent one that got there
         first), and only the call whose own ``claim`` comes back sends the request.
         ``extra_meta`` is kept on the hold beside the request's shape, and ``options`` go to
-        :meth:`Ledger.reserve` (both for ``klingcost proxy``).
+        :meth:`hold` (``key_id``, ``max_open_for_key``, ``source``: for ``klingcost proxy``).
         """
         priced = self.estimate(endpoint, body)
         outgoing = dict(body)
