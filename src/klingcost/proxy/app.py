@@ -108,9 +108,7 @@ def create_app(
             opened.close()
         raise
     app = _starlette(proxy, [metrics.route(), *routes], owns_ledger)
-    return operated(
-        app, metrics=metrics, log_prompts=settings.log_prompts, access_log=access_log
-    )
+    return operated(app, metrics=metrics, log_prompts=settings.log_prompts, access_log=access_log)
 
 
 def proxy_of(app: Any) -> Proxy:
@@ -153,9 +151,7 @@ def _starlette(proxy: Proxy, extra: Sequence[BaseRoute], owns_ledger: bool) -> S
         async with httpx.AsyncClient(timeout=10.0, follow_redirects=False) as hooks:
             proxy.hook_client = hooks
             checkpoints = (
-                proxy.ledger.background_checkpoints()
-                if owns_ledger
-                else contextlib.nullcontext()
+                proxy.ledger.background_checkpoints() if owns_ledger else contextlib.nullcontext()
             )
             with checkpoints:
                 interval = proxy.settings.settle_interval

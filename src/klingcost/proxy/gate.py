@@ -4,7 +4,7 @@
 price and the hold, with the same :class:`~klingcost.guard._GuardCore` as ``GuardedClient``
 (so the same pricing, idempotency and sheet rules). Anything it refuses is answered in Kling's
 envelope and never forwarded; a refusal of a known key is recorded in the ledger
-(:meth:`~klingcost.ledger.Ledger.record_refusal`). :func:`create` then forwards the body and
+(:mod:`klingcost.refusals`). :func:`create` then forwards the body and
 applies GuardedClient's outcome rules to the hold: attached when the upstream accepted the
 task; voided after a definite refusal; counted as ``unknown`` when the outcome is not known.
 The upstream's answer goes back as it came (scrubbed of the API key), with three headers
@@ -33,11 +33,12 @@ from klingcost._json import JSONInputError, loads
 from klingcost._protocol import parse_task, read_envelope
 from klingcost.guard import _GuardCore
 from klingcost.ledger import Hold
-from klingcost.money import format_amount, format_minor
+from klingcost.money import UNIT_EXPONENT, format_amount, format_minor, to_minor
 from klingcost.pricing import Estimate
 from klingcost.proxy import envelope as kling
 from klingcost.proxy.accesslog import note
 from klingcost.proxy.state import Proxy, external_key
+from klingcost.refusals import record_refusal
 
 if TYPE_CHECKING:
     from klingcost.keys import ApiKey
@@ -89,45 +90,47 @@ def admit(proxy: Proxy, authorization: str | None, endpoint: str, raw: bytes) ->
         body = loads(raw)
     except (JSONInputError, ValueError) as exc:  # JSONDecodeError is a ValueError
         why = str(exc) if isinstance(exc, JSONInputError) else f"not JSON ({exc})"
-        return _refuse(proxy, key, 400, kling.MALFORMED, f"the request body is {why}", "invalid")
+        return _refuse(proxy, key, 400, kling.MALFORMED, f"the request body is {why}")
     if not isinstance(body, dict):
         message = f"the request body is JSON but not an object (given {type(body).__name__})"
-        return _refuse(proxy, key, 400, kling.MALFORMED, message, "invalid")
+        return _refuse(proxy, key, 400, kling.MALFORMED, message)
     core = proxy.core(key.team)
     try:
         priced = core.estimate(endpoint, body)
     except errors.RequestValidationError as exc:
-        return _refuse(proxy, key, 400, kling.INVALID, str(exc), "invalid")
+        return _refuse(proxy, key, 400, kling.INVALID, str(exc))
     except errors.UnpricedRequestError as exc:
-        return _refuse(proxy, key, 400, kling.INVALID, str(exc), "unpriced", priced=None)
+        record_refusal(proxy.ledger, exc, team=key.team, key_id=key.id, source="proxy")
+        return Refused(400, kling.INVALID, str(exc), "unpriced", key)
     external = body.get("external_task_id")
     hold_key = external_key(key.team, external) if isinstance(external, str) and external else None
     hold_key = hold_key or uuid.uuid4().hex
     outgoing, extra_meta = _callbacks(proxy, body, hold_key)
-    options: dict[str, Any] = {"key_id": key.id}
+    options: dict[str, Any] = {"key_id": key.id, "source": "proxy"}
     if key.max_concurrent is not None:
         options["max_open_for_key"] = key.max_concurrent
     try:
+        # The core records a refusal by a budget or by the key's limit itself.
         priced, hold, send = core.reserve(
             endpoint, outgoing, hold_key, extra_meta=extra_meta, **options
         )
     except errors.BudgetExceeded as exc:
-        return _refuse(proxy, key, 429, kling.PACK_EXHAUSTED, str(exc), "budget", priced, exc)
+        return Refused(429, kling.PACK_EXHAUSTED, str(exc), "budget", key)
     except errors.ConcurrencyExceeded as exc:
-        return _refuse(proxy, key, 429, kling.CONCURRENCY, str(exc), "concurrency", priced)
+        return Refused(429, kling.CONCURRENCY, str(exc), "concurrency", key)
     except errors.BudgetCannotCount as exc:
-        return _refuse(proxy, key, 403, kling.NO_PERMISSION, str(exc), "cannot_count", priced)
+        return Refused(403, kling.NO_PERMISSION, str(exc), "cannot_count", key)
     except errors.BudgetNotFound as exc:
         message = f"{exc}: the key's team has no budget, so nothing can be held for it"
-        return _refuse(proxy, key, 403, kling.NO_PERMISSION, message, "no_budget", priced)
+        return _refuse(proxy, key, 403, kling.NO_PERMISSION, message, priced, "no_budget")
     except (errors.RequestValidationError, errors.HoldStateError) as exc:
-        return _refuse(proxy, key, 400, kling.INVALID, str(exc), "invalid", priced)
+        return _refuse(proxy, key, 400, kling.INVALID, str(exc), priced)
     if send is None:  # the same external_task_id, held before and not voided
         message = (
             f"external_task_id {external!r} was already used by team {key.team!r} "
             f"(hold {hold.id}, task {hold.task_id or 'not known yet'}): use a new one"
         )
-        return _refuse(proxy, key, 400, kling.INVALID, message, "duplicate", priced)
+        return _refuse(proxy, key, 400, kling.INVALID, message, priced)
     content = json.dumps(send, ensure_ascii=False, allow_nan=False).encode("utf-8")
     return Admitted(key, core, priced, hold, content)
 
@@ -148,7 +151,7 @@ def _callbacks(
 
 
 def _default_field(base_url: str) -> str:
-    """Kling's own API names the field ``callback_url``; openai-hk (and the rest) ``notify_hook``."""
+    """Kling's own API names the field ``callback_url``; openai-hk (and others) ``notify_hook``."""
     host = base_url.split("://", 1)[-1].split("/", 1)[0].lower()
     return "callback_url" if host.endswith("klingai.com") else "notify_hook"
 
@@ -159,34 +162,27 @@ def _refuse(
     status: int,
     code: int,
     message: str,
-    reason: str,
     priced: Estimate | None = None,
-    exceeded: errors.BudgetExceeded | None = None,
+    reason: str = "invalid",
 ) -> Refused:
-    """A refusal of ``key``'s create, recorded in the ledger (team, key, job class, needed,
-    left, period, reason); a ledger that cannot record it does not change the answer."""
+    """A refusal of a body the guard cannot hold (``invalid``: not JSON, not valid, a reused
+    external id; ``no_budget``), recorded in the ledger as the guard's refusals are. A ledger
+    that cannot record it does not change the answer."""
     try:
         proxy.ledger.record_refusal(
             key.team,
             reason=reason,
-            needed=exceeded.needed if exceeded else _needed(priced),
-            left=exceeded.available if exceeded else None,
-            period=exceeded.period if exceeded else None,
-            unit=exceeded.unit if exceeded else ("units" if priced else None),
-            budget=exceeded.team if exceeded else None,
+            needed=None if priced is None else to_minor(priced.units, UNIT_EXPONENT),
+            left=None,
+            period=None,
+            unit=None if priced is None else "units",
             job_class=_job_class(priced),
             key_id=key.id,
             source="proxy",
         )
     except errors.LedgerError as exc:
-        logger.warning("refusal of key %s not recorded: %s", key.id, exc)
+        logger.warning("a refusal of key %s was not recorded: %s", key.id, exc)
     return Refused(status, code, message, reason, key)
-
-
-def _needed(priced: Estimate | None) -> int | None:
-    from klingcost.money import UNIT_EXPONENT, to_minor
-
-    return None if priced is None else to_minor(priced.units, UNIT_EXPONENT)
 
 
 def _job_class(priced: Estimate | None) -> dict[str, str | int | None] | None:

@@ -116,9 +116,7 @@ def serve(
         check(settings)
         os.environ[SETTINGS_ENV] = settings.to_env()
         prepare_workers()
-        config = ProxyConfig(
-            WORKER_APP, limits=limits, factory=True, workers=workers, **options
-        )
+        config = ProxyConfig(WORKER_APP, limits=limits, factory=True, workers=workers, **options)
         if ready is not None:
             ready(url)
         Multiprocess(config, sockets=[sock]).run()
@@ -127,7 +125,8 @@ def serve(
 class ProxyServer:
     """The proxy on 127.0.0.1 (a free port), served from a background thread, for tests.
 
-    >>> with ProxyServer(ProxySettings(upstream=fake.base_url), api_key=KEY) as proxy:  # doctest: +SKIP
+    >>> settings = ProxySettings(upstream=fake.base_url)              # doctest: +SKIP
+    >>> with ProxyServer(settings, api_key=KEY) as proxy:              # doctest: +SKIP
     ...     httpx.post(f"{proxy.base_url}/v1/videos/text2video", json=body, headers=auth)
 
     ``options`` go to :func:`klingcost.proxy.app.create_app` (``ledger``, ``api_key``,

@@ -53,7 +53,9 @@ class Proxy:
         self.authenticate = authenticate
         self._callback_key = callback_secret.encode("utf-8", "surrogatepass")
         #: How the upstream reaches this proxy (set once the server is bound, if not given).
-        self.public_url: str | None = settings.public_url.rstrip("/") if settings.public_url else None
+        self.public_url: str | None = (
+            settings.public_url.rstrip("/") if settings.public_url else None
+        )
         self._cores: dict[str, _GuardCore] = {}
         self._cores_lock = threading.Lock()
         #: Callback deliveries to clients' own URLs, still running (kept, or they may be

@@ -40,8 +40,14 @@ from klingcost.ledger import Hold
 from klingcost.money import MAX_DIGITS
 from klingcost.proxy import envelope as kling
 from klingcost.proxy.accesslog import note
-from klingcost.proxy.gate import Refused, authenticated, header_text, passed_on, refusal
-from klingcost.proxy.gate import upstream_failure
+from klingcost.proxy.gate import (
+    Refused,
+    authenticated,
+    header_text,
+    passed_on,
+    refusal,
+    upstream_failure,
+)
 from klingcost.proxy.state import Proxy
 from klingcost.request import Endpoint
 from klingcost.settlement import resolve
@@ -264,7 +270,9 @@ async def _forward(proxy: Proxy, url: str, body: bytes) -> None:
             why = type(exc).__name__
         if attempt + 1 < attempts:
             await asyncio.sleep(FORWARD_BACKOFF * 2**attempt)
-    logger.warning("a callback was not delivered to the client after %d attempts (%s)", attempts, why)
+    logger.warning(
+        "a callback was not delivered to the client after %d attempts (%s)", attempts, why
+    )
 
 
 # --- the background pass -----------------------------------------------------------------------
@@ -272,7 +280,7 @@ async def _forward(proxy: Proxy, url: str, body: bytes) -> None:
 
 async def settle_loop(proxy: Proxy, interval: float) -> None:
     """``sync`` every ``interval`` seconds (with jitter), until cancelled."""
-    await asyncio.sleep(random.uniform(0, interval))  # noqa: S311  # a phase, not a secret
+    await asyncio.sleep(random.uniform(0, interval))  # a phase, not a secret
     while True:
         try:
             report = await sync_holds(proxy.ledger, proxy.upstream.client, concurrency=4)
@@ -286,7 +294,7 @@ async def settle_loop(proxy: Proxy, interval: float) -> None:
                 )
         except Exception as exc:  # the next pass tries again
             logger.warning("settlement pass failed: %s", proxy.upstream.redact(str(exc)))
-        await asyncio.sleep(interval * random.uniform(0.8, 1.2))  # noqa: S311
+        await asyncio.sleep(interval * random.uniform(0.8, 1.2))
 
 
 __all__ = ["callback", "list_tasks", "query", "settle_loop"]

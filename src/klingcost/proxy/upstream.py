@@ -38,7 +38,7 @@ class Upstream:
         self.client = AsyncKlingClient(
             api_key, base_url=base_url, timeout=timeout, transport=transport, max_retries=2
         )
-        self._key = self.client._api_key  # noqa: SLF001  # the one key, checked there
+        self._key = self.client._api_key  # the one key, checked there
         self.base_url = self.client.base_url
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
