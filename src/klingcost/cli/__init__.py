@@ -82,6 +82,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "klingcost.cli.api_cmd:fake_server_command",
         "Run a fake Kling API until interrupted.",
     ),
+    "proxy": (
+        "klingcost.cli.proxy_cmd:proxy_command",
+        "Serve a Kling-compatible API that prices, holds and settles every job per team.",
+    ),
     "demo": (
         "klingcost.cli.demo_cmd:demo_command",
         "Run klingcost end to end against a built-in fake Kling API: no key, no network.",
