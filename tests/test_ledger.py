@@ -368,8 +368,19 @@ def test_void_unless_task_decides_inside_the_transaction(ledger: Ledger) -> None
     assert ledger.budget_status("a").held == 100
 
 
+def _undo_0005(conn: sqlite3.Connection) -> None:
+    """Take a ledger file back to before 0005_api_keys (as an older klingcost left it)."""
+    conn.execute("DROP INDEX holds_open_key")
+    conn.execute("DROP INDEX events_refused")
+    conn.execute("DROP TABLE api_keys")
+    conn.execute("ALTER TABLE holds DROP COLUMN key_id")
+    conn.execute("DELETE FROM _klingcost_migrations WHERE name = '0005_api_keys'")
+    conn.execute("PRAGMA user_version = 4")
+
+
 def _undo_0004(conn: sqlite3.Connection) -> None:
     """Take a ledger file back to before 0004_published_sheets (as an older klingcost left it)."""
+    _undo_0005(conn)
     conn.execute("DROP TABLE pricing_sheets")
     conn.execute("DROP TABLE ledger_settings")
     conn.execute("ALTER TABLE holds DROP COLUMN sheet_sha256")
@@ -390,7 +401,7 @@ def test_migration_0004_adds_published_sheets_to_an_old_ledger(tmp_path: Path) -
         assert ledger.published_sheet() is None
         assert ledger.reserve("team", credits(100), sheet_sha256="a" * 64).sheet_sha256 == "a" * 64
     conn = sqlite3.connect(path, isolation_level=None)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == migrations.schema_version()
     conn.close()
 
 

@@ -353,6 +353,30 @@ _PUBLISHED_SHEETS_0004: Final[tuple[str, ...]] = (
 )
 
 
+#: See migrations.API_KEYS_0005: the proxy's keys (hashes only) and the key of each hold.
+_API_KEYS_0005: Final[tuple[str, ...]] = (
+    _c(
+        """
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        team TEXT NOT NULL,
+        name TEXT,
+        key_hash TEXT NOT NULL UNIQUE CHECK (length(key_hash) = 64),
+        access_key TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        expires_at TEXT,
+        revoked_at TEXT,
+        max_concurrent BIGINT CHECK (max_concurrent IS NULL OR max_concurrent > 0)
+    )
+    """
+    ),
+    "CREATE INDEX api_keys_team ON api_keys(team)",
+    _c("ALTER TABLE holds ADD COLUMN key_id TEXT"),
+    "CREATE INDEX holds_open_key ON holds(key_id, state) WHERE key_id IS NOT NULL",
+    "CREATE INDEX events_refused ON events(id) WHERE kind = 'refused'",
+)
+
+
 def _backfill_0002(db: DB) -> None:
     from klingcost.deduction import parse_deduction
 
@@ -375,6 +399,7 @@ MIGRATIONS: Final[tuple[tuple[str, tuple[str, ...], Callable[[DB], None] | None]
     ("0002_rollups", _ROLLUPS_0002, _backfill_0002),
     ("0003_currency_exponents", migrations.CURRENCY_EXPONENTS_0003, None),
     ("0004_published_sheets", _PUBLISHED_SHEETS_0004, None),
+    ("0005_api_keys", _API_KEYS_0005, None),
 )
 assert [m[0] for m in MIGRATIONS] == [m.name for m in migrations.MIGRATIONS]
 

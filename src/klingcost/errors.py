@@ -19,7 +19,11 @@ holds an API key: the client redacts it before an error is built.
     │   ├── HoldStateError          an operation that the hold's state forbids
     │   ├── TaskNotRecorded         the API accepted a task the ledger could not record
     │   ├── InvalidAmountError      an amount that is not a non-negative int of minor units
-    │   └── BudgetExceeded          a hold would overspend a budget          (CLI exit 3)
+    │   ├── BudgetExceeded          a hold would overspend a budget          (CLI exit 3)
+    │   ├── ConcurrencyExceeded     a proxy key has its --max-concurrent jobs open (CLI exit 3)
+    │   └── KeyNotFound             no proxy key with that id                (CLI exit 2)
+    ├── KeyRefused                  a proxy request's key fails (HTTP 401, codes 1000-1004)
+    ├── ProxySecretError            the proxy's server secret is unsafe or unreadable (CLI exit 2)
     ├── ReportError                 a report cannot be made as asked         (CLI exit 2)
     ├── CalibrationError            calibration or a usage import failed     (CLI exit 2)
     └── KlingAPIError               the Kling API (or the transport) failed
@@ -275,6 +279,43 @@ class SheetMismatchError(LedgerError):
             "publish this one for everyone (`klingcost pricing publish FILE`), or let "
             "submitters price with their own overlays (`klingcost pricing local-overlays allow`)"
         )
+
+
+class ConcurrencyExceeded(LedgerError):
+    """A proxy key already has ``limit`` jobs open (its ``--max-concurrent``). Nothing was
+    written; the proxy answers HTTP 429 with Kling's code 1303."""
+
+    def __init__(self, *, key_id: str, team: str, limit: int, open_holds: int) -> None:
+        self.key_id = key_id
+        self.team = team
+        self.limit = limit
+        self.open_holds = open_holds
+        super().__init__(
+            f"key {key_id} of team {team!r} refused: it has {open_holds} jobs open and may "
+            f"have at most {limit} at once (--max-concurrent); wait for one to finish"
+        )
+
+
+class KeyNotFound(LedgerError, LookupError):
+    def __init__(self, *, key_id: str) -> None:
+        self.key_id = key_id
+        super().__init__(f"no key {key_id!r} in the ledger; `klingcost keys list` shows them")
+
+
+class KeyRefused(KlingcostError):
+    """A request to ``klingcost proxy`` whose ``Authorization`` fails: ``code`` is Kling's own
+    (1000 failed, 1001 empty, 1002 invalid, 1003 not yet valid, 1004 expired), ``status`` 401.
+    The message never holds the key or token given."""
+
+    def __init__(self, message: str, *, code: int) -> None:
+        self.code = code
+        self.status = 401
+        super().__init__(message)
+
+
+class ProxySecretError(KlingcostError, ValueError):
+    """The server secret that proxy keys' secret keys derive from cannot be used: a file that
+    others may read, or too short a secret. The message says which file or variable."""
 
 
 # --- reports and calibration --------------------------------------------------------------

@@ -41,6 +41,7 @@ from klingcost.client import AsyncKlingClient, KlingClient
 from klingcost.ledger import Hold, Ledger
 from klingcost.money import UNIT_EXPONENT, to_minor
 from klingcost.pricing import Estimate, estimate, price
+from klingcost.refusals import record_refusal
 from klingcost.settlement import Resolution, resolve
 from klingcost.sheet import PRICING_ENV, PriceSheet, load_sheet, sheet_from_canonical, sheet_hash
 
@@ -124,36 +125,72 @@ class _GuardCore:
         return estimate(endpoint, body, sheet=self.sheet, provider=self.provider)
 
     def hold(
-        self, priced: Estimate, amounts: HoldAmounts, key: str, meta: dict[str, Any]
+        self,
+        priced: Estimate,
+        amounts: HoldAmounts,
+        key: str,
+        meta: dict[str, Any],
+        *,
+        key_id: str | None = None,
+        max_open_for_key: int | None = None,
+        source: str = "guard",
     ) -> tuple[Estimate, Hold]:
         """Reserve, priced with ``self.sheet``. A guard that prices with the ledger's sheet
-        and meets a newer one (published since it started) reprices once with it."""
+        and meets a newer one (published since it started) reprices once with it. A refusal
+        (budget, or a proxy key's ``max_open_for_key``) is recorded in the ledger, then
+        raised as it was (:mod:`klingcost.refusals`)."""
         try:
-            hold = self.ledger.reserve(
-                self.team, amounts, key=key, meta=meta, sheet_sha256=sheet_hash(self.sheet)
+            try:
+                hold = self.ledger.reserve(
+                    self.team,
+                    amounts,
+                    key=key,
+                    meta=meta,
+                    sheet_sha256=sheet_hash(self.sheet),
+                    key_id=key_id,
+                    max_open_for_key=max_open_for_key,
+                )
+            except errors.SheetMismatchError:
+                if not self._ledger_priced:
+                    raise
+                self.sheet = self._default_sheet()
+                priced = price(priced.request, sheet=self.sheet, provider=self.provider)
+                hold = self.ledger.reserve(
+                    self.team,
+                    _amounts(priced),
+                    key=key,
+                    meta=meta,
+                    sheet_sha256=sheet_hash(self.sheet),
+                    key_id=key_id,
+                    max_open_for_key=max_open_for_key,
+                )
+        except (
+            errors.BudgetExceeded,
+            errors.BudgetCannotCount,
+            errors.ConcurrencyExceeded,
+        ) as refused:
+            record_refusal(
+                self.ledger, refused, team=self.team, job_class=meta, key_id=key_id, source=source
             )
-        except errors.SheetMismatchError:
-            if not self._ledger_priced:
-                raise
-            self.sheet = self._default_sheet()
-            priced = price(priced.request, sheet=self.sheet, provider=self.provider)
-            hold = self.ledger.reserve(
-                self.team,
-                _amounts(priced),
-                key=key,
-                meta=meta,
-                sheet_sha256=sheet_hash(self.sheet),
-            )
+            raise
         return priced, hold
 
     def reserve(
-        self, endpoint: str, body: Mapping[str, Any], key: str | None
+        self,
+        endpoint: str,
+        body: Mapping[str, Any],
+        key: str | None,
+        *,
+        extra_meta: Mapping[str, str | int | None] | None = None,
+        **options: Any,
     ) -> tuple[Estimate, Hold, dict[str, Any] | None]:
         """Price and hold; returns the body to send, or None when the key was used before.
 
         With a caller's ``key`` the ledger's reserve is the one arbiter: it returns the hold
         already under that key (from an earlier call, or a concurrent one that got there
         first), and only the call whose own ``claim`` comes back sends the request.
+        ``extra_meta`` is kept on the hold beside the request's shape, and ``options`` go to
+        :meth:`hold` (``key_id``, ``max_open_for_key``, ``source``: for ``klingcost proxy``).
         """
         priced = self.estimate(endpoint, body)
         outgoing = dict(body)
@@ -179,9 +216,11 @@ class _GuardCore:
             "provider": priced.cost.provider,
             "external_task_id": outgoing.get("external_task_id"),
         }
+        if extra_meta:
+            meta.update(extra_meta)
         if given:
             meta["claim"] = claim
-        priced, hold = self.hold(priced, amounts, key, meta)
+        priced, hold = self.hold(priced, amounts, key, meta, **options)
         if given and hold.meta.get("claim") != claim:
             return priced, hold, None
         return priced, hold, outgoing

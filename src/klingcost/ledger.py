@@ -67,14 +67,17 @@ from klingcost.errors import (
     BudgetConfigError,
     BudgetExceeded,
     BudgetNotFound,
+    ConcurrencyExceeded,
     HoldNotFound,
     HoldStateError,
     InvalidAmountError,
+    KeyNotFound,
     LedgerError,
     LedgerNotFound,
     LedgerValueError,
     SheetMismatchError,
 )
+from klingcost.keys import ApiKey
 from klingcost.money import exact, format_amount
 from klingcost.periods import Period, period_key, window_for
 
@@ -131,6 +134,8 @@ class Hold:
     task_status: str | None = None
     #: The sha256 of the price sheet the hold was priced with (see :meth:`Ledger.reserve`).
     sheet_sha256: str | None = None
+    #: The proxy key that placed it (:mod:`klingcost.keys`), None for any other caller.
+    key_id: str | None = None
 
     @property
     def is_open(self) -> bool:
@@ -225,7 +230,8 @@ def _int_amount(name: str, value: object) -> int:
 _HOLD_ROW = (
     "id, idempotency_key, team, state, pack, currency, est_units_milli, est_cost_minor,"
     " units_milli, cost_minor, variance_units_milli, variance_cost_minor, raw_deduction,"
-    " reason, meta, reserved_at, updated_at, task_id, deduction_flag, task_status, sheet_sha256"
+    " reason, meta, reserved_at, updated_at, task_id, deduction_flag, task_status, sheet_sha256,"
+    " key_id"
 )
 _HOLD_COLUMNS = ", ".join(f"h.{name.strip()}" for name in _HOLD_ROW.split(","))
 _HOLD_SELECT = f"SELECT {_HOLD_COLUMNS} FROM holds AS h"
@@ -280,9 +286,9 @@ _BUDGET_COLUMNS = "name, limit_minor, unit, period, parent, soft, tz, pack, expo
 # The job class is kept in columns as well as in ``meta``: the rollups and reports read them.
 _INSERT_HOLD_SQL = (
     "INSERT INTO holds (idempotency_key, team, state, est_units_milli, pack, est_cost_minor,"
-    " currency, meta, reserved_at, updated_at, sheet_sha256,"
+    " currency, meta, reserved_at, updated_at, sheet_sha256, key_id,"
     f" {', '.join(migrations.CLASS_COLUMNS)})"
-    f" VALUES (?, ?, 'held', ?, ?, ?, ?, ?, ?, ?, ?{', ?' * len(migrations.CLASS_COLUMNS)})"
+    f" VALUES (?, ?, 'held', ?, ?, ?, ?, ?, ?, ?, ?, ?{', ?' * len(migrations.CLASS_COLUMNS)})"
     " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
 )
 _INSERT_ENTRY_SQL = (
@@ -314,7 +320,8 @@ _SHEET_COLUMNS = "version, sha256, origin, published_at, canonical"
 #: any of the period keys the caller names (``IN`` over the keys of the (period, tz) pairs this
 #: process has met; a row whose key is not among them is read on its own). The policy is read
 #: in the same transaction as the hold is written, so a sheet published a moment ago by any
-#: process is seen by the next reserve.
+#: process is seen by the next reserve. ``{open_for_key}`` is NULL, or the count of a proxy
+#: key's open holds when its ``--max-concurrent`` is checked (:data:`_OPEN_FOR_KEY_SQL`).
 _LEAN_PATH_SQL = (
     "WITH RECURSIVE up(name, depth) AS (SELECT ?, 0 UNION ALL"
     " SELECT b.parent, up.depth + 1 FROM budgets AS b JOIN up ON b.name = up.name"
@@ -322,12 +329,19 @@ _LEAN_PATH_SQL = (
     " SELECT -1, (SELECT sha256 FROM pricing_sheets ORDER BY version DESC LIMIT 1),"
     " (SELECT version FROM pricing_sheets ORDER BY version DESC LIMIT 1),"
     f" (SELECT value FROM ledger_settings WHERE name = '{LOCAL_OVERLAYS}'),"
-    " NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+    " {open_for_key}, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
     " UNION ALL SELECT up.depth, b.name, b.unit, b.pack, b.limit_minor, b.period, b.tz, b.soft,"
     " b.exponent, bal.period_key, bal.posted, bal.held"
     " FROM up JOIN budgets AS b ON b.name = up.name LEFT JOIN balances AS bal"
     " ON bal.budget = b.name AND bal.period_key IN ({keys})"
 )
+_OPEN_FOR_KEY_SQL = (
+    "(SELECT count(*) FROM holds WHERE key_id = ?"
+    " AND (state = 'held' OR state = 'submitted' OR state = 'unknown'))"
+)
+#: PostgreSQL: the key's row locked, so that reserves under one key count its open holds one
+#: at a time (the count is a later statement, so it sees what the one before committed).
+_LOCK_KEY_SQL = "SELECT team FROM api_keys WHERE id = ?"
 #: The hold without ``RETURNING`` (SQLite opens an ephemeral table for it): the row count
 #: says whether it was inserted, ``lastrowid`` its id.
 _INSERT_HOLD_LEAN_SQL = _INSERT_HOLD_SQL.removesuffix(" RETURNING id")
@@ -426,6 +440,7 @@ def _hold_from_row(row: tuple[Any, ...], alerts: tuple[Alert, ...] = ()) -> Hold
         deduction_flag=row[18],
         task_status=row[19],
         sheet_sha256=row[20],
+        key_id=row[21],
     )
 
 
@@ -1004,6 +1019,8 @@ class Ledger:
         key: str | None = None,
         meta: Mapping[str, MetaValue] | None = None,
         sheet_sha256: str | None = None,
+        key_id: str | None = None,
+        max_open_for_key: int | None = None,
     ) -> Hold:
         """Place a hold for ``amounts`` on ``team`` and every budget above it, or refuse.
 
@@ -1020,10 +1037,15 @@ class Ledger:
         published in the ledger (:meth:`publish_sheet`), a hold priced with another sheet, or
         with none named, is refused (SheetMismatchError) unless the ledger allows local
         overlays (:meth:`allow_local_overlays`).
+
+        ``key_id`` names the proxy key placing the hold (kept on it). With ``max_open_for_key``
+        too, the key's open holds are counted in the same write transaction (SQLite: in the
+        path's own read; PostgreSQL: after locking the key's row), and the hold is refused
+        with ConcurrencyExceeded, nothing written, when there are already that many.
         """
         if not isinstance(amounts, HoldAmounts):
             raise TypeError(f"amounts must be HoldAmounts (given {type(amounts).__name__})")
-        for name, value in (("team", team), ("key", key)):
+        for name, value in (("team", team), ("key", key), ("key_id", key_id)):
             if value is not None and not isinstance(value, str):
                 raise LedgerValueError(f"{name} must be a string (given {value!r})")
         if key is not None and RELEASED_KEY in key:
@@ -1031,6 +1053,15 @@ class Ledger:
                 f"an idempotency key may not contain {RELEASED_KEY!r} (given {key!r}): the "
                 "ledger renames a voided hold's key so, to free it for a retry"
             )
+        if max_open_for_key is not None and (
+            key_id is None
+            or isinstance(max_open_for_key, bool)
+            or not isinstance(max_open_for_key, int)
+        ):
+            raise LedgerValueError(
+                f"max_open_for_key must be an int, with a key_id (given {max_open_for_key!r})"
+            )
+        count_key = key_id if max_open_for_key is not None else None
         meta_json = _meta_json(meta)
         job_class = _job_class(meta)
         hold_key = key if key is not None else uuid.uuid4().hex
@@ -1056,16 +1087,30 @@ class Ledger:
         # case, a new key, costs no extra read. Either way nothing more is held under it.
         def operation(conn: DB) -> Hold:
             a = amounts
+            open_for_key: int | None = None
             if self._locks_rows:
                 self._check_sheet(conn, sheet_sha256)
                 path = self._locked_path(conn, team)
                 balances = self._balances(conn, path, now) if path else {}
+                if count_key is not None:
+                    conn.execute(_LOCK_KEY_SQL + self._row_lock, (count_key,)).fetchall()
+                    open_for_key = conn.execute(_OPEN_FOR_KEY_SQL, (count_key,)).fetchone()[0]
             else:
-                path, balances = self._lean_path(conn, team, now, sheet_sha256, keys)
+                path, balances, open_for_key = self._lean_path(
+                    conn, team, now, sheet_sha256, keys, count_key
+                )
             if not path:
                 if (earlier := reserved_before(conn)) is not None:
                     return earlier
                 raise BudgetNotFound(team=team)
+            if count_key is not None and max_open_for_key is not None:
+                opened = int(open_for_key or 0)
+                if opened >= max_open_for_key:
+                    if (earlier := reserved_before(conn)) is not None:
+                        return earlier
+                    raise ConcurrencyExceeded(
+                        key_id=count_key, team=team, limit=max_open_for_key, open_holds=opened
+                    )
             entries, alerts = [], []
             for depth, (name, unit, pack, limit, period, tz, soft, exponent, _) in enumerate(path):
                 if not counts(unit, pack, amounts):
@@ -1094,7 +1139,7 @@ class Ledger:
                 entries.append((name, depth, pkey, amount))
             row = (hold_key, team, a.units_milli, a.pack, a.cost_minor, a.currency, meta_json)
             for _ in range(3):  # a voided hold under the key frees it: then insert again
-                values = (*row, at, at, sheet_sha256, *job_class)
+                values = (*row, at, at, sheet_sha256, key_id, *job_class)
                 if self._locks_rows:
                     inserted = conn.execute(_INSERT_HOLD_SQL, values).fetchone()
                 else:  # no RETURNING: the row count and lastrowid say the same, cheaper
@@ -1123,6 +1168,7 @@ class Ledger:
                 cost_minor=amounts.cost_minor,
                 currency=amounts.currency,
                 sheet_sha256=sheet_sha256,
+                **({"key_id": key_id} if key_id is not None else {}),
             )
             self._record_alerts(conn, at, hold_id, alerts)
             return Hold(
@@ -1136,6 +1182,7 @@ class Ledger:
                 meta=dict(meta) if meta else {},  # what _meta_json stored, without a parse
                 alerts=tuple(alerts),
                 sheet_sha256=sheet_sha256,
+                key_id=key_id,
             )
 
         hold = self._write(operation)
@@ -1149,17 +1196,21 @@ class Ledger:
         now: datetime,
         given: str | None,
         keys: dict[tuple[str, str], str],
-    ) -> tuple[list[tuple[Any, ...]], dict[tuple[str, str], tuple[int, int]]]:
+        count_key: str | None = None,
+    ) -> tuple[list[tuple[Any, ...]], dict[tuple[str, str], tuple[int, int]], int | None]:
         """SQLite, inside a reserve: the sheet check, ``team``'s path and its balances at
-        ``now``, in one statement (:data:`_LEAN_PATH_SQL`). Fills ``keys`` with the period
-        key of each (period, tz) on the path."""
+        ``now``, and the open holds of proxy key ``count_key`` (when given), in one statement
+        (:data:`_LEAN_PATH_SQL`). Fills ``keys`` with the period key of each (period, tz) on
+        the path."""
         seen = self._period_zones
         for period, tz in seen:
             keys[period, tz] = period_key(period, now, tz)  # type: ignore[arg-type]
         wanted = sorted(set(keys.values())) or ["all"]
-        sql = _LEAN_PATH_SQL.format(keys=", ".join("?" * len(wanted)))
-        rows = sorted(conn.execute(sql, (team, *wanted)).fetchall(), key=_first)  # by depth
-        _, published, version, overlays = rows[0][:4]
+        counted = "NULL" if count_key is None else _OPEN_FOR_KEY_SQL
+        sql = _LEAN_PATH_SQL.format(keys=", ".join("?" * len(wanted)), open_for_key=counted)
+        params = (team, *(() if count_key is None else (count_key,)), *wanted)
+        rows = sorted(conn.execute(sql, params).fetchall(), key=_first)  # by depth
+        _, published, version, overlays, open_for_key = rows[0][:5]
         if not (published is None or published == given or overlays == "allow"):
             raise SheetMismatchError(
                 ledger=str(self.path), published=published, version=version, given=given
@@ -1178,7 +1229,7 @@ class Ledger:
                         balances[name, key] = (found[0], found[1])
             if pkey is not None:
                 balances[name, pkey] = (posted, held)
-        return path, balances
+        return path, balances, open_for_key
 
     def _release_key(self, conn: DB, at: str, voided: Hold) -> None:
         """Free a voided hold's idempotency key, renaming it ``KEY#voided-ID``.
@@ -1644,6 +1695,170 @@ class Ledger:
         """Recompute the report rollups from the holds (a repair after ``check`` found one off)."""
         dialect = self.dialect
         self._write(lambda conn: migrations.rebuild_rollups(conn, dialect))
+
+    # --- keys -------------------------------------------------------------------------------
+    # The proxy's keys (:mod:`klingcost.keys` makes and checks them; rows hold no secret) and
+    # the refusals every guard records.
+
+    def add_key(self, key: ApiKey) -> ApiKey:
+        """Store a new key of ``key.team``, which must have a budget (BudgetNotFound)."""
+        at = key.created_at.isoformat()
+        expires = None if key.expires_at is None else key.expires_at.isoformat()
+
+        def operation(conn: DB) -> ApiKey:
+            if conn.execute("SELECT 1 FROM budgets WHERE name = ?", (key.team,)).fetchone() is None:
+                raise BudgetNotFound(team=key.team)
+            conn.execute(
+                f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key.id,
+                    key.team,
+                    key.name,
+                    key.key_hash,
+                    key.access_key,
+                    at,
+                    expires,
+                    None,
+                    key.max_concurrent,
+                ),
+            )
+            self._event(
+                conn,
+                at,
+                "key_create",
+                None,
+                key.team,
+                key_id=key.id,
+                name=key.name,
+                expires_at=expires,
+                max_concurrent=key.max_concurrent,
+            )
+            return replace(key, revoked_at=None)
+
+        return self._write(operation)
+
+    def api_keys(self, team: str | None = None) -> list[ApiKey]:
+        """Every key (revoked ones too), oldest first, optionally of one team."""
+        where, params = ("WHERE team = ?", (team,)) if team is not None else ("", ())
+        sql = f"SELECT {_KEY_COLUMNS} FROM api_keys {where} ORDER BY created_at, id"
+        with self.reading():
+            return [_key_from_row(row) for row in self._db.execute(sql, params).fetchall()]
+
+    def get_key(self, key_id: str) -> ApiKey:
+        with self.reading():
+            sql = f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = ?"
+            row = self._db.execute(sql, (key_id,)).fetchone()
+        if row is None:
+            raise KeyNotFound(key_id=key_id)
+        return _key_from_row(row)
+
+    def find_key(
+        self, *, key_hash: str | None = None, access_key: str | None = None
+    ) -> ApiKey | None:
+        """The key with this bearer-key hash, or this access key; None when there is none."""
+        column, value = (
+            ("key_hash", key_hash) if key_hash is not None else ("access_key", access_key)
+        )
+        with self.reading():
+            sql = f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE {column} = ?"
+            row = self._db.execute(sql, (value,)).fetchone()
+        return None if row is None else _key_from_row(row)
+
+    def revoke_key(self, key_id: str) -> ApiKey:
+        """Revoke a key (KeyNotFound if there is none): refused from now on. Its open holds stay
+        as they are. Revoking again changes nothing."""
+        at = self.clock.now().isoformat()
+
+        def operation(conn: DB) -> ApiKey:
+            sql = f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = ?{self._row_lock}"
+            row = conn.execute(sql, (key_id,)).fetchone()
+            if row is None:
+                raise KeyNotFound(key_id=key_id)
+            key = _key_from_row(row)
+            if key.revoked_at is not None:
+                return key
+            conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (at, key_id))
+            self._event(conn, at, "key_revoke", None, key.team, key_id=key_id)
+            return replace(key, revoked_at=_dt(at))
+
+        return self._write(operation)
+
+    def open_holds_for_key(self, key_id: str) -> int:
+        """How many open holds ``key_id`` placed (what ``--max-concurrent`` counts)."""
+        with self.reading():
+            return int(self._db.execute(f"SELECT {_OPEN_FOR_KEY_SQL}", (key_id,)).fetchone()[0])
+
+    def record_refusal(
+        self,
+        team: str,
+        *,
+        reason: str,
+        needed: int | None,
+        left: int | None,
+        period: str | None,
+        job_class: Mapping[str, MetaValue] | None = None,
+        key_id: str | None = None,
+        source: str = "guard",
+        unit: str | None = None,
+        budget: str | None = None,
+    ) -> Event:
+        """Record a refused submission: an event of kind ``refused`` (in its own transaction;
+        the refused reserve wrote nothing). ``reason`` is ``budget``, ``cannot_count``,
+        ``concurrency`` or ``unpriced``; ``needed`` and ``left`` are in ``unit`` of ``budget``
+        (the budget that refused, on ``team``'s path); ``source`` says which guard refused
+        (``guard``, ``submit``, ``proxy``)."""
+        at = self.clock.now().isoformat()
+        data = {
+            "reason": reason,
+            "needed": needed,
+            "left": left,
+            "unit": unit,
+            "period": period,
+            "budget": budget,
+            "key_id": key_id,
+            "source": source,
+            "job_class": dict(job_class or {}),
+        }
+
+        def operation(conn: DB) -> None:
+            self._event(conn, at, "refused", None, team, **data)
+
+        self._write(operation)
+        return Event(0, _dt(at), "refused", None, team, data)
+
+    def refusals(
+        self, *, team: str | None = None, after_id: int = 0, limit: int | None = None
+    ) -> list[Event]:
+        """Refused submissions in the order they were recorded (``refused`` events)."""
+        where, params = "kind = 'refused' AND id > ?", list[object]([after_id])
+        if team is not None:
+            where += " AND team = ?"
+            params.append(team)
+        sql = f"SELECT id, at, kind, hold_id, team, data FROM events WHERE {where} ORDER BY id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self.reading():
+            rows = self._db.execute(sql, params).fetchall()
+        return [Event(r[0], _dt(r[1]), r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+
+
+_KEY_COLUMNS = (
+    "id, team, name, key_hash, access_key, created_at, expires_at, revoked_at, max_concurrent"
+)
+
+
+def _key_from_row(row: tuple[Any, ...]) -> ApiKey:
+    return ApiKey(
+        id=row[0],
+        team=row[1],
+        name=row[2],
+        key_hash=row[3],
+        access_key=row[4],
+        created_at=_dt(row[5]),
+        expires_at=None if row[6] is None else _dt(row[6]),
+        revoked_at=None if row[7] is None else _dt(row[7]),
+        max_concurrent=row[8],
+    )
 
 
 def _first(row: tuple[Any, ...]) -> Any:

@@ -545,11 +545,41 @@ PUBLISHED_SHEETS_0004 = (
     "ALTER TABLE holds ADD COLUMN sheet_sha256 TEXT",
 )
 
+#: Keys of ``klingcost proxy``, one row per key (:mod:`klingcost.keys`). The row holds nothing
+#: a reader of the file could authenticate with: the bearer key only as its sha256, and no
+#: secret key at all (each is derived from a server secret kept outside the ledger). Keys are
+#: revoked, never deleted, so a hold's ``key_id`` always names a row. ``team`` is not a foreign
+#: key: a key outlives nothing it needs, and a budget's rename or deletion stays the budget's
+#: business (a key of a team without a budget is refused when used). Refusals are events of
+#: kind ``refused``, listed through their own partial index.
+API_KEYS_0005 = (
+    """
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        team TEXT NOT NULL,
+        name TEXT,
+        key_hash TEXT NOT NULL UNIQUE CHECK (length(key_hash) = 64),
+        access_key TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        expires_at TEXT,
+        revoked_at TEXT,
+        max_concurrent INTEGER CHECK (max_concurrent IS NULL OR max_concurrent > 0)
+    )
+    """,
+    "CREATE INDEX api_keys_team ON api_keys(team)",
+    # Not a foreign key: keys are never deleted, and a check on every hold insert costs time.
+    "ALTER TABLE holds ADD COLUMN key_id TEXT",
+    # The open holds of one key: what ``reserve`` counts under ``--max-concurrent``.
+    "CREATE INDEX holds_open_key ON holds(key_id, state) WHERE key_id IS NOT NULL",
+    "CREATE INDEX events_refused ON events(id) WHERE kind = 'refused'",
+)
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration("0001_initial", _INITIAL),
     Migration("0002_rollups", _ROLLUPS_0002, _backfill_0002),
     Migration("0003_currency_exponents", CURRENCY_EXPONENTS_0003),
     Migration("0004_published_sheets", PUBLISHED_SHEETS_0004),
+    Migration("0005_api_keys", API_KEYS_0005),
 )
 
 

@@ -74,9 +74,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
         'Load openai-hk\'s usage log (JSON, {"data": [...]} or JSON Lines; rows with fen, yufen, '
         "model, reqid) and learn the credits per unit the provider really charges.",
     ),
+    "keys": (
+        "klingcost.cli.keys_cmd:keys_group",
+        "Make, list and revoke the keys of `klingcost proxy`, one team each.",
+    ),
     "fake-server": (
         "klingcost.cli.api_cmd:fake_server_command",
         "Run a fake Kling API until interrupted.",
+    ),
+    "proxy": (
+        "klingcost.cli.proxy_cmd:proxy_command",
+        "Serve a Kling-compatible API that prices, holds and settles every job per team.",
     ),
     "demo": (
         "klingcost.cli.demo_cmd:demo_command",

@@ -37,6 +37,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 def exit_code_for(exc: BaseException) -> int:
     if isinstance(exc, errors.BudgetExceeded | errors.BudgetCannotCount):
         return EXIT_REFUSED
+    if isinstance(exc, errors.ConcurrencyExceeded):
+        return EXIT_REFUSED
+    if isinstance(exc, errors.KeyNotFound | errors.ProxySecretError):
+        return EXIT_INVALID
     if isinstance(
         exc,
         errors.RequestValidationError

@@ -290,6 +290,11 @@ def render_status(status: BudgetStatus) -> str:
     help="Only holds in this state (open: held, submitted or unknown).",
 )
 @click.option("--team", metavar="NAME", help="Only this team's holds.")
+@click.option(
+    "--refused",
+    is_flag=True,
+    help="List refused submissions instead (budget, concurrency): nothing was held for them.",
+)
 @ledger_option
 @json_option
 @click.pass_context
@@ -297,6 +302,7 @@ def holds_group(
     ctx: click.Context,
     state: str | None,
     team: str | None,
+    refused: bool,
     ledger_path: str | None,
     as_json: bool,
 ) -> None:
@@ -310,10 +316,16 @@ def holds_group(
     \b
       klingcost holds --state unknown
       klingcost holds void 42 --reason "the provider has no such task"
+      klingcost holds --refused --team acme
     """
     ctx.ensure_object(dict)
     ctx.obj["ledger_path"] = ledger_path
     if ctx.invoked_subcommand is not None:
+        return
+    if refused:
+        from klingcost.cli.keys_cmd import print_refusals
+
+        print_refusals(ledger_path, team, "json" if as_json else "table")
         return
     with open_read_only(ledger_path) as ledger:
         found = list(ledger.holds(state=state, team=team))
