@@ -136,6 +136,7 @@ class Target:
     name: str
     url: str
     key: str
+    pid: int | None = None  # the server's process (its workers are its children)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -218,6 +219,18 @@ async def drive(
     return run
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of process ``pid`` and its descendants, from /proc."""
+    total = 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except (OSError, IndexError):
+        return total
+    return total + sum(cpu_seconds(int(child)) for child in children)
+
+
 def percentile(values: Sequence[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
@@ -264,14 +277,14 @@ def process(
 
 
 @contextlib.contextmanager
-def fake_api() -> Iterator[str]:
+def fake_api() -> Iterator[tuple[str, int]]:
     command = [sys.executable, "-c", CLI, "fake-server", "--port", "0", "--key", KEY]
     with process([*command, "--delay", "0"], dict(os.environ), read=True) as child:
         assert child.stdout is not None
         found = re.search(r"http://\S+", child.stdout.readline())
         if found is None:
             raise SystemExit("klingcost fake-server did not start")
-        yield found.group(0)
+        yield found.group(0), child.pid
 
 
 def serve_bare(port: int, workers: int) -> None:
@@ -298,14 +311,14 @@ def serve_bare(port: int, workers: int) -> None:
 
 
 @contextlib.contextmanager
-def bare(upstream: str, workers: int) -> Iterator[str]:
+def bare(upstream: str, workers: int) -> Iterator[tuple[str, int]]:
     port = free_port()
     command = [sys.executable, str(HERE / "bench_proxy.py"), "--serve-bare", str(port)]
     command += ["--workers", str(workers)]
     with process(command, {**os.environ, "BARE_UPSTREAM": upstream}) as child:
         url = f"http://127.0.0.1:{port}"
         wait_ready(f"{url}/_fake/requests", child, "the bare pass-through")
-        yield url
+        yield url, child.pid
 
 
 def klingcost(args: list[str], env: dict[str, str]) -> str:
@@ -318,8 +331,8 @@ def klingcost(args: list[str], env: dict[str, str]) -> str:
 
 
 @contextlib.contextmanager
-def proxy(upstream: str, workers: int, directory: Path) -> Iterator[tuple[str, str]]:
-    """``klingcost proxy --workers N`` on a fresh SQLite ledger; yields (URL, bearer key)."""
+def proxy(upstream: str, workers: int, directory: Path) -> Iterator[tuple[str, str, int]]:
+    """``klingcost proxy --workers N`` on a fresh SQLite ledger; yields (URL, key, pid)."""
     env = {
         **os.environ,
         "KLINGCOST_API_KEY": KEY,
@@ -336,7 +349,7 @@ def proxy(upstream: str, workers: int, directory: Path) -> Iterator[tuple[str, s
     with process(command, env) as child:
         url = f"http://127.0.0.1:{port}"
         wait_ready(f"{url}/healthz", child, "klingcost proxy")
-        yield url, key
+        yield url, key, child.pid
 
 
 # --- the measurements ---------------------------------------------------------------------
@@ -379,21 +392,45 @@ def added(times: dict[str, list[float]]) -> dict[str, dict[str, float]]:
     return out
 
 
-def throughput(targets: list[Target], seconds: float, clients: int) -> dict[str, Any]:
-    """Creates/s, then polls/s (of tasks the proxy created), for each target."""
+def measured(
+    target: Target, fake_pid: int | None, requests: Sequence[bytes], clients: int, **how: Any
+) -> tuple[Run, dict[str, float]]:
+    """``drive`` with the CPU time each server spent per answered request, in ms: the fake's
+    and, for a pass-through, its own. Unlike rates, this does not depend on how busy the
+    machine is (the other engineers' jobs), only on the work each request costs."""
+    pids = {"fake": fake_pid, target.name: target.pid if target.name != "direct" else None}
+    before = {name: cpu_seconds(pid) for name, pid in pids.items() if pid is not None}
+    run = asyncio.run(drive(target, requests, clients, **how))
+    done = max(1, len(run.latencies))
+    cpu = {
+        name: (cpu_seconds(pid) - before[name]) * 1000 / done
+        for name, pid in pids.items()
+        if pid is not None
+    }
+    return run, cpu
+
+
+def throughput(
+    targets: list[Target], seconds: float, clients: int, fake_pid: int | None
+) -> dict[str, Any]:
+    """Creates/s, then polls/s (of tasks the proxy created), for each target, with the CPU
+    milliseconds each server spent per request."""
     result: dict[str, Any] = {}
     ids: list[str] = []
     for target in targets:
-        run = asyncio.run(drive(target, [target.create()], clients, seconds=seconds, keep_ids=True))
+        creates = [target.create()]
+        run, cpu = measured(target, fake_pid, creates, clients, seconds=seconds, keep_ids=True)
         result[f"{target.name}_creates_per_s"] = run.rate
+        result[f"{target.name}_create_cpu_ms"] = cpu
         result[f"{target.name}_create_errors"] = run.errors
         progress(f"creates/s through {target.name}: {run.rate:.0f}")
         if target.name == "proxy" or not ids:
             ids = run.task_ids
     for target in targets:
         polls = [target.poll(task_id) for task_id in ids]
-        run = asyncio.run(drive(target, polls, clients, seconds=seconds))
+        run, cpu = measured(target, fake_pid, polls, clients, seconds=seconds)
         result[f"{target.name}_polls_per_s"] = run.rate
+        result[f"{target.name}_poll_cpu_ms"] = cpu
         result[f"{target.name}_poll_errors"] = run.errors
         progress(f"polls/s through {target.name}: {run.rate:.0f}")
     return result
@@ -424,23 +461,21 @@ def main(argv: list[str] | None = None) -> int:
     figures: dict[str, Any] = {"load_before": load()}
     with contextlib.ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kc-bench-")))
-        fake = args.upstream or stack.enter_context(fake_api())
-        targets = [
-            Target("direct", fake, KEY),
-            Target("bare", stack.enter_context(bare(fake, args.workers)), KEY),
-        ]
+        fake, fake_pid = (args.upstream, None) if args.upstream else stack.enter_context(fake_api())
+        bare_url, bare_pid = stack.enter_context(bare(fake, args.workers))
+        targets = [Target("direct", fake, KEY, fake_pid), Target("bare", bare_url, KEY, bare_pid)]
         if args.proxy_url:
             targets.append(Target("proxy", args.proxy_url, args.key))
         elif not args.no_proxy:
-            proxy_url, proxy_key = stack.enter_context(proxy(fake, args.workers, scratch))
-            targets.append(Target("proxy", proxy_url, proxy_key))
+            proxy_url, proxy_key, pid = stack.enter_context(proxy(fake, args.workers, scratch))
+            targets.append(Target("proxy", proxy_url, proxy_key, pid))
         for clients in (1, 16):
             n = args.latency_n if clients == 1 else args.latency_n * 4
             errors: dict[str, dict[int, int]] = {}
             times = latency(targets, clients, n, args.rounds, errors)
             figures[f"latency_{clients}"] = added(times)
             figures[f"latency_{clients}_errors"] = errors
-        figures["throughput"] = throughput(targets, args.seconds, 16)
+        figures["throughput"] = throughput(targets, args.seconds, 16, fake_pid)
     figures["load_after"] = load()
     report(figures, args.workers)
     if args.json:
@@ -475,6 +510,11 @@ def report(figures: dict[str, Any], workers: int) -> None:
             f"polls {t[f'{name}_polls_per_s']:8.0f}   "
             f"errors {t[f'{name}_create_errors'] or ''}{t[f'{name}_poll_errors'] or ''}"
         )
+    print("\nCPU ms per request (all processes of each server; fake = the upstream's share):")
+    for name in [n for n in ("direct", "bare", "proxy") if f"{n}_creates_per_s" in t]:
+        for kind in ("create", "poll"):
+            shares = ", ".join(f"{k} {v:.2f}" for k, v in t[f"{name}_{kind}_cpu_ms"].items())
+            print(f"  {name:8} {kind:6} {shares}")
     if "proxy_creates_per_s" in t:
         verdict = "ok" if t["proxy_creates_per_s"] >= 300 else "MISSED"
         print(f"  proxy creates/s (reach >= 300/s): {verdict}")

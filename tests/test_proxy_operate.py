@@ -158,6 +158,7 @@ def test_route_labels_are_a_fixed_set_without_ids_or_secrets() -> None:
     assert route_of("/kling/v1/videos/text2video") == "/v1/videos/text2video"
     assert route_of("/v1/images/generations/8a7b") == "/v1/images/generations/{task_id}"
     assert route_of(f"/hooks/{SECRET}") == "other"
+    assert route_of(f"/_klingcost/callback/hold-1/{SECRET}") == "/_klingcost/callback"
     assert route_of("/v1/videos/nosuch") == "other"
     assert route_of("/v1/videos/text2video/") == "other"
     assert route_of("/" + "a" * 5000) == "other"

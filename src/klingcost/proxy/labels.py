@@ -17,6 +17,8 @@ from klingcost.request import ENDPOINTS
 
 #: Paths counted as they are (the proxy's own fixed routes and Kling's account query).
 FIXED: Final = frozenset({"/healthz", "/metrics", "/v1/account/costs", "/account/costs"})
+#: The proxy's callback route: the rest of its path is the hold's key and its signature.
+CALLBACK: Final = "/_klingcost/callback"
 _ENDPOINTS: Final = frozenset(ENDPOINTS)
 
 
@@ -26,6 +28,8 @@ def _route(path: str) -> str:
         path = path[len("/kling") :]
     if path in FIXED:
         return path
+    if path.startswith(CALLBACK + "/"):
+        return CALLBACK
     parts = path.split("/")
     # "", "v1", group, endpoint[, task id]
     if len(parts) in (4, 5) and parts[0] == "" and parts[1] == "v1":
@@ -45,4 +49,4 @@ def route_of(path: str) -> str:
     return _route(path)
 
 
-__all__ = ["FIXED", "route_of"]
+__all__ = ["CALLBACK", "FIXED", "route_of"]

@@ -52,9 +52,14 @@ UPSTREAM_TIMEOUT: Final = httpx.Timeout(60.0, connect=10.0)
 
 def proxy_limits(*, max_body: int = MAX_BODY, max_connections: int = 1024) -> ServerLimits:
     """The proxy's :class:`~klingcost._limits.ServerLimits`: hooks serve's timeouts, with a
-    body limit that fits Kling's largest inline request and more connections (clients poll)."""
+    body limit that fits Kling's largest inline request and more connections (clients poll).
+
+    The idle timeout stays below the header timeout: a kept-alive connection with nothing to
+    ask (a client between polls) is closed quietly at 5 s, as uvicorn does by default, before
+    the header timer would count it as a slow client and log it.
+    """
     return ServerLimits(
-        header_timeout=10.0, idle_timeout=15.0, max_connections=max_connections, max_body=max_body
+        header_timeout=10.0, idle_timeout=5.0, max_connections=max_connections, max_body=max_body
     )
 
 
