@@ -220,6 +220,17 @@ def test_an_upstream_that_cannot_be_reached_voids_the_hold(
     assert hold.state == "voided"
 
 
+def test_a_create_whose_answer_is_lost_stays_counted(
+    proxy: ProxyServer, fake: FakeKling, ledger: Ledger, team_keys: Keys
+) -> None:
+    fake.set_faults({"kind": "drop", "create": True})  # the task exists; its answer is lost
+    answer = post(proxy, team_keys.ads, BODY)
+    assert answer.status_code == 504 and answer.json()["code"] == 5002
+    (hold,) = ledger.holds()
+    assert hold.state == "unknown" and hold.cost_minor is None
+    assert creates(fake) == 1
+
+
 def test_healthz(proxy: ProxyServer) -> None:
     answer = httpx.get(f"{proxy.base_url}/healthz")
     assert answer.status_code == 200 and answer.json()["status"] == "ok"

@@ -13,6 +13,7 @@ which also catches it cut short, re-cased or escaped), and so is every error.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import httpx
@@ -20,7 +21,7 @@ import httpx
 from klingcost import errors
 from klingcost._protocol import scrub, transport_error
 from klingcost.client import AsyncKlingClient
-from klingcost.redaction import redact
+from klingcost.redaction import MIN_RUN, redact, secret_forms
 
 
 class Upstream:
@@ -46,6 +47,7 @@ class Upstream:
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             transport=transport,
         )
+        self._shows_key = _finder(self._key).search
 
     def __repr__(self) -> str:
         return f"Upstream({self.base_url!r})"
@@ -78,12 +80,26 @@ class Upstream:
     def scrub_bytes(self, content: bytes) -> bytes:
         """``content`` with the key replaced wherever it shows (unchanged, nearly always)."""
         text = content.decode("utf-8", "surrogateescape")
+        if text.isascii() and not self._shows_key(text.lower()):
+            return content  # the common case, found in C: no run of the key in any form
         clean = redact(text, self._key)
         return content if clean == text else clean.encode("utf-8", "surrogateescape")
 
     async def aclose(self) -> None:
         await self._http.aclose()
         await self.client.aclose()
+
+
+def _finder(key: str) -> re.Pattern[str]:
+    """What :func:`klingcost.redaction.redact` looks for, as one pattern over lower-cased
+    ASCII text: every run of ``MIN_RUN`` characters of every form of ``key`` (an ASCII key:
+    the client refuses any other). A match sends the text through ``redact`` itself."""
+    runs = {
+        form.lower()[i : i + MIN_RUN]
+        for form in secret_forms(key)
+        for i in range(max(1, len(form) - MIN_RUN + 1))
+    }
+    return re.compile("|".join(re.escape(run) for run in sorted(runs)))
 
 
 __all__ = ["Upstream"]
