@@ -13,7 +13,8 @@ import time
 
 import api  # klingai-api's module
 
-key = json.load(open(sys.argv[1]))
+with open(sys.argv[1]) as file:
+    key = json.load(file)
 client = api.KlingAiAPI(key["access_key"], key["secret_key"])
 client.base = sys.argv[2] if len(sys.argv) > 2 else "http://127.0.0.1:8790"  # the one change
 with client as kling:
@@ -27,4 +28,5 @@ with client as kling:
         if task["task_status"] in ("succeed", "failed"):
             break
         time.sleep(0.1)
-    print(json.dumps({"task_id": task_id, "statuses": seen, "units": task.get("final_unit_deduction")}))
+    units = task.get("final_unit_deduction")
+    print(json.dumps({"task_id": task_id, "statuses": seen, "units": units}))
