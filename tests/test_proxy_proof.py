@@ -51,6 +51,15 @@ def _creates(fake: FakeKling) -> list[dict[str, Any]]:
     return fake.requests("POST", ENDPOINT)
 
 
+def _sample(text: str, name: str, *labels: str) -> float:
+    """The sum of ``name``'s samples that carry every one of ``labels`` (Prometheus' text)."""
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{") and all(label in line for label in labels)
+    )
+
+
 # --- 16 concurrent clients, a tight budget -------------------------------------------------
 
 
@@ -81,6 +90,12 @@ def test_16_concurrent_clients_exactly_the_jobs_that_fit_are_forwarded(
             thread.start()
         for thread in threads:
             thread.join(timeout=120)
+        # Each scrape reaches one worker; every one reports what both workers counted.
+        scraped = [httpx.get(f"{served.base_url}/metrics").text for _ in range(4)]
+    for text in scraped:
+        assert _sample(text, "klingcost_proxy_refusals_total", 'reason="budget"') == 16 - FITS
+        route = 'route="/v1/videos/text2video"'
+        assert _sample(text, "klingcost_proxy_requests_total", route, 'status="200"') == FITS
     statuses = sorted(a.status_code for a in answers)
     assert statuses == [200] * FITS + [429] * (16 - FITS)
     assert {a.json()["code"] for a in answers if a.status_code == 429} == {1102}
