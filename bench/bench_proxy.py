@@ -331,8 +331,13 @@ def klingcost(args: list[str], env: dict[str, str]) -> str:
 
 
 @contextlib.contextmanager
-def proxy(upstream: str, workers: int, directory: Path) -> Iterator[tuple[str, str, int]]:
-    """``klingcost proxy --workers N`` on a fresh SQLite ledger; yields (URL, key, pid)."""
+def proxy(
+    upstream: str, workers: int, directory: Path, *, callbacks: bool = True
+) -> Iterator[tuple[str, str, int]]:
+    """``klingcost proxy --workers N`` on a fresh SQLite ledger; yields (URL, key, pid).
+
+    ``callbacks=False`` gives the proxy a public URL nothing listens on (the discard port), so
+    the upstream's callbacks never reach it: the request path alone is measured."""
     env = {
         **os.environ,
         "KLINGCOST_API_KEY": KEY,
@@ -346,6 +351,8 @@ def proxy(upstream: str, workers: int, directory: Path) -> Iterator[tuple[str, s
     command = [sys.executable, "-c", CLI, "proxy", "--port", str(port)]
     # As shipped: the access log on (one JSON line a request, here to /dev/null).
     command += ["--upstream", upstream, "--workers", str(workers), "--settle-interval", "0"]
+    if not callbacks:
+        command += ["--public-url", "http://127.0.0.1:9"]
     with process(command, env) as child:
         url = f"http://127.0.0.1:{port}"
         wait_ready(f"{url}/healthz", child, "klingcost proxy")
@@ -453,6 +460,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upstream", help="the fake API that --proxy-url forwards to")
     parser.add_argument("--key", help="a proxy key for --proxy-url")
     parser.add_argument("--no-proxy", action="store_true", help="the baselines only")
+    parser.add_argument(
+        "--no-callbacks",
+        action="store_true",
+        help="the upstream's callbacks do not reach the proxy: its request path alone",
+    )
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_bare is not None:
@@ -467,7 +479,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.proxy_url:
             targets.append(Target("proxy", args.proxy_url, args.key))
         elif not args.no_proxy:
-            proxy_url, proxy_key, pid = stack.enter_context(proxy(fake, args.workers, scratch))
+            served = proxy(fake, args.workers, scratch, callbacks=not args.no_callbacks)
+            proxy_url, proxy_key, pid = stack.enter_context(served)
             targets.append(Target("proxy", proxy_url, proxy_key, pid))
         for clients in (1, 16):
             n = args.latency_n if clients == 1 else args.latency_n * 4
