@@ -105,8 +105,19 @@ def _run(script: str, cwd: Path, env: dict[str, str]) -> str:
     return _normal(ran.stdout + ran.stderr)
 
 
+def _without(text: str, heading: str) -> str:
+    """``text`` without the section under ``heading`` (one another test runs)."""
+    if heading not in text:
+        return text
+    before, after = text.split(heading, 1)
+    rest = after.split("\n## ", 1)
+    return before + ("\n## " + rest[1] if len(rest) == 2 else "")
+
+
 def run_page(page: str, tmp_path: Path, overrides: dict[str, str] | None = None) -> None:
-    steps = page_steps((ROOT / page).read_text(encoding="utf-8"))
+    # The README's proxy section has a test of its own (test_proxy_readme.py), with curl.
+    text = _without((ROOT / page).read_text(encoding="utf-8"), "## Proxy:")
+    steps = page_steps(text)
     assert steps, f"{page} has no commands"
     (tmp_path / "examples").symlink_to(ROOT / "examples")
     env = {

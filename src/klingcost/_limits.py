@@ -239,11 +239,11 @@ class BodyLimit:
         if declared is not None:
             text = declared.decode("latin-1").strip()
             if not text.isdigit() or len(text) > 19:
-                await _answer(send, 400, "the Content-Length is not a number\n")
+                await self.answer(scope, send, 400, "the Content-Length is not a number\n")
                 return
             if int(text) > limit:
                 self.log.refused(f"a body over {limit} bytes")
-                await _answer(send, 413, f"the body is over {limit} bytes\n")
+                await self.answer(scope, send, 413, f"the body is over {limit} bytes\n")
                 return
         chunks: list[bytes] = []
         size = 0
@@ -253,7 +253,7 @@ class BodyLimit:
                     message = await receive()
             except TimeoutError:
                 self.log.refused(f"a body stalled for {self.limits.idle_timeout:g} s")
-                await _answer(send, 408, "the body stopped coming\n")
+                await self.answer(scope, send, 408, "the body stopped coming\n")
                 return
             if message["type"] == "http.disconnect":
                 return
@@ -261,7 +261,7 @@ class BodyLimit:
             size += len(body)
             if size > limit:
                 self.log.refused(f"a body over {limit} bytes")
-                await _answer(send, 413, f"the body is over {limit} bytes\n")
+                await self.answer(scope, send, 413, f"the body is over {limit} bytes\n")
                 return
             chunks.append(body)
             if not message.get("more_body", False):
@@ -276,6 +276,10 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def answer(self, scope: Scope, send: Send, status: int, text: str) -> None:
+        """Send a refusal: plain text here; the proxy answers in Kling's envelope instead."""
+        await _answer(send, status, text)
 
 
 async def _answer(send: Send, status: int, text: str) -> None:

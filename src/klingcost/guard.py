@@ -176,13 +176,21 @@ class _GuardCore:
         return priced, hold
 
     def reserve(
-        self, endpoint: str, body: Mapping[str, Any], key: str | None
+        self,
+        endpoint: str,
+        body: Mapping[str, Any],
+        key: str | None,
+        *,
+        extra_meta: Mapping[str, str | int | None] | None = None,
+        **options: Any,
     ) -> tuple[Estimate, Hold, dict[str, Any] | None]:
         """Price and hold; returns the body to send, or None when the key was used before.
 
         With a caller's ``key`` the ledger's reserve is the one arbiter: it returns the hold
         already under that key (from an earlier call, or a concurrent one that got there
         first), and only the call whose own ``claim`` comes back sends the request.
+        ``extra_meta`` is kept on the hold beside the request's shape, and ``options`` go to
+        :meth:`hold` (``key_id``, ``max_open_for_key``, ``source``: for ``klingcost proxy``).
         """
         priced = self.estimate(endpoint, body)
         outgoing = dict(body)
@@ -208,9 +216,11 @@ class _GuardCore:
             "provider": priced.cost.provider,
             "external_task_id": outgoing.get("external_task_id"),
         }
+        if extra_meta:
+            meta.update(extra_meta)
         if given:
             meta["claim"] = claim
-        priced, hold = self.hold(priced, amounts, key, meta)
+        priced, hold = self.hold(priced, amounts, key, meta, **options)
         if given and hold.meta.get("claim") != claim:
             return priced, hold, None
         return priced, hold, outgoing

@@ -91,6 +91,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Show the ledger's event log (append-only): holds, settlements, alerts, refusals, "
         "budget changes, oldest first.",
     ),
+    "proxy": (
+        "klingcost.cli.proxy_cmd:proxy_command",
+        "Serve a Kling-compatible API that prices, holds and settles every job per team.",
+    ),
     "demo": (
         "klingcost.cli.demo_cmd:demo_command",
         "Run klingcost end to end against a built-in fake Kling API: no key, no network.",

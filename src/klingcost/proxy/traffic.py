@@ -1,0 +1,300 @@
+"""Settled by the traffic itself: task queries, list queries, callbacks, and a background pass.
+
+* A **task query** is answered only for the key's own team (another team's task, or a task the
+  proxy never held, is Kling's 404 / 1203, and nothing is forwarded). The upstream's answer is
+  passed on as it came, and applied to the hold on the way: :func:`klingcost.settlement.resolve`,
+  the one rule book of ``sync``, ``hooks serve`` and ``GuardedClient.wait`` (idempotent).
+* A **list query** is forwarded, and its ``data`` is filtered to the team's own tasks (each of
+  them settled as a single query would be). Every number of the answer keeps its exact text.
+* A **callback** comes to ``/_klingcost/callback/{hold key}/{signature}``: the signature, made
+  with the server's secret for that hold only, proves the URL came from this proxy. As ``hooks
+  serve`` does, the task is confirmed with a query before the hold moves; then the callback is
+  passed on to the client's own URL(s), with bounded retries, in the background.
+* The **background pass** is ``klingcost sync`` (:func:`klingcost.sync.sync_holds`) every
+  ``settle_interval`` seconds, for tasks nobody polls. Every worker runs it, at a random phase:
+  settling is idempotent in the ledger, so two workers meeting on one hold change it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import secrets
+from decimal import Decimal
+from typing import Any, Final
+from urllib.parse import quote
+
+import anyio
+import httpx
+from anyio import to_thread
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from klingcost import errors
+from klingcost._json import JSONInputError, loads
+from klingcost._protocol import Task, answer_for, parse_task, read_envelope
+from klingcost.hooks import _mismatch  # the one rule: which task is a hold's own
+from klingcost.ledger import Hold
+from klingcost.money import MAX_DIGITS
+from klingcost.proxy import envelope as kling
+from klingcost.proxy.accesslog import note
+from klingcost.proxy.gate import (
+    Refused,
+    authenticated,
+    header_text,
+    passed_on,
+    refusal,
+    upstream_failure,
+)
+from klingcost.proxy.state import Proxy
+from klingcost.request import Endpoint
+from klingcost.settlement import resolve
+from klingcost.sync import sync_holds
+
+logger = logging.getLogger("klingcost.proxy")
+
+#: How long a callback waits for its hold's task id (the create's answer may still be on its
+#: way to the ledger when the upstream's first callback arrives).
+ATTACH_WAIT: Final = 2.0
+#: Seconds before the n-th retry of a callback delivery to a client: 0.5, 1, 2 ...
+FORWARD_BACKOFF: Final = 0.5
+
+
+def _not_found(request: Request, ref: str) -> Response:
+    note(request, refusal="not_found")
+    return kling.kling_error(404, kling.NOT_FOUND, f"task not found: {ref}")
+
+
+async def query(proxy: Proxy, request: Request, endpoint: Endpoint, ref: str) -> Response:
+    """``GET /v1/{endpoint}/{task id or external id}``, for the key's team only."""
+    authorization = request.headers.get("authorization")
+
+    def find() -> tuple[Refused | str, Hold | None]:
+        key = authenticated(proxy, authorization)
+        if isinstance(key, Refused):
+            return key, None
+        return key.team, proxy.hold_for(key.team, ref)
+
+    who, hold = await to_thread.run_sync(find)
+    if isinstance(who, Refused):
+        return refusal(request, who)
+    note(request, team=who)
+    if hold is None or hold.meta.get("endpoint") != endpoint:
+        return _not_found(request, ref)
+    note(request, hold_id=hold.id)
+    try:
+        response = await proxy.upstream.send(
+            "GET", f"/v1/{endpoint}/{quote(ref, safe='')}", idempotent=True
+        )
+    except errors.KlingAPIError as exc:
+        return upstream_failure(exc, "the task query was not answered")
+    content = proxy.upstream.scrub_bytes(response.content)
+    try:
+        payload = read_envelope(response.status_code, content)
+        task = answer_for(parse_task(endpoint, payload), ref)
+    except errors.KlingAPIError:
+        pass  # passed on as it came; the hold waits for a readable answer
+    else:
+        await _settle(proxy, hold, task)
+    headers = {"X-Klingcost-Hold": str(hold.id), "X-Klingcost-Team": header_text(who)}
+    return passed_on(content, response.status_code, response.headers, headers)
+
+
+async def _settle(proxy: Proxy, hold: Hold, task: Task) -> None:
+    """Apply ``task`` to ``hold`` (once: resolve is idempotent); never fails the answer."""
+    if _mismatch(hold, task) is not None:
+        return
+    try:
+        await to_thread.run_sync(resolve, proxy.ledger, hold, task)
+    except errors.KlingcostError as exc:  # a hold voided by hand, then charged; a ledger down
+        logger.warning("hold %s not settled from the answer: %s", hold.id, exc)
+
+
+async def list_tasks(proxy: Proxy, request: Request, endpoint: Endpoint) -> Response:
+    """``GET /v1/{endpoint}?pageNum=..&pageSize=..``: the page, holding the team's tasks only."""
+    authorization = request.headers.get("authorization")
+    key = await to_thread.run_sync(authenticated, proxy, authorization)
+    if isinstance(key, Refused):
+        return refusal(request, key)
+    note(request, team=key.team, key_id=key.id)
+    try:
+        response = await proxy.upstream.send(
+            "GET", f"/v1/{endpoint}", params=request.query_params.multi_items(), idempotent=True
+        )
+    except errors.KlingAPIError as exc:
+        return upstream_failure(exc, "the list query was not answered")
+    content = proxy.upstream.scrub_bytes(response.content)
+    team_header = {"X-Klingcost-Team": header_text(key.team)}
+    try:
+        read_envelope(response.status_code, content)
+        # Exact numbers: each keeps its text through the filter (see _Number).
+        payload = json.loads(content, parse_float=_Number, parse_int=_Number)
+    except (errors.KlingAPIError, ValueError):
+        return passed_on(content, response.status_code, response.headers, team_header)
+    items = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(items, list):
+        return passed_on(content, response.status_code, response.headers, team_header)
+    exact = json.loads(content, parse_float=Decimal)  # what parse_task reads, as the client does
+    team = key.team
+
+    def owned() -> list[tuple[int, Hold]]:
+        found = []
+        for index, item in enumerate(items):
+            task_id = item.get("task_id") if isinstance(item, dict) else None
+            if isinstance(task_id, _Number):
+                task_id = task_id.text
+            if isinstance(task_id, str) and task_id:
+                hold = proxy.ledger.hold_for_task(task_id)
+                if hold is not None and hold.team == team:
+                    found.append((index, hold))
+        return found
+
+    mine = await to_thread.run_sync(owned)
+    for index, hold in mine:
+        try:
+            task = parse_task(endpoint, exact, data=exact["data"][index])
+        except errors.KlingAPIError:
+            continue
+        if hold.is_open:
+            await _settle(proxy, hold, task)
+    payload["data"] = [items[index] for index, _ in mine]
+    return passed_on(_dumps(payload), response.status_code, response.headers, team_header)
+
+
+class _Number:
+    """A JSON number as its text: written back exactly as it came."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _dumps(value: Any) -> bytes:
+    """``value`` as JSON, each :class:`_Number` written as its original text."""
+    numbers: list[str] = []
+    nonce = secrets.token_hex(4)  # no string of the answer can look like a marker
+
+    def mark(number: Any) -> str:
+        if not isinstance(number, _Number):
+            raise TypeError(f"not JSON: {type(number).__name__}")
+        numbers.append(number.text)
+        return f"\x00{nonce}{len(numbers) - 1}\x00"
+
+    text = json.dumps(value, ensure_ascii=False, default=mark)
+    for index, number in enumerate(numbers):
+        text = text.replace(f'"\\u0000{nonce}{index}\\u0000"', number, 1)
+    return text.encode("utf-8")
+
+
+# --- callbacks --------------------------------------------------------------------------------
+
+
+async def callback(proxy: Proxy, request: Request) -> Response:
+    """A callback from the upstream, on the URL the proxy put in the hold's create."""
+    hold_key = request.path_params["key"]
+    if not proxy.signed(hold_key, request.path_params["signature"]):
+        return kling.kling_error(404, kling.NO_ROUTE, "no such callback")
+    try:
+        payload: Any = loads(
+            await request.body(), decimals=True, max_digits=MAX_DIGITS, valid_text=True
+        )
+    except (JSONInputError, ValueError):
+        return kling.kling_error(400, kling.MALFORMED, "the callback body is not JSON")
+    data = payload.get("data", payload) if isinstance(payload, dict) else None
+    task_id = data.get("task_id") if isinstance(data, dict) else None
+    if isinstance(task_id, bool) or not isinstance(task_id, str | int) or task_id == "":
+        return kling.kling_error(400, kling.MALFORMED, "no task_id in the callback")
+    hold = await _attached(proxy, hold_key)
+    if hold is None:
+        return JSONResponse({"status": "ignored", "reason": "unknown hold"})
+    note(request, team=hold.team, hold_id=hold.id)
+    endpoint = hold.meta.get("endpoint")
+    if not isinstance(endpoint, str):
+        return JSONResponse({"status": "ignored", "reason": "no endpoint on the hold"})
+    try:  # a callback is a hint: the task as the API reports it decides
+        task = await proxy.upstream.client.get_task(endpoint, str(task_id))
+    except errors.KlingAPIError as exc:  # the upstream retries a failed callback
+        message = f"could not confirm the task: {type(exc).__name__}"
+        return kling.kling_error(502, kling.UNAVAILABLE, message)
+    if (why := _mismatch(hold, task)) is not None:
+        return JSONResponse({"status": "ignored", "reason": why})
+    try:
+        resolution = await to_thread.run_sync(resolve, proxy.ledger, hold, task)
+    except errors.HoldStateError as exc:
+        return JSONResponse({"error": str(exc), "hold": hold.id}, status_code=409)
+    body = proxy.upstream.scrub_bytes(await request.body())
+    for url in _client_urls(hold):
+        delivery = asyncio.create_task(_forward(proxy, url, body))
+        proxy.deliveries.add(delivery)
+        delivery.add_done_callback(proxy.deliveries.discard)
+    return JSONResponse({"status": resolution.action, "hold": hold.id})
+
+
+async def _attached(proxy: Proxy, hold_key: str) -> Hold | None:
+    """The hold, once its task id is attached (briefly waited for: see :data:`ATTACH_WAIT`)."""
+    deadline = anyio.current_time() + ATTACH_WAIT
+    while True:
+        hold = await to_thread.run_sync(proxy.ledger.hold_for_key, hold_key)
+        if hold is None or hold.task_id is not None or not hold.is_open:
+            return hold
+        if anyio.current_time() > deadline:
+            return hold  # _mismatch then judges it by its external id
+        await anyio.sleep(0.02)
+
+
+def _client_urls(hold: Hold) -> list[str]:
+    urls = [hold.meta.get(f"client_{name}") for name in ("callback_url", "notify_hook")]
+    return list(dict.fromkeys(u for u in urls if isinstance(u, str) and u))
+
+
+async def _forward(proxy: Proxy, url: str, body: bytes) -> None:
+    """POST a callback to the client's own URL: up to ``forward_retries`` attempts, backing
+    off; a 2xx-4xx answer ends it (4xx: the client refused it; asking again changes nothing).
+    Sent with no header of the upstream's: the client's URL never sees the API key."""
+    client = proxy.hook_client
+    if client is None:
+        return
+    attempts = max(1, proxy.settings.forward_retries)
+    for attempt in range(attempts):
+        try:
+            response = await client.post(
+                url, content=body, headers={"Content-Type": "application/json"}
+            )
+            if response.status_code < 500 and response.status_code != 429:
+                return
+            why = f"HTTP {response.status_code}"
+        except httpx.HTTPError as exc:
+            why = type(exc).__name__
+        if attempt + 1 < attempts:
+            await asyncio.sleep(FORWARD_BACKOFF * 2**attempt)
+    logger.warning(
+        "a callback was not delivered to the client after %d attempts (%s)", attempts, why
+    )
+
+
+# --- the background pass -----------------------------------------------------------------------
+
+
+async def settle_loop(proxy: Proxy, interval: float) -> None:
+    """``sync`` every ``interval`` seconds (with jitter), until cancelled."""
+    await asyncio.sleep(random.uniform(0, interval))  # a phase, not a secret
+    while True:
+        try:
+            report = await sync_holds(proxy.ledger, proxy.upstream.client, concurrency=4)
+            if report.examined:
+                logger.info(
+                    "settlement pass: %d settled, %d voided, %d pending, %d unresolved",
+                    report.settled,
+                    report.voided,
+                    report.pending,
+                    len(report.unresolved),
+                )
+        except Exception as exc:  # the next pass tries again
+            logger.warning("settlement pass failed: %s", proxy.upstream.redact(str(exc)))
+        await asyncio.sleep(interval * random.uniform(0.8, 1.2))
+
+
+__all__ = ["callback", "list_tasks", "query", "settle_loop"]

@@ -1,0 +1,105 @@
+"""The upstream Kling API as the proxy reaches it: raw forwarding, and a client for settling.
+
+Forwarding is raw (bytes in, bytes out), so that the answer a client gets is the upstream's
+own; what the guard needs from it is read with the same pure protocol code as
+:class:`~klingcost.client.AsyncKlingClient` (:mod:`klingcost._protocol`). Task queries made by
+the proxy itself (to confirm a callback, in the background settlement pass) go through an
+:class:`AsyncKlingClient`, as ``sync`` and ``hooks serve`` make them.
+
+The API key is added here and nowhere else. It is never in what the proxy answers: every
+answer and callback body passing through is scrubbed of it (:func:`klingcost.redaction.redact`,
+which also catches it cut short, re-cased or escaped), and so is every error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import httpx
+
+from klingcost import errors
+from klingcost._protocol import scrub, transport_error
+from klingcost.client import AsyncKlingClient
+from klingcost.redaction import MIN_RUN, redact, secret_forms
+
+
+class Upstream:
+    """The upstream at ``base_url``, reached with ``api_key`` (AuthenticationError without)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = 60.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        # The client checks the key (present, sendable) and the URL before anything is sent.
+        self.client = AsyncKlingClient(
+            api_key, base_url=base_url, timeout=timeout, transport=transport, max_retries=2
+        )
+        self._key = self.client._api_key  # the one key, checked there
+        self.base_url = self.client.base_url
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {self._key}", "Accept": "application/json"},
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            transport=transport,
+        )
+        self._shows_key = _finder(self._key).search
+
+    def __repr__(self) -> str:
+        return f"Upstream({self.base_url!r})"
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        content: bytes | None = None,
+        params: Sequence[tuple[str, str]] = (),
+        idempotent: bool,
+    ) -> httpx.Response:
+        """One request, never retried; a failure to reach the upstream is a KlingAPIError
+        (ConnectError: nothing was sent; AmbiguousSubmitError: a create may exist)."""
+        headers = {"Content-Type": "application/json"} if content is not None else None
+        failure: errors.KlingAPIError | None = None
+        try:
+            return await self._http.request(
+                method, path, content=content, params=list(params) or None, headers=headers
+            )
+        except (httpx.TransportError, httpx.InvalidURL) as exc:
+            what = f"{method} {path}"
+            failure = scrub(transport_error(exc, idempotent=idempotent, what=what), self._key)
+        raise failure  # outside the except block: nothing chained that could show the key
+
+    def redact(self, text: str) -> str:
+        return redact(text, self._key)
+
+    def scrub_bytes(self, content: bytes) -> bytes:
+        """``content`` with the key replaced wherever it shows (unchanged, nearly always)."""
+        text = content.decode("utf-8", "surrogateescape")
+        if text.isascii() and not self._shows_key(text.lower()):
+            return content  # the common case, found in C: no run of the key in any form
+        clean = redact(text, self._key)
+        return content if clean == text else clean.encode("utf-8", "surrogateescape")
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+        await self.client.aclose()
+
+
+def _finder(key: str) -> re.Pattern[str]:
+    """What :func:`klingcost.redaction.redact` looks for, as one pattern over lower-cased
+    ASCII text: every run of ``MIN_RUN`` characters of every form of ``key`` (an ASCII key:
+    the client refuses any other). A match sends the text through ``redact`` itself."""
+    runs = {
+        form.lower()[i : i + MIN_RUN]
+        for form in secret_forms(key)
+        for i in range(max(1, len(form) - MIN_RUN + 1))
+    }
+    return re.compile("|".join(re.escape(run) for run in sorted(runs)))
+
+
+__all__ = ["Upstream"]

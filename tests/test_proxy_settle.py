@@ -1,0 +1,108 @@
+"""``klingcost proxy``: holds settled by the traffic itself, without ``klingcost sync``:
+the upstream's callbacks (confirmed, then passed on to the client's own URL) and the
+background pass for tasks nobody polls."""
+
+# ruff: noqa: F811  # pytest fixtures are imported by name and used as parameters
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from fake_fixtures import KEY, _fake_session, fake_server  # noqa: F401
+from klingcost.ledger import Ledger
+from klingcost.proxy.app import proxy_of
+from klingcost.proxy.server import ProxyServer
+from klingcost.testing import FakeKling
+from proxy_fixtures import (  # noqa: F401
+    BODY,
+    COST,
+    Keys,
+    Receiver,
+    ledger,
+    post,
+    proxy,
+    proxy_env,
+    receiver,
+    start_proxy,
+    team_keys,
+)
+
+
+def wait_for(check: Callable[[], bool], seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def slow_fake(fake: FakeKling) -> Iterator[FakeKling]:
+    fake.configure(processing_after=0.0, done_after=0.3)
+    yield fake
+
+
+def test_a_callback_settles_the_hold_then_reaches_the_clients_url(
+    slow_fake: FakeKling,
+    proxy: ProxyServer,
+    ledger: Ledger,
+    team_keys: Keys,
+    receiver: Receiver,
+) -> None:
+    answer = post(proxy, team_keys.ads, {**BODY, "callback_url": receiver.url})
+    task_id = answer.json()["data"]["task_id"]
+    (hold,) = ledger.holds()
+    assert hold.meta["client_callback_url"] == receiver.url
+    # Nobody polls: the upstream's callbacks, to the proxy's URL, settle it.
+    wait_for(lambda: ledger.get_hold(hold.id).state == "settled")
+    settled = ledger.get_hold(hold.id)
+    assert settled.units_milli == 7000 and settled.cost_minor == COST
+    assert all("/_klingcost/callback/" in hook["url"] for hook in slow_fake.hooks())
+    # ... and are passed on to the client's own URL, as the upstream sent them.
+    wait_for(lambda: [r["body"]["task_status"] for r in receiver.bodies][-1:] == ["succeed"])
+    assert {r["body"]["task_id"] for r in receiver.bodies} == {task_id}
+    for received in receiver.bodies:
+        assert "Authorization" not in received["headers"]
+        assert KEY not in str(received)
+
+
+def test_a_callback_with_a_wrong_signature_is_refused(
+    slow_fake: FakeKling, proxy: ProxyServer, ledger: Ledger, team_keys: Keys
+) -> None:
+    slow_fake.configure(done_after=60)
+    post(proxy, team_keys.ads, BODY)
+    (hold,) = ledger.holds()
+    forged = httpx.post(
+        f"{proxy.base_url}/_klingcost/callback/{hold.key}/{'0' * 40}",
+        json={"task_id": hold.task_id, "task_status": "failed"},
+    )
+    assert forged.status_code == 404 and forged.json()["code"] == 1202
+    assert ledger.get_hold(hold.id).state == "submitted"
+
+
+def test_a_forged_callback_on_a_real_url_moves_nothing_the_upstream_does_not_confirm(
+    slow_fake: FakeKling, proxy: ProxyServer, ledger: Ledger, team_keys: Keys
+) -> None:
+    slow_fake.configure(done_after=60)
+    post(proxy, team_keys.ads, BODY)
+    (hold,) = ledger.holds()
+    url = proxy_of(proxy.app).callback_url(hold.key)
+    assert url is not None
+    claimed = {"task_id": hold.task_id, "task_status": "failed", "task_status_msg": "forged"}
+    answer = httpx.post(url, json=claimed)
+    assert answer.status_code == 200 and answer.json()["status"] == "pending"
+    assert ledger.get_hold(hold.id).state == "submitted"  # the upstream says: processing
+
+
+def test_the_background_pass_settles_tasks_nobody_polls(
+    start_proxy: Callable[..., ProxyServer], fake: FakeKling, ledger: Ledger, team_keys: Keys
+) -> None:
+    # Callbacks cannot reach this proxy (its public URL is wrong), and nobody polls.
+    proxy = start_proxy(public_url="http://127.0.0.1:9", settle_interval=0.2)
+    post(proxy, team_keys.ads, BODY)
+    (hold,) = ledger.holds()
+    wait_for(lambda: ledger.get_hold(hold.id).state == "settled")
+    assert all("error" in hook for hook in fake.hooks())  # no callback got through
