@@ -6,6 +6,8 @@ KLINGCOST_HOME, the examples folder beside it), as a reader would type them:
 - `klingcost fake-server ... &` starts the fake API, and its `export` lines are applied, as a
   reader pastes them (a page that needs the API without starting it gets one the same way);
 - other lines ending in `&` run together, and the next line waits for them;
+- a block whose first line is `# NAME.yaml` (or .json) is a file the reader saves as NAME;
+- `# exit N` after a command says it ends with exit code N (an error the page shows);
 - every output line a page shows under a command must appear in what it printed (task ids
   aside).
 """
@@ -26,7 +28,8 @@ from conftest import fresh_postgres_url
 
 ROOT = Path(__file__).resolve().parent.parent
 TASK_ID = re.compile(r"\b\d{15,}\b")
-COMMAND = re.compile(r"^(?:\w+=\S+\s+)*(?:klingcost|export) ")
+COMMAND = re.compile(r"^(?:\w+=\S+\s+)*(?:klingcost|export|echo) ")
+SAVED_FILE = re.compile(r"# ([\w.-]+\.(?:yaml|json))\b")
 FAKE = "klingcost fake-server --port 0 --key sk-test"
 
 
@@ -34,17 +37,31 @@ FAKE = "klingcost fake-server --port 0 --key sk-test"
 class Step:
     command: str
     shown: list[str] = field(default_factory=list)
+    exit_code: int = 0
+    saves: str | None = None  # the file name of a block the reader saves (command unused)
 
 
 def page_steps(text: str) -> list[Step]:
     """The `$ ` commands of a page's indented blocks, each with the lines shown under it."""
     steps: list[Step] = []
     current: Step | None = None  # the command whose output the block shows next
+    saving: Step | None = None  # a file block being read
     for line in text.splitlines():
-        if line.startswith("    $ "):
-            command = line[6:].split("  #")[0].strip()  # a comment after two spaces is prose
-            current = Step(command) if COMMAND.match(command) else None
+        if saving is not None:
+            if line.startswith("    ") and line.strip():
+                saving.shown.append(line[4:])
+                continue
+            saving = None
+        if (m := SAVED_FILE.match(line.strip())) and line.startswith("    # "):
+            saving = Step("", saves=m[1])
+            steps.append(saving)
+            current = None
+        elif line.startswith("    $ "):
+            command, _, comment = line[6:].partition("  #")  # a comment after two spaces
+            current = Step(command.strip()) if COMMAND.match(command.strip()) else None
             if current is not None:
+                if m := re.search(r"\bexit (\d)\b", comment):
+                    current.exit_code = int(m[1])
                 steps.append(current)
         elif line.startswith("    ") and current is not None and line.strip():
             current.shown.append(line[4:].rstrip())
@@ -53,8 +70,20 @@ def page_steps(text: str) -> list[Step]:
     return steps
 
 
+#: Periods and days depend on the day the test runs: 2026-12-03, 2026-12, 2026-W49.
+PERIOD = re.compile(r"\b\d{4}-(?:W\d{2}|\d{2}-\d{2}|\d{2})\b")
+
+
+def _shows(printed: str, line: str) -> bool:
+    """Whether ``printed`` has ``line``; a "..." in it stands for any text within one line."""
+    if "..." not in line:
+        return line in printed
+    pattern = ".*?".join(re.escape(part) for part in line.split("..."))
+    return re.search(pattern, printed) is not None
+
+
 def _normal(text: str) -> str:
-    return TASK_ID.sub("<task>", text)
+    return PERIOD.sub("<period>", TASK_ID.sub("<task>", text))
 
 
 @contextmanager
@@ -96,12 +125,12 @@ def _serves(command: str, cwd: Path, env: dict[str, str]) -> None:
         server.communicate(timeout=20)
 
 
-def _run(script: str, cwd: Path, env: dict[str, str]) -> str:
+def _run(script: str, cwd: Path, env: dict[str, str], exit_code: int = 0) -> str:
     ran = subprocess.run(
         ["bash", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=180,
         check=False,
     )  # fmt: skip
-    assert ran.returncode == 0, (script, ran.stdout, ran.stderr)
+    assert ran.returncode == exit_code, (script, ran.stdout, ran.stderr)
     return _normal(ran.stdout + ran.stderr)
 
 
@@ -132,6 +161,9 @@ def run_page(page: str, tmp_path: Path, overrides: dict[str, str] | None = None)
         if not any(s.command.startswith("klingcost fake-server") for s in steps):
             servers.enter_context(_server(FAKE, tmp_path, env))  # "with the fake API running"
         for step in steps:
+            if step.saves is not None:
+                (tmp_path / step.saves).write_text("\n".join(step.shown) + "\n", encoding="utf-8")
+                continue
             command = step.command.replace("/tmp/", f"{tmp_path}/")
             if m := re.fullmatch(r"export (\w+)=(.*)", command):
                 name = m[1]
@@ -152,9 +184,9 @@ def run_page(page: str, tmp_path: Path, overrides: dict[str, str] | None = None)
                 waits = " && ".join(f"wait $p{i}" for i in range(len(background)))
                 _run(jobs + waits, tmp_path, env)
                 background.clear()
-            printed = _run(command, tmp_path, env)
+            printed = _run(command, tmp_path, env, step.exit_code)
             for line in step.shown:
-                assert _normal(line) in printed, (page, command, line, printed)
+                assert _shows(printed, _normal(line)), (page, command, line, printed)
 
 
 def test_the_readme_examples_run_in_order(tmp_path: Path) -> None:
@@ -170,3 +202,15 @@ def test_the_reports_guide_runs_in_order(tmp_path: Path) -> None:
 def test_the_postgresql_guide_runs_in_order(tmp_path: Path) -> None:
     with fresh_postgres_url() as url:
         run_page("docs/postgresql.md", tmp_path, {"KLINGCOST_LEDGER": url})
+
+
+def test_the_pricing_guide_runs_in_order(tmp_path: Path) -> None:
+    run_page("docs/pricing.md", tmp_path)
+
+
+def test_the_budgets_guide_runs_in_order(tmp_path: Path) -> None:
+    run_page("docs/budgets.md", tmp_path)
+
+
+def test_the_guard_guide_runs_in_order(tmp_path: Path) -> None:
+    run_page("docs/guard.md", tmp_path)
