@@ -189,7 +189,7 @@ def _starlette(proxy: Proxy, extra: Sequence[BaseRoute], owns_ledger: bool) -> S
 async def _no_route(proxy: Proxy, request: Request) -> Response:
     """Kling's order: a request without a valid key is 401 whatever its route; then 404."""
     authorization = request.headers.get("authorization")
-    key = await to_thread.run_sync(gate.authenticated, proxy, authorization)
+    key = gate.authenticated(proxy, authorization)
     if isinstance(key, gate.Refused):
         return gate.refusal(request, key)
     status = 405 if request.method not in ("GET", "POST") else 404
