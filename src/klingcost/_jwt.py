@@ -9,10 +9,13 @@ Claims are checked by the caller (:mod:`klingcost.keys`), which knows what each 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 #: A token longer than this is refused before any decoding (a header is not a payload).
@@ -28,13 +31,16 @@ def _b64encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def _b64decode(text: str) -> bytes:
-    if not text or any(c not in _ALPHABET for c in text):
+    if _BASE64URL.fullmatch(text) is None:
         raise TokenError("a token part is not base64url")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except binascii.Error:  # a length no encoding gives (4n + 1 characters)
+        raise TokenError("a token part is not base64url") from None
 
 
 def encode(claims: Mapping[str, Any], key: bytes) -> str:
@@ -46,9 +52,18 @@ def encode(claims: Mapping[str, Any], key: bytes) -> str:
     return f"{header}.{payload}.{_b64encode(signature)}"
 
 
-def unverified_claims(token: str) -> dict[str, Any]:
-    """The header's algorithm checked and the payload decoded, the signature NOT yet checked:
-    the caller needs ``iss`` to find the key to check it with (:func:`verify`)."""
+@dataclass(frozen=True, slots=True)
+class Unverified:
+    """A token parsed, its algorithm checked, its signature NOT yet checked: the caller needs
+    ``claims["iss"]`` to find the key to check it with (:func:`check_signature`)."""
+
+    claims: dict[str, Any]
+    signing_input: bytes = field(repr=False)
+    signature: bytes = field(repr=False)
+
+
+def parse(token: str) -> Unverified:
+    """Split and decode ``token``; TokenError when it is not an HS256 JWT."""
     if len(token) > MAX_TOKEN:
         raise TokenError(f"the token is longer than {MAX_TOKEN} characters")
     parts = token.split(".")
@@ -60,17 +75,22 @@ def unverified_claims(token: str) -> dict[str, Any]:
         raise TokenError(f"only alg HS256 is accepted (given {str(header.get('alg'))[:16]!r})")
     if "crit" in header:
         raise TokenError("critical header extensions are not supported")
-    return _json_object(parts[1], "payload")
+    claims = _json_object(parts[1], "payload")
+    signature = _b64decode(parts[2])  # an empty one (an unsigned token) is refused here
+    return Unverified(claims, f"{parts[0]}.{parts[1]}".encode("ascii"), signature)
+
+
+def check_signature(token: Unverified, key: bytes) -> dict[str, Any]:
+    """The token's claims once its HS256 signature by ``key`` is checked; TokenError if not."""
+    expected = hmac.new(key, token.signing_input, hashlib.sha256).digest()
+    if not hmac.compare_digest(expected, token.signature):
+        raise TokenError("the signature does not match the key's secret")
+    return token.claims
 
 
 def verify(token: str, key: bytes) -> dict[str, Any]:
-    """The token's claims once its HS256 signature by ``key`` is checked; TokenError if not."""
-    claims = unverified_claims(token)
-    header, payload, signature = token.split(".")
-    expected = hmac.new(key, f"{header}.{payload}".encode("ascii"), hashlib.sha256).digest()
-    if not hmac.compare_digest(expected, _b64decode(signature)):
-        raise TokenError("the signature does not match the key's secret")
-    return claims
+    """:func:`parse`, then :func:`check_signature`."""
+    return check_signature(parse(token), key)
 
 
 def _json_object(part: str, what: str) -> dict[str, Any]:
@@ -83,4 +103,4 @@ def _json_object(part: str, what: str) -> dict[str, Any]:
     return value
 
 
-__all__ = ["TokenError", "encode", "unverified_claims", "verify"]
+__all__ = ["TokenError", "Unverified", "check_signature", "encode", "parse", "verify"]

@@ -372,7 +372,8 @@ _API_KEYS_0005: Final[tuple[str, ...]] = (
     ),
     "CREATE INDEX api_keys_team ON api_keys(team)",
     _c("ALTER TABLE holds ADD COLUMN key_id TEXT"),
-    "CREATE INDEX holds_open_key ON holds(key_id, state) WHERE key_id IS NOT NULL",
+    "CREATE INDEX holds_open_key ON holds(key_id) WHERE key_id IS NOT NULL"
+    " AND (state = 'held' OR state = 'submitted' OR state = 'unknown')",
     "CREATE INDEX events_refused ON events(id) WHERE kind = 'refused'",
 )
 

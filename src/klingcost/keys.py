@@ -275,7 +275,20 @@ class KeyCache:
         self.ttl = ttl
         self.size = size
         self._rows: dict[str, tuple[float, ApiKey]] = {}
+        #: Tokens whose signature was checked, with their claims: a client reuses one token
+        #: until it expires, so each is parsed and checked once. Only the signature is
+        #: remembered; the key's row (revocation), ``exp`` and ``nbf`` are checked every time.
+        self._signed: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
+
+    def signed(self, token: str) -> dict[str, Any] | None:
+        return self._signed.get(token)
+
+    def remember_signed(self, token: str, claims: dict[str, Any]) -> None:
+        with self._lock:
+            if len(self._signed) >= self.size:
+                self._signed.clear()
+            self._signed[token] = claims
 
     def get(self, lookup: str) -> ApiKey | None:
         found = self._rows.get(lookup)
@@ -292,6 +305,7 @@ class KeyCache:
     def clear(self) -> None:
         with self._lock:
             self._rows.clear()
+            self._signed.clear()
 
 
 def _find(
@@ -366,20 +380,13 @@ def _from_bearer(ledger: Ledger, token: str, cache: KeyCache | None) -> ApiKey:
 def _from_jwt(
     ledger: Ledger, token: str, secret: bytes, now: datetime, cache: KeyCache | None
 ) -> ApiKey:
-    try:
-        claims = _jwt.unverified_claims(token)
-    except _jwt.TokenError as exc:
-        raise KeyRefused(f"the token is not valid: {exc}", code=INVALID) from None
-    issuer = claims.get("iss")
-    if not isinstance(issuer, str) or not issuer or len(issuer) > 256:
-        raise KeyRefused("the token is not valid: iss must name an access key", code=INVALID)
-    key = _find(ledger, cache, access_key=issuer)
-    if key is None:
-        raise KeyRefused("the token is not valid: no such access key", code=INVALID)
-    try:
-        _jwt.verify(token, secret_key_for(secret, key.access_key).encode("ascii"))
-    except _jwt.TokenError as exc:
-        raise KeyRefused(f"the token is not valid: {exc}", code=INVALID) from None
+    claims = cache.signed(token) if cache is not None else None
+    if claims is not None:  # this very token was checked before: only its key is read again
+        key = _find(ledger, cache, access_key=claims["iss"])
+        if key is None:
+            raise KeyRefused("the token is not valid: no such access key", code=INVALID)
+    else:
+        key, claims = _checked(ledger, token, secret, cache)
     at = now.timestamp()
     leeway = LEEWAY.total_seconds()
     exp, nbf, iat = (_numeric(claims, name) for name in ("exp", "nbf", "iat"))
@@ -396,6 +403,29 @@ def _from_jwt(
             code=INVALID,
         )
     return key
+
+
+def _checked(
+    ledger: Ledger, token: str, secret: bytes, cache: KeyCache | None
+) -> tuple[ApiKey, dict[str, Any]]:
+    """Parse ``token``, find its key by ``iss`` and check its signature."""
+    try:
+        parsed = _jwt.parse(token)
+    except _jwt.TokenError as exc:
+        raise KeyRefused(f"the token is not valid: {exc}", code=INVALID) from None
+    issuer = parsed.claims.get("iss")
+    if not isinstance(issuer, str) or not issuer or len(issuer) > 256:
+        raise KeyRefused("the token is not valid: iss must name an access key", code=INVALID)
+    key = _find(ledger, cache, access_key=issuer)
+    if key is None:
+        raise KeyRefused("the token is not valid: no such access key", code=INVALID)
+    try:
+        claims = _jwt.check_signature(parsed, secret_key_for(secret, issuer).encode("ascii"))
+    except _jwt.TokenError as exc:
+        raise KeyRefused(f"the token is not valid: {exc}", code=INVALID) from None
+    if cache is not None:
+        cache.remember_signed(token, claims)
+    return key, claims
 
 
 def _numeric(claims: Mapping[str, Any], name: str) -> float | None:

@@ -1827,13 +1827,25 @@ class Ledger:
         return Event(0, _dt(at), "refused", None, team, data)
 
     def refusals(
-        self, *, team: str | None = None, after_id: int = 0, limit: int | None = None
+        self,
+        *,
+        team: str | None = None,
+        after_id: int = 0,
+        limit: int | None = None,
+        since: str | None = None,
+        until: str | None = None,
     ) -> list[Event]:
-        """Refused submissions in the order they were recorded (``refused`` events)."""
+        """Refused submissions in the order they were recorded (``refused`` events); ``since``
+        and ``until`` are UTC days (``YYYY-MM-DD``, inclusive)."""
         where, params = "kind = 'refused' AND id > ?", list[object]([after_id])
-        if team is not None:
-            where += " AND team = ?"
-            params.append(team)
+        for clause, value in (
+            ("team = ?", team),
+            ("substr(at, 1, 10) >= ?", since),
+            ("substr(at, 1, 10) <= ?", until),
+        ):
+            if value is not None:
+                where += f" AND {clause}"
+                params.append(value)
         sql = f"SELECT id, at, kind, hold_id, team, data FROM events WHERE {where} ORDER BY id"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"

@@ -66,6 +66,7 @@ import csv
 import difflib
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -324,6 +325,8 @@ class Report:
     rows: tuple[ReportRow, ...]
     totals: tuple[ReportRow, ...]
     columns: tuple[str, ...] = field(default=COLUMNS)
+    #: Refused submissions in the window: (team, reason, count), by team and reason.
+    refusals: tuple[tuple[str, str, int], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -336,6 +339,10 @@ class Report:
             "columns": list(self.columns),
             "rows": [row.to_dict() for row in self.rows],
             "totals": [row.to_dict() for row in self.totals],
+            "refusals": [
+                {"team": team, "reason": reason, "count": count}
+                for team, reason, count in self.refusals
+            ],
         }
 
 
@@ -493,7 +500,41 @@ def spending_report(
     total_rows = tuple(
         _row("total", (None,) * 6 + (currency,), s, {}) for currency, s in sorted(totals.items())
     )
-    return Report(keys, since, until, team, rows, total_rows)
+    return Report(
+        keys,
+        since,
+        until,
+        team,
+        rows,
+        total_rows,
+        refusals=refusal_counts(ledger, since, until, team),
+    )
+
+
+def refusal_counts(
+    ledger: Ledger, since: date | None, until: date | None, team: str | None
+) -> tuple[tuple[str, str, int], ...]:
+    """Refused submissions per (team, reason) between two UTC days (``refused`` events)."""
+    counted: Counter[tuple[str, str]] = Counter()
+    for event in ledger.refusals(
+        team=team,
+        since=None if since is None else since.isoformat(),
+        until=None if until is None else until.isoformat(),
+    ):
+        counted[event.team or "", str(event.data.get("reason"))] += 1
+    return tuple((t, r, n) for (t, r), n in sorted(counted.items()))
+
+
+def refusals_text(report: Report) -> str:
+    """One line for the table: ``refused: 3 (acme: budget 2, concurrency 1)``; '' if none."""
+    if not report.refusals:
+        return ""
+    teams: dict[str, list[str]] = {}
+    for team, reason, count in report.refusals:
+        teams.setdefault(team, []).append(f"{reason} {count}")
+    total = sum(count for _, _, count in report.refusals)
+    parts = "; ".join(f"{team}: {', '.join(reasons)}" for team, reasons in teams.items())
+    return f"refused: {total} ({parts}); `klingcost holds --refused` lists them"
 
 
 def _budgets(ledger: Ledger) -> dict[str, BudgetColumns]:
@@ -615,8 +656,9 @@ def render_table(report: Report) -> str:
     """An aligned text table for a terminal."""
     columns = table_columns(report)
     lines = text_cells(report, columns)
+    refused = refusals_text(report)
     if not report.rows:
-        return "no spending in this window"
+        return "no spending in this window" + (f"\n{refused}" if refused else "")
     headers = [c.replace("budget_", "budget ") for c in columns]
     body = [headers, *lines]
     widths = [max(len(r[i]) for r in body) for i in range(len(columns))]
@@ -629,6 +671,8 @@ def render_table(report: Report) -> str:
         out.append("  ".join(cells).rstrip())
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
+    if refused:
+        out.append(refused)
     return "\n".join(out)
 
 
