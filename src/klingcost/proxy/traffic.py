@@ -8,8 +8,9 @@
   them settled as a single query would be). Every number of the answer keeps its exact text.
 * A **callback** comes to ``/_klingcost/callback/{hold key}/{signature}``: the signature, made
   with the server's secret for that hold only, proves the URL came from this proxy. A callback
-  saying the task ended is confirmed with a query before the hold moves, as ``hooks serve``
-  does; one saying it is on its way moves nothing and costs no query. Each is then passed on
+  saying the task ended is confirmed with a query before an open hold moves, as ``hooks
+  serve`` does; one saying it is on its way, or about a hold already closed, moves nothing and
+  costs no query. Each is then passed on
   to the client's own URL(s), with bounded retries, in the background.
 * The **background pass** is ``klingcost sync`` (:func:`klingcost.sync.sync_holds`) every
   ``settle_interval`` seconds, for tasks nobody polls. Every worker runs it, at a random phase:
@@ -71,16 +72,12 @@ async def query(proxy: Proxy, request: Request, endpoint: Endpoint, ref: str) ->
     """``GET /v1/{endpoint}/{task id or external id}``, for the key's team only."""
     authorization = request.headers.get("authorization")
 
-    def find() -> tuple[Refused | str, Hold | None]:
-        key = authenticated(proxy, authorization)
-        if isinstance(key, Refused):
-            return key, None
-        return key.team, proxy.hold_for(key.team, ref)
-
-    who, hold = find()
-    if isinstance(who, Refused):
-        return refusal(request, who)
-    note(request, team=who)
+    key = authenticated(proxy, authorization)
+    if isinstance(key, Refused):
+        return refusal(request, key)
+    who = key.team
+    note(request, team=who, key_id=key.id)
+    hold = proxy.hold_for(who, ref)
     if hold is None or hold.meta.get("endpoint") != endpoint:
         return _not_found(request, ref)
     note(request, hold_id=hold.id)
@@ -213,10 +210,11 @@ async def callback(proxy: Proxy, request: Request) -> Response:
     if hold is None:
         return JSONResponse({"status": "ignored", "reason": "unknown hold"})
     note(request, team=hold.team, hold_id=hold.id)
-    action = "passed on"
-    if data.get("task_status") in ("succeed", "failed"):
-        # An end moves the hold: the task as the API reports it decides (the callback is a
-        # hint), once the create's answer has attached the task id.
+    action = "passed on" if hold.is_open else "unchanged"
+    if data.get("task_status") in ("succeed", "failed") and hold.is_open:
+        # An end moves an open hold: the task as the API reports it decides (the callback is
+        # a hint), once the create's answer has attached the task id. A hold already closed
+        # (by a poll) is not asked about again: resolve would change nothing.
         hold = await _attached(proxy, hold)
         endpoint = hold.meta.get("endpoint")
         if not isinstance(endpoint, str):
