@@ -23,12 +23,12 @@ from proxy_fixtures import (  # noqa: F401
     Keys,
     creates,
     get,
-    ledger,
+    ledger_fixture,
     post,
-    proxy,
-    proxy_env,
-    start_proxy,
-    team_keys,
+    proxy_env_fixture,
+    proxy_fixture,
+    start_proxy_fixture,
+    team_keys_fixture,
 )
 
 

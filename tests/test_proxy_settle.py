@@ -20,13 +20,13 @@ from proxy_fixtures import (  # noqa: F401
     COST,
     Keys,
     Receiver,
-    ledger,
+    ledger_fixture,
     post,
-    proxy,
-    proxy_env,
-    receiver,
-    start_proxy,
-    team_keys,
+    proxy_env_fixture,
+    proxy_fixture,
+    receiver_fixture,
+    start_proxy_fixture,
+    team_keys_fixture,
 )
 
 
