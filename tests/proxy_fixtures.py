@@ -157,3 +157,8 @@ def get(proxy: ProxyServer, new: keys.NewKey, path: str, **params: Any) -> httpx
 def creates(fake: FakeKling) -> int:
     """Creates that reached the fake."""
     return len(fake.requests("POST", ENDPOINT))
+
+
+# The names these fixtures were first published under: modules that import them so keep working.
+proxy_env, ledger, team_keys = proxy_env_fixture, ledger_fixture, team_keys_fixture
+start_proxy, proxy, receiver = start_proxy_fixture, proxy_fixture, receiver_fixture
