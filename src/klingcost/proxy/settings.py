@@ -48,7 +48,15 @@ class ProxySettings:
     max_body: int = 64 * 1024 * 1024
 
     def upstream_url(self) -> str:
+        """The upstream's base URL; ValueError unless it is an absolute http(s) URL."""
         url = self.upstream or os.environ.get("KLINGCOST_BASE_URL") or DEFAULT_BASE_URL
+        scheme, sep, rest = url.partition("://")
+        host = rest.split("/", 1)[0]
+        if not sep or scheme.lower() not in ("http", "https") or not host or " " in url:
+            raise ValueError(
+                f"upstream (--upstream or KLINGCOST_BASE_URL) is {url!r}: it must be an "
+                "absolute http(s) URL, such as https://api.openai-hk.com/kling"
+            )
         return url.rstrip("/")
 
     def to_env(self) -> str:
