@@ -121,6 +121,20 @@ def test_a_body_the_sheet_cannot_price_is_refused_and_never_forwarded(
     assert reasons == ["invalid"] * 4
 
 
+def test_an_external_task_id_is_held_once_per_team(
+    proxy: ProxyServer, fake: FakeKling, ledger: Ledger, team_keys: Keys
+) -> None:
+    body = {**BODY, "external_task_id": "job-7"}
+    assert post(proxy, team_keys.ads, body).status_code == 200
+    again = post(proxy, team_keys.ads, body)
+    assert again.status_code == 400 and again.json()["code"] == 1201
+    assert "'job-7' was already used" in again.json()["message"]
+    assert creates(fake) == 1 and len(list(ledger.holds())) == 1
+    # Another team's id space is its own: the same id is a new job there.
+    assert post(proxy, team_keys.studio, body).status_code == 200
+    assert creates(fake) == 2
+
+
 def test_a_missing_or_unknown_key_is_401_before_anything_else(
     proxy: ProxyServer, fake: FakeKling, ledger: Ledger
 ) -> None:
