@@ -231,6 +231,7 @@ def test_an_upstream_that_cannot_be_reached_voids_the_hold(
     answer = post(proxy, team_keys.ads, BODY)
     assert answer.status_code == 502 and answer.json()["code"] == 5001
     (hold,) = ledger.holds()
+    assert f"nothing was sent, and hold {hold.id} was voided" in answer.json()["message"]
     assert hold.state == "voided"
 
 
@@ -241,6 +242,7 @@ def test_a_create_whose_answer_is_lost_stays_counted(
     answer = post(proxy, team_keys.ads, BODY)
     assert answer.status_code == 504 and answer.json()["code"] == 5002
     (hold,) = ledger.holds()
+    assert f"hold {hold.id} stays counted" in answer.json()["message"]
     assert hold.state == "unknown" and hold.cost_minor is None
     assert creates(fake) == 1
 

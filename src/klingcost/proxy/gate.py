@@ -237,8 +237,8 @@ def refusal(request: Request, refused: Refused) -> Response:
 def upstream_failure(error: errors.KlingAPIError, what: str) -> Response:
     """The proxy's own answer when the upstream could not be reached or did not answer."""
     if isinstance(error, errors.ConnectError):
-        return kling.kling_error(502, kling.UNAVAILABLE, f"{what}: {error}")
-    return kling.kling_error(504, kling.TIMEOUT, f"{what}: {error}")
+        return kling.kling_error(502, kling.UNAVAILABLE, f"{error}; {what}")
+    return kling.kling_error(504, kling.TIMEOUT, f"{error}; {what}")
 
 
 def passed_on(content: bytes, status: int, headers: Any, extra: dict[str, str]) -> Response:
@@ -278,7 +278,11 @@ async def create(proxy: Proxy, request: Request, endpoint: str) -> Response:
         )
     except errors.KlingAPIError as exc:
         core.failed(hold, exc, redact)
-        return upstream_failure(exc, f"the create was not completed; hold {hold.id}")
+        if isinstance(exc, errors.ConnectError):
+            fate = f"nothing was sent, and hold {hold.id} was voided"
+        else:
+            fate = f"the task may exist: hold {hold.id} stays counted until it is settled"
+        return upstream_failure(exc, f"the create's outcome: {fate}")
     except BaseException as exc:  # cancelled mid-send: the request may be out
         core.failed(hold, exc, redact)
         raise

@@ -70,9 +70,7 @@ def _not_found(request: Request, ref: str) -> Response:
 
 async def query(proxy: Proxy, request: Request, endpoint: Endpoint, ref: str) -> Response:
     """``GET /v1/{endpoint}/{task id or external id}``, for the key's team only."""
-    authorization = request.headers.get("authorization")
-
-    key = authenticated(proxy, authorization)
+    key = authenticated(proxy, request.headers.get("authorization"))
     if isinstance(key, Refused):
         return refusal(request, key)
     who = key.team
