@@ -1,7 +1,8 @@
 """Fixtures for the proxy's tests: the fake Kling API as upstream, a ledger on each backend with
 budgets and proxy keys, the proxy on a free loopback port, and a receiver for client callbacks.
 
-Import what a test module needs (``from proxy_fixtures import *``-style, by name)."""
+Import the fixtures a test module needs by their function's name (``proxy_fixture`` gives the
+fixture ``proxy``), as ``fake_fixtures`` does."""
 
 from __future__ import annotations
 
@@ -46,8 +47,8 @@ class Keys:
         return {"Authorization": f"Bearer {new.key}"}
 
 
-@pytest.fixture
-def proxy_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+@pytest.fixture(name="proxy_env")
+def proxy_env_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private KLINGCOST_HOME (the server's secrets), and no inherited upstream settings."""
     home = tmp_path / "home"
     monkeypatch.setenv("KLINGCOST_HOME", str(home))
@@ -57,16 +58,16 @@ def proxy_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-@pytest.fixture
-def ledger(ledger_url: str, proxy_env: Path) -> Iterator[Ledger]:
+@pytest.fixture(name="ledger")
+def ledger_fixture(ledger_url: str, proxy_env: Path) -> Iterator[Ledger]:
     with Ledger.open(ledger_url) as opened:
         opened.set_budget("studio", limit=150_000, period="month")  # one job fits
         opened.set_budget("ads", limit=10_000_000, period="month")
         yield opened
 
 
-@pytest.fixture
-def team_keys(ledger: Ledger) -> Keys:
+@pytest.fixture(name="team_keys")
+def team_keys_fixture(ledger: Ledger) -> Keys:
     secret = keys.server_secret()
     return Keys(
         studio=keys.create_key(ledger, "studio", secret=secret),
@@ -74,8 +75,8 @@ def team_keys(ledger: Ledger) -> Keys:
     )
 
 
-@pytest.fixture
-def start_proxy(
+@pytest.fixture(name="start_proxy")
+def start_proxy_fixture(
     ledger_url: str, fake: FakeKling, proxy_env: Path
 ) -> Iterator[Callable[..., ProxyServer]]:
     """Start a proxy in front of ``fake`` on the test's ledger (stopped afterwards)."""
@@ -96,8 +97,8 @@ def start_proxy(
         proxy.stop()
 
 
-@pytest.fixture
-def proxy(start_proxy: Callable[..., ProxyServer], team_keys: Keys) -> ProxyServer:
+@pytest.fixture(name="proxy")
+def proxy_fixture(start_proxy: Callable[..., ProxyServer], team_keys: Keys) -> ProxyServer:
     return start_proxy()
 
 
@@ -134,8 +135,8 @@ class Receiver:
         self._server.server_close()
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
+@pytest.fixture(name="receiver")
+def receiver_fixture() -> Iterator[Receiver]:
     found = Receiver()
     yield found
     found.close()
@@ -156,3 +157,8 @@ def get(proxy: ProxyServer, new: keys.NewKey, path: str, **params: Any) -> httpx
 def creates(fake: FakeKling) -> int:
     """Creates that reached the fake."""
     return len(fake.requests("POST", ENDPOINT))
+
+
+# The names these fixtures were first published under: modules that import them so keep working.
+proxy_env, ledger, team_keys = proxy_env_fixture, ledger_fixture, team_keys_fixture
+start_proxy, proxy, receiver = start_proxy_fixture, proxy_fixture, receiver_fixture

@@ -26,12 +26,12 @@ from proxy_fixtures import (  # noqa: F401
     Keys,
     creates,
     get,
-    ledger,
+    ledger_fixture,
     post,
-    proxy,
-    proxy_env,
-    start_proxy,
-    team_keys,
+    proxy_env_fixture,
+    proxy_fixture,
+    start_proxy_fixture,
+    team_keys_fixture,
 )
 
 
@@ -122,6 +122,20 @@ def test_a_body_the_sheet_cannot_price_is_refused_and_never_forwarded(
     assert list(ledger.holds()) == []
     reasons = [e.data["reason"] for e in ledger.refusals(team="ads")]
     assert reasons == ["invalid"] * 4
+
+
+def test_an_external_task_id_is_held_once_per_team(
+    proxy: ProxyServer, fake: FakeKling, ledger: Ledger, team_keys: Keys
+) -> None:
+    body = {**BODY, "external_task_id": "job-7"}
+    assert post(proxy, team_keys.ads, body).status_code == 200
+    again = post(proxy, team_keys.ads, body)
+    assert again.status_code == 400 and again.json()["code"] == 1201
+    assert "'job-7' was already used" in again.json()["message"]
+    assert creates(fake) == 1 and len(list(ledger.holds())) == 1
+    # Another team's id space is its own: the same id is a new job there.
+    assert post(proxy, team_keys.studio, body).status_code == 200
+    assert creates(fake) == 2
 
 
 def test_a_missing_or_unknown_key_is_401_before_anything_else(
@@ -220,6 +234,7 @@ def test_an_upstream_that_cannot_be_reached_voids_the_hold(
     answer = post(proxy, team_keys.ads, BODY)
     assert answer.status_code == 502 and answer.json()["code"] == 5001
     (hold,) = ledger.holds()
+    assert f"nothing was sent, and hold {hold.id} was voided" in answer.json()["message"]
     assert hold.state == "voided"
 
 
@@ -230,6 +245,7 @@ def test_a_create_whose_answer_is_lost_stays_counted(
     answer = post(proxy, team_keys.ads, BODY)
     assert answer.status_code == 504 and answer.json()["code"] == 5002
     (hold,) = ledger.holds()
+    assert f"hold {hold.id} stays counted" in answer.json()["message"]
     assert hold.state == "unknown" and hold.cost_minor is None
     assert creates(fake) == 1
 

@@ -22,13 +22,13 @@ from proxy_fixtures import (  # noqa: F401
     COST,
     Keys,
     Receiver,
-    ledger,
+    ledger_fixture,
     post,
-    proxy,
-    proxy_env,
-    receiver,
-    start_proxy,
-    team_keys,
+    proxy_env_fixture,
+    proxy_fixture,
+    receiver_fixture,
+    start_proxy_fixture,
+    team_keys_fixture,
 )
 
 
@@ -106,3 +106,21 @@ def test_the_background_pass_settles_tasks_nobody_polls(
     (hold,) = ledger.holds()
     wait_for(lambda: ledger.get_hold(hold.id).state == "settled")
     assert all("error" in hook for hook in fake.hooks())  # no callback got through
+
+
+def test_callbacks_that_cannot_move_the_hold_cost_no_upstream_query(
+    slow_fake: FakeKling, proxy: ProxyServer, ledger: Ledger, team_keys: Keys
+) -> None:
+    slow_fake.configure(done_after=60)  # no callback of the fake's own in the way
+    post(proxy, team_keys.ads, BODY)
+    (hold,) = ledger.holds()
+    url = proxy_of(proxy.app).callback_url(hold.key)
+    assert url is not None
+    queries = len(slow_fake.requests("GET"))
+    on_the_way = httpx.post(url, json={"task_id": hold.task_id, "task_status": "processing"})
+    assert on_the_way.json()["status"] == "passed on"
+    ledger.void(hold.id, reason="closed by hand, for the test")
+    ended = httpx.post(url, json={"task_id": hold.task_id, "task_status": "succeed"})
+    assert ended.json()["status"] == "unchanged"
+    assert len(slow_fake.requests("GET")) == queries  # neither asked the upstream
+    assert ledger.get_hold(hold.id).state == "voided"

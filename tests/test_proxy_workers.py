@@ -23,7 +23,7 @@ from fake_fixtures import KEY, _fake_session, fake_server  # noqa: F401
 from klingcost import keys
 from klingcost.ledger import Ledger
 from klingcost.testing import FakeKling
-from proxy_fixtures import BODY, COST, ENDPOINT, Keys, proxy_env  # noqa: F401
+from proxy_fixtures import BODY, COST, ENDPOINT, Keys, proxy_env_fixture  # noqa: F401
 
 CLI = "from klingcost.cli import main; main()"
 

@@ -67,6 +67,21 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     "nobody polls; 0: none.",
 )
 @click.option("--log-prompts", is_flag=True, help="Show prompts in the access log.")
+@click.option(
+    "--access-log/--no-access-log",
+    default=True,
+    show_default=True,
+    help="One JSON line per request on stdout (no keys; no prompts without --log-prompts).",
+)
+@click.option(
+    "--max-body",
+    metavar="BYTES",
+    type=click.IntRange(1024, 1 << 30),
+    default=64 * 1024 * 1024,
+    show_default=True,
+    help="Largest request body (Kling's largest request, four 10 MB images inline in base64, "
+    "fits); over it: HTTP 413, code 1201, unread.",
+)
 @ledger_option
 def proxy_command(
     host: str,
@@ -79,6 +94,8 @@ def proxy_command(
     public_url: str | None,
     settle_interval: float,
     log_prompts: bool,
+    access_log: bool,
+    max_body: int,
     ledger_path: str | None,
 ) -> None:
     """Serve a Kling-compatible API that prices, holds and settles every job per team.
@@ -107,6 +124,8 @@ def proxy_command(
         public_url=public_url,
         settle_interval=settle_interval,
         log_prompts=log_prompts,
+        access_log=access_log,
+        max_body=max_body,
     )
     try:
         check(settings)  # no key, a bad URL, a bad secret: one message, before any worker

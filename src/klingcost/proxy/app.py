@@ -38,7 +38,7 @@ from klingcost import errors
 from klingcost.ledger import Ledger
 from klingcost.proxy import envelope as kling
 from klingcost.proxy import gate, traffic
-from klingcost.proxy.limits import exception_handlers
+from klingcost.proxy.limits import exception_handlers, proxy_limits
 from klingcost.proxy.metrics import Metrics
 from klingcost.proxy.operate import operated
 from klingcost.proxy.settings import ProxySettings, callback_secret
@@ -75,7 +75,7 @@ def create_app(
     transport: httpx.AsyncBaseTransport | None = None,
     authenticate: Authenticate | None = None,
     routes: Sequence[BaseRoute] = (),
-    access_log: bool = True,
+    access_log: bool | None = None,
 ) -> ASGIApp:
     """The proxy's ASGI app (its :class:`Proxy` is ``app.state.proxy`` of the Starlette app
     inside, also returned by :func:`proxy_of`).
@@ -84,13 +84,16 @@ def create_app(
     here and closed at shutdown. ``api_key``: the upstream key (default ``KLINGCOST_API_KEY``).
     ``transport``: the upstream's httpx transport (tests). ``authenticate``: how a key is
     checked (default: the ledger's proxy keys). ``routes``: more routes, before Kling's.
+    ``access_log`` overrides ``settings.access_log`` (tests turn it off).
     Raises AuthenticationError without an API key, and ConnectError for an unusable upstream.
     """
     owns_ledger = ledger is None
     opened = ledger if ledger is not None else Ledger.open(settings.ledger)
     try:
         metrics = Metrics(lambda: opened.holds("open"))
-        inner = transport if transport is not None else httpx.AsyncHTTPTransport()
+        # Pooled connections expire before any server's usual 5 s keep-alive: a connection the
+        # upstream is closing must not be reused for a create (its outcome would be unknown).
+        inner = transport or httpx.AsyncHTTPTransport(limits=httpx.Limits(keepalive_expiry=2.0))
         upstream = Upstream(
             settings.upstream_url(),
             api_key,
@@ -111,7 +114,13 @@ def create_app(
     # The live page of issue 16 (/ui, /ui/data.json): budgets and spending, no keys or prompts.
     page = ui_routes(opened)
     app = _starlette(proxy, [metrics.route(), *page, *routes], owns_ledger)
-    return operated(app, metrics=metrics, log_prompts=settings.log_prompts, access_log=access_log)
+    return operated(
+        app,
+        metrics=metrics,
+        limits=proxy_limits(max_body=settings.max_body),
+        log_prompts=settings.log_prompts,
+        access_log=settings.access_log if access_log is None else access_log,
+    )
 
 
 def proxy_of(app: Any) -> Proxy:
@@ -192,7 +201,7 @@ def _starlette(proxy: Proxy, extra: Sequence[BaseRoute], owns_ledger: bool) -> S
 async def _no_route(proxy: Proxy, request: Request) -> Response:
     """Kling's order: a request without a valid key is 401 whatever its route; then 404."""
     authorization = request.headers.get("authorization")
-    key = await to_thread.run_sync(gate.authenticated, proxy, authorization)
+    key = gate.authenticated(proxy, authorization)
     if isinstance(key, gate.Refused):
         return gate.refusal(request, key)
     status = 405 if request.method not in ("GET", "POST") else 404

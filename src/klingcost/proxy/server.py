@@ -94,7 +94,7 @@ def serve(
     OSError when the socket cannot be bound; the errors of :func:`check` before anything
     is served.
     """
-    limits = limits or proxy_limits()
+    limits = limits or proxy_limits(max_body=settings.max_body)
     tls = {"ssl_certfile": certfile, "ssl_keyfile": keyfile} if certfile else {}
     with listening_socket(host, port) as sock:
         url = public_url(host, sock, bool(certfile))

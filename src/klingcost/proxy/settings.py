@@ -32,7 +32,8 @@ class ProxySettings:
     settlement passes in each worker (0: none). ``forward_retries``: attempts to deliver a
     callback to the client's own URL. ``external_ids``: send the hold's key as
     ``external_task_id`` when the client names none (as ``GuardedClient(external_ids=True)``).
-    ``log_prompts``: the access log shows prompts.
+    ``log_prompts``: the access log shows prompts; ``access_log``: one line per request;
+    ``max_body``: the largest request body, in bytes (:data:`klingcost.proxy.limits.MAX_BODY`).
     """
 
     upstream: str | None = None
@@ -43,9 +44,19 @@ class ProxySettings:
     upstream_timeout: float = 60.0
     external_ids: bool = False
     log_prompts: bool = False
+    access_log: bool = True
+    max_body: int = 64 * 1024 * 1024
 
     def upstream_url(self) -> str:
+        """The upstream's base URL; ValueError unless it is an absolute http(s) URL."""
         url = self.upstream or os.environ.get("KLINGCOST_BASE_URL") or DEFAULT_BASE_URL
+        scheme, sep, rest = url.partition("://")
+        host = rest.split("/", 1)[0]
+        if not sep or scheme.lower() not in ("http", "https") or not host or " " in url:
+            raise ValueError(
+                f"upstream (--upstream or KLINGCOST_BASE_URL) is {url!r}: it must be an "
+                "absolute http(s) URL, such as https://api.openai-hk.com/kling"
+            )
         return url.rstrip("/")
 
     def to_env(self) -> str:

@@ -7,9 +7,11 @@
 * A **list query** is forwarded, and its ``data`` is filtered to the team's own tasks (each of
   them settled as a single query would be). Every number of the answer keeps its exact text.
 * A **callback** comes to ``/_klingcost/callback/{hold key}/{signature}``: the signature, made
-  with the server's secret for that hold only, proves the URL came from this proxy. As ``hooks
-  serve`` does, the task is confirmed with a query before the hold moves; then the callback is
-  passed on to the client's own URL(s), with bounded retries, in the background.
+  with the server's secret for that hold only, proves the URL came from this proxy. A callback
+  saying the task ended is confirmed with a query before an open hold moves, as ``hooks
+  serve`` does; one saying it is on its way, or about a hold already closed, moves nothing and
+  costs no query. Each is then passed on
+  to the client's own URL(s), with bounded retries, in the background.
 * The **background pass** is ``klingcost sync`` (:func:`klingcost.sync.sync_holds`) every
   ``settle_interval`` seconds, for tasks nobody polls. Every worker runs it, at a random phase:
   settling is idempotent in the ledger, so two workers meeting on one hold change it once.
@@ -28,7 +30,6 @@ from urllib.parse import quote
 
 import anyio
 import httpx
-from anyio import to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -69,18 +70,12 @@ def _not_found(request: Request, ref: str) -> Response:
 
 async def query(proxy: Proxy, request: Request, endpoint: Endpoint, ref: str) -> Response:
     """``GET /v1/{endpoint}/{task id or external id}``, for the key's team only."""
-    authorization = request.headers.get("authorization")
-
-    def find() -> tuple[Refused | str, Hold | None]:
-        key = authenticated(proxy, authorization)
-        if isinstance(key, Refused):
-            return key, None
-        return key.team, proxy.hold_for(key.team, ref)
-
-    who, hold = await to_thread.run_sync(find)
-    if isinstance(who, Refused):
-        return refusal(request, who)
-    note(request, team=who)
+    key = authenticated(proxy, request.headers.get("authorization"))
+    if isinstance(key, Refused):
+        return refusal(request, key)
+    who = key.team
+    note(request, team=who, key_id=key.id)
+    hold = proxy.hold_for(who, ref)
     if hold is None or hold.meta.get("endpoint") != endpoint:
         return _not_found(request, ref)
     note(request, hold_id=hold.id)
@@ -97,17 +92,17 @@ async def query(proxy: Proxy, request: Request, endpoint: Endpoint, ref: str) ->
     except errors.KlingAPIError:
         pass  # passed on as it came; the hold waits for a readable answer
     else:
-        await _settle(proxy, hold, task)
+        _settle(proxy, hold, task)
     headers = {"X-Klingcost-Hold": str(hold.id), "X-Klingcost-Team": header_text(who)}
     return passed_on(content, response.status_code, response.headers, headers)
 
 
-async def _settle(proxy: Proxy, hold: Hold, task: Task) -> None:
+def _settle(proxy: Proxy, hold: Hold, task: Task) -> None:
     """Apply ``task`` to ``hold`` (once: resolve is idempotent); never fails the answer."""
     if _mismatch(hold, task) is not None:
         return
     try:
-        await to_thread.run_sync(resolve, proxy.ledger, hold, task)
+        resolve(proxy.ledger, hold, task)
     except errors.KlingcostError as exc:  # a hold voided by hand, then charged; a ledger down
         logger.warning("hold %s not settled from the answer: %s", hold.id, exc)
 
@@ -115,7 +110,7 @@ async def _settle(proxy: Proxy, hold: Hold, task: Task) -> None:
 async def list_tasks(proxy: Proxy, request: Request, endpoint: Endpoint) -> Response:
     """``GET /v1/{endpoint}?pageNum=..&pageSize=..``: the page, holding the team's tasks only."""
     authorization = request.headers.get("authorization")
-    key = await to_thread.run_sync(authenticated, proxy, authorization)
+    key = authenticated(proxy, authorization)
     if isinstance(key, Refused):
         return refusal(request, key)
     note(request, team=key.team, key_id=key.id)
@@ -151,14 +146,14 @@ async def list_tasks(proxy: Proxy, request: Request, endpoint: Endpoint) -> Resp
                     found.append((index, hold))
         return found
 
-    mine = await to_thread.run_sync(owned)
+    mine = owned()
     for index, hold in mine:
         try:
             task = parse_task(endpoint, exact, data=exact["data"][index])
         except errors.KlingAPIError:
             continue
         if hold.is_open:
-            await _settle(proxy, hold, task)
+            _settle(proxy, hold, task)
     payload["data"] = [items[index] for index, _ in mine]
     return passed_on(_dumps(payload), response.status_code, response.headers, team_header)
 
@@ -204,45 +199,55 @@ async def callback(proxy: Proxy, request: Request) -> Response:
     except (JSONInputError, ValueError):
         return kling.kling_error(400, kling.MALFORMED, "the callback body is not JSON")
     data = payload.get("data", payload) if isinstance(payload, dict) else None
-    task_id = data.get("task_id") if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return kling.kling_error(400, kling.MALFORMED, "the callback is not a task object")
+    task_id = data.get("task_id")
     if isinstance(task_id, bool) or not isinstance(task_id, str | int) or task_id == "":
         return kling.kling_error(400, kling.MALFORMED, "no task_id in the callback")
-    hold = await _attached(proxy, hold_key)
+    hold = proxy.ledger.hold_for_key(hold_key)
     if hold is None:
         return JSONResponse({"status": "ignored", "reason": "unknown hold"})
     note(request, team=hold.team, hold_id=hold.id)
-    endpoint = hold.meta.get("endpoint")
-    if not isinstance(endpoint, str):
-        return JSONResponse({"status": "ignored", "reason": "no endpoint on the hold"})
-    try:  # a callback is a hint: the task as the API reports it decides
-        task = await proxy.upstream.client.get_task(endpoint, str(task_id))
-    except errors.KlingAPIError as exc:  # the upstream retries a failed callback
-        message = f"could not confirm the task: {type(exc).__name__}"
-        return kling.kling_error(502, kling.UNAVAILABLE, message)
-    if (why := _mismatch(hold, task)) is not None:
-        return JSONResponse({"status": "ignored", "reason": why})
-    try:
-        resolution = await to_thread.run_sync(resolve, proxy.ledger, hold, task)
-    except errors.HoldStateError as exc:
-        return JSONResponse({"error": str(exc), "hold": hold.id}, status_code=409)
+    action = "passed on" if hold.is_open else "unchanged"
+    if data.get("task_status") in ("succeed", "failed") and hold.is_open:
+        # An end moves an open hold: the task as the API reports it decides (the callback is
+        # a hint), once the create's answer has attached the task id. A hold already closed
+        # (by a poll) is not asked about again: resolve would change nothing.
+        hold = await _attached(proxy, hold)
+        endpoint = hold.meta.get("endpoint")
+        if not isinstance(endpoint, str):
+            return JSONResponse({"status": "ignored", "reason": "no endpoint on the hold"})
+        try:
+            task = await proxy.upstream.client.get_task(endpoint, str(task_id))
+        except errors.KlingAPIError as exc:  # the upstream retries a failed callback
+            message = f"could not confirm the task: {type(exc).__name__}"
+            return kling.kling_error(502, kling.UNAVAILABLE, message)
+        if (why := _mismatch(hold, task)) is not None:
+            return JSONResponse({"status": "ignored", "reason": why})
+        try:
+            action = resolve(proxy.ledger, hold, task).action
+        except errors.HoldStateError as exc:
+            return JSONResponse({"error": str(exc), "hold": hold.id}, status_code=409)
+    elif hold.task_id is not None and hold.task_id != str(task_id):
+        # A state on the way (submitted, processing) moves nothing: it is only passed on,
+        # unconfirmed (it costs no query), if it names the hold's own task.
+        return JSONResponse({"status": "ignored", "reason": "the task is not the hold's"})
     body = proxy.upstream.scrub_bytes(await request.body())
     for url in _client_urls(hold):
         delivery = asyncio.create_task(_forward(proxy, url, body))
         proxy.deliveries.add(delivery)
         delivery.add_done_callback(proxy.deliveries.discard)
-    return JSONResponse({"status": resolution.action, "hold": hold.id})
+    return JSONResponse({"status": action, "hold": hold.id})
 
 
-async def _attached(proxy: Proxy, hold_key: str) -> Hold | None:
-    """The hold, once its task id is attached (briefly waited for: see :data:`ATTACH_WAIT`)."""
+async def _attached(proxy: Proxy, hold: Hold) -> Hold:
+    """``hold``, once its task id is attached (the create's answer may still be on its way
+    to the ledger when the upstream's callback comes): waited for :data:`ATTACH_WAIT` at most."""
     deadline = anyio.current_time() + ATTACH_WAIT
-    while True:
-        hold = await to_thread.run_sync(proxy.ledger.hold_for_key, hold_key)
-        if hold is None or hold.task_id is not None or not hold.is_open:
-            return hold
-        if anyio.current_time() > deadline:
-            return hold  # _mismatch then judges it by its external id
+    while hold.task_id is None and hold.is_open and anyio.current_time() < deadline:
         await anyio.sleep(0.02)
+        hold = proxy.ledger.get_hold(hold.id)
+    return hold  # still without a task id: _mismatch judges it by its external id
 
 
 def _client_urls(hold: Hold) -> list[str]:
