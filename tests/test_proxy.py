@@ -4,8 +4,6 @@ Real servers: the fake upstream (klingcost.testing), the proxy on a free port, h
 client, and the ledger on SQLite and on PostgreSQL.
 """
 
-# ruff: noqa: F811  # pytest fixtures are imported by name and used as parameters
-
 from __future__ import annotations
 
 import json

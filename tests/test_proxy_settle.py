@@ -2,8 +2,6 @@
 the upstream's callbacks (confirmed, then passed on to the client's own URL) and the
 background pass for tasks nobody polls."""
 
-# ruff: noqa: F811  # pytest fixtures are imported by name and used as parameters
-
 from __future__ import annotations
 
 import time

@@ -3,8 +3,6 @@
 Concurrent creates from several clients land on either worker: the ledger alone decides which
 fit, on SQLite and on PostgreSQL, and any worker settles any hold."""
 
-# ruff: noqa: F811  # pytest fixtures are imported by name and used as parameters
-
 from __future__ import annotations
 
 import os
