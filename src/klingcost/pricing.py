@@ -20,7 +20,7 @@ Images: ``units per image (with or without a reference image) x resolution x n``
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
@@ -142,11 +142,17 @@ class Estimate:
         return self.request.warnings
 
 
-_SET_REQUEST = Estimate.request.__set__  # type: ignore[attr-defined]
-_SET_PACK = Estimate.pack.__set__  # type: ignore[attr-defined]
-_SET_UNITS = Estimate.units.__set__  # type: ignore[attr-defined]
-_SET_BREAKDOWN = Estimate.breakdown.__set__  # type: ignore[attr-defined]
-_SET_COST = Estimate.cost.__set__  # type: ignore[attr-defined]
+def _slot_setter(name: str) -> Callable[[Estimate, Any], None]:
+    """The setter of one of :class:`Estimate`'s slots (its member descriptor's ``__set__``)."""
+    setter: Callable[[Estimate, Any], None] = vars(Estimate)[name].__set__
+    return setter
+
+
+_SET_REQUEST = _slot_setter("request")
+_SET_PACK = _slot_setter("pack")
+_SET_UNITS = _slot_setter("units")
+_SET_BREAKDOWN = _slot_setter("breakdown")
+_SET_COST = _slot_setter("cost")
 
 
 def estimate(
