@@ -1176,6 +1176,27 @@ def test_a_lone_surrogate_is_found_at_any_depth_and_in_any_container(
     assert problem.field.startswith(field) and "lone surrogate" in problem.message
 
 
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        # The top level, which the one pass over the keys judges "plain" or not:
+        ({"prompt": "a\ud800"}, "prompt"),
+        ({"prompt": "é\ud800"}, "prompt"),  # not ASCII, and a surrogate after the é
+        ({"\ud800": None, "prompt": "ok"}, "\\ud800"),  # a key whose value is dropped as unset
+        ({"\udc80": "", "prompt": "ok"}, "\\udc80"),
+        ({"prompt": "ok", "negative_prompt": "fine", "é\udfff": 1}, "é\\udfff"),
+        ({"prompt": "ok", "notify_hook": _Text("https://x.invalid/\ud800")}, "notify_hook"),
+    ],
+)
+def test_a_lone_surrogate_at_the_top_level_is_refused_whatever_else_the_body_holds(
+    body: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(RequestValidationError) as caught:
+        validate_request("videos/text2video", {"model_name": "kling-v3", **body})
+    [problem] = caught.value.problems
+    assert problem.field == field and "lone surrogate" in problem.message
+
+
 def test_an_ordinary_non_ascii_body_is_not_taken_for_a_lone_surrogate() -> None:
     body = {"model_name": "kling-v3", "prompt": "雪の中の船 🚢", "negative_prompt": "ñ"}
     assert validate_request("videos/text2video", body).duration == 5

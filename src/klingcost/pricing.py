@@ -20,7 +20,7 @@ Images: ``units per image (with or without a reference image) x resolution x n``
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
@@ -72,7 +72,7 @@ class Cost:
         return Fraction(self.minor, 10**self.exponent)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Estimate:
     """The exact price of one request. Immutable; cheap to build from the sheet's cache."""
 
@@ -81,6 +81,22 @@ class Estimate:
     units: Fraction
     breakdown: tuple[Step, ...]
     cost: Cost
+
+    def __init__(
+        self,
+        request: ValidatedRequest,
+        pack: Pack,
+        units: Fraction,
+        breakdown: tuple[Step, ...],
+        cost: Cost,
+    ) -> None:
+        # One is built per estimate: the slots' own setters cost half of the frozen
+        # dataclass's object.__setattr__ calls (the class stays frozen to every other caller).
+        _SET_REQUEST(self, request)
+        _SET_PACK(self, pack)
+        _SET_UNITS(self, units)
+        _SET_BREAKDOWN(self, breakdown)
+        _SET_COST(self, cost)
 
     @property
     def endpoint(self) -> str:
@@ -126,6 +142,19 @@ class Estimate:
         return self.request.warnings
 
 
+def _slot_setter(name: str) -> Callable[[Estimate, Any], None]:
+    """The setter of one of :class:`Estimate`'s slots (its member descriptor's ``__set__``)."""
+    setter: Callable[[Estimate, Any], None] = vars(Estimate)[name].__set__
+    return setter
+
+
+_SET_REQUEST = _slot_setter("request")
+_SET_PACK = _slot_setter("pack")
+_SET_UNITS = _slot_setter("units")
+_SET_BREAKDOWN = _slot_setter("breakdown")
+_SET_COST = _slot_setter("cost")
+
+
 def estimate(
     endpoint: str,
     body: Mapping[str, Any],
@@ -142,12 +171,25 @@ def estimate(
     named in :attr:`Estimate.warnings`; ``strict`` refuses it instead.
     """
     sheet = sheet if sheet is not None else load_sheet()
-    name, profile = sheet.provider(provider)
-    limits = (profile.prompt_limits.prompt, profile.prompt_limits.negative_prompt)
+    cache = sheet.priced
+    rules = cache.get(provider)  # pragma: no mutate (a miss looks them up again: the same)
+    if rules is None:
+        rules = cache[provider] = _provider_rules(sheet, provider)
+    name, limits, as_pro = rules
     request = validate_request(
-        endpoint, body, limits=limits, sheet=sheet, strict=strict, as_pro=profile.bills_as_pro
+        endpoint, body, limits=limits, sheet=sheet, strict=strict, as_pro=as_pro
     )
     return price(request, sheet=sheet, provider=name)
+
+
+def _provider_rules(
+    sheet: PriceSheet, provider: str | None
+) -> tuple[str, tuple[int, int], Mapping[str, str]]:
+    """What validation needs of ``provider`` (its name, prompt limits and ``bills_as_pro``),
+    kept in the sheet's cache under the provider's name (no job-class key is a string)."""
+    name, profile = sheet.provider(provider)
+    limits = (profile.prompt_limits.prompt, profile.prompt_limits.negative_prompt)
+    return name, limits, profile.bills_as_pro
 
 
 def price(
