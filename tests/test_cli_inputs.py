@@ -113,3 +113,12 @@ def test_submit_batch_refuses_wait(env: dict[str, str], fake: FakeKling, tmp_pat
     result = run("submit", "-t", "studio", "-e", ENDPOINT, "--wait", str(path), env=env)
     assert result.exit_code == 2 and "--wait takes one job" in result.output
     assert fake.requests() == []
+
+
+def test_a_body_of_json_null_is_one_invalid_body_not_a_batch(tmp_path: Path) -> None:
+    path = tmp_path / "null.json"
+    path.write_text("null", encoding="utf-8")
+    result = CliRunner().invoke(main, ["estimate", "-e", "text2video", str(path)])
+    assert result.exit_code == 2
+    assert "the body must be a JSON object (given None" in result.output
+    assert "line 1" not in result.output and "total:" not in result.output

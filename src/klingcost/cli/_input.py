@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import codecs
 import json
-from typing import IO, Any, NoReturn
+from typing import IO, Any, Final, NoReturn
 
 import click
 
@@ -81,10 +81,21 @@ def _bad(exc: UnicodeDecodeError, encoding: str, param_hint: str, offset: int = 
     ) from None
 
 
-def single_document(text: str, param_hint: str = "FILE") -> Any | None:
-    """The body when ``text`` is one JSON document; None when it is a JSON Lines batch (its
-    first line is JSON on its own). click.BadParameter for an empty file, or for a document
-    with a syntax error: its message, line and column."""
+class _Batch:
+    """What :func:`single_document` returns for a JSON Lines batch: not None, which is a body
+    too (JSON ``null``, refused later as "not a JSON object")."""
+
+    def __repr__(self) -> str:
+        return "BATCH"
+
+
+BATCH: Final = _Batch()
+
+
+def single_document(text: str, param_hint: str = "FILE") -> Any:
+    """The body when ``text`` is one JSON document; :data:`BATCH` when it is a JSON Lines
+    batch (its first line is JSON on its own). click.BadParameter for an empty file, or for a
+    document with a syntax error: its message, line and column."""
     stripped = text.strip()
     if not stripped:
         raise click.BadParameter("the file is empty", param_hint=param_hint)
@@ -92,12 +103,12 @@ def single_document(text: str, param_hint: str = "FILE") -> Any | None:
         return loads(stripped)
     except json.JSONDecodeError as exc:
         if "\n" in stripped and _is_json_line(stripped.split("\n", 1)[0]):
-            return None
+            return BATCH
         raise click.BadParameter(_syntax(text, exc), param_hint=param_hint) from None
     except JSONInputError as exc:  # a number or nesting out of bounds
         # A batch whose first line is JSON on its own gets each line reported by number.
         if "\n" in stripped and _is_json_line(stripped.split("\n", 1)[0]):
-            return None
+            return BATCH
         raise click.BadParameter(f"not JSON: {exc}", param_hint=param_hint) from None
 
 

@@ -20,7 +20,7 @@ from klingcost.cli._common import (
     read_input,
     split_job,
 )
-from klingcost.cli._input import single_document
+from klingcost.cli._input import BATCH, single_document
 from klingcost.cli._output import Column, format_option, print_records
 from klingcost.errors import _MISSING, KlingcostError, RequestValidationError
 from klingcost.money import format_amount
@@ -78,7 +78,7 @@ def estimate_command(
     default_endpoint = normalize_endpoint(endpoint) if endpoint else None
     text = read_input(source)
     single = _single_document(text)
-    if single is not None:
+    if single is not BATCH:
         line = _Line(1, single)
         result = _estimate_line(line, default_endpoint, sheet, provider, strict)
         if isinstance(result, KlingcostError):
@@ -101,8 +101,8 @@ class _Line:
     value: Any
 
 
-def _single_document(text: str) -> Any | None:
-    """The body when FILE is one JSON object; None when it is a JSON Lines batch."""
+def _single_document(text: str) -> Any:
+    """The body when FILE is one JSON document; BATCH when it is a JSON Lines batch."""
     return single_document(text)
 
 

@@ -30,7 +30,7 @@ from klingcost.cli._common import (
     read_input,
     split_job,
 )
-from klingcost.cli._input import single_document
+from klingcost.cli._input import BATCH, single_document
 from klingcost.money import format_amount, format_minor
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ def submit_command(
     document = single_document(text)
     _need_api_key()
     base_url = _check_base_url(base_url)
-    if document is None:  # a JSON Lines batch: each line guarded on its own
+    if document is BATCH:  # a JSON Lines batch: each line guarded on its own
         if wait:
             raise click.BadParameter(
                 "--wait takes one job; submit the batch without it, then run `klingcost sync "
@@ -173,7 +173,7 @@ def submit_command(
             external_ids=external_ids,
         ) as guard,
     ):
-        if document is None:
+        if document is BATCH:
             sys.exit(submit_batch(guard, text, team, endpoint, key, as_json))
         try:
             submission = guard.submit(job_endpoint, body, key=key)
