@@ -12,6 +12,7 @@ from klingcost.errors import PricingSheetError, UnknownProviderError
 from klingcost.sheet import (
     BUNDLED,
     PRICING_ENV,
+    Capabilities,
     canonical_text,
     load_sheet,
     parse_sheet,
@@ -248,3 +249,250 @@ def test_a_missing_frozen_sheet_falls_back_to_the_yaml_and_freezing_writes_it_ba
     text = (sheet_module._DATA / "pricing.yaml").read_text(encoding="utf-8")
     assert json.loads(written)["yaml_sha256"] == hashlib.sha256(text.encode()).hexdigest()
     assert sheet_module._bundled_data() == frozen["sheet"]  # now from the frozen JSON
+
+
+# --- the catalogue, resolved: what request validation allows --------------------------------
+
+
+def caps(sheet_path: Path | None, endpoint: str, model: str) -> Capabilities:
+    return load_sheet(sheet_path).models[endpoint][model]
+
+
+def test_each_kind_of_bundled_model_is_resolved_whole() -> None:
+    sheet = load_sheet()
+    assert sheet.models["images/generations"]["kling-v3-omni"] == Capabilities(
+        model="kling-v3-omni",
+        endpoint="images/generations",
+        modes=frozenset(),
+        default_mode=None,
+        durations=frozenset(),
+        default_duration=5,
+        sound_modes=frozenset(),
+        voice=False,
+        camera_control=False,
+        multi_shot=False,
+        elements=False,
+        edit_hold_seconds=None,
+        resolutions=frozenset({"1k", "2k", "4k"}),
+        price_key="images.kling-v3-omni",
+        source="kling-official",
+    )
+    assert sheet.models["videos/image2video"]["kling-v2-6"] == Capabilities(
+        model="kling-v2-6",
+        endpoint="videos/image2video",
+        modes=frozenset({"std", "pro"}),
+        default_mode="pro",
+        durations=frozenset({5, 10}),
+        default_duration=5,
+        sound_modes=frozenset({"pro"}),
+        voice=True,
+        camera_control=True,
+        multi_shot=False,
+        elements=False,
+        edit_hold_seconds=None,
+        resolutions=frozenset(),
+        price_key="video.models.kling-v2-6",
+        source="openai-hk-docs",
+    )
+    assert sheet.models["videos/text2video"]["kling-v3"] == Capabilities(
+        model="kling-v3",
+        endpoint="videos/text2video",
+        modes=frozenset({"std", "pro", "4k"}),
+        default_mode="std",
+        durations=frozenset(range(3, 16)),
+        default_duration=5,
+        sound_modes=frozenset({"std", "pro", "4k"}),
+        voice=True,
+        camera_control=False,
+        multi_shot=True,
+        elements=True,
+        edit_hold_seconds=None,
+        resolutions=frozenset(),
+        price_key="per_second.kling-v3",
+        source="kling-api-reference",
+    )
+    # Priced per second without a voice variant: no voice_list.
+    omni_v3 = sheet.models["videos/omni-video"]["kling-v3-omni"]
+    assert (omni_v3.voice, omni_v3.price_key, omni_v3.edit_hold_seconds) == (
+        False,
+        "per_second.kling-v3-omni",
+        10,
+    )
+    o1 = sheet.models["videos/omni-video"]["kling-video-o1"]
+    assert (o1.modes, o1.default_mode, o1.price_key, o1.sound_modes, o1.voice) == (
+        frozenset({"std", "pro"}),
+        "pro",
+        "omni.kling-video-o1",
+        frozenset(),
+        False,
+    )
+    assert o1.durations == frozenset(range(3, 11))
+    flat = sheet.models["videos/text2video"]["kling-v2-master"]
+    assert (flat.modes, flat.default_mode, flat.sound_modes, flat.voice) == (
+        frozenset(),
+        None,
+        frozenset(),
+        False,
+    )
+    assert (flat.model, flat.endpoint, flat.duration_text()) == (
+        "kling-v2-master",
+        "videos/text2video",
+        '"5" or "10"',
+    )
+
+
+PRICE_ONLY = """\
+sources:
+  mine: my invoice
+video:
+  models:
+    my-clip:
+      pro: { factor: 3, source: mine }
+      turbo: { factor: 4, source: mine }
+    my-flat:
+      flat: { factor: 5, source: mine }
+  sound:
+    my-flat: { factor: 2, source: mine }
+omni:
+  my-omni:
+    per_second: { units: 1, source: mine }
+    pro: { factor: 2, source: mine }
+    video_reference: { factor: 2, source: mine }
+images:
+  my-image:
+    text: { units: 1, source: mine }
+    reference: { units: 2, source: mine }
+"""
+
+
+def test_a_price_only_overlay_adds_usable_models_on_the_endpoints_of_their_prices(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, PRICE_ONLY)
+    sheet = load_sheet(path)
+    image = sheet.models["images/generations"]["my-image"]
+    assert image == Capabilities(
+        model="my-image",
+        endpoint="images/generations",
+        modes=frozenset(),
+        default_mode=None,
+        durations=frozenset(),
+        default_duration=5,
+        sound_modes=frozenset(),
+        voice=False,
+        camera_control=False,
+        multi_shot=False,
+        elements=False,
+        edit_hold_seconds=None,
+        resolutions=frozenset(),
+        price_key="images.my-image",
+        source="(its price)",
+    )
+    for endpoint in ("videos/text2video", "videos/image2video"):
+        clip = sheet.models[endpoint]["my-clip"]
+        # No std price: the default mode is the first priced one, in order.
+        assert (clip.modes, clip.default_mode, clip.source) == (
+            frozenset({"pro", "turbo"}),
+            "pro",
+            "(its price)",
+        )
+        assert clip.durations == frozenset({5, 10})  # the sheet's clip durations
+        assert clip.price_key == "video.models.my-clip"
+        flat = sheet.models[endpoint]["my-flat"]
+        assert (flat.modes, flat.default_mode, flat.sound_modes) == (
+            frozenset(),
+            None,
+            frozenset({"flat"}),
+        )
+    assert "my-clip" not in sheet.models["videos/multi-image2video"]
+    omni = sheet.models["videos/omni-video"]["my-omni"]
+    assert (omni.modes, omni.default_mode, omni.price_key, omni.source) == (
+        frozenset({"std", "pro"}),
+        "std",
+        "omni.my-omni",
+        "(its price)",
+    )
+    assert omni.durations == frozenset(range(3, 11))
+    assert omni.duration_text() == "3 to 10 seconds"
+
+
+def test_a_listed_model_whose_price_was_removed_keeps_std_and_pro(tmp_path: Path) -> None:
+    import yaml
+
+    from klingcost.sheet import _DATA
+
+    data = yaml.safe_load((_DATA / "pricing.yaml").read_text(encoding="utf-8"))
+    del data["video"]["models"]["kling-v1-5"]
+    data["replace"] = True
+    path = write(tmp_path, yaml.safe_dump(data))
+    clip = caps(path, "videos/text2video", "kling-v1-5")
+    assert (clip.modes, clip.default_mode, clip.sound_modes) == (
+        frozenset({"std", "pro"}),
+        "std",
+        frozenset(),
+    )
+
+
+# --- YAML a user's file may hold that the parser refuses -------------------------------------
+
+
+def test_a_hostile_nesting_in_a_users_file_is_refused_as_nested_too_deeply(tmp_path: Path) -> None:
+    # A user's file is read by the pure-Python parser, whose recursion limit turns this into
+    # one line; libyaml (kept for the bundled sheet) would say something else, or worse.
+    path = write(tmp_path, "video: " + "[" * 1200 + "]" * 1200 + "\n")
+    error = sheet_error(path)
+    assert error.source == str(path)
+    assert error.problems == ("(top): nested too deeply",)
+
+
+def test_an_integer_past_4300_digits_is_refused_in_a_few_words(tmp_path: Path) -> None:
+    path = write(tmp_path, "version: " + "9" * 5000 + "\n")
+    error = sheet_error(path)
+    assert error.source == str(path)
+    assert error.problems == ("not valid YAML: an integer of over 4,300 digits",)
+
+
+def test_an_impossible_date_is_refused_with_the_parsers_words(tmp_path: Path) -> None:
+    path = write(tmp_path, "version: 2026-13-45\n")
+    error = sheet_error(path)
+    assert error.source == str(path)
+    assert error.problems == ("not valid YAML: month must be in 1..12",)
+
+
+# --- text that is not ASCII, kept as written --------------------------------------------------
+
+
+def test_the_canonical_text_keeps_what_is_not_ascii_as_written(tmp_path: Path) -> None:
+    path = write(tmp_path, 'sources:\n  mine: "facture de l\'été, 12 €"\n')
+    text = canonical_text(load_sheet(path))
+    assert '"mine":"facture de l\'été, 12 €"' in text
+
+
+def test_freezing_writes_the_committed_file_byte_for_byte(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Rerunning scripts/freeze_pricing.py on an unchanged sheet must leave no diff to commit.
+    from klingcost import sheet as sheet_module
+
+    committed = sheet_module.FROZEN.read_text(encoding="utf-8")
+    monkeypatch.setattr(sheet_module, "FROZEN", tmp_path / "frozen.json")
+    sheet_module.freeze_bundled_sheet()
+    assert (tmp_path / "frozen.json").read_text(encoding="utf-8") == committed
+
+
+def test_freezing_keeps_what_is_not_ascii_as_written_in_utf8(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from klingcost import sheet as sheet_module
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "pricing.yaml").write_text('sources:\n  mine: "l\'été, 12 €"\n', encoding="utf-8")
+    monkeypatch.setattr(sheet_module, "_DATA", data)
+    monkeypatch.setattr(sheet_module, "FROZEN", data / "pricing.json")
+    sheet_module.freeze_bundled_sheet()
+    written = (data / "pricing.json").read_bytes().decode("utf-8")
+    assert '"mine": "l\'été, 12 €"' in written
+    assert json.loads(written)["sheet"] == {"sources": {"mine": "l'été, 12 €"}}
