@@ -496,3 +496,47 @@ def test_freezing_keeps_what_is_not_ascii_as_written_in_utf8(
     written = (data / "pricing.json").read_bytes().decode("utf-8")
     assert '"mine": "l\'été, 12 €"' in written
     assert json.loads(written)["sheet"] == {"sources": {"mine": "l'été, 12 €"}}
+
+
+# --- the catalogue's own rules -----------------------------------------------------------------
+
+CLIP = """\
+sources:
+  mine: my invoice
+video:
+  models:
+    my-clip:
+      std: {{ factor: 1, source: mine }}
+catalog:
+  videos/omni-video:
+    my-clip: {{ source: mine, durations: {durations}, default_duration: {default}, edit_hold_seconds: {hold} }}
+"""
+
+
+def test_one_second_is_the_shortest_a_clip_or_a_held_edit_may_last(tmp_path: Path) -> None:
+    path = write(tmp_path, CLIP.format(durations="[1, 2]", default=1, hold=1))
+    clip = load_sheet(path).models["videos/omni-video"]["my-clip"]
+    assert (clip.durations, clip.default_duration, clip.edit_hold_seconds) == (
+        frozenset({1, 2}),
+        1,
+        1,
+    )
+
+
+def test_zero_seconds_is_refused_for_a_clip_and_for_a_held_edit(tmp_path: Path) -> None:
+    error = sheet_error(write(tmp_path, CLIP.format(durations="[0, 5]", default=5, hold=0)))
+    assert error.problems == (
+        "catalog.videos/omni-video.my-clip.durations: seconds must be 1 or more",
+        "catalog.videos/omni-video.my-clip.edit_hold_seconds: must be 1 or more",
+    )
+
+
+def test_a_per_second_price_must_name_a_known_source(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "per_second:\n  kling-v3:\n    std:\n      silent: { units: 1, source: rumour }\n",
+    )
+    error = sheet_error(path)
+    assert error.problems == (
+        "per_second.kling-v3.std.silent.source: unknown source 'rumour'; add it under sources",
+    )
