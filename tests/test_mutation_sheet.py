@@ -540,3 +540,24 @@ def test_a_per_second_price_must_name_a_known_source(tmp_path: Path) -> None:
     assert error.problems == (
         "per_second.kling-v3.std.silent.source: unknown source 'rumour'; add it under sources",
     )
+
+
+def test_a_range_of_one_second_is_that_second(tmp_path: Path) -> None:
+    path = write(tmp_path, CLIP.format(durations='"5-5"', default=5, hold=5))
+    assert load_sheet(path).models["videos/omni-video"]["my-clip"].durations == frozenset({5})
+
+
+@pytest.mark.parametrize(
+    ("durations", "problem"),
+    [
+        ('"5"', "'5' is not a list of seconds or a range such as \"3-15\""),
+        ('"3-x"', "'3-x' is not a list of seconds or a range such as \"3-15\""),
+        ('"x-3"', "'x-3' is not a list of seconds or a range such as \"3-15\""),
+        ('"7-3"', "'7-3' is an empty range"),
+    ],
+)
+def test_a_range_of_seconds_that_is_not_one_is_refused_saying_what_is_written(
+    tmp_path: Path, durations: str, problem: str
+) -> None:
+    error = sheet_error(write(tmp_path, CLIP.format(durations=durations, default=5, hold=5)))
+    assert error.problems == (f"catalog.videos/omni-video.my-clip.durations: {problem}",)
