@@ -388,6 +388,7 @@ def test_a_price_only_overlay_adds_usable_models_on_the_endpoints_of_their_price
         price_key="images.my-image",
         source="(its price)",
     )
+    assert image.duration_text() == "none"
     for endpoint in ("videos/text2video", "videos/image2video"):
         clip = sheet.models[endpoint]["my-clip"]
         # No std price: the default mode is the first priced one, in order.
@@ -561,3 +562,21 @@ def test_a_range_of_seconds_that_is_not_one_is_refused_saying_what_is_written(
 ) -> None:
     error = sheet_error(write(tmp_path, CLIP.format(durations=durations, default=5, hold=5)))
     assert error.problems == (f"catalog.videos/omni-video.my-clip.durations: {problem}",)
+
+
+def test_a_default_or_sound_mode_the_sheet_does_not_price_is_refused_naming_the_file(
+    tmp_path: Path,
+) -> None:
+    path = write(
+        tmp_path,
+        "catalog:\n  videos/text2video:\n"
+        "    kling-v1: { source: seed, durations: [5], default_mode: turbo, sound_modes: [4k] }\n",
+    )
+    error = sheet_error(path)
+    assert error.source == str(path)
+    assert error.problems == (
+        "catalog.videos/text2video.kling-v1.default_mode: 'turbo' is not a mode the sheet prices"
+        " for it (pro, std)",
+        "catalog.videos/text2video.kling-v1.sound_modes: '4k' is not a mode the sheet prices"
+        " for it (pro, std)",
+    )
