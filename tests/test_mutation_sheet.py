@@ -580,3 +580,19 @@ def test_a_default_or_sound_mode_the_sheet_does_not_price_is_refused_naming_the_
         "catalog.videos/text2video.kling-v1.sound_modes: '4k' is not a mode the sheet prices"
         " for it (pro, std)",
     )
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        ({5, 6}, '"5" or "6"'),
+        ({3, 4, 5}, "3 to 5 seconds"),
+        ({5, 10, 15}, '"5" or "10" or "15"'),
+        ({3, 4, 6}, '"3" or "4" or "6"'),
+    ],
+)
+def test_the_durations_a_refusal_lists(seconds: set[int], text: str) -> None:
+    import dataclasses
+
+    o1 = load_sheet().models["videos/omni-video"]["kling-video-o1"]
+    assert dataclasses.replace(o1, durations=frozenset(seconds)).duration_text() == text
