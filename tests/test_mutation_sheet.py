@@ -596,3 +596,11 @@ def test_the_durations_a_refusal_lists(seconds: set[int], text: str) -> None:
 
     o1 = load_sheet().models["videos/omni-video"]["kling-video-o1"]
     assert dataclasses.replace(o1, durations=frozenset(seconds)).duration_text() == text
+
+
+def test_the_bundled_sheet_and_its_frozen_form_are_ascii() -> None:
+    # So they read alike under any locale's codec (the reason their reads are not mutated).
+    from klingcost import sheet as sheet_module
+
+    assert (sheet_module._DATA / "pricing.yaml").read_bytes().isascii()
+    assert sheet_module.FROZEN.read_bytes().isascii()
