@@ -320,3 +320,35 @@ def test_an_unpriced_request_names_endpoint_model_and_missing_key(
     error = caught.value
     assert (error.endpoint, error.model, error.missing) == (endpoint, model, missing)
     assert str(error) == f"the price sheet has no price for {endpoint} {model}: {missing}"
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "extra", "rule", "units"),
+    [
+        (T2V, {"model_name": "kling-v3"}, "base: kling-v3 std, silent, per second", "3"),
+        (
+            T2V,
+            {"model_name": "kling-v3", "sound": "on"},
+            "base: kling-v3 std, sound on, per second",
+            "4.5",
+        ),
+        (
+            T2V,
+            {"model_name": "kling-v3", "sound": "on", "voice_list": [{"voice_id": "v-1"}]},
+            "base: kling-v3 std, sound on, with voices, per second",
+            "5.5",
+        ),
+        (
+            O1,
+            {"model_name": "kling-v3-omni", "mode": "std", "video_list": VIDEO_LIST},
+            "base: kling-v3-omni std, with a video reference, per second",
+            "4.5",
+        ),
+    ],
+)
+def test_a_per_second_breakdown_names_the_variant_priced(
+    endpoint: str, extra: dict[str, Any], rule: str, units: str
+) -> None:
+    data = estimate(endpoint, {"prompt": "p", "duration": "5", **extra}).to_dict()
+    assert [step["rule"] for step in data["breakdown"]] == [rule, "duration: 5 s"]
+    assert data["units"] == units
