@@ -352,3 +352,52 @@ def test_a_per_second_breakdown_names_the_variant_priced(
     data = estimate(endpoint, {"prompt": "p", "duration": "5", **extra}).to_dict()
     assert [step["rule"] for step in data["breakdown"]] == [rule, "duration: 5 s"]
     assert data["units"] == units
+
+
+def test_a_per_second_step_carries_the_sheets_source_and_note() -> None:
+    data = estimate(T2V, {"model_name": "kling-v3", "prompt": "p", "duration": "5"}).to_dict()
+    assert data["breakdown"][0] == {
+        "rule": "base: kling-v3 std, silent, per second",
+        "factor": "0.6",
+        "source": "kling-official",
+        "note": "0.6 units/s (USD 0.084); fal.ai's $0.168/s and Krea's $0.1764/s are the same at "
+        "their markups",
+    }
+    assert data["breakdown"][1] == {
+        "rule": "duration: 5 s",
+        "factor": "5",
+        "source": "kling-official",
+        "note": "priced per second",
+    }
+
+
+@pytest.mark.parametrize(
+    ("mode", "body", "missing"),
+    [
+        # Voices are priced in pro, not in std: a valid std request with voices has no price.
+        ("std", {"sound": "on", "voice_list": [{"voice_id": "v-1"}]}, "std.voice"),
+        # The provider bills kling-v3 as pro, and the overlay removed every pro price.
+        ("pro", {}, "pro.silent"),
+    ],
+)
+def test_an_unpriced_per_second_request_names_the_mode_and_variant_missing(
+    mode: str, body: dict[str, Any], missing: str
+) -> None:
+    data = yaml.safe_load(
+        resources.files("klingcost").joinpath("data/pricing.yaml").read_text(encoding="utf-8")
+    )
+    if mode == "std":
+        del data["per_second"]["kling-v3"]["std"]["voice"]
+    else:
+        del data["per_second"]["kling-v3"]["pro"]
+        data["providers"]["openai-hk"]["bills_as_pro"]["kling-v3"] = "seed"
+    sheet = parse_sheet(data, origin="trimmed.yaml")
+    request = {"model_name": "kling-v3", "prompt": "p", "mode": "std", "duration": "5", **body}
+    with pytest.raises(UnpricedRequestError) as caught:
+        estimate(T2V, request, sheet=sheet)
+    error = caught.value
+    assert (error.endpoint, error.model, error.missing) == (
+        T2V,
+        "kling-v3",
+        f"per_second.kling-v3.{missing}",
+    )
