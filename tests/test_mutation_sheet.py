@@ -13,6 +13,7 @@ from klingcost.sheet import (
     BUNDLED,
     PRICING_ENV,
     Capabilities,
+    PriceSheet,
     canonical_text,
     load_sheet,
     parse_sheet,
@@ -258,8 +259,19 @@ def caps(sheet_path: Path | None, endpoint: str, model: str) -> Capabilities:
     return load_sheet(sheet_path).models[endpoint][model]
 
 
+def fresh_bundled_sheet() -> PriceSheet:
+    """The bundled sheet parsed anew: load_sheet() keeps one per process, so a test using it
+    may never run the resolving code (and mutation testing would not count it among its tests)."""
+    import yaml
+
+    from klingcost.sheet import _DATA
+
+    data = yaml.safe_load((_DATA / "pricing.yaml").read_text(encoding="utf-8"))
+    return parse_sheet(data, origin=BUNDLED)
+
+
 def test_each_kind_of_bundled_model_is_resolved_whole() -> None:
-    sheet = load_sheet()
+    sheet = fresh_bundled_sheet()
     assert sheet.models["images/generations"]["kling-v3-omni"] == Capabilities(
         model="kling-v3-omni",
         endpoint="images/generations",
@@ -510,7 +522,11 @@ video:
       std: {{ factor: 1, source: mine }}
 catalog:
   videos/omni-video:
-    my-clip: {{ source: mine, durations: {durations}, default_duration: {default}, edit_hold_seconds: {hold} }}
+    my-clip:
+      source: mine
+      durations: {durations}
+      default_duration: {default}
+      edit_hold_seconds: {hold}
 """
 
 
