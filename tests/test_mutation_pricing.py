@@ -401,3 +401,16 @@ def test_an_unpriced_per_second_request_names_the_mode_and_variant_missing(
         "kling-v3",
         f"per_second.kling-v3.{missing}",
     )
+
+
+def test_a_video_edit_without_a_duration_is_held_at_its_longest_and_says_so() -> None:
+    video = [{"video_url": "https://example.com/clip.mp4", "refer_type": "base"}]
+    data = estimate(O1, {"model_name": "kling-video-o1", "prompt": "p", "video_list": video})
+    assert data.to_dict()["breakdown"][-1] == {
+        "rule": "duration: 10 s (held)",
+        "factor": "10",
+        "source": "seed",
+        "note": "a video edit without a duration follows its input video: held at the longest it "
+        "can last",
+    }
+    assert data.units == 12  # 0.6 x 4/3 x 1.5 x 10 s
