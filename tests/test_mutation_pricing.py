@@ -414,3 +414,25 @@ def test_a_video_edit_without_a_duration_is_held_at_its_longest_and_says_so() ->
         "can last",
     }
     assert data.units == 12  # 0.6 x 4/3 x 1.5 x 10 s
+
+
+def test_a_resolution_the_pricing_sheet_lacks_is_named_missing() -> None:
+    # Validated against the bundled sheet, priced with one whose overlay dropped the 2k factor
+    # (as a guard does when the sheet changes between a check and a hold).
+    from klingcost.pricing import price
+
+    request = estimate(IMG, {"model_name": "kling-v1", "prompt": "p", "resolution": "2k"}).request
+    data = yaml.safe_load(
+        resources.files("klingcost").joinpath("data/pricing.yaml").read_text(encoding="utf-8")
+    )
+    data["images"]["kling-v1"]["resolutions"] = {
+        "1k": {"factor": 1, "source": "seed", "note": "1k only"}
+    }
+    with pytest.raises(UnpricedRequestError) as caught:
+        price(request, sheet=parse_sheet(data, origin="trimmed.yaml"))
+    error = caught.value
+    assert (error.endpoint, error.model, error.missing) == (
+        IMG,
+        "kling-v1",
+        "images.kling-v1.resolutions.2k",
+    )

@@ -620,3 +620,20 @@ def test_the_bundled_sheet_and_its_frozen_form_are_ascii() -> None:
 
     assert (sheet_module._DATA / "pricing.yaml").read_bytes().isascii()
     assert sheet_module.FROZEN.read_bytes().isascii()
+
+
+def test_a_frozen_sheet_that_is_not_a_mapping_is_ignored_for_the_yaml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+    import json
+
+    from klingcost import sheet as sheet_module
+
+    text = (sheet_module._DATA / "pricing.yaml").read_text(encoding="utf-8")
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    damaged = tmp_path / "frozen.json"
+    damaged.write_text(json.dumps({"yaml_sha256": digest, "sheet": [1]}), encoding="utf-8")
+    monkeypatch.setattr(sheet_module, "FROZEN", damaged)
+    assert sheet_module._frozen_data(text) is None
+    assert sheet_module._bundled_data()["default_provider"] == "openai-hk"
