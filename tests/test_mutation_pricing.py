@@ -436,3 +436,15 @@ def test_a_resolution_the_pricing_sheet_lacks_is_named_missing() -> None:
         "kling-v1",
         "images.kling-v1.resolutions.2k",
     )
+
+
+def test_a_resolution_that_costs_more_is_a_step_of_its_own() -> None:
+    body = {"model_name": "kling-v3-omni", "prompt": "p", "resolution": "4k"}
+    data = estimate(IMG, body).to_dict()
+    assert data["breakdown"][1] == {
+        "rule": "resolution: 4k",
+        "factor": "2",
+        "source": "kling-official",
+        "note": "4K: 16 image units (USD 0.056); inference.sh's $0.056 agrees",
+    }
+    assert data["units"] == "16"
