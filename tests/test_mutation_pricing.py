@@ -310,6 +310,12 @@ def trimmed_sheet() -> Any:
             "video.sound.kling-v2-6",
         ),
         (O1, {"prompt": "p"}, "kling-video-o1", "omni.kling-video-o1"),
+        (
+            T2V,
+            {"model_name": "kling-v2-5-turbo", "prompt": "p", "mode": "pro"},
+            "kling-v2-5-turbo",
+            "video.models.kling-v2-5-turbo.pro",
+        ),
     ],
 )
 def test_an_unpriced_request_names_endpoint_model_and_missing_key(
