@@ -290,6 +290,7 @@ def trimmed_sheet() -> Any:
     del data["video"]["durations"]["10"]
     del data["video"]["sound"]["kling-v2-6"]
     del data["omni"]["kling-video-o1"]
+    del data["video"]["models"]["kling-v1-5"]  # listed in the catalogue: still valid, unpriced
     return parse_sheet(data, origin="trimmed.yaml")
 
 
@@ -312,9 +313,9 @@ def trimmed_sheet() -> Any:
         (O1, {"prompt": "p"}, "kling-video-o1", "omni.kling-video-o1"),
         (
             T2V,
-            {"model_name": "kling-v2-5-turbo", "prompt": "p", "mode": "pro"},
-            "kling-v2-5-turbo",
-            "video.models.kling-v2-5-turbo.pro",
+            {"model_name": "kling-v1-5", "prompt": "p", "mode": "std"},
+            "kling-v1-5",
+            "video.models.kling-v1-5.std",
         ),
     ],
 )
