@@ -292,6 +292,7 @@ def trimmed_sheet() -> Any:
     del data["video"]["durations"]["10"]
     del data["video"]["sound"]["kling-v2-6"]
     del data["omni"]["kling-video-o1"]
+    del data["video"]["models"]["kling-v1-5"]  # listed in the catalogue: still valid, unpriced
     return parse_sheet(data, origin="trimmed.yaml")
 
 
@@ -312,6 +313,12 @@ def trimmed_sheet() -> Any:
             "video.sound.kling-v2-6",
         ),
         (O1, {"prompt": "p"}, "kling-video-o1", "omni.kling-video-o1"),
+        (
+            T2V,
+            {"model_name": "kling-v1-5", "prompt": "p", "mode": "std"},
+            "kling-v1-5",
+            "video.models.kling-v1-5.std",
+        ),
     ],
 )
 def test_an_unpriced_request_names_endpoint_model_and_missing_key(
@@ -322,3 +329,131 @@ def test_an_unpriced_request_names_endpoint_model_and_missing_key(
     error = caught.value
     assert (error.endpoint, error.model, error.missing) == (endpoint, model, missing)
     assert str(error) == f"the price sheet has no price for {endpoint} {model}: {missing}"
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "extra", "rule", "units"),
+    [
+        (T2V, {"model_name": "kling-v3"}, "base: kling-v3 std, silent, per second", "3"),
+        (
+            T2V,
+            {"model_name": "kling-v3", "sound": "on"},
+            "base: kling-v3 std, sound on, per second",
+            "4.5",
+        ),
+        (
+            T2V,
+            {"model_name": "kling-v3", "sound": "on", "voice_list": [{"voice_id": "v-1"}]},
+            "base: kling-v3 std, sound on, with voices, per second",
+            "5.5",
+        ),
+        (
+            O1,
+            {"model_name": "kling-v3-omni", "mode": "std", "video_list": VIDEO_LIST},
+            "base: kling-v3-omni std, with a video reference, per second",
+            "4.5",
+        ),
+    ],
+)
+def test_a_per_second_breakdown_names_the_variant_priced(
+    endpoint: str, extra: dict[str, Any], rule: str, units: str
+) -> None:
+    data = estimate(endpoint, {"prompt": "p", "duration": "5", **extra}).to_dict()
+    assert [step["rule"] for step in data["breakdown"]] == [rule, "duration: 5 s"]
+    assert data["units"] == units
+
+
+def test_a_per_second_step_carries_the_sheets_source_and_note() -> None:
+    data = estimate(T2V, {"model_name": "kling-v3", "prompt": "p", "duration": "5"}).to_dict()
+    assert data["breakdown"][0] == {
+        "rule": "base: kling-v3 std, silent, per second",
+        "factor": "0.6",
+        "source": "kling-official",
+        "note": "0.6 units/s (USD 0.084); fal.ai's $0.168/s and Krea's $0.1764/s are the same at "
+        "their markups",
+    }
+    assert data["breakdown"][1] == {
+        "rule": "duration: 5 s",
+        "factor": "5",
+        "source": "kling-official",
+        "note": "priced per second",
+    }
+
+
+@pytest.mark.parametrize(
+    ("mode", "body", "missing"),
+    [
+        # Voices are priced in pro, not in std: a valid std request with voices has no price.
+        ("std", {"sound": "on", "voice_list": [{"voice_id": "v-1"}]}, "std.voice"),
+        # The provider bills kling-v3 as pro, and the overlay removed every pro price.
+        ("pro", {}, "pro.silent"),
+    ],
+)
+def test_an_unpriced_per_second_request_names_the_mode_and_variant_missing(
+    mode: str, body: dict[str, Any], missing: str
+) -> None:
+    data = yaml.safe_load(
+        resources.files("klingcost").joinpath("data/pricing.yaml").read_text(encoding="utf-8")
+    )
+    if mode == "std":
+        del data["per_second"]["kling-v3"]["std"]["voice"]
+    else:
+        del data["per_second"]["kling-v3"]["pro"]
+        data["providers"]["openai-hk"]["bills_as_pro"]["kling-v3"] = "seed"
+    sheet = parse_sheet(data, origin="trimmed.yaml")
+    request = {"model_name": "kling-v3", "prompt": "p", "mode": "std", "duration": "5", **body}
+    with pytest.raises(UnpricedRequestError) as caught:
+        estimate(T2V, request, sheet=sheet)
+    error = caught.value
+    assert (error.endpoint, error.model, error.missing) == (
+        T2V,
+        "kling-v3",
+        f"per_second.kling-v3.{missing}",
+    )
+
+
+def test_a_video_edit_without_a_duration_is_held_at_its_longest_and_says_so() -> None:
+    video = [{"video_url": "https://example.com/clip.mp4", "refer_type": "base"}]
+    data = estimate(O1, {"model_name": "kling-video-o1", "prompt": "p", "video_list": video})
+    assert data.to_dict()["breakdown"][-1] == {
+        "rule": "duration: 10 s (held)",
+        "factor": "10",
+        "source": "seed",
+        "note": "a video edit without a duration follows its input video: held at the longest it "
+        "can last",
+    }
+    assert data.units == 12  # 0.6 x 4/3 x 1.5 x 10 s
+
+
+def test_a_resolution_the_pricing_sheet_lacks_is_named_missing() -> None:
+    # Validated against the bundled sheet, priced with one whose overlay dropped the 2k factor
+    # (as a guard does when the sheet changes between a check and a hold).
+    from klingcost.pricing import price
+
+    request = estimate(IMG, {"model_name": "kling-v1", "prompt": "p", "resolution": "2k"}).request
+    data = yaml.safe_load(
+        resources.files("klingcost").joinpath("data/pricing.yaml").read_text(encoding="utf-8")
+    )
+    data["images"]["kling-v1"]["resolutions"] = {
+        "1k": {"factor": 1, "source": "seed", "note": "1k only"}
+    }
+    with pytest.raises(UnpricedRequestError) as caught:
+        price(request, sheet=parse_sheet(data, origin="trimmed.yaml"))
+    error = caught.value
+    assert (error.endpoint, error.model, error.missing) == (
+        IMG,
+        "kling-v1",
+        "images.kling-v1.resolutions.2k",
+    )
+
+
+def test_a_resolution_that_costs_more_is_a_step_of_its_own() -> None:
+    body = {"model_name": "kling-v3-omni", "prompt": "p", "resolution": "4k"}
+    data = estimate(IMG, body).to_dict()
+    assert data["breakdown"][1] == {
+        "rule": "resolution: 4k",
+        "factor": "2",
+        "source": "kling-official",
+        "note": "4K: 16 image units (USD 0.056); inference.sh's $0.056 agrees",
+    }
+    assert data["units"] == "16"

@@ -12,6 +12,8 @@ from klingcost.errors import PricingSheetError, UnknownProviderError
 from klingcost.sheet import (
     BUNDLED,
     PRICING_ENV,
+    Capabilities,
+    PriceSheet,
     canonical_text,
     load_sheet,
     parse_sheet,
@@ -248,3 +250,390 @@ def test_a_missing_frozen_sheet_falls_back_to_the_yaml_and_freezing_writes_it_ba
     text = (sheet_module._DATA / "pricing.yaml").read_text(encoding="utf-8")
     assert json.loads(written)["yaml_sha256"] == hashlib.sha256(text.encode()).hexdigest()
     assert sheet_module._bundled_data() == frozen["sheet"]  # now from the frozen JSON
+
+
+# --- the catalogue, resolved: what request validation allows --------------------------------
+
+
+def caps(sheet_path: Path | None, endpoint: str, model: str) -> Capabilities:
+    return load_sheet(sheet_path).models[endpoint][model]
+
+
+def fresh_bundled_sheet() -> PriceSheet:
+    """The bundled sheet parsed anew: load_sheet() keeps one per process, so a test using it
+    may never run the resolving code (and mutation testing would not count it among its tests)."""
+    import yaml
+
+    from klingcost.sheet import _DATA
+
+    data = yaml.safe_load((_DATA / "pricing.yaml").read_text(encoding="utf-8"))
+    return parse_sheet(data, origin=BUNDLED)
+
+
+def test_each_kind_of_bundled_model_is_resolved_whole() -> None:
+    sheet = fresh_bundled_sheet()
+    assert sheet.models["images/generations"]["kling-v3-omni"] == Capabilities(
+        model="kling-v3-omni",
+        endpoint="images/generations",
+        modes=frozenset(),
+        default_mode=None,
+        durations=frozenset(),
+        default_duration=5,
+        sound_modes=frozenset(),
+        voice=False,
+        camera_control=False,
+        multi_shot=False,
+        elements=False,
+        edit_hold_seconds=None,
+        resolutions=frozenset({"1k", "2k", "4k"}),
+        price_key="images.kling-v3-omni",
+        source="kling-official",
+    )
+    assert sheet.models["videos/image2video"]["kling-v2-6"] == Capabilities(
+        model="kling-v2-6",
+        endpoint="videos/image2video",
+        modes=frozenset({"std", "pro"}),
+        default_mode="pro",
+        durations=frozenset({5, 10}),
+        default_duration=5,
+        sound_modes=frozenset({"pro"}),
+        voice=True,
+        camera_control=True,
+        multi_shot=False,
+        elements=False,
+        edit_hold_seconds=None,
+        resolutions=frozenset(),
+        price_key="video.models.kling-v2-6",
+        source="openai-hk-docs",
+    )
+    assert sheet.models["videos/text2video"]["kling-v3"] == Capabilities(
+        model="kling-v3",
+        endpoint="videos/text2video",
+        modes=frozenset({"std", "pro", "4k"}),
+        default_mode="std",
+        durations=frozenset(range(3, 16)),
+        default_duration=5,
+        sound_modes=frozenset({"std", "pro", "4k"}),
+        voice=True,
+        camera_control=False,
+        multi_shot=True,
+        elements=True,
+        edit_hold_seconds=None,
+        resolutions=frozenset(),
+        price_key="per_second.kling-v3",
+        source="kling-api-reference",
+    )
+    # Priced per second without a voice variant: no voice_list.
+    omni_v3 = sheet.models["videos/omni-video"]["kling-v3-omni"]
+    assert (omni_v3.voice, omni_v3.price_key, omni_v3.edit_hold_seconds) == (
+        False,
+        "per_second.kling-v3-omni",
+        10,
+    )
+    o1 = sheet.models["videos/omni-video"]["kling-video-o1"]
+    assert (o1.modes, o1.default_mode, o1.price_key, o1.sound_modes, o1.voice) == (
+        frozenset({"std", "pro"}),
+        "pro",
+        "omni.kling-video-o1",
+        frozenset(),
+        False,
+    )
+    assert o1.durations == frozenset(range(3, 11))
+    flat = sheet.models["videos/text2video"]["kling-v2-master"]
+    assert (flat.modes, flat.default_mode, flat.sound_modes, flat.voice) == (
+        frozenset(),
+        None,
+        frozenset(),
+        False,
+    )
+    assert (flat.model, flat.endpoint, flat.duration_text()) == (
+        "kling-v2-master",
+        "videos/text2video",
+        '"5" or "10"',
+    )
+
+
+PRICE_ONLY = """\
+sources:
+  mine: my invoice
+video:
+  models:
+    my-clip:
+      pro: { factor: 3, source: mine }
+      turbo: { factor: 4, source: mine }
+    my-flat:
+      flat: { factor: 5, source: mine }
+  sound:
+    my-flat: { factor: 2, source: mine }
+omni:
+  my-omni:
+    per_second: { units: 1, source: mine }
+    pro: { factor: 2, source: mine }
+    video_reference: { factor: 2, source: mine }
+images:
+  my-image:
+    text: { units: 1, source: mine }
+    reference: { units: 2, source: mine }
+"""
+
+
+def test_a_price_only_overlay_adds_usable_models_on_the_endpoints_of_their_prices(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, PRICE_ONLY)
+    sheet = load_sheet(path)
+    image = sheet.models["images/generations"]["my-image"]
+    assert image == Capabilities(
+        model="my-image",
+        endpoint="images/generations",
+        modes=frozenset(),
+        default_mode=None,
+        durations=frozenset(),
+        default_duration=5,
+        sound_modes=frozenset(),
+        voice=False,
+        camera_control=False,
+        multi_shot=False,
+        elements=False,
+        edit_hold_seconds=None,
+        resolutions=frozenset(),
+        price_key="images.my-image",
+        source="(its price)",
+    )
+    assert image.duration_text() == "none"
+    for endpoint in ("videos/text2video", "videos/image2video"):
+        clip = sheet.models[endpoint]["my-clip"]
+        # No std price: the default mode is the first priced one, in order.
+        assert (clip.modes, clip.default_mode, clip.source) == (
+            frozenset({"pro", "turbo"}),
+            "pro",
+            "(its price)",
+        )
+        assert clip.durations == frozenset({5, 10})  # the sheet's clip durations
+        assert clip.price_key == "video.models.my-clip"
+        flat = sheet.models[endpoint]["my-flat"]
+        assert (flat.modes, flat.default_mode, flat.sound_modes) == (
+            frozenset(),
+            None,
+            frozenset({"flat"}),
+        )
+    assert "my-clip" not in sheet.models["videos/multi-image2video"]
+    omni = sheet.models["videos/omni-video"]["my-omni"]
+    assert (omni.modes, omni.default_mode, omni.price_key, omni.source) == (
+        frozenset({"std", "pro"}),
+        "std",
+        "omni.my-omni",
+        "(its price)",
+    )
+    assert omni.durations == frozenset(range(3, 11))
+    assert omni.duration_text() == "3 to 10 seconds"
+
+
+def test_a_listed_model_whose_price_was_removed_keeps_std_and_pro(tmp_path: Path) -> None:
+    import yaml
+
+    from klingcost.sheet import _DATA
+
+    data = yaml.safe_load((_DATA / "pricing.yaml").read_text(encoding="utf-8"))
+    del data["video"]["models"]["kling-v1-5"]
+    data["replace"] = True
+    path = write(tmp_path, yaml.safe_dump(data))
+    clip = caps(path, "videos/text2video", "kling-v1-5")
+    assert (clip.modes, clip.default_mode, clip.sound_modes) == (
+        frozenset({"std", "pro"}),
+        "std",
+        frozenset(),
+    )
+
+
+# --- YAML a user's file may hold that the parser refuses -------------------------------------
+
+
+def test_a_hostile_nesting_in_a_users_file_is_refused_as_nested_too_deeply(tmp_path: Path) -> None:
+    # A user's file is read by the pure-Python parser, whose recursion limit turns this into
+    # one line; libyaml (kept for the bundled sheet) would say something else, or worse.
+    path = write(tmp_path, "video: " + "[" * 1200 + "]" * 1200 + "\n")
+    error = sheet_error(path)
+    assert error.source == str(path)
+    assert error.problems == ("(top): nested too deeply",)
+
+
+def test_an_integer_past_4300_digits_is_refused_in_a_few_words(tmp_path: Path) -> None:
+    path = write(tmp_path, "version: " + "9" * 5000 + "\n")
+    error = sheet_error(path)
+    assert error.source == str(path)
+    assert error.problems == ("not valid YAML: an integer of over 4,300 digits",)
+
+
+def test_an_impossible_date_is_refused_with_the_parsers_words(tmp_path: Path) -> None:
+    path = write(tmp_path, "version: 2026-13-45\n")
+    error = sheet_error(path)
+    assert error.source == str(path)
+    assert error.problems == ("not valid YAML: month must be in 1..12",)
+
+
+# --- text that is not ASCII, kept as written --------------------------------------------------
+
+
+def test_the_canonical_text_keeps_what_is_not_ascii_as_written(tmp_path: Path) -> None:
+    path = write(tmp_path, 'sources:\n  mine: "facture de l\'été, 12 €"\n')
+    text = canonical_text(load_sheet(path))
+    assert '"mine":"facture de l\'été, 12 €"' in text
+
+
+def test_freezing_writes_the_committed_file_byte_for_byte(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Rerunning scripts/freeze_pricing.py on an unchanged sheet must leave no diff to commit.
+    from klingcost import sheet as sheet_module
+
+    committed = sheet_module.FROZEN.read_text(encoding="utf-8")
+    monkeypatch.setattr(sheet_module, "FROZEN", tmp_path / "frozen.json")
+    sheet_module.freeze_bundled_sheet()
+    assert (tmp_path / "frozen.json").read_text(encoding="utf-8") == committed
+
+
+def test_freezing_keeps_what_is_not_ascii_as_written_in_utf8(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from klingcost import sheet as sheet_module
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "pricing.yaml").write_text('sources:\n  mine: "l\'été, 12 €"\n', encoding="utf-8")
+    monkeypatch.setattr(sheet_module, "_DATA", data)
+    monkeypatch.setattr(sheet_module, "FROZEN", data / "pricing.json")
+    sheet_module.freeze_bundled_sheet()
+    written = (data / "pricing.json").read_bytes().decode("utf-8")
+    assert '"mine": "l\'été, 12 €"' in written
+    assert json.loads(written)["sheet"] == {"sources": {"mine": "l'été, 12 €"}}
+
+
+# --- the catalogue's own rules -----------------------------------------------------------------
+
+CLIP = """\
+sources:
+  mine: my invoice
+video:
+  models:
+    my-clip:
+      std: {{ factor: 1, source: mine }}
+catalog:
+  videos/omni-video:
+    my-clip:
+      source: mine
+      durations: {durations}
+      default_duration: {default}
+      edit_hold_seconds: {hold}
+"""
+
+
+def test_one_second_is_the_shortest_a_clip_or_a_held_edit_may_last(tmp_path: Path) -> None:
+    path = write(tmp_path, CLIP.format(durations="[1, 2]", default=1, hold=1))
+    clip = load_sheet(path).models["videos/omni-video"]["my-clip"]
+    assert (clip.durations, clip.default_duration, clip.edit_hold_seconds) == (
+        frozenset({1, 2}),
+        1,
+        1,
+    )
+
+
+def test_zero_seconds_is_refused_for_a_clip_and_for_a_held_edit(tmp_path: Path) -> None:
+    error = sheet_error(write(tmp_path, CLIP.format(durations="[0, 5]", default=5, hold=0)))
+    assert error.problems == (
+        "catalog.videos/omni-video.my-clip.durations: seconds must be 1 or more",
+        "catalog.videos/omni-video.my-clip.edit_hold_seconds: must be 1 or more",
+    )
+
+
+def test_a_per_second_price_must_name_a_known_source(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "per_second:\n  kling-v3:\n    std:\n      silent: { units: 1, source: rumour }\n",
+    )
+    error = sheet_error(path)
+    assert error.problems == (
+        "per_second.kling-v3.std.silent.source: unknown source 'rumour'; add it under sources",
+    )
+
+
+def test_a_range_of_one_second_is_that_second(tmp_path: Path) -> None:
+    path = write(tmp_path, CLIP.format(durations='"5-5"', default=5, hold=5))
+    assert load_sheet(path).models["videos/omni-video"]["my-clip"].durations == frozenset({5})
+
+
+@pytest.mark.parametrize(
+    ("durations", "problem"),
+    [
+        ('"5"', "'5' is not a list of seconds or a range such as \"3-15\""),
+        ('"3-x"', "'3-x' is not a list of seconds or a range such as \"3-15\""),
+        ('"x-3"', "'x-3' is not a list of seconds or a range such as \"3-15\""),
+        ('"7-3"', "'7-3' is an empty range"),
+    ],
+)
+def test_a_range_of_seconds_that_is_not_one_is_refused_saying_what_is_written(
+    tmp_path: Path, durations: str, problem: str
+) -> None:
+    error = sheet_error(write(tmp_path, CLIP.format(durations=durations, default=5, hold=5)))
+    assert error.problems == (f"catalog.videos/omni-video.my-clip.durations: {problem}",)
+
+
+def test_a_default_or_sound_mode_the_sheet_does_not_price_is_refused_naming_the_file(
+    tmp_path: Path,
+) -> None:
+    path = write(
+        tmp_path,
+        "catalog:\n  videos/text2video:\n"
+        "    kling-v1: { source: seed, durations: [5], default_mode: turbo, sound_modes: [4k] }\n",
+    )
+    error = sheet_error(path)
+    assert error.source == str(path)
+    assert error.problems == (
+        "catalog.videos/text2video.kling-v1.default_mode: 'turbo' is not a mode the sheet prices"
+        " for it (pro, std)",
+        "catalog.videos/text2video.kling-v1.sound_modes: '4k' is not a mode the sheet prices"
+        " for it (pro, std)",
+    )
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        ({5, 6}, '"5" or "6"'),
+        ({3, 4, 5}, "3 to 5 seconds"),
+        ({5, 10, 15}, '"5" or "10" or "15"'),
+        ({3, 4, 6}, '"3" or "4" or "6"'),
+    ],
+)
+def test_the_durations_a_refusal_lists(seconds: set[int], text: str) -> None:
+    import dataclasses
+
+    o1 = load_sheet().models["videos/omni-video"]["kling-video-o1"]
+    assert dataclasses.replace(o1, durations=frozenset(seconds)).duration_text() == text
+
+
+def test_the_bundled_sheet_and_its_frozen_form_are_ascii() -> None:
+    # So they read alike under any locale's codec (the reason their reads are not mutated).
+    from klingcost import sheet as sheet_module
+
+    assert (sheet_module._DATA / "pricing.yaml").read_bytes().isascii()
+    assert sheet_module.FROZEN.read_bytes().isascii()
+
+
+def test_a_frozen_sheet_that_is_not_a_mapping_is_ignored_for_the_yaml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+    import json
+
+    from klingcost import sheet as sheet_module
+
+    text = (sheet_module._DATA / "pricing.yaml").read_text(encoding="utf-8")
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    damaged = tmp_path / "frozen.json"
+    damaged.write_text(json.dumps({"yaml_sha256": digest, "sheet": [1]}), encoding="utf-8")
+    monkeypatch.setattr(sheet_module, "FROZEN", damaged)
+    assert sheet_module._frozen_data(text) is None
+    assert sheet_module._bundled_data()["default_provider"] == "openai-hk"
