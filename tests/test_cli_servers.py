@@ -37,6 +37,7 @@ SERVERS = {
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
+    Ledger.open(tmp_path / "ledger.db").close()  # hooks serve refuses a ledger that is not there
     return {
         **os.environ,
         "KLINGCOST_HOME": str(tmp_path / "home"),

@@ -301,9 +301,11 @@ def test_cli_tls_prints_the_certificate_and_serves_jwt(tmp_path: Path) -> None:
     server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert server.stdout is not None
-        lines = [server.stdout.readline().decode() for _ in range(3)]
+        lines = [server.stdout.readline().decode()]
+        while not lines[-1].startswith("  certificate: ") and len(lines) < 8:
+            lines.append(server.stdout.readline().decode())  # the exports, then the certificate
         url = re.match(r"fake Kling API on (https://127\.0\.0\.1:\d+) ", lines[0])
-        cert = re.match(r"  certificate: (\S+)\n", lines[2])
+        cert = re.match(r"  certificate: (\S+)\n", lines[-1])
         assert url and cert, lines
         answer = httpx.post(
             f"{url[1]}{T2V}",

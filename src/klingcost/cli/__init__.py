@@ -157,6 +157,8 @@ def main() -> None:
       KLINGCOST_HOOK_SECRET      secret URL path of hooks serve (--secret)
       KLINGCOST_PROXY_SECRET     the proxy keys' server secret, shared by several hosts
                                  (else a 0600 file under KLINGCOST_HOME)
+      KLINGCOST_PROXY_URL        the proxy's public URL, for callbacks (--public-url)
+      KLINGCOST_PROXY_SETTINGS   set by `proxy --workers` for its workers (not by hand)
       KLINGCOST_FAKE_SECRET_KEY  secret key the fake-server's JWTs are signed with
       KLINGCOST_DEBUG            1: show the traceback of an unexpected error
       KLINGCOST_PAUSE_AT, KLINGCOST_PAUSE_FILE  crash tests only: pause at a named point

@@ -4,11 +4,12 @@ printed (it is the only thing that lets a callback in)."""
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
+
+from klingcost._json import loads
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -55,20 +56,23 @@ def logged(app: ASGIApp) -> ASGIApp:
 
 def _task_id(request: bytes) -> str | None:
     """The task a callback is about, if its body names one (it is checked by the app)."""
-    try:
-        payload = json.loads(request)
-    except ValueError:
+    try:  # bounded, as the app reads it: a hostile body must not break the log line
+        payload = loads(request)
+    except (ValueError, RecursionError):  # JSONInputError is a ValueError
         return None
     data = payload.get("data", payload) if isinstance(payload, dict) else None
     task = data.get("task_id") if isinstance(data, dict) else None
-    return str(task)[:80] if isinstance(task, str | int) else None
+    if not isinstance(task, str | int):
+        return None
+    # A lone surrogate in a task id cannot be written to a UTF-8 terminal: escape it.
+    return str(task)[:80].encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _line(status: int, body: bytes, task: str | None) -> str:
     at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
     try:
-        answer = json.loads(body) if body else {}
-    except ValueError:
+        answer = loads(body) if body else {}
+    except (ValueError, RecursionError):
         answer = {}
     if not isinstance(answer, dict):
         answer = {}
