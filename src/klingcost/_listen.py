@@ -8,6 +8,12 @@ when 0 was asked for.
 from __future__ import annotations
 
 import socket
+import threading
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -30,3 +36,19 @@ def listening_socket(host: str, port: int) -> socket.socket:
 def address(host: str, port: int) -> str:
     """``host:port`` as a URL writes it (an IPv6 host in brackets)."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def serve_in_thread(server: uvicorn.Server, sock: socket.socket, what: str) -> threading.Thread:
+    """Run ``server`` on ``sock`` in a daemon thread and return once it serves (the in-process
+    servers of the tests, the demo and the proxy's own tests). RuntimeError naming ``what``
+    when it does not within 10 s; the thread is stopped first."""
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            thread.join(timeout=10)
+            raise RuntimeError(f"{what} did not start")
+        time.sleep(0.001)
+    return thread

@@ -202,17 +202,9 @@ class _GuardCore:
         if self.external_ids and not outgoing.get("external_task_id"):
             outgoing["external_task_id"] = key
         _check_json(priced.endpoint, outgoing)
-        request = priced.request
         amounts = _amounts(priced)
-        meta: dict[str, str | int | None] = {
-            "endpoint": request.endpoint,
-            "model": request.model,
-            "mode": request.mode,
-            "duration": request.duration,
-            "sound": int(request.sound),
-            "video_reference": int(request.video_reference),
-            "reference_image": int(request.reference_image),
-            "n": request.n,
+        meta = {
+            **job_class(priced),
             "provider": priced.cost.provider,
             "external_task_id": outgoing.get("external_task_id"),
         }
@@ -321,6 +313,22 @@ def stays_counted(hold: Hold, team: str) -> str:
             "nothing was made)"
         )
     return f"hold {hold.id} on {team!r} stays counted: {how}"
+
+
+def job_class(priced: Estimate) -> dict[str, str | int | None]:
+    """What fixes a job's price, as a hold's meta records it (reports and reconcile group by
+    it; a refusal records it too)."""
+    request = priced.request
+    return {
+        "endpoint": request.endpoint,
+        "model": request.model,
+        "mode": request.mode,
+        "duration": request.duration,
+        "sound": int(request.sound),
+        "video_reference": int(request.video_reference),
+        "reference_image": int(request.reference_image),
+        "n": request.n,
+    }
 
 
 def _amounts(priced: Estimate) -> HoldAmounts:

@@ -30,7 +30,7 @@ from starlette.responses import Response
 from klingcost import errors
 from klingcost._json import JSONInputError, loads
 from klingcost._protocol import parse_task, read_envelope
-from klingcost.guard import _GuardCore
+from klingcost.guard import _GuardCore, job_class
 from klingcost.ledger import Hold
 from klingcost.money import UNIT_EXPONENT, format_amount, format_minor, to_minor
 from klingcost.pricing import Estimate
@@ -185,19 +185,7 @@ def _refuse(
 
 
 def _job_class(priced: Estimate | None) -> dict[str, str | int | None] | None:
-    if priced is None:
-        return None
-    request = priced.request
-    return {
-        "endpoint": request.endpoint,
-        "model": request.model,
-        "mode": request.mode,
-        "duration": request.duration,
-        "sound": int(request.sound),
-        "video_reference": int(request.video_reference),
-        "reference_image": int(request.reference_image),
-        "n": request.n,
-    }
+    return None if priced is None else job_class(priced)
 
 
 # --- the create ------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import socket
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from types import TracebackType
@@ -29,7 +28,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from klingcost._limits import BurstLog, ServerLimits, limited_protocol
-from klingcost._listen import address, listening_socket
+from klingcost._listen import address, listening_socket, serve_in_thread
 from klingcost.proxy.limits import proxy_limits
 from klingcost.proxy.settings import SETTINGS_ENV, ProxySettings
 
@@ -176,16 +175,11 @@ class ProxyServer:
             timeout_graceful_shutdown=1,
         )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("the proxy did not start")
-            time.sleep(0.001)
+        try:
+            self._thread = serve_in_thread(self._server, self._socket, "the proxy")
+        except RuntimeError:
+            self.stop()  # the socket (and the fake's certificate) too
+            raise
         return self
 
     def stop(self) -> None:

@@ -16,7 +16,6 @@ import shutil
 import socket
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Mapping
 from fractions import Fraction
 from pathlib import Path
@@ -27,7 +26,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
-from klingcost._listen import address, listening_socket
+from klingcost._listen import address, listening_socket, serve_in_thread
 from klingcost.testing.app import TRANSPORT_KEY, create_app
 from klingcost.testing.auth import AuthMode
 from klingcost.testing.state import FakeKlingState
@@ -144,16 +143,11 @@ class FakeKling:
         self.base_url = _url(self.host, self._socket, self.tls)
         app = create_app(self.state)
         self._server = uvicorn.Server(_config(app, self.host, self.port, self.certificate))
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("the fake Kling server did not start")
-            time.sleep(0.001)
+        try:
+            self._thread = serve_in_thread(self._server, self._socket, "the fake Kling server")
+        except RuntimeError:
+            self.stop()  # the socket (and the fake's certificate) too
+            raise
         return self
 
     def stop(self) -> None:
