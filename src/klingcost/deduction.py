@@ -225,7 +225,8 @@ class Listed:
 def _num(value: Fraction) -> str:
     if value.denominator == 1:
         return str(value.numerator)
-    text = format(Decimal(value.numerator) / Decimal(value.denominator), "f")
+    quotient = Decimal(value.numerator) / Decimal(value.denominator)
+    text = format(quotient, "f")  # pragma: no mutate ("F" differs only for NaN and infinity)
     return text.rstrip("0")  # pragma: no mutate (an exact quotient has no trailing zeros)
 
 
@@ -264,7 +265,8 @@ def _prices(sheet: PriceSheet, shape: Shape) -> list[Fraction]:
             span = listing.get((endpoint, None))
             if span is not None:
                 fewest, most = (shape.n, shape.n) if shape.n is not None else (1, MAX_IMAGES)
-                prices += [span[0] * fewest, span[1] * most]
+                low, high = span[0] * fewest, span[1] * most
+                prices += [low, high]  # pragma: no mutate (images come first: `=` is the same)
         else:
             span = listing.get((endpoint, shape.duration))
             if span is not None:
