@@ -298,7 +298,9 @@ def test_interrupted_by_ctrl_c_then_rerun_settles_the_rest_once(
     assert 8 <= done < 20
     assert ledger.check() == []
     rest = sync(ledger, fake)
-    assert rest.settled == 20 - done
+    # A settle already in a worker thread at Ctrl-C (at most `concurrency` of them) may land
+    # after the count above; the rerun settles what is left, and nothing twice.
+    assert 20 - done - 4 <= rest.settled <= 20 - done
     assert states(ledger) == ["settled"] * 20
     assert set(settle_events(ledger).values()) == {1}  # each hold settled exactly once
     assert ledger.budget_status("studio").posted == 20 * COST
