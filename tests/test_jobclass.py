@@ -280,6 +280,35 @@ def test_label_and_pack() -> None:
     assert image.pack == "image"
 
 
+def test_to_dict_is_the_class_reports_show() -> None:
+    job = JobClass(T2V, "kling-v1-5", "pro", 10, sound=True)
+    assert job.to_dict() == {
+        "endpoint": T2V,
+        "model": "kling-v1-5",
+        "mode": "pro",
+        "duration": "10",
+        "sound": True,
+        "video_reference": False,
+        "reference_image": False,
+        "n": 1,
+        "pack": "video",
+    }
+    image = JobClass(IMAGES, "kling-v1", None, None)
+    assert image.to_dict()["mode"] is None and image.to_dict()["duration"] is None
+
+
+def test_sort_key_orders_as_reports_list_classes() -> None:
+    jobs = [
+        JobClass(T2V, "kling-v1", "std", 5),
+        JobClass(IMAGES, "kling-v1", None, None),
+        JobClass(T2V, "kling-v1", "std", 10),
+        JobClass(T2V, "kling-v1", None, 5),
+    ]
+    ordered = sorted(jobs, key=JobClass.sort_key)
+    # The duration as text, as the columns hold it: "10" before "5".
+    assert ordered == [jobs[1], jobs[3], jobs[2], jobs[0]]
+
+
 # --- properties ---------------------------------------------------------------------------------
 
 _classes = st.builds(
