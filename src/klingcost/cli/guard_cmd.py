@@ -392,7 +392,7 @@ def sync_command(
     """
     from datetime import timedelta
 
-    from klingcost.client import AsyncKlingClient
+    from klingcost.api.client import AsyncKlingClient
     from klingcost.ledger import Ledger
     from klingcost.sync import SyncReport, sync_holds
 
@@ -627,7 +627,7 @@ def hooks_serve_command(
 
     from klingcost._limits import ServerLimits, uvicorn_config
     from klingcost._listen import address
-    from klingcost.client import AsyncKlingClient
+    from klingcost.api.client import AsyncKlingClient
     from klingcost.hooks import create_app
     from klingcost.ledger import Ledger
 
