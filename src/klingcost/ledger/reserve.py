@@ -9,7 +9,6 @@ rows it reads are unpacked into named variables, never wrapped per row.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -34,7 +33,6 @@ from klingcost.errors import (
     BudgetNotFound,
     ConcurrencyExceeded,
     HoldStateError,
-    InvalidAmountError,
     LedgerValueError,
     SheetMismatchError,
 )
@@ -48,7 +46,7 @@ from klingcost.ledger.rows import (
     _hold_from_row,
     _soft,
 )
-from klingcost.ledger.types import Hold, MetaValue, _job_class
+from klingcost.ledger.types import Hold, MetaValue, _job_class, _meta_json
 from klingcost.money import format_minor
 from klingcost.periods import period_key, window_for
 
@@ -118,19 +116,6 @@ _LOCK_KEY_SQL = "SELECT team FROM api_keys WHERE id = ?"
 #: The hold without ``RETURNING`` (SQLite opens an ephemeral table for it): the row count
 #: says whether it was inserted, ``lastrowid`` its id.
 _INSERT_HOLD_LEAN_SQL = _INSERT_HOLD_SQL.removesuffix(" RETURNING id")
-
-
-def _meta_json(meta: Mapping[str, MetaValue] | None) -> str:
-    if not meta:
-        return "{}"
-    for name, value in meta.items():
-        if not isinstance(name, str) or not (
-            value is None or (isinstance(value, str | int) and not isinstance(value, bool))
-        ):
-            raise InvalidAmountError(
-                f"hold meta must map names to str, int or None (given {name!r}: {value!r})"
-            )
-    return json.dumps(dict(meta), separators=(",", ":"), sort_keys=True)
 
 
 class ReservePart(PublishedPart, HoldsPart):

@@ -3,6 +3,7 @@ a discrepancy found by :meth:`~klingcost.ledger.Ledger.check`, and :data:`KEEP`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -10,6 +11,7 @@ from enum import Enum
 from typing import Any, Final, Literal
 
 from klingcost.budgets import Alert, HoldAmounts
+from klingcost.errors import InvalidAmountError
 from klingcost.migrations import CLASS_COLUMNS
 from klingcost.money import CURRENCY_EXPONENTS
 
@@ -18,6 +20,20 @@ HOLD_STATES: Final[tuple[HoldState, ...]] = ("held", "submitted", "unknown", "se
 OPEN_STATES: Final[frozenset[str]] = frozenset({"held", "submitted", "unknown"})
 MetaValue = str | int | None
 _INT_CLASS_COLUMNS = frozenset({"sound", "video_reference", "reference_image", "n"})
+
+
+def _meta_json(meta: Mapping[str, MetaValue] | None) -> str:
+    """``meta`` as the hold stores it (sorted, compact JSON); each value a str, int or None."""
+    if not meta:
+        return "{}"
+    for name, value in meta.items():
+        if not isinstance(name, str) or not (
+            value is None or (isinstance(value, str | int) and not isinstance(value, bool))
+        ):
+            raise InvalidAmountError(
+                f"hold meta must map names to str, int or None (given {name!r}: {value!r})"
+            )
+    return json.dumps(dict(meta), separators=(",", ":"), sort_keys=True)
 
 
 def _job_class(meta: Mapping[str, MetaValue] | None) -> tuple[MetaValue, ...]:
