@@ -10,7 +10,7 @@ rows it reads are unpacked into named variables, never wrapped per row.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -41,7 +41,10 @@ from klingcost.ledger.published import LOCAL_OVERLAYS, PublishedPart
 from klingcost.ledger.rows import (
     _BUDGET_COLUMNS,
     _HOLD_SELECT,
-    BudgetRow,
+    NAME,
+    PARENT,
+    PERIOD,
+    TZ,
     _first,
     _hold_from_row,
     _soft,
@@ -121,22 +124,21 @@ _INSERT_HOLD_LEAN_SQL = _INSERT_HOLD_SQL.removesuffix(" RETURNING id")
 class ReservePart(PublishedPart, HoldsPart):
     """Reserve: :meth:`reserve`, the hold that counts against a team's budgets."""
 
-    def _locked_path(self, conn: DB, team: str) -> list[BudgetRow]:
+    def _locked_path(self, conn: DB, team: str) -> list[tuple[Any, ...]]:
         """PostgreSQL: ``team``'s path with its budget rows locked (by name). The rows come
         from the locking read, so they are current; a parent that changed meanwhile is locked
         too before anything is decided."""
         names = {name for (name,) in conn.execute(_PATH_NAMES_SQL, (team,))}
-        rows: dict[str, BudgetRow] = {}
+        rows: dict[str, tuple[Any, ...]] = {}
         while True:
             wanted = sorted(names - set(rows))
             for row in conn.execute(_LOCK_BUDGETS_SQL + self._row_lock, (wanted,)):
-                budget = BudgetRow._make(row)
-                rows[budget.name] = budget
-            path: list[BudgetRow] = []
+                rows[row[NAME]] = tuple(row)
+            path: list[tuple[Any, ...]] = []
             name: str | None = team
             while name is not None and name in rows and len(path) < 64:
                 path.append(rows[name])
-                name = rows[name].parent
+                name = rows[name][PARENT]
             if name is None or name in names or len(path) >= 64:
                 return path  # complete (or ``name`` has no budget: the team's path is empty)
             names.add(name)  # a parent set since the path was read: lock it as well
@@ -218,11 +220,10 @@ class ReservePart(PublishedPart, HoldsPart):
         def operation(conn: DB) -> Hold:
             a = amounts
             open_for_key: int | None = None
-            path: Sequence[tuple[Any, ...]]  # BudgetRow's columns, in its order
             if self._locks_rows:
                 self._check_sheet(conn, sheet_sha256)
-                path = locked = self._locked_path(conn, team)
-                balances = self._balances(conn, locked, now) if locked else {}
+                path = self._locked_path(conn, team)
+                balances = self._balances(conn, path, now) if path else {}
                 if count_key is not None:
                     conn.execute(_LOCK_KEY_SQL + self._row_lock, (count_key,)).fetchall()
                     (open_for_key,) = conn.execute(_OPEN_FOR_KEY_SQL, (count_key,)).fetchone()
@@ -346,7 +347,8 @@ class ReservePart(PublishedPart, HoldsPart):
             raise SheetMismatchError(
                 ledger=str(self.path), published=published, version=version, given=given
             )
-        # Plain tuples in BudgetRow's order (the parent left out): no Python work per row.
+        # Plain tuples in BudgetRow's order (no parent: the path is complete), as
+        # _locked_path's: no Python work per row.
         path: list[tuple[Any, ...]] = []
         balances: dict[tuple[str, str], tuple[int, int]] = {}
         for _, name, unit, pack, limit, period, tz, soft, exponent, pkey, posted, held in rows[1:]:
@@ -382,10 +384,10 @@ class ReservePart(PublishedPart, HoldsPart):
 
     @staticmethod
     def _balances(
-        conn: DB, path: list[BudgetRow], now: datetime
+        conn: DB, path: list[tuple[Any, ...]], now: datetime
     ) -> dict[tuple[str, str], tuple[int, int]]:
         """The path's balances in its periods at ``now``, in one round trip (PostgreSQL)."""
-        keys = {(row.name, period_key(row.period, now, row.tz)) for row in path}
+        keys = {(row[NAME], period_key(row[PERIOD], now, row[TZ])) for row in path}
         names = sorted({name for name, _ in keys})
         pkeys = sorted({pkey for _, pkey in keys})
         return {

@@ -63,6 +63,11 @@ class BudgetRow(NamedTuple):
     parent: str | None
 
 
+#: Where BudgetRow's columns sit in a plain tuple of its SELECT: reserve (the hot path) keeps
+#: the driver's tuples rather than build a BudgetRow per row, and reads them by these names.
+NAME, PERIOD, TZ, PARENT = (BudgetRow._fields.index(c) for c in ("name", "period", "tz", "parent"))
+
+
 class KeyRow(NamedTuple):
     """A row of ``api_keys`` (it holds no secret: a hash of the bearer key)."""
 
