@@ -60,6 +60,11 @@ from klingcost.ledger.types import (
 )
 
 
+# Parts, not functions taking a ledger: each method keeps its docstring and its code in its
+# concept's module, and the facade stays one list. A part that needs another derives from it
+# (ReservePart from PublishedPart and HoldsPart, AlertsPart from ForecastPart), so mypy checks
+# every call across parts; the method lookups are cached per class, so the hot path pays
+# nothing for the composition.
 class Ledger(
     BudgetAdminPart,
     ReservePart,
