@@ -1,30 +1,30 @@
-"""The ledger's schema, as a list of named migrations applied when a file opens.
+"""The SQLite ledger's schema history: the named migrations every ledger file has run.
 
 As in llm's ``migrations.py``: each migration has a name, runs once, and is recorded in
 ``_klingcost_migrations``. ``PRAGMA user_version`` holds how many have run and
-``PRAGMA application_id`` marks the file as a klingcost ledger. A file is refused, and never
-written to, when it is not SQLite, is a SQLite file of something else, or was written by a
-newer klingcost (more migrations than this code knows).
+``PRAGMA application_id`` marks the file as a klingcost ledger (:mod:`klingcost.ledger._sqlite`
+applies them when a file opens). PostgreSQL runs the same names in its own SQL
+(:mod:`klingcost.ledger.migrations_postgres`).
 
-Append new migrations at the end of :data:`MIGRATIONS`; never edit one that has shipped.
+This module is history, kept as data: the statements below are what ledgers in the field ran,
+so they must stay byte for byte what they were (``tests/test_schema_spec.py`` holds a digest of
+each). It is one concept, if longer than a module should be. The schema as it is *now* is
+described once in :mod:`klingcost.ledger.schema`; the next migration is written from there
+(its docstring says how), appended at the end of :data:`MIGRATIONS`. Never edit one that has
+shipped.
 """
 
 from __future__ import annotations
 
-import re
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
-from klingcost._one_path import refuse_a_live_second_path
-from klingcost.errors import LedgerError, LedgerSchemaError
+from klingcost.ledger.rollups import rebuild_rollups, rollup_table, rollup_triggers
 
 #: ``PRAGMA application_id`` of a klingcost ledger: "KLCG".
 APPLICATION_ID: Final = 0x4B4C4347
-SQLITE_HEADER: Final = b"SQLite format 3\x00"
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,244 +173,11 @@ _INITIAL = (
 )
 
 # --- 0002_rollups: job-class columns, rollup tables kept by triggers, and their indexes ----------
-#
-# Reports and reconcile read small pre-aggregated tables instead of scanning every hold. The
-# rollups count *closed* holds (settled or voided) only: triggers on ``holds`` add a hold when it
-# closes, in the same transaction as its settle or void (or as any other write to ``holds``, a
-# bulk load included), so ``reserve`` pays nothing for them. Open holds are few (the jobs in
-# flight) and are read live through the ``holds_open`` index. ``Ledger.check`` recomputes the
-# rollups. A rollup key is built from columns that never change after a hold is written (team,
-# day of ``reserved_at`` in UTC, job class, pack, currency).
-#
-# The SQL below is generated from these tables of expressions: once shipped, they are frozen
-# like any other migration (a change needs a new migration).
+# (the rollups themselves: klingcost.ledger.rollups)
 
-# Never ``x IN (a, b, c)`` in a trigger: SQLite builds an ephemeral table for the list on every
-# run of the trigger program (~55 us a statement, measured); equalities joined by OR cost nothing.
-_CLOSED = "({r}.state = 'settled' OR {r}.state = 'voided')"
-
-
-def _when(row: str, condition: str, value: str) -> str:
-    return f"(CASE WHEN {condition.format(r=row)} THEN {value.format(r=row)} ELSE 0 END)"
-
-
-_SETTLED = "{r}.state = 'settled'"
-#: A settled charge that is a real observation of the price: the API's deduction was trusted
-#: and the task did not fail.
-_COMPARED = (
-    "{r}.state = 'settled' AND {r}.deduction_flag IS 'ok' AND {r}.task_status IS NOT 'failed'"
-)
-
-_DAILY_KEY: dict[str, str] = {
-    "day": "date({r}.reserved_at)",
-    "team": "{r}.team",
-    "endpoint": "COALESCE({r}.endpoint, '')",
-    "model": "COALESCE({r}.model, '')",
-    "mode": "COALESCE({r}.mode, '')",
-    "pack": "{r}.pack",
-    "currency": "{r}.currency",
-}
-_DAILY_SUMS: dict[str, str] = {
-    "n_settled": f"({_SETTLED})",
-    "n_voided": "({r}.state = 'voided')",
-    "settled_est_minor": _when("{r}", _SETTLED, "{r}.est_cost_minor"),
-    "settled_est_units": _when("{r}", _SETTLED, "{r}.est_units_milli"),
-    "charged_minor": _when("{r}", _SETTLED, "COALESCE({r}.cost_minor, 0)"),
-    "charged_units": _when("{r}", _SETTLED, "COALESCE({r}.units_milli, 0)"),
-}
-_CLASS_KEY: dict[str, str] = {
-    "day": "date({r}.reserved_at)",
-    "endpoint": "COALESCE({r}.endpoint, '')",
-    "model": "COALESCE({r}.model, '')",
-    "mode": "COALESCE({r}.mode, '')",
-    "duration": "COALESCE({r}.duration, '')",
-    "sound": "COALESCE({r}.sound, 0)",
-    "video_reference": "COALESCE({r}.video_reference, 0)",
-    "reference_image": "COALESCE({r}.reference_image, 0)",
-    "n": "COALESCE({r}.n, 0)",
-    "pack": "{r}.pack",
-}
-_ABS_VAR = "abs(COALESCE({r}.units_milli, 0) - {r}.est_units_milli)"
-_CLASS_SUMS: dict[str, str] = {
-    "n_settled": f"({_SETTLED})",
-    "n_voided": "({r}.state = 'voided')",
-    "n_compared": f"({_COMPARED})",
-    "n_agree": f"({_COMPARED} AND {{r}}.units_milli IS {{r}}.est_units_milli)",
-    "est_units": _when("{r}", _COMPARED, "{r}.est_units_milli"),
-    "charged_units": _when("{r}", _COMPARED, "COALESCE({r}.units_milli, 0)"),
-    "abs_var_units": _when("{r}", _COMPARED, _ABS_VAR),
-    "n_missing": f"({_SETTLED} AND COALESCE({{r}}.deduction_flag, 'absent') = 'absent')",
-    "n_zero": f"({_SETTLED} AND {{r}}.deduction_flag IS 'zero')",
-    "n_absurd": (
-        f"({_SETTLED} AND ({{r}}.deduction_flag IS 'absurd' OR {{r}}.deduction_flag IS 'malformed'"
-        " OR {r}.deduction_flag IS 'negative'))"
-    ),
-    "n_failed_charged": f"({_SETTLED} AND {{r}}.task_status IS 'failed')",
-}
-#: Kept as a running maximum (a settled hold never changes again, so it never needs lowering).
-_CLASS_MAX: dict[str, str] = {"max_abs_var_units": _when("{r}", _COMPARED, _ABS_VAR)}
-
-#: Rollup tables: name -> (key columns, summed columns, max columns).
-ROLLUPS: Final[dict[str, tuple[dict[str, str], dict[str, str], dict[str, str]]]] = {
-    "rollup_daily": (_DAILY_KEY, _DAILY_SUMS, {}),
-    "rollup_class": (_CLASS_KEY, _CLASS_SUMS, _CLASS_MAX),
-}
-
-
-def pg_is(sql: str) -> str:
-    """SQLite's ``x IS y`` and ``x IS NOT y`` (y not NULL) in PostgreSQL's spelling:
-    ``IS NOT DISTINCT FROM`` and ``IS DISTINCT FROM``."""
-    text = re.sub(r"\bIS NOT (?!NULL\b|DISTINCT\b)", "IS DISTINCT FROM ", sql)
-    return re.sub(r"\bIS (?!NOT\b|NULL\b|DISTINCT\b)", "IS NOT DISTINCT FROM ", text)
-
-
-def pg_expression(expression: str) -> str:
-    """A rollup expression in PostgreSQL's SQL: :func:`pg_is`, and the UTC day function
-    (``klingcost_utc_day``) for SQLite's ``date()``."""
-    return pg_is(expression.replace("date(", "klingcost_utc_day("))
-
-
-def _pg_summand(expression: str) -> str:
-    """PostgreSQL cannot sum a boolean: a condition becomes 1 or 0 (a CASE stays as it is)."""
-    text = pg_expression(expression)
-    return text if text.startswith("(CASE") else f"(CASE WHEN {text} THEN 1 ELSE 0 END)"
-
-
-def rollup_expressions(
-    name: str, dialect: str = "sqlite"
-) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
-    """Rollup ``name``'s key, summed and max expressions (``{r}`` for the row) in ``dialect``."""
-    key, sums, maxes = ROLLUPS[name]
-    if dialect == "sqlite":
-        return key, sums, maxes
-    return (
-        {c: pg_expression(e) for c, e in key.items()},
-        {c: _pg_summand(e) for c, e in sums.items()},
-        {c: pg_expression(e) for c, e in maxes.items()},
-    )
-
-
-def rollup_table(name: str, dialect: str = "sqlite") -> str:
-    """The ``CREATE TABLE`` of rollup ``name``."""
-    key, sums, maxes = ROLLUPS[name]
-    text, whole, suffix = "TEXT", "INTEGER", " WITHOUT ROWID"
-    if dialect != "sqlite":
-        text, whole, suffix = 'TEXT COLLATE "C"', "BIGINT", ""
-    ints = ("sound", "video_reference", "reference_image", "n")
-    columns = [f"{c} {whole if c in ints else text} NOT NULL" for c in key]
-    columns += [f"{c} {whole} NOT NULL DEFAULT 0" for c in (*sums, *maxes)]
-    return f"CREATE TABLE {name} ({', '.join(columns)}, PRIMARY KEY ({', '.join(key)})){suffix}"
-
-
-def _upsert(name: str, sign: str) -> str:
-    """Add (``+``) or take away (``-``) a hold's contribution: NEW's minus OLD's, or OLD's."""
-    key, sums, maxes = ROLLUPS[name]
-    row = "OLD" if sign == "-" else "NEW"
-    keys = [e.format(r=row) for e in key.values()]
-    if sign == "-":
-        deltas = [f"-{e.format(r='OLD')}" for e in sums.values()]
-    elif sign == "+":
-        deltas = [e.format(r="NEW") for e in sums.values()]
-    else:  # NEW minus OLD
-        deltas = [f"{e.format(r='NEW')} - {e.format(r='OLD')}" for e in sums.values()]
-    peaks = [e.format(r=row) if sign != "-" else "0" for e in maxes.values()]
-    updates = [f"{c} = {c} + excluded.{c}" for c in sums]
-    updates += [f"{c} = max({c}, excluded.{c})" for c in maxes]
-    return (
-        f"INSERT INTO {name} ({', '.join((*key, *sums, *maxes))})"
-        f" VALUES ({', '.join((*keys, *deltas, *peaks))})"
-        f" ON CONFLICT DO UPDATE SET {', '.join(updates)};"
-    )
-
-
-def _triggers(name: str) -> tuple[str, ...]:
-    # One trigger per table: SQLite runs two upserts in one trigger body several times slower.
-    changed = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in _WATCHED if c != "state")
-    return (
-        f"CREATE TRIGGER {name}_insert AFTER INSERT ON holds WHEN {_CLOSED.format(r='NEW')}"
-        f" BEGIN {_upsert(name, '+')} END",
-        f"CREATE TRIGGER {name}_update AFTER UPDATE OF {', '.join(_WATCHED)} ON holds"
-        f" WHEN ({_CLOSED.format(r='OLD')} OR {_CLOSED.format(r='NEW')})"
-        f" AND (OLD.state IS NOT NEW.state OR {changed})"
-        f" BEGIN {_upsert(name, '+-')} END",
-        f"CREATE TRIGGER {name}_delete AFTER DELETE ON holds WHEN {_CLOSED.format(r='OLD')}"
-        f" BEGIN {_upsert(name, '-')} END",
-    )
-
-
-def pg_rollup_triggers(name: str) -> tuple[str, ...]:
-    """PostgreSQL's triggers for rollup ``name``: the SQLite ones, as one plpgsql function."""
-    key, sums, maxes = rollup_expressions(name, "postgres")
-
-    def upsert(sign: str) -> str:
-        row = "OLD" if sign == "-" else "NEW"
-        keys = [e.format(r=row) for e in key.values()]
-        if sign == "-":
-            deltas = [f"-{e.format(r='OLD')}" for e in sums.values()]
-        elif sign == "+":
-            deltas = [e.format(r="NEW") for e in sums.values()]
-        else:  # NEW minus OLD
-            deltas = [f"{e.format(r='NEW')} - {e.format(r='OLD')}" for e in sums.values()]
-        peaks = [e.format(r=row) if sign != "-" else "0" for e in maxes.values()]
-        updates = [f"{c} = t.{c} + excluded.{c}" for c in sums]
-        updates += [f"{c} = GREATEST(t.{c}, excluded.{c})" for c in maxes]
-        return (
-            f"INSERT INTO {name} AS t ({', '.join((*key, *sums, *maxes))})"
-            f" VALUES ({', '.join((*keys, *deltas, *peaks))})"
-            f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {', '.join(updates)};"
-        )
-
-    changed = " OR ".join(f"OLD.{c} IS DISTINCT FROM NEW.{c}" for c in _WATCHED if c != "state")
-    function = f"klingcost_{name}"
-    return (
-        f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql"
-        " SET search_path FROM CURRENT AS $$ BEGIN"
-        f" IF TG_OP = 'INSERT' THEN {upsert('+')}"
-        f" ELSIF TG_OP = 'UPDATE' THEN {upsert('+-')}"
-        f" ELSE {upsert('-')} END IF; RETURN NULL; END $$",
-        f"CREATE TRIGGER {name}_insert AFTER INSERT ON holds FOR EACH ROW"
-        f" WHEN {_CLOSED.format(r='NEW')} EXECUTE FUNCTION {function}()",
-        f"CREATE TRIGGER {name}_update AFTER UPDATE OF {', '.join(_WATCHED)} ON holds"
-        f" FOR EACH ROW WHEN (({_CLOSED.format(r='OLD')} OR {_CLOSED.format(r='NEW')})"
-        f" AND (OLD.state IS DISTINCT FROM NEW.state OR {changed}))"
-        f" EXECUTE FUNCTION {function}()",
-        f"CREATE TRIGGER {name}_delete AFTER DELETE ON holds FOR EACH ROW"
-        f" WHEN {_CLOSED.format(r='OLD')} EXECUTE FUNCTION {function}()",
-    )
-
-
-def recompute_sql(name: str, dialect: str = "sqlite") -> str:
-    """A query that recomputes rollup ``name`` from ``holds`` (its columns in table order)."""
-    key, sums, maxes = rollup_expressions(name, dialect)
-    parts = [f"{e.format(r='h')} AS {c}" for c, e in key.items()]
-    parts += [f"SUM({e.format(r='h')}) AS {c}" for c, e in sums.items()]
-    parts += [f"MAX({e.format(r='h')}) AS {c}" for c, e in maxes.items()]
-    group = ", ".join(str(i + 1) for i in range(len(key)))
-    return (
-        f"SELECT {', '.join(parts)} FROM holds AS h WHERE {_CLOSED.format(r='h')} GROUP BY {group}"
-    )
-
-
-def rebuild_rollups(conn: Any, dialect: str = "sqlite") -> None:
-    """Recompute every rollup table from ``holds`` (inside the caller's transaction)."""
-    for name in ROLLUPS:
-        conn.execute(f"DELETE FROM {name}")
-        conn.execute(f"INSERT INTO {name} {recompute_sql(name, dialect)}")
-
-
-#: Columns of ``holds`` whose change moves a hold's contribution to the rollups.
-_WATCHED: Final[tuple[str, ...]] = (
-    "state",
-    "est_cost_minor",
-    "est_units_milli",
-    "cost_minor",
-    "units_milli",
-    "deduction_flag",
-    "task_status",
-)
-
-#: The job class columns added to ``holds``, each read from the hold's ``meta`` by ``reserve``.
-CLASS_COLUMNS: Final[tuple[str, ...]] = (
+#: The job class columns 0002 added to ``holds``, each read from the hold's ``meta``: frozen
+#: here, as shipped (the current list is ``schema.CLASS_COLUMNS``).
+CLASS_COLUMNS_0002: Final[tuple[str, ...]] = (
     "endpoint",
     "model",
     "mode",
@@ -441,14 +208,14 @@ def _backfill_0002(conn: sqlite3.Connection) -> None:
 _ROLLUP_DDL: Final[tuple[str, ...]] = (
     rollup_table("rollup_daily"),
     rollup_table("rollup_class"),
-    *_triggers("rollup_daily"),
-    *_triggers("rollup_class"),
+    *rollup_triggers("rollup_daily"),
+    *rollup_triggers("rollup_class"),
 )
 
 _ROLLUPS_0002 = (
     *(
         f"ALTER TABLE holds ADD COLUMN {c} {_CLASS_TYPES.get(c, 'INTEGER' if c == 'n' else 'TEXT')}"
-        for c in CLASS_COLUMNS
+        for c in CLASS_COLUMNS_0002
     ),
     # A copy of tasks.task_id, so that an export streams holds without a join.
     "ALTER TABLE holds ADD COLUMN task_id TEXT",
@@ -458,7 +225,7 @@ _ROLLUPS_0002 = (
     # The task's status when it was settled ('succeed' or 'failed'), when the caller said.
     "ALTER TABLE holds ADD COLUMN task_status TEXT",
     "UPDATE holds SET "
-    + ", ".join(f"{c} = json_extract(meta, '$.{c}')" for c in CLASS_COLUMNS)
+    + ", ".join(f"{c} = json_extract(meta, '$.{c}')" for c in CLASS_COLUMNS_0002)
     + ", task_id = (SELECT t.task_id FROM tasks AS t WHERE t.hold_id = holds.id)",
     # The tasks reconcile lists: settled at a charge other than the estimate, or flagged.
     "CREATE INDEX holds_disagree ON holds(reserved_at) WHERE state = 'settled' AND"
@@ -581,7 +348,7 @@ API_KEYS_0005 = (
 #: webhook, Slack, Feishu or DingTalk URL), the outbox (one row per alert event and matching
 #: rule, written in the event's transaction, delivered at least once with backoff), and the
 #: marks that fold a burst (refusals, over-limit settlements, forecasts) into one alert.
-#: Written once for both dialects: PostgreSQL renders it (``_postgres.render_0006``).
+#: Written once for both dialects: PostgreSQL renders it (``migrations_postgres.render_0006``).
 #: ``event_id`` is no foreign key: events are never deleted, and PostgreSQL would answer a
 #: ``TRUNCATE events`` with the key's error instead of the log's append-only one.
 ALERTS_0006 = (
@@ -641,122 +408,4 @@ def schema_version() -> int:
     return len(MIGRATIONS)
 
 
-def check_header(path: Path) -> None:
-    """Refuse a non-empty file that is not SQLite, before SQLite touches it."""
-    try:
-        with path.open("rb") as handle:
-            header = handle.read(len(SQLITE_HEADER))
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise LedgerSchemaError(f"cannot read the ledger {path}: {exc}") from exc
-    if header and header != SQLITE_HEADER:
-        raise LedgerSchemaError(
-            f"{path} is not a SQLite file, so not a klingcost ledger; "
-            "choose another file with --ledger or KLINGCOST_LEDGER"
-        )
-
-
-def inspect(conn: sqlite3.Connection, path: Path) -> int:
-    """The file's schema version; LedgerSchemaError when it is not ours. Reads only."""
-    try:
-        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
-        tables = {
-            row[0]
-            for row in conn.execute("SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")
-        }
-        applied: Sequence[str] = ()
-        if "_klingcost_migrations" in tables:
-            applied = [r[0] for r in conn.execute("SELECT name FROM _klingcost_migrations")]
-    except sqlite3.OperationalError:
-        raise
-    except sqlite3.DatabaseError as exc:
-        raise LedgerSchemaError(f"{path} is not a readable SQLite database: {exc}") from exc
-    if app_id not in (0, APPLICATION_ID) or (tables and "_klingcost_migrations" not in tables):
-        raise LedgerSchemaError(
-            f"{path} is a SQLite database but not a klingcost ledger (it has other tables); "
-            "it was left untouched: choose another file with --ledger"
-        )
-    known = {m.name for m in MIGRATIONS}
-    unknown = sorted(set(applied) - known)
-    if version > schema_version() or unknown:
-        raise LedgerSchemaError(
-            f"{path} was written by a newer klingcost (schema version {version}, "
-            f"migrations {', '.join(unknown) or 'unknown'}; this klingcost knows "
-            f"version {schema_version()}). Upgrade klingcost; the file was left untouched."
-        )
-    return version
-
-
-def migrate(conn: sqlite3.Connection, path: Path) -> list[str]:
-    """Apply the pending migrations, each in a write transaction; return their names."""
-    done: list[str] = []
-    while True:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            version = inspect(conn, path)  # again: another process may have migrated
-            if version >= schema_version():
-                conn.execute("COMMIT")
-                return done
-            migration = MIGRATIONS[version]
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS _klingcost_migrations"
-                " (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
-            )
-            for statement in migration.statements:
-                conn.execute(statement)
-            if migration.backfill is not None:
-                migration.backfill(conn)
-            conn.execute(
-                "INSERT INTO _klingcost_migrations (name, applied_at) VALUES (?, ?)",
-                (migration.name, datetime.now(UTC).isoformat()),
-            )
-            conn.execute(f"PRAGMA user_version = {version + 1}")
-            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        done.append(migration.name)
-
-
-def connect(path: Path, *, timeout: float, synchronous: str = "NORMAL") -> sqlite3.Connection:
-    """Open ``path`` as a klingcost ledger: check it, set WAL, and migrate it.
-
-    ``synchronous`` NORMAL (the default) survives a crash of the process; FULL also survives
-    losing power, at the cost of an fsync per write.
-    """
-    if synchronous not in ("NORMAL", "FULL"):
-        raise ValueError(f"synchronous must be NORMAL or FULL (given {synchronous!r})")
-    check_header(path)
-    try:
-        conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
-    except sqlite3.Error as exc:
-        raise LedgerError(f"cannot open the ledger {path}: {exc}") from exc
-    try:
-        version = inspect(conn, path)
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise LedgerError(f"cannot put the ledger {path} in WAL mode (got {mode})")
-        conn.execute(f"PRAGMA synchronous = {synchronous}")
-        conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-        conn.execute("PRAGMA foreign_keys = ON")
-        # Read and in WAL mode, this connection holds its locks: another live process using the
-        # file through another path's log is refused before anything is written here.
-        refuse_a_live_second_path(path)
-        if version < schema_version():
-            # Only a file that needs migrating takes the write lock: opening an up-to-date
-            # ledger must not wait behind a writer (a reader would stall behind a stuck one).
-            migrate(conn, path)
-    except sqlite3.OperationalError as exc:
-        conn.close()
-        raise LedgerError(f"cannot open the ledger {path}: {exc}") from exc
-    except sqlite3.DatabaseError as exc:
-        conn.close()
-        raise LedgerSchemaError(f"{path} is not a usable klingcost ledger: {exc}") from exc
-    except BaseException:
-        conn.close()
-        raise
-    return conn
+__all__ = ["APPLICATION_ID", "CLASS_COLUMNS_0002", "MIGRATIONS", "Migration", "schema_version"]
