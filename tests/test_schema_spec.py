@@ -157,3 +157,18 @@ def test_the_rollup_upsert_is_one_statement_both_dialects_run(sign: rollups.Sign
         postgres_function = rollups.rollup_triggers(name, "postgres")[0]
         assert f"BEGIN {rollups.upsert(name, sign, 'sqlite')} END" in sqlite_triggers
         assert rollups.upsert(name, sign, "postgres") in postgres_function
+
+
+def test_ledger_check_full_names_a_schema_drift(ledger_url: str) -> None:
+    from click.testing import CliRunner
+
+    from klingcost.cli import main
+
+    with Ledger.open(ledger_url) as ledger:
+        ledger.set_budget("studio", limit=10, period="month")
+        ledger.backend.write(lambda db: db.execute("ALTER TABLE budgets ADD COLUMN owner TEXT"))
+    quick = CliRunner().invoke(main, ["ledger", "check", "--ledger", ledger_url])
+    assert (quick.exit_code, quick.output.startswith("OK:")) == (0, True)
+    full = CliRunner().invoke(main, ["ledger", "check", "--full", "--ledger", ledger_url])
+    assert full.exit_code == 1
+    assert "schema: column budgets.owner is not in the spec" in full.output

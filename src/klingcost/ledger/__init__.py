@@ -84,6 +84,7 @@ from klingcost.ledger import migrations, rollups, schema
 from klingcost.ledger.backends import open_backend
 from klingcost.ledger.checkpointer import CAP_PAGES, INLINE_PAGES, Checkpointer
 from klingcost.ledger.db import DB, Backend, Cursor, Dialect
+from klingcost.ledger.introspect import schema_differences
 from klingcost.ledger.pgurl import is_postgres_url
 from klingcost.money import exact, format_amount, format_minor
 from klingcost.periods import Period, period_key, window_for
@@ -1780,14 +1781,19 @@ class Ledger:
 
         SQLite's own check runs first (``PRAGMA quick_check``; ``integrity_check`` when
         ``full``): a damaged file is reported by what SQLite says (``damaged=True``), and its
-        balances are not recomputed, since nothing read from it can be trusted.
+        balances are not recomputed, since nothing read from it can be trusted. ``full`` also
+        compares the schema with its spec (:mod:`klingcost.ledger.schema`): a table, column,
+        type, key, index, view or trigger added, dropped or changed by hand is named.
         """
         with self.reading():
             damage = self.backend.damage(full=full)
         if damage:
             return [Discrepancy(message, damaged=True) for message in damage]
         dialect = self.dialect
-        return self._read(lambda conn: _check(conn, dialect))
+        found = self._read(lambda conn: _check(conn, dialect))
+        if full:  # not always: reading a file's schema loads sqlite-utils (and click)
+            found += [Discrepancy(f"schema: {d}") for d in schema_differences(self.backend)]
+        return found
 
     def rebuild_rollups(self) -> None:
         """Recompute the report rollups from the holds (a repair after ``check`` found one off)."""
