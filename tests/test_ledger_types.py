@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 
 import klingcost.ledger
-from klingcost import migrations
 from klingcost.budgets import HoldAmounts
-from klingcost.ledger import Hold, Ledger, MetaValue
+from klingcost.ledger import Hold, Ledger, MetaValue, schema
 
 META: dict[str, MetaValue] = {
     "endpoint": "/v1/videos/text2video",
@@ -30,9 +29,9 @@ META: dict[str, MetaValue] = {
 
 
 def _stored_class(ledger: Ledger, hold_id: int) -> dict[str, object]:
-    columns = ", ".join(migrations.CLASS_COLUMNS)
+    columns = ", ".join(schema.CLASS_COLUMNS)
     row = ledger.execute(f"SELECT {columns} FROM holds WHERE id = ?", (hold_id,)).fetchone()
-    return dict(zip(migrations.CLASS_COLUMNS, row, strict=True))
+    return dict(zip(schema.CLASS_COLUMNS, row, strict=True))
 
 
 def test_a_hold_gives_its_job_class_as_the_ledger_stores_it(
@@ -67,9 +66,9 @@ def test_a_hold_without_a_job_class_says_none(make_ledger: Callable[..., Ledger]
     assert hold.endpoint is None  # a number is no endpoint (stored as its text in the column)
     back = ledger.get_hold(hold.id)
     assert back.endpoint is None
-    assert back.job_class == dict.fromkeys(migrations.CLASS_COLUMNS) | {"endpoint": "7"}
+    assert back.job_class == dict.fromkeys(schema.CLASS_COLUMNS) | {"endpoint": "7"}
     assert ledger.reserve("team", HoldAmounts(1, "video", 1)).job_class == dict.fromkeys(
-        migrations.CLASS_COLUMNS
+        schema.CLASS_COLUMNS
     )
 
 

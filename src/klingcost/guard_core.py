@@ -21,9 +21,9 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from klingcost import errors, journal
+from klingcost import errors
 from klingcost.budgets import HoldAmounts
-from klingcost.ledger import Hold, Ledger
+from klingcost.ledger import Hold, Ledger, journal
 from klingcost.money import UNIT_EXPONENT, to_minor
 from klingcost.pricing import Estimate, estimate, price
 from klingcost.refusals import record_refusal
@@ -186,7 +186,7 @@ class GuardCore:
         """Attach the task the API accepted; on any failure keep its id where sync finds it.
 
         The API will charge for the task whatever happens here, so its id must survive: it is
-        appended to the accepted-tasks journal (:mod:`klingcost.journal`, replayed by
+        appended to the accepted-tasks journal (:mod:`klingcost.ledger.journal`, replayed by
         ``klingcost sync``), the hold is marked ``unknown`` with the id in its reason when the
         ledger still takes writes, and the error raised names the task id.
         """

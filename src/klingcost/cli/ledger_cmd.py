@@ -630,7 +630,7 @@ def ledger_group() -> None:
     "--full",
     is_flag=True,
     help="Run SQLite's integrity_check (also matches every index to its table; slower) "
-    "instead of quick_check.",
+    "instead of quick_check, and compare the schema with its spec.",
 )
 @ledger_option
 @json_option

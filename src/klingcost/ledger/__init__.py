@@ -18,7 +18,8 @@ A hold whose outcome is unknown (``mark_unknown``: a crash or a timeout after se
 counting against its budgets until someone settles or voids it. Nothing releases it silently.
 
 Where the ledger lives: a file path (SQLite, the embedded default) or a ``postgresql://`` URL
-(psycopg 3, ``pip install 'klingcost[postgres]'``); :mod:`klingcost.backends` holds what differs.
+(psycopg 3, ``pip install 'klingcost[postgres]'``); :mod:`klingcost.ledger.backends` holds what
+differs.
 
 One module per concept, each a part of :class:`Ledger` deriving from
 :class:`~klingcost.ledger._base.LedgerBase` (the connection and its transactions):

@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, cast
 
 from klingcost import _outbox
-from klingcost.backends import DB, Backend, Cursor, Dialect, is_postgres_url, open_backend
-from klingcost.checkpointer import CAP_PAGES, INLINE_PAGES, Checkpointer
 from klingcost.clock import Clock, SystemClock
 from klingcost.errors import LedgerError, LedgerNotFound, LedgerSetupError, LedgerValueError
 from klingcost.home import klingcost_home
+from klingcost.ledger.backends import open_backend
+from klingcost.ledger.checkpointer import CAP_PAGES, INLINE_PAGES, Checkpointer
+from klingcost.ledger.db import DB, Backend, Cursor, Dialect
+from klingcost.ledger.pgurl import is_postgres_url
 
 if TYPE_CHECKING:
     from klingcost.ledger import Ledger
@@ -117,7 +119,7 @@ class LedgerBase:
         ``read_only=True`` (implies ``create=False``) opens it for reading only, so that a
         read-only file, directory or database role can be read; every write then raises
         LedgerError. A SQLite file reached under two paths (a hard link, a file bind-mounted on
-        its own) is refused with LedgerSetupError: see :mod:`klingcost._one_path`.
+        its own) is refused with LedgerSetupError: see :mod:`klingcost.ledger._one_path`.
         """
         location = os.fspath(path) if path is not None else default_ledger_path()
         if create and not read_only and path is None and not os.environ.get("KLINGCOST_LEDGER"):
@@ -191,7 +193,7 @@ class LedgerBase:
         """Run SQLite's WAL checkpoints in a thread while the block runs (for servers).
 
         This connection's inline auto-checkpoint is raised to ``cap_pages`` meanwhile (default
-        :data:`klingcost.checkpointer.CAP_PAGES`) and set back after: a request checkpoints
+        :data:`klingcost.ledger.checkpointer.CAP_PAGES`) and set back after: a request checkpoints
         only when the WAL reaches the cap, which happens when writes come back to back with no
         gap for the thread's checkpoint to finish in (a WAL starts over only at a write that
         finds it all copied); that inline checkpoint then finds the thread's work done and

@@ -10,9 +10,9 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from klingcost import _outbox
-from klingcost.backends import DB
 from klingcost.budgets import BudgetStatus
 from klingcost.errors import BudgetNotFound, LedgerValueError
+from klingcost.ledger.db import DB
 from klingcost.ledger.forecast import ForecastPart
 
 if TYPE_CHECKING:

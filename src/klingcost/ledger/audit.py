@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from klingcost import migrations
-from klingcost.backends import DB
+from klingcost.ledger import rollups
 from klingcost.ledger._base import LedgerBase
+from klingcost.ledger.db import DB
+from klingcost.ledger.introspect import schema_differences
 from klingcost.ledger.types import Discrepancy
 
 
@@ -21,19 +22,24 @@ class AuditPart(LedgerBase):
 
         SQLite's own check runs first (``PRAGMA quick_check``; ``integrity_check`` when
         ``full``): a damaged file is reported by what SQLite says (``damaged=True``), and its
-        balances are not recomputed, since nothing read from it can be trusted.
+        balances are not recomputed, since nothing read from it can be trusted. ``full`` also
+        compares the schema with its spec (:mod:`klingcost.ledger.schema`): a table, column,
+        type, key, index, view or trigger added, dropped or changed by hand is named.
         """
         with self.reading():
             damage = self.backend.damage(full=full)
         if damage:
             return [Discrepancy(message, damaged=True) for message in damage]
         dialect = self.dialect
-        return self._read(lambda conn: _check(conn, dialect))
+        found = self._read(lambda conn: _check(conn, dialect))
+        if full:  # not always: reading a file's schema loads sqlite-utils (and click)
+            found += [Discrepancy(f"schema: {d}") for d in schema_differences(self.backend)]
+        return found
 
     def rebuild_rollups(self) -> None:
         """Recompute the report rollups from the holds (a repair after ``check`` found one off)."""
         dialect = self.dialect
-        self._write(lambda conn: migrations.rebuild_rollups(conn, dialect))
+        self._write(lambda conn: rollups.rebuild_rollups(conn, dialect))
 
 
 _RECOMPUTE_SQL = """
@@ -91,9 +97,9 @@ def _check(conn: DB, dialect: str = "sqlite") -> list[Discrepancy]:
 def _check_rollups(conn: DB, dialect: str) -> list[Discrepancy]:
     """Every rollup row that differs from the holds, once per (table, key)."""
     found: list[Discrepancy] = []
-    for name, (key, sums, maxes) in migrations.ROLLUPS.items():
+    for name, (key, sums, maxes) in rollups.ROLLUPS.items():
         columns = ", ".join((*key, *sums, *maxes))
-        recomputed = migrations.recompute_sql(name, dialect)
+        recomputed = rollups.recompute_sql(name, dialect)
         stored = f"SELECT {columns} FROM {name} WHERE NOT ({' = 0 AND '.join((*sums, *maxes))} = 0)"
         fresh = f"SELECT * FROM ({recomputed}) AS fresh"
         seen: set[tuple[Any, ...]] = set()

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from klingcost.backends import DB
 from klingcost.budget_admin import ARCHIVED, BudgetChange, DeletedBudget, archived_name
 from klingcost.budgets import Budget, BudgetStatus, make_budget
 from klingcost.errors import BudgetConfigError, BudgetNotFound
 from klingcost.ledger.budgets import _BUDGETS_LOCK, BudgetsPart, _merged_budget
+from klingcost.ledger.db import DB
 from klingcost.ledger.rows import _BUDGET_COLUMNS, _budget_from_row
 from klingcost.ledger.types import KEEP
 from klingcost.money import exact

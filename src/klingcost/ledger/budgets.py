@@ -12,8 +12,6 @@ from datetime import datetime
 from fractions import Fraction
 from typing import Any, Final
 
-from klingcost import migrations
-from klingcost.backends import DB
 from klingcost.budgets import (
     CURRENCY_EXPONENTS,
     DEFAULT_SOFT,
@@ -25,7 +23,9 @@ from klingcost.budgets import (
     make_budget,
 )
 from klingcost.errors import BudgetConfigError, BudgetNotFound
+from klingcost.ledger import migrations
 from klingcost.ledger._base import LedgerBase
+from klingcost.ledger.db import DB
 from klingcost.ledger.rows import _BUDGET_COLUMNS, BudgetRow, _budget_from_row
 from klingcost.ledger.types import KEEP, Keep
 from klingcost.money import exact, format_amount

@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from klingcost.backends import DB
 from klingcost.ledger._base import LedgerBase
+from klingcost.ledger.db import DB
 from klingcost.ledger.rows import _EVENT_COLUMNS, _dt, _event_from_row
 from klingcost.ledger.types import Event, MetaValue
 

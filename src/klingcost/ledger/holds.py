@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
 
-from klingcost.backends import DB
 from klingcost.budgets import Alert
 from klingcost.errors import HoldNotFound, HoldStateError
 from klingcost.ledger._base import LedgerBase
+from klingcost.ledger.db import DB
 from klingcost.ledger.rows import _HOLD_ROW, _HOLD_SELECT, HoldRow, _dt, _hold_from_row
 from klingcost.ledger.types import HOLD_STATES, Hold
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from klingcost.backends import DB
 from klingcost.errors import BudgetNotFound, KeyNotFound
 from klingcost.keys import ApiKey
 from klingcost.ledger._base import LedgerBase
+from klingcost.ledger.db import DB
 from klingcost.ledger.reserve import _OPEN_FOR_KEY_SQL
 from klingcost.ledger.rows import _KEY_COLUMNS, _dt, _key_from_row
 

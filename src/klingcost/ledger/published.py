@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from klingcost import migrations
-from klingcost.backends import DB
 from klingcost.errors import LedgerValueError, SheetMismatchError
+from klingcost.ledger import migrations
 from klingcost.ledger._base import LedgerBase
+from klingcost.ledger.db import DB
 from klingcost.ledger.rows import _SHEET_COLUMNS, _sheet_from_row
 from klingcost.ledger.types import PublishedSheet
 

@@ -14,8 +14,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from klingcost import migrations
-from klingcost.backends import DB
 from klingcost.budgets import (
     CURRENCY_EXPONENTS,
     Alert,
@@ -36,6 +34,8 @@ from klingcost.errors import (
     LedgerValueError,
     SheetMismatchError,
 )
+from klingcost.ledger import schema
+from klingcost.ledger.db import DB
 from klingcost.ledger.holds import HoldsPart, _log_alerts
 from klingcost.ledger.published import LOCAL_OVERLAYS, PublishedPart
 from klingcost.ledger.rows import (
@@ -77,8 +77,8 @@ _BALANCE_SQL = "SELECT posted, held FROM balances WHERE budget = ? AND period_ke
 _INSERT_HOLD_SQL = (
     "INSERT INTO holds (idempotency_key, team, state, est_units_milli, pack, est_cost_minor,"
     " currency, meta, reserved_at, updated_at, sheet_sha256, key_id,"
-    f" {', '.join(migrations.CLASS_COLUMNS)})"
-    f" VALUES (?, ?, 'held', ?, ?, ?, ?, ?, ?, ?, ?, ?{', ?' * len(migrations.CLASS_COLUMNS)})"
+    f" {', '.join(schema.CLASS_COLUMNS)})"
+    f" VALUES (?, ?, 'held', ?, ?, ?, ?, ?, ?, ?, ?, ?{', ?' * len(schema.CLASS_COLUMNS)})"
     " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
 )
 _INSERT_ENTRY_SQL = (

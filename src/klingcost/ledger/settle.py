@@ -8,10 +8,10 @@ from dataclasses import replace
 from typing import Final
 
 from klingcost._testpoints import reach
-from klingcost.backends import DB
 from klingcost.budgets import MAX_MINOR, Alert, counted, crosses_soft
 from klingcost.deduction import DEDUCTION_FLAGS, parse_deduction
 from klingcost.errors import HoldStateError, InvalidAmountError
+from klingcost.ledger.db import DB
 from klingcost.ledger.holds import _ENTRIES_SQL, _SETTLE_SQL, HoldsPart, _log_alerts, logger
 from klingcost.ledger.rows import _dt, _soft
 from klingcost.ledger.types import Hold

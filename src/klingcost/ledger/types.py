@@ -12,7 +12,7 @@ from typing import Any, Final, Literal
 
 from klingcost.budgets import Alert, HoldAmounts
 from klingcost.errors import InvalidAmountError
-from klingcost.migrations import CLASS_COLUMNS
+from klingcost.ledger.schema import CLASS_COLUMNS
 from klingcost.money import CURRENCY_EXPONENTS
 
 HoldState = Literal["held", "submitted", "unknown", "settled", "voided"]
