@@ -22,7 +22,7 @@ from klingcost.cli._common import (
     EXIT_OK,
     EXIT_REFUSED,
     echo_json,
-    exit_code_for,
+    error_message,
     fail,
     json_option,
     ledger_option,
@@ -180,7 +180,7 @@ def submit_command(
         except errors.HoldStateError as exc:  # --key reused for another job: the input's fault
             fail(str(exc), EXIT_INVALID)
         except errors.KlingAPIError as exc:  # say what became of the hold, too
-            fail("\n".join([str(exc), *getattr(exc, "__notes__", ())]), exit_code_for(exc))
+            fail("\n".join([error_message(exc), *getattr(exc, "__notes__", ())]), exc.exit_code)
         except KeyboardInterrupt as exc:  # the guard's note names the hold that stays counted
             notes = getattr(exc, "__notes__", ())
             fail("interrupted: " + ("; ".join(notes) or "no hold was placed and nothing was sent"))
@@ -202,8 +202,9 @@ def submit_command(
             when = "while waiting" if wait else "after sending"
             fail(f"interrupted {when}: {stays_counted(submission.hold, team)}")
         except errors.KlingcostError as exc:
-            outcome = {"action": "error", "note": f"{exc}: `klingcost sync` settles it later"}
-            code = exit_code_for(exc)
+            note = f"{error_message(exc)}: `klingcost sync` settles it later"
+            outcome = {"action": "error", "note": note}
+            code = exc.exit_code
         else:
             hold, cost = resolution.hold, submission.estimate.cost
             data.update(state=hold.state, task_id=hold.task_id)
@@ -288,11 +289,11 @@ def submit_batch(
         except (errors.BudgetExceeded, errors.BudgetCannotCount) as exc:
             result.update(outcome="refused", message=str(exc))
         except (errors.KlingcostError, click.BadParameter) as exc:
-            message = exc.message if isinstance(exc, click.BadParameter) else str(exc)
+            message = exc.message if isinstance(exc, click.BadParameter) else error_message(exc)
             notes: tuple[str, ...] = tuple(getattr(exc, "__notes__", ()))
             invalid = (
                 isinstance(exc, click.BadParameter | errors.HoldStateError)
-                or exit_code_for(exc) == EXIT_INVALID
+                or exc.exit_code == EXIT_INVALID
             )
             result.update(
                 outcome="invalid" if invalid else "failed",

@@ -17,6 +17,7 @@ from klingcost.cli._common import (
     EXIT_CODES_HELP,
     EXIT_ERROR,
     echo_json,
+    flag,
     json_option,
     ledger_option,
     open_read_only,
@@ -135,15 +136,14 @@ def report_command(
     try:
         keys = reports.parse_group_by(by)
     except reports.ReportError as exc:
-        raise click.BadParameter(str(exc).removeprefix("--by: "), param_hint="--by") from None
+        raise click.BadParameter(str(exc), param_hint=flag(exc.option or "by")) from None
     if tasks and fmt not in ("csv", "json", "jsonl"):
         raise click.BadParameter("--tasks writes csv, json or jsonl", param_hint="--format")
     with open_read_only(ledger_path) as ledger:
         try:
             below = [] if team is None else reports.budgets_below(ledger, team)
         except reports.ReportError as exc:
-            message = str(exc).removeprefix("--team: ")
-            raise click.BadParameter(message, param_hint="--team") from None
+            raise click.BadParameter(str(exc), param_hint=flag(exc.option or "team")) from None
         if tasks:
             with _output(output) as out:
                 if fmt == "csv":
