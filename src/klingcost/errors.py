@@ -3,29 +3,37 @@
 Every error a caller can meet derives from :class:`KlingcostError`. Errors carry their data as
 keyword-only attributes (as httpx's do), so a caller can act on them without parsing messages,
 and each message says what was given and what is allowed. No message, attribute or repr ever
-holds an API key: the client redacts it before an error is built.
+holds an API key: the client redacts it before an error is built. Each error's ``exit_code``
+is the command line's exit code for it (1 when the tree below names none).
 
     KlingcostError
     ├── RequestValidationError      a request body breaks a Kling rule       (CLI exit 2)
     ├── PricingError
     │   ├── PricingSheetError       a price sheet cannot be loaded           (CLI exit 2)
-    │   └── UnpricedRequestError    the sheet has no price for a valid request
+    │   ├── UnknownProviderError    no such provider profile in the sheet    (CLI exit 2)
+    │   └── UnpricedRequestError    the sheet has no price for a valid request (CLI exit 2)
     ├── LedgerError
     │   ├── LedgerSchemaError       a ledger file from a newer klingcost, or not a ledger
     │   ├── LedgerSetupError        a set-up that cannot keep the ledger's promises (CLI exit 2)
-    │   ├── BudgetNotFound
+    │   ├── LedgerNotFound          a command that only reads met no ledger  (CLI exit 2)
+    │   ├── LedgerValueError        a value the ledger cannot store          (CLI exit 2)
+    │   ├── BudgetNotFound          no budget of that name                   (CLI exit 2)
     │   ├── BudgetConfigError       a budget definition is invalid           (CLI exit 2)
-    │   ├── HoldNotFound
+    │   ├── HoldNotFound            no hold of that id                       (CLI exit 2)
     │   ├── HoldStateError          an operation that the hold's state forbids
     │   ├── TaskNotRecorded         the API accepted a task the ledger could not record
-    │   ├── InvalidAmountError      an amount that is not a non-negative int of minor units
+    │   ├── InvalidAmountError      not a non-negative int of minor units    (CLI exit 2)
     │   ├── BudgetExceeded          a hold would overspend a budget          (CLI exit 3)
+    │   ├── BudgetCannotCount       a budget on the path cannot count the job (CLI exit 3)
+    │   ├── SheetMismatchError      priced with another sheet than the published one (CLI exit 2)
     │   ├── ConcurrencyExceeded     a proxy key has its --max-concurrent jobs open (CLI exit 3)
     │   └── KeyNotFound             no proxy key with that id                (CLI exit 2)
     ├── KeyRefused                  a proxy request's key fails (HTTP 401, codes 1000-1004)
     ├── ProxySecretError            the proxy's server secret is unsafe or unreadable (CLI exit 2)
     ├── ReportError                 a report cannot be made as asked         (CLI exit 2)
     ├── CalibrationError            calibration or a usage import failed     (CLI exit 2)
+    ├── HookSecretError             the hook secret is too short or readable (CLI exit 2)
+    ├── InvalidTaskIdError          a task id no task query can carry
     └── KlingAPIError               the Kling API (or the transport) failed
         ├── TransportError          no answer: connection failed or timed out
         │   ├── ConnectError        failed before the request was sent (safe to retry)
