@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from klingcost._protocol import Task, TaskStatus, parse_deduction
+from klingcost.api.envelope import Task, TaskStatus
 from klingcost.budgets import HoldAmounts
+from klingcost.deduction import parse_deduction
 from klingcost.errors import BudgetExceeded, HoldStateError
 from klingcost.ledger import Hold, Ledger
 from klingcost.request import Endpoint

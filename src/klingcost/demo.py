@@ -232,7 +232,7 @@ def _submit_all(
 
 
 def _settle(fake: FakeKling, ledger: Ledger, echo: Callable[[str], None]) -> None:
-    from klingcost.client import AsyncKlingClient
+    from klingcost.api.client import AsyncKlingClient
     from klingcost.sync import sync_holds
 
     async def run() -> None:

@@ -34,10 +34,11 @@ import httpx
 from anyio import to_thread
 
 from klingcost import errors, journal
-from klingcost._protocol import Task
 from klingcost._testpoints import reach
+from klingcost.api.base import DEFAULT_TIMEOUT, TimeoutArg
+from klingcost.api.client import AsyncKlingClient, KlingClient
+from klingcost.api.envelope import Task
 from klingcost.budgets import HoldAmounts
-from klingcost.client import DEFAULT_TIMEOUT, AsyncKlingClient, KlingClient, TimeoutArg
 from klingcost.ledger import Hold, Ledger
 from klingcost.money import UNIT_EXPONENT, to_minor
 from klingcost.pricing import Estimate, estimate, price

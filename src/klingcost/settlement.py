@@ -31,7 +31,7 @@ from klingcost.ledger import Hold, Ledger
 from klingcost.money import UNIT_EXPONENT, to_minor
 
 if TYPE_CHECKING:  # the task is the client's type; settling needs none of its I/O
-    from klingcost._protocol import Task
+    from klingcost.api.envelope import Task
     from klingcost.sheet import PriceSheet
 
 Action = Literal["settled", "voided", "pending", "unchanged"]

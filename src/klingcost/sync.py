@@ -38,7 +38,7 @@ from datetime import timedelta
 from anyio import to_thread
 
 from klingcost import errors, journal
-from klingcost.client import AsyncKlingClient
+from klingcost.api.client import AsyncKlingClient
 from klingcost.ledger import Hold, Ledger
 from klingcost.settlement import Resolution, resolve
 

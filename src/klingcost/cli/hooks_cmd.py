@@ -143,7 +143,7 @@ def hooks_serve_command(
 
     from klingcost._limits import ServerLimits, uvicorn_config
     from klingcost._listen import address
-    from klingcost.client import AsyncKlingClient
+    from klingcost.api.client import AsyncKlingClient
     from klingcost.hooks import create_app
     from klingcost.ledger import Ledger
 

@@ -85,7 +85,7 @@ def sync_command(
     """
     from datetime import timedelta
 
-    from klingcost.client import AsyncKlingClient
+    from klingcost.api.client import AsyncKlingClient
     from klingcost.ledger import Ledger
     from klingcost.sync import SyncReport, sync_holds
 

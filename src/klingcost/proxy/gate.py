@@ -29,7 +29,7 @@ from starlette.responses import Response
 
 from klingcost import errors
 from klingcost._json import JSONInputError, loads
-from klingcost._protocol import parse_task, read_envelope
+from klingcost.api.envelope import parse_task, read_envelope
 from klingcost.guard import _GuardCore, job_class
 from klingcost.ledger import Hold
 from klingcost.money import UNIT_EXPONENT, format_amount, format_minor, to_minor

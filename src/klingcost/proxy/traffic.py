@@ -35,7 +35,7 @@ from starlette.responses import JSONResponse, Response
 
 from klingcost import errors
 from klingcost._json import JSONInputError, loads
-from klingcost._protocol import Task, answer_for, parse_task, read_envelope
+from klingcost.api.envelope import Task, answer_for, parse_task, read_envelope
 from klingcost.hooks import _mismatch  # the one rule: which task is a hold's own
 from klingcost.ledger import Hold
 from klingcost.money import MAX_DIGITS
