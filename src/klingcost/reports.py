@@ -153,13 +153,18 @@ def parse_group_by(text: str | Sequence[str]) -> tuple[GroupKey, ...]:
     unknown = [p for p in parts if p not in GROUP_KEYS]
     if unknown:
         raise ReportError(
-            f"--by: unknown key {unknown[0]!r} (allowed: {', '.join(GROUP_KEYS)}; "
-            "join several with commas, e.g. team,month)"
+            f"unknown key {unknown[0]!r} (allowed: {', '.join(GROUP_KEYS)}; "
+            "join several with commas, e.g. team,month)",
+            option="by",
+            value=unknown[0],
+            allowed=", ".join(GROUP_KEYS),
         )
     if len([p for p in parts if p in TIME_KEYS]) > 1:
-        raise ReportError(f"--by: choose one of day, week or month (given {','.join(parts)})")
+        raise ReportError(
+            f"choose one of day, week or month (given {','.join(parts)})", option="by"
+        )
     if len(set(parts)) != len(parts):
-        raise ReportError(f"--by: a key is repeated in {','.join(parts)}")
+        raise ReportError(f"a key is repeated in {','.join(parts)}", option="by")
     return tuple(cast("list[GroupKey]", parts))
 
 
@@ -485,7 +490,7 @@ def budgets_below(ledger: Ledger, team: str) -> list[str]:
         shown = [*near, *(name for name in names if name not in near)][:8]
         more = f" and {len(names) - len(shown)} more" if len(names) > len(shown) else ""
         known = f"known: {', '.join(shown)}{more}" if names else "the ledger has no budgets yet"
-        raise ReportError(f"--team: no team {team!r} in the ledger ({known})")
+        raise ReportError(f"no team {team!r} in the ledger ({known})", option="team", value=team)
     return [name for name, parent in rows if parent == team]
 
 
@@ -500,7 +505,7 @@ def spending_report(
     """Group the ledger's spending by ``by`` (see :data:`GROUP_KEYS`) between two dates."""
     keys = parse_group_by(by)
     if since is not None and until is not None and until < since:
-        raise ReportError(f"--until {until} is before --since {since}")
+        raise ReportError(f"{until} is before since {since}", option="until", value=until)
     time_key = next((k for k in keys if k in TIME_KEYS), None)
     dims = [k for k in DIMENSIONS if k in keys]
     # SQLite groups to the final key; ISO weeks are folded from days here (a few hundred rows).
