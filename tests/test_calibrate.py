@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from fake_fixtures import KEY, _fake_session, fake_server  # noqa: F401
-from klingcost.calibrate import (
+from klingcost.calibration import (
     CalibrationError,
     calibrate,
     import_usage,

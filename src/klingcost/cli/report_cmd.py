@@ -160,7 +160,7 @@ def report_command(
         report = reports.spending_report(ledger, by=keys, since=first, until=last, team=team)
         page = None
         if fmt == "html":
-            from klingcost.html_report import html_report
+            from klingcost.reports.html import html_report
 
             page = html_report(ledger, report)
     with _output(output) as out:
@@ -296,7 +296,7 @@ RECONCILE_COLUMNS: list[str | Column] = [
 def _pct(share: Any) -> str:
     """A ratio as a percentage with 2 places, rounded half to even (``66.67%``): the JSON's
     4-place ratio, times 100."""
-    from klingcost.reports import percent_text
+    from klingcost.display import percent_text
 
     return percent_text(share)
 
@@ -388,7 +388,7 @@ def calibrate_command(
       klingcost calibrate --min-samples 10 --write observed.yaml
       klingcost estimate -e text2video body.json --pricing observed.yaml
     """
-    from klingcost.calibrate import calibrate
+    from klingcost.calibration import calibrate
     from klingcost.sheet import load_sheet
 
     sheet = load_sheet(pricing_path)
@@ -397,7 +397,7 @@ def calibrate_command(
         result = calibrate(ledger, min_samples=min_samples, sheet=sheet)
     written = write_path if write_path and result.overlay else None
     if written:
-        from klingcost.calibrate import write_overlay
+        from klingcost.calibration import write_overlay
 
         header = "Proposed by `klingcost calibrate` from the charges Kling reported."
         write_overlay(result.overlay, written, header=header)
@@ -421,7 +421,7 @@ def calibrate_command(
 
 def _check_write(write_path: str | None) -> None:
     """Refuse a --write FILE whose folder is missing or read-only before any work is done."""
-    from klingcost.calibrate import CalibrationError, check_write_target
+    from klingcost.calibration import CalibrationError, check_write_target
 
     if write_path:
         try:
@@ -524,7 +524,7 @@ def import_usage_command(
       klingcost import-usage log-page-1.json
       klingcost import-usage log.jsonl --write credits.yaml
     """
-    from klingcost.calibrate import import_usage
+    from klingcost.calibration import import_usage
     from klingcost.sheet import load_sheet
 
     sheet = load_sheet(pricing_path)
