@@ -179,8 +179,9 @@ def test_an_unknown_provider_is_refused_naming_the_sheet_and_the_choices(tmp_pat
     )
     assert str(caught.value) == (
         f"no provider 'nobody' in the price sheet ({path}); choose one of "
-        "kling-cn, kling-global, openai-hk, reseller (--provider)"
+        "kling-cn, kling-global, openai-hk, reseller"
     )
+    assert (caught.value.option, caught.value.exit_code) == ("provider", 2)
 
 
 # --- the canonical form a ledger publishes and a hold's hash names ----------------------------

@@ -14,11 +14,12 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Final
+from typing import Any, Final
 
 from klingcost._json import JSONInputError, loads
-from klingcost.errors import KlingcostError
+from klingcost.errors import _MISSING, KlingcostError, RequestValidationError
 from klingcost.jobs import split_job
+from klingcost.money import format_amount
 from klingcost.pricing import Estimate, estimate
 from klingcost.sheet import PriceSheet
 
@@ -50,6 +51,17 @@ class BatchTotals:
     @property
     def priced(self) -> int:
         return self.lines - self.errors
+
+    def to_dict(self) -> dict[str, Any]:
+        """The totals as ``klingcost estimate --json`` prints them: amounts as exact text."""
+        return {
+            "lines": self.lines,
+            "priced": self.priced,
+            "errors": self.errors,
+            "units": {pack: format_amount(units) for pack, units in sorted(self.units.items())},
+            "cost": format_amount(self.cost),
+            "currency": self.currency or None,
+        }
 
 
 class BatchEstimate:
@@ -108,9 +120,12 @@ class BatchEstimate:
         except JSONInputError as exc:
             return None, f"not JSON: {exc}"
         try:
-            endpoint, body = split_job(value, self._endpoint)
-            priced = estimate(
-                endpoint, body, sheet=self._sheet, provider=self._provider, strict=self._strict
+            priced = estimate_job(
+                value,
+                endpoint=self._endpoint,
+                sheet=self._sheet,
+                provider=self._provider,
+                strict=self._strict,
             )
             return priced, None
         except KlingcostError as exc:
@@ -142,3 +157,50 @@ def estimate_batch(
     ``strict`` refuses every field klingcost does not know, as :func:`~klingcost.estimate` does.
     """
     return BatchEstimate(lines, endpoint=endpoint, sheet=sheet, provider=provider, strict=strict)
+
+
+def estimate_job(
+    job: Any,
+    *,
+    endpoint: str | None = None,
+    sheet: PriceSheet,
+    provider: str | None = None,
+    strict: bool = False,
+) -> Estimate:
+    """Price one job as a file or a batch line gives it (a body, or ``{"endpoint": E,
+    "body": {...}}``: see :func:`~klingcost.jobs.split_job`); ``endpoint`` is for a body that
+    names none. A job that breaks a rule raises, as :func:`~klingcost.estimate` does."""
+    job_endpoint, body = split_job(job, endpoint)
+    return estimate(job_endpoint, body, sheet=sheet, provider=provider, strict=strict)
+
+
+def error_dict(error: KlingcostError | str | None) -> dict[str, Any]:
+    """A :class:`BatchLine`'s ``error`` as data (``klingcost estimate --json``): its message,
+    every broken rule of a request with its field, value given and what is allowed, and the
+    argument an error is about (``option``) when it names one."""
+    if isinstance(error, str | None):  # a line that is no JSON: its message
+        return {"message": error or "invalid"}
+    if isinstance(error, RequestValidationError):
+        return {
+            "message": "; ".join(str(p) for p in error.problems),
+            "problems": [
+                {
+                    "field": p.field,
+                    "given": None if p.given is _MISSING else _jsonable(p.given),
+                    "allowed": p.allowed,
+                    "message": p.message,
+                }
+                for p in error.problems
+            ],
+        }
+    if error.option is not None:
+        return {"message": str(error), "option": error.option}
+    return {"message": str(error)}
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value

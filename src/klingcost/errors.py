@@ -43,11 +43,55 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
+
+#: The exit codes of the command line, which every error names in its ``exit_code``.
+EXIT_ERROR = 1
+EXIT_INVALID = 2
+EXIT_REFUSED = 3
 
 
 class KlingcostError(Exception):
-    """Base of every error klingcost raises on purpose."""
+    """Base of every error klingcost raises on purpose.
+
+    ``exit_code`` says what kind of failure it is, as the command line's exit code: 1 an error
+    (the API failed, the ledger is damaged), 2 invalid input (change the input and retry), 3
+    refused by a budget. An error about one argument says which in data, never in flag text,
+    so that a library caller and the command line each name it in their own words:
+
+    * ``option``: the argument of the call that was wrong, by its keyword (``"by"``,
+      ``"min_samples"``); the command line shows it as its option (``--by``, ``--min-samples``).
+      The message then says what is wrong with it, without naming it.
+    * ``field``: the field of a document (a request body, a sheet) that was wrong.
+    * ``value``: what was given (None when it is not kept: a secret, say);
+      ``allowed``: what would have been accepted, in words.
+    """
+
+    exit_code: ClassVar[int] = EXIT_ERROR
+    # Class-level defaults: an error that names nothing has them as None, and a subclass that
+    # sets one of them before calling ``super().__init__`` keeps its own.
+    option: str | None = None
+    field: str | None = None
+    value: Any = None
+    allowed: str | None = None
+
+    def __init__(
+        self,
+        *args: object,
+        option: str | None = None,
+        field: str | None = None,
+        value: Any = None,
+        allowed: str | None = None,
+    ) -> None:
+        super().__init__(*args)
+        if option is not None:
+            self.option = option
+        if field is not None:
+            self.field = field
+        if value is not None:
+            self.value = value
+        if allowed is not None:
+            self.allowed = allowed
 
 
 # --- request validation -------------------------------------------------------------------
@@ -79,6 +123,8 @@ def _show(value: Any) -> str:
 class RequestValidationError(KlingcostError, ValueError):
     """A request body breaks one or more of Kling's rules; ``problems`` lists every one."""
 
+    exit_code = EXIT_INVALID
+
     def __init__(self, *, endpoint: str, problems: Sequence[Problem]) -> None:
         self.endpoint = endpoint
         self.problems: tuple[Problem, ...] = tuple(problems)
@@ -99,6 +145,8 @@ class PricingError(KlingcostError):
 class PricingSheetError(PricingError, ValueError):
     """A price sheet file is missing, unreadable or breaks the sheet's schema."""
 
+    exit_code = EXIT_INVALID
+
     def __init__(self, *, source: str, problems: Sequence[str], unreadable: bool = False) -> None:
         self.source = source
         self.problems = tuple(problems)
@@ -110,19 +158,26 @@ class PricingSheetError(PricingError, ValueError):
 
 
 class UnknownProviderError(PricingError, LookupError):
-    """``--provider`` (or ``provider=``) names no provider profile of the price sheet."""
+    """``provider=`` (``--provider``) names no provider profile of the price sheet."""
+
+    exit_code = EXIT_INVALID
 
     def __init__(self, *, provider: str, known: Sequence[str], source: str) -> None:
         self.provider = provider
         self.known = tuple(known)
         super().__init__(
             f"no provider {provider!r} in the price sheet ({source}); choose one of "
-            f"{', '.join(self.known)} (--provider)"
+            f"{', '.join(self.known)}",
+            option="provider",
+            value=provider,
+            allowed=", ".join(self.known),
         )
 
 
 class UnpricedRequestError(PricingError, LookupError):
     """A valid request for which the loaded sheet has no price (an overlay removed one)."""
+
+    exit_code = EXIT_INVALID
 
     def __init__(self, *, endpoint: str, model: str, missing: str) -> None:
         self.endpoint = endpoint
@@ -147,12 +202,18 @@ class LedgerSetupError(LedgerError, ValueError):
     paths (a hard link, a file bind-mounted on its own), where each path gets its own
     write-ahead log and writers on different paths overspend. Nothing was written."""
 
+    exit_code = EXIT_INVALID
+
 
 class LedgerNotFound(LedgerError, LookupError):
     """A command that only reads was pointed at a ledger file that does not exist."""
 
+    exit_code = EXIT_INVALID
+
 
 class BudgetNotFound(LedgerError, LookupError):
+    exit_code = EXIT_INVALID
+
     def __init__(self, *, team: str) -> None:
         self.team = team
         super().__init__(
@@ -163,8 +224,12 @@ class BudgetNotFound(LedgerError, LookupError):
 class BudgetConfigError(LedgerError, ValueError):
     """A budget definition is invalid (a parent cycle, an unknown unit, a bad limit)."""
 
+    exit_code = EXIT_INVALID
+
 
 class HoldNotFound(LedgerError, LookupError):
+    exit_code = EXIT_INVALID
+
     def __init__(self, *, hold: str) -> None:
         self.hold = hold
         super().__init__(f"no hold {hold!r} in the ledger")
@@ -199,13 +264,19 @@ class LedgerValueError(LedgerError, ValueError):
     """A value handed to the ledger cannot be stored: an integer past 2**63 - 1, text that is
     not valid Unicode (a lone surrogate), a key or team that is not a string."""
 
+    exit_code = EXIT_INVALID
+
 
 class InvalidAmountError(LedgerError, ValueError):
     """An amount handed to the ledger is not a non-negative int in minor units (a float, -1)."""
 
+    exit_code = EXIT_INVALID
+
 
 class BudgetExceeded(LedgerError):
     """A hold would take a budget past its limit. Nothing was written."""
+
+    exit_code = EXIT_REFUSED
 
     def __init__(
         self,
@@ -249,6 +320,8 @@ class BudgetCannotCount(LedgerError):
     refused, with nothing written, and the message says which budget to add or change.
     """
 
+    exit_code = EXIT_REFUSED
+
     def __init__(self, *, budget: str, team: str, counts: str, pack: str, currency: str) -> None:
         self.budget = budget
         self.team = team
@@ -266,6 +339,8 @@ class BudgetCannotCount(LedgerError):
 
 class SheetMismatchError(LedgerError):
     """A hold priced with another price sheet than the one the ledger publishes."""
+
+    exit_code = EXIT_INVALID
 
     def __init__(self, *, ledger: str, published: str, version: int, given: str | None) -> None:
         self.published = published
@@ -285,6 +360,8 @@ class ConcurrencyExceeded(LedgerError):
     """A proxy key already has ``limit`` jobs open (its ``--max-concurrent``). Nothing was
     written; the proxy answers HTTP 429 with Kling's code 1303."""
 
+    exit_code = EXIT_REFUSED
+
     def __init__(self, *, key_id: str, team: str, limit: int, open_holds: int) -> None:
         self.key_id = key_id
         self.team = team
@@ -297,6 +374,8 @@ class ConcurrencyExceeded(LedgerError):
 
 
 class KeyNotFound(LedgerError, LookupError):
+    exit_code = EXIT_INVALID
+
     def __init__(self, *, key_id: str) -> None:
         self.key_id = key_id
         super().__init__(f"no key {key_id!r} in the ledger; `klingcost keys list` shows them")
@@ -317,6 +396,8 @@ class ProxySecretError(KlingcostError, ValueError):
     """The server secret that proxy keys' secret keys derive from cannot be used: a file that
     others may read, or too short a secret. The message says which file or variable."""
 
+    exit_code = EXIT_INVALID
+
 
 # --- reports and calibration --------------------------------------------------------------
 
@@ -324,9 +405,13 @@ class ProxySecretError(KlingcostError, ValueError):
 class ReportError(KlingcostError, ValueError):
     """A report was asked for in a way that cannot work (which option, what was given)."""
 
+    exit_code = EXIT_INVALID
+
 
 class CalibrationError(KlingcostError, ValueError):
     """Calibration or a usage import could not proceed: which file or row, and why."""
+
+    exit_code = EXIT_INVALID
 
 
 # --- setup ----------------------------------------------------------------------------------
@@ -334,6 +419,8 @@ class CalibrationError(KlingcostError, ValueError):
 
 class HookSecretError(KlingcostError, ValueError):
     """The hook secret is too short, or its file can be read by others (which file, the fix)."""
+
+    exit_code = EXIT_INVALID
 
 
 # --- the Kling API ------------------------------------------------------------------------

@@ -318,7 +318,9 @@ def calibrate(
 ) -> Calibration:
     """Observe, fit and propose an overlay (see the module docstring)."""
     if min_samples < 1:
-        raise CalibrationError(f"--min-samples must be at least 1 (given {min_samples})")
+        raise CalibrationError(
+            f"must be at least 1 (given {min_samples})", option="min_samples", value=min_samples
+        )
     sheet = sheet if sheet is not None else load_sheet()
     observed, skipped, trusted = [], [], 0
     for job, charges in observe(ledger):

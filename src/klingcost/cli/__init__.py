@@ -28,11 +28,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Print the price sheet: model x mode x duration -> units and cost.",
     ),
     "budget": (
-        "klingcost.cli.ledger_cmd:budget_group",
+        "klingcost.cli.budget_cmd:budget_group",
         "Set and show per-team budgets (limits per period, with parents).",
     ),
     "holds": (
-        "klingcost.cli.ledger_cmd:holds_group",
+        "klingcost.cli.holds_cmd:holds_group",
         "List holds: money reserved for jobs, until settled at the real charge or voided.",
     ),
     "ledger": ("klingcost.cli.ledger_cmd:ledger_group", "Audit the ledger file."),
@@ -41,15 +41,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "The price sheet a shared ledger's holds are priced by.",
     ),
     "submit": (
-        "klingcost.cli.guard_cmd:submit_command",
+        "klingcost.cli.submit_cmd:submit_command",
         "Submit one job through the budget guard.",
     ),
     "sync": (
-        "klingcost.cli.guard_cmd:sync_command",
+        "klingcost.cli.sync_cmd:sync_command",
         "Settle every open task from what the API reports.",
     ),
     "hooks": (
-        "klingcost.cli.guard_cmd:hooks_group",
+        "klingcost.cli.hooks_cmd:hooks_group",
         "Receive Kling's notify_hook callbacks and settle tasks as they end.",
     ),
     "report": (
@@ -64,13 +64,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "disagree, and charges that look wrong: missing, zero, absurd, or a failed task charged.",
     ),
     "calibrate": (
-        "klingcost.cli.report_cmd:calibrate_command",
+        "klingcost.cli.calibrate_cmd:calibrate_command",
         "Learn the units Kling really charges per job class from settled tasks; fit the seed's "
         "multipliers (10 s, pro mode, model tier, sound, video reference) to them; propose a "
         "price-sheet overlay for what the sheet gets wrong.",
     ),
     "import-usage": (
-        "klingcost.cli.report_cmd:import_usage_command",
+        "klingcost.cli.calibrate_cmd:import_usage_command",
         'Load openai-hk\'s usage log (JSON, {"data": [...]} or JSON Lines; rows with fen, yufen, '
         "model, reqid) and learn the credits per unit the provider really charges.",
     ),

@@ -26,41 +26,24 @@ if TYPE_CHECKING:
     from klingcost.ledger import Ledger
 
 EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_INVALID = 2
-EXIT_REFUSED = 3
+EXIT_ERROR = errors.EXIT_ERROR
+EXIT_INVALID = errors.EXIT_INVALID
+EXIT_REFUSED = errors.EXIT_REFUSED
 
 EXIT_CODES_HELP = "Exit codes: 0 ok, 1 error, 2 invalid input, 3 refused by a budget."
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def exit_code_for(exc: BaseException) -> int:
-    if isinstance(exc, errors.BudgetExceeded | errors.BudgetCannotCount):
-        return EXIT_REFUSED
-    if isinstance(exc, errors.ConcurrencyExceeded):
-        return EXIT_REFUSED
-    if isinstance(exc, errors.KeyNotFound | errors.ProxySecretError):
-        return EXIT_INVALID
-    if isinstance(
-        exc,
-        errors.RequestValidationError
-        | errors.PricingSheetError
-        | errors.BudgetConfigError
-        | errors.InvalidAmountError
-        | errors.ReportError
-        | errors.CalibrationError
-        | errors.BudgetNotFound
-        | errors.HoldNotFound
-        | errors.LedgerNotFound
-        | errors.LedgerSetupError
-        | errors.LedgerValueError
-        | errors.SheetMismatchError
-        | errors.UnpricedRequestError
-        | errors.UnknownProviderError,
-    ):
-        return EXIT_INVALID
-    return EXIT_ERROR
+def flag(option: str) -> str:
+    """The command-line option of a library argument: ``min_samples`` -> ``--min-samples``."""
+    return "--" + option.replace("_", "-")
+
+
+def error_message(exc: errors.KlingcostError) -> str:
+    """What a CLI user reads of a library error: its message, led by the option it is about
+    (``--by: unknown key 'x' ...``) when it names one in ``exc.option``."""
+    return str(exc) if exc.option is None else f"{flag(exc.option)}: {exc}"
 
 
 def read_input(source: IO[str], param_hint: str = "FILE") -> str:
@@ -80,7 +63,8 @@ def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
 class KlingcostGroup(click.Group):
     """A click group that turns klingcost's errors into messages and exit codes.
 
-    Library errors become one ``Error:`` paragraph and their exit code; anything unexpected
+    Library errors become one ``Error:`` paragraph (:func:`error_message`) and their
+    ``exit_code``; anything unexpected
     becomes exit 1 with its type and message (set ``KLINGCOST_DEBUG=1`` for the traceback).
     """
 
@@ -89,7 +73,7 @@ class KlingcostGroup(click.Group):
         try:
             return super().invoke(ctx)
         except errors.KlingcostError as exc:
-            fail(str(exc), exit_code_for(exc))
+            fail(error_message(exc), exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
         except KeyboardInterrupt:

@@ -191,7 +191,7 @@ def fake_server_command(
             raise
         # serve binds the socket itself before it calls ready: this is a taken port, a
         # host that is not ours, a name that does not resolve ...
-        from klingcost.cli.guard_cmd import port_hint
+        from klingcost.cli._remote import port_hint
 
         fail(f"cannot listen on {address(host, port)}: {exc.strerror or exc}{port_hint(exc)}")
     except SystemExit as exc:

@@ -4,29 +4,27 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import IO, Any
 
 import click
 
-from klingcost.batch import BatchTotals, estimate_batch
+from klingcost.batch import BatchEstimate, BatchTotals, error_dict, estimate_batch, estimate_job
 from klingcost.cli._common import (
     EXIT_CODES_HELP,
     EXIT_INVALID,
     echo_json,
+    flag,
     json_option,
     pricing_option,
     read_input,
-    split_job,
 )
 from klingcost.cli._input import BATCH, single_document
 from klingcost.cli._output import Column, format_option, print_records
-from klingcost.errors import _MISSING, KlingcostError, RequestValidationError
 from klingcost.money import format_amount
-from klingcost.pricing import Estimate, estimate
+from klingcost.price_table import price_table
+from klingcost.pricing import Estimate
 from klingcost.request import ENDPOINTS, normalize_endpoint
-from klingcost.sheet import PriceSheet, load_sheet
+from klingcost.sheet import load_sheet
 
 provider_option = click.option(
     "--provider",
@@ -77,12 +75,11 @@ def estimate_command(
     sheet = load_sheet(pricing_path)
     default_endpoint = normalize_endpoint(endpoint) if endpoint else None
     text = read_input(source)
-    single = _single_document(text)
+    single = single_document(text)
     if single is not BATCH:
-        line = _Line(1, single)
-        result = _estimate_line(line, default_endpoint, sheet, provider, strict)
-        if isinstance(result, KlingcostError):
-            raise result
+        result = estimate_job(
+            single, endpoint=default_endpoint, sheet=sheet, provider=provider, strict=strict
+        )
         if as_json:
             echo_json(result.to_dict())
         else:
@@ -90,47 +87,16 @@ def estimate_command(
                 click.echo(f"warning: {warning}", err=True)
             click.echo(render_estimate(result))
         return
-    totals = _run_batch(text, default_endpoint, sheet, provider, as_json, strict)
+    batch = estimate_batch(
+        text.splitlines(), endpoint=default_endpoint, sheet=sheet, provider=provider, strict=strict
+    )
+    totals = _print_batch(batch, as_json)
     if totals.errors:
         sys.exit(EXIT_INVALID)
 
 
-@dataclass(frozen=True, slots=True)
-class _Line:
-    number: int
-    value: Any
-
-
-def _single_document(text: str) -> Any:
-    """The body when FILE is one JSON document; BATCH when it is a JSON Lines batch."""
-    return single_document(text)
-
-
-def _estimate_line(
-    line: _Line,
-    default_endpoint: str | None,
-    sheet: PriceSheet,
-    provider: str | None,
-    strict: bool = False,
-) -> Estimate | KlingcostError:
-    try:
-        endpoint, body = split_job(line.value, default_endpoint)
-        return estimate(endpoint, body, sheet=sheet, provider=provider, strict=strict)
-    except KlingcostError as exc:
-        return exc
-
-
-def _run_batch(
-    text: str,
-    endpoint: str | None,
-    sheet: PriceSheet,
-    provider: str | None,
-    as_json: bool,
-    strict: bool = False,
-) -> BatchTotals:
-    batch = estimate_batch(
-        text.splitlines(), endpoint=endpoint, sheet=sheet, provider=provider, strict=strict
-    )
+def _print_batch(batch: BatchEstimate, as_json: bool) -> BatchTotals:
+    """Each line's row (or why it has none) as the batch prices it, then the totals."""
     out = sys.stdout
     # A row is rendered once per job class (it shows nothing else), found first by the
     # result's identity: the batch hands a repeated line the same result object.
@@ -164,21 +130,17 @@ def _run_batch(
             else:
                 out.write(f"{line.number:>6}  {row}\n")
         else:
-            error = _error_dict(line.error)
+            error = error_dict(line.error)
             if as_json:
                 out.write(separator + json.dumps({"line": line.number, "error": error}))
             else:
-                out.write(f"{line.number:>6}  invalid: {error['message']}\n")
+                said = error["message"]
+                if "option" in error:
+                    said = f"{flag(error['option'])}: {said}"
+                out.write(f"{line.number:>6}  invalid: {said}\n")
         separator = ",\n"
     totals = batch.totals()
-    summary: dict[str, Any] = {
-        "lines": totals.lines,
-        "priced": totals.priced,
-        "errors": totals.errors,
-        "units": {pack: format_amount(units) for pack, units in sorted(totals.units.items())},
-        "cost": format_amount(totals.cost),
-        "currency": totals.currency or None,
-    }
+    summary = totals.to_dict()
     if as_json:
         out.write('\n], "totals": ' + json.dumps(summary) + "}\n")
     else:
@@ -189,33 +151,6 @@ def _run_batch(
         )
     out.flush()
     return totals
-
-
-def _error_dict(error: KlingcostError | str | None) -> dict[str, Any]:
-    if isinstance(error, str | None):  # a line that is no JSON: its message
-        return {"message": error or "invalid"}
-    if isinstance(error, RequestValidationError):
-        return {
-            "message": "; ".join(str(p) for p in error.problems),
-            "problems": [
-                {
-                    "field": p.field,
-                    "given": None if p.given is _MISSING else _jsonable(p.given),
-                    "allowed": p.allowed,
-                    "message": p.message,
-                }
-                for p in error.problems
-            ],
-        }
-    return {"message": str(error)}
-
-
-def _jsonable(value: Any) -> Any:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return repr(value)
-    return value
 
 
 def _row_dict(result: Estimate) -> dict[str, Any]:
@@ -304,89 +239,3 @@ PRICE_COLUMNS: list[str | Column] = [
     Column("cost", right=True),
     "currency",
 ]
-
-
-def price_table(sheet: PriceSheet, provider: str | None = None) -> Iterator[dict[str, Any]]:
-    """Every priced combination, priced by the cost function itself (so the table is the truth)."""
-
-    def row(endpoint: str, body: dict[str, Any], options: str) -> dict[str, Any]:
-        result = estimate(endpoint, body, sheet=sheet, provider=provider)
-        return {
-            "endpoint": result.endpoint,
-            "model": result.model,
-            "mode": result.request.mode,
-            "duration": result.request.duration,
-            "options": options,
-            "units": format_amount(result.units),
-            "pack": result.pack,
-            "cost": format_amount(result.cost.amount),
-            "currency": result.cost.currency,
-        }
-
-    video = [{"video_url": "https://example.com/v.mp4"}]
-    voices = [{"voice_id": "voice-1"}]
-    clips = sheet.models["videos/text2video"]
-    for model, modes in sheet.video.models.items():
-        if model not in clips or model in sheet.per_second:
-            continue
-        for mode in modes:
-            for seconds in sheet.video.durations:
-                body: dict[str, Any] = {"model_name": model, "prompt": "p", "duration": seconds}
-                if mode != "flat":
-                    body["mode"] = mode
-                yield row("videos/text2video", body, "")
-                if mode in clips[model].sound_modes:
-                    yield row("videos/text2video", {**body, "sound": "on"}, "sound on")
-                    if model in sheet.video.voice:
-                        with_voices = {**body, "sound": "on", "voice_list": voices}
-                        yield row("videos/text2video", with_voices, "sound on, voices")
-    # Multi-image to video: each model the catalogue lists there (kling-v1-6), silent.
-    images = [{"image": "https://example.com/1.png"}, {"image": "https://example.com/2.png"}]
-    for model, caps in sheet.models["videos/multi-image2video"].items():
-        multi_seconds = {min(caps.durations), max(caps.durations)} | ({5, 10} & caps.durations)
-        multi_modes: list[str | None] = [*sorted(caps.modes)] or [None]
-        for multi_mode in multi_modes:
-            for shown_seconds in sorted(multi_seconds):
-                body = {"model_name": model, "prompt": "p", "image_list": images}
-                body["duration"] = shown_seconds
-                if multi_mode is not None:
-                    body["mode"] = multi_mode
-                yield row("videos/multi-image2video", body, "1 to 4 images")
-    # Per-second models: each mode and option at the shortest, 5 s, 10 s and the longest.
-    for endpoint in ("videos/text2video", "videos/omni-video"):
-        for model, caps in sheet.models[endpoint].items():
-            if model not in sheet.per_second:
-                continue
-            seconds_shown = sorted(
-                {min(caps.durations), max(caps.durations)} | ({5, 10} & caps.durations)
-            )
-            for mode, rates in sheet.per_second[model].items():
-                for shown in seconds_shown:
-                    body = {"model_name": model, "prompt": "p", "mode": mode, "duration": shown}
-                    yield row(endpoint, body, "")
-                    if rates.sound is not None and mode in caps.sound_modes:
-                        yield row(endpoint, {**body, "sound": "on"}, "sound on")
-                    if rates.voice is not None and endpoint != "videos/omni-video":
-                        with_voices = {**body, "sound": "on", "voice_list": voices}
-                        yield row(endpoint, with_voices, "sound on, voices")
-                    if rates.video is not None and endpoint == "videos/omni-video":
-                        yield row(endpoint, {**body, "video_list": video}, "video reference")
-    for model in sheet.omni:
-        o1 = sheet.models["videos/omni-video"].get(model)
-        if o1 is None or model in sheet.per_second:
-            continue
-        for mode in ("std", "pro"):
-            for o1_seconds in sorted({min(o1.durations), 5, 10} & o1.durations):
-                body = {"model_name": model, "prompt": "p", "mode": mode, "duration": o1_seconds}
-                yield row("videos/omni-video", body, "")
-                yield row("videos/omni-video", {**body, "video_list": video}, "video reference")
-    for model, image in sheet.images.items():
-        if model not in sheet.models["images/generations"]:
-            continue
-        yield row("images/generations", {"model_name": model, "prompt": "p"}, "per image")
-        reference = {"model_name": model, "prompt": "p", "image": "https://example.com/i.png"}
-        yield row("images/generations", reference, "reference image")
-        for resolution, size in image.resolutions.items():
-            if size.factor != 1:
-                sized = {"model_name": model, "prompt": "p", "resolution": resolution}
-                yield row("images/generations", sized, f"{resolution}, per image")

@@ -2089,8 +2089,11 @@ class Ledger:
         bad = [kind for kind in kinds if kind not in _outbox.ALERT_KINDS]
         if bad or not kinds:
             raise LedgerValueError(
-                f"--on: {', '.join(map(repr, bad)) or 'nothing'} given; allowed: "
-                f"{', '.join(_outbox.ALERT_KINDS)} (comma-separated)"
+                f"{', '.join(map(repr, bad)) or 'nothing'} given; allowed: "
+                f"{', '.join(_outbox.ALERT_KINDS)} (comma-separated)",
+                option="on",
+                value=bad,
+                allowed=", ".join(_outbox.ALERT_KINDS),
             )
         at = self.clock.now().isoformat()
 

@@ -59,13 +59,18 @@ def parse_group_by(text: str | Sequence[str]) -> tuple[GroupKey, ...]:
     unknown = [p for p in parts if p not in GROUP_KEYS]
     if unknown:
         raise ReportError(
-            f"--by: unknown key {unknown[0]!r} (allowed: {', '.join(GROUP_KEYS)}; "
-            "join several with commas, e.g. team,month)"
+            f"unknown key {unknown[0]!r} (allowed: {', '.join(GROUP_KEYS)}; "
+            "join several with commas, e.g. team,month)",
+            option="by",
+            value=unknown[0],
+            allowed=", ".join(GROUP_KEYS),
         )
     if len([p for p in parts if p in TIME_KEYS]) > 1:
-        raise ReportError(f"--by: choose one of day, week or month (given {','.join(parts)})")
+        raise ReportError(
+            f"choose one of day, week or month (given {','.join(parts)})", option="by"
+        )
     if len(set(parts)) != len(parts):
-        raise ReportError(f"--by: a key is repeated in {','.join(parts)}")
+        raise ReportError(f"a key is repeated in {','.join(parts)}", option="by")
     return tuple(cast("list[GroupKey]", parts))
 
 

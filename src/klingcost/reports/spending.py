@@ -58,7 +58,7 @@ def budgets_below(ledger: Ledger, team: str) -> list[str]:
         shown = [*near, *(name for name in names if name not in near)][:8]
         more = f" and {len(names) - len(shown)} more" if len(names) > len(shown) else ""
         known = f"known: {', '.join(shown)}{more}" if names else "the ledger has no budgets yet"
-        raise ReportError(f"--team: no team {team!r} in the ledger ({known})")
+        raise ReportError(f"no team {team!r} in the ledger ({known})", option="team", value=team)
     return [row.name for row in rows if row.parent == team]
 
 
@@ -73,7 +73,7 @@ def spending_report(
     """Group the ledger's spending by ``by`` (see :data:`GROUP_KEYS`) between two dates."""
     keys = parse_group_by(by)
     if since is not None and until is not None and until < since:
-        raise ReportError(f"--until {until} is before --since {since}")
+        raise ReportError(f"{until} is before since {since}", option="until", value=until)
     time_key = next((k for k in keys if k in TIME_KEYS), None)
     dims = [k for k in DIMENSIONS if k in keys]
     # SQLite groups to the final key; ISO weeks are folded from days here (a few hundred rows).
