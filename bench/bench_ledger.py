@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 from klingcost.budgets import HoldAmounts
 from klingcost.ledger import Ledger
-from klingcost.migrations import rebuild_rollups
+from klingcost.ledger.rollups import rebuild_rollups
 
 AMOUNTS = HoldAmounts(units_milli=2000, pack="video", cost_minor=30000, currency="credits")
 BIG = 10**18

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from klingcost.budgets import HoldAmounts
-from klingcost.checkpointer import CAP_PAGES, INLINE_PAGES, Checkpointer
 from klingcost.errors import BudgetExceeded, HoldStateError, SheetMismatchError
 from klingcost.ledger import Ledger
+from klingcost.ledger.checkpointer import CAP_PAGES, INLINE_PAGES, Checkpointer
 
 AMOUNTS = HoldAmounts(4000, "video", 60000, "credits")
 #: Enough submissions that a WAL never checkpointed grows well past the inline bound and the

@@ -69,7 +69,7 @@ def test_a_postgres_ledger_without_psycopg_says_what_to_install(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setitem(sys.modules, "psycopg", None)  # as if it were not installed
-    monkeypatch.delitem(sys.modules, "klingcost._postgres", raising=False)
+    monkeypatch.delitem(sys.modules, "klingcost.ledger._postgres", raising=False)
     result = run({}, "budget", "list", "--ledger", "postgresql://u:pw@localhost/db")
     assert result.exit_code == 2
     assert one_line(result) == (

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from klingcost import migrations
 from klingcost.budgets import HoldAmounts
 from klingcost.clock import ManualClock
 from klingcost.errors import (
@@ -25,7 +24,7 @@ from klingcost.errors import (
     LedgerSchemaError,
     LedgerValueError,
 )
-from klingcost.ledger import Ledger, default_ledger_path
+from klingcost.ledger import Ledger, default_ledger_path, migrations
 
 START = datetime(2026, 11, 30, 22, 0, tzinfo=UTC)
 

@@ -20,13 +20,13 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-import klingcost._one_path
-import klingcost.backends
-from klingcost._one_path import held_locks, mount_points, other_index_users, second_name
+import klingcost.ledger._one_path
+import klingcost.ledger._sqlite
 from klingcost.budgets import HoldAmounts
 from klingcost.cli import main
 from klingcost.errors import BudgetExceeded, LedgerSetupError
 from klingcost.ledger import Ledger
+from klingcost.ledger._one_path import held_locks, mount_points, other_index_users, second_name
 
 LIMIT = 100_000
 COST = 1_000  # the limit admits exactly LIMIT // COST = 100 holds
@@ -40,11 +40,10 @@ def _no_check(path: Path, **_: object) -> None:
 
 def _unchecked_worker(path: str, worker: int, ready: Any, start: Any, results: Any) -> None:
     """Reserve through ``path`` with the check switched off: the ledger the attack met."""
-    import klingcost.backends
-    import klingcost.migrations
+    import klingcost.ledger._sqlite
 
-    klingcost.backends.refuse_second_name = _no_check  # type: ignore[attr-defined]
-    klingcost.migrations.refuse_a_live_second_path = _no_check  # type: ignore[attr-defined]
+    klingcost.ledger._sqlite.refuse_second_name = _no_check  # type: ignore[attr-defined]
+    klingcost.ledger._sqlite.refuse_a_live_second_path = _no_check  # type: ignore[attr-defined]
     ledger = Ledger.open(path, timeout=30)
     granted = 0
     errors: list[str] = []
@@ -258,7 +257,7 @@ def _held_open(path: Path) -> Iterator[int]:
 
 @pytest.fixture
 def quick_settle(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(klingcost._one_path, "SETTLE_SECONDS", 0.3)
+    monkeypatch.setattr(klingcost.ledger._one_path, "SETTLE_SECONDS", 0.3)
     if not Path("/proc/locks").exists():
         pytest.skip("no /proc/locks: the live check is Linux's")
 
@@ -284,7 +283,7 @@ def test_a_hard_link_in_use_is_refused_even_without_the_link_count(
     tmp_path: Path, quick_settle: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The live check alone (the link count check switched off) sees the holder's other log."""
-    monkeypatch.setattr(klingcost.backends, "refuse_second_name", lambda path: None)
+    monkeypatch.setattr(klingcost.ledger._sqlite, "refuse_second_name", lambda path: None)
     first = tmp_path / "ledger.db"
     _ledger_with_budget(first)
     second = tmp_path / "alias.db"

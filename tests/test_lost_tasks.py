@@ -24,13 +24,13 @@ import anyio
 import pytest
 
 from fake_fixtures import BODIES, KEY, _fake_session, fake_server  # noqa: F401
-from klingcost import errors, journal
+from klingcost import errors
 from klingcost._protocol import Task
 from klingcost.client import AsyncKlingClient, KlingClient
 from klingcost.clock import ManualClock, SystemClock
 from klingcost.fake_server import FakeKling
 from klingcost.guard import GuardedClient
-from klingcost.ledger import Hold, Ledger
+from klingcost.ledger import Hold, Ledger, journal
 from klingcost.sync import SyncReport, sync_holds
 
 ENDPOINT = "videos/text2video"

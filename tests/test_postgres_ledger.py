@@ -20,12 +20,11 @@ import pytest
 from click.testing import CliRunner, Result
 
 from conftest import fresh_postgres_url
-from klingcost import migrations
-from klingcost.backends import is_postgres_url, redact
 from klingcost.budgets import HoldAmounts
 from klingcost.cli import main
 from klingcost.errors import LedgerError, LedgerSchemaError
-from klingcost.ledger import Ledger, default_ledger_path
+from klingcost.ledger import Ledger, default_ledger_path, migrations
+from klingcost.ledger.pgurl import is_postgres_url, redact
 
 COST = 7
 AMOUNTS = HoldAmounts(units_milli=1000, pack="video", cost_minor=COST, currency="credits")

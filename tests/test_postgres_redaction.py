@@ -20,10 +20,10 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import fresh_postgres_url
-from klingcost.backends import passwords, redact, scrub_error
 from klingcost.cli import main
 from klingcost.errors import LedgerError
 from klingcost.ledger import Ledger
+from klingcost.ledger.pgurl import passwords, redact, scrub_error
 
 SECRET = "Hunter2Secret"
 

@@ -336,7 +336,7 @@ def test_rollups_follow_every_write_and_check_catches_damage(
 
 def test_an_old_ledger_is_migrated_and_backfilled(tmp_path: Path) -> None:
     """A file written before 0002_rollups gets the job-class columns and its rollups."""
-    from klingcost import migrations
+    from klingcost.ledger import migrations
 
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path, isolation_level=None)

@@ -14,8 +14,8 @@ from klingcost.client import DEFAULT_TIMEOUT, KlingClient, http_timeout
 from klingcost.guard import GuardedClient
 from klingcost.home import klingcost_home
 from klingcost.hooks import create_app
-from klingcost.journal import journal_path
 from klingcost.ledger import Ledger, default_ledger_path
+from klingcost.ledger.journal import journal_path
 
 
 def test_klingcost_home_expands_the_tilde_for_every_file_found_there() -> None:
@@ -58,9 +58,9 @@ def test_a_short_hook_secret_is_a_klingcost_error(tmp_path: Path) -> None:
 def test_the_postgresql_migrations_are_checked_without_assert() -> None:
     # python -O strips asserts: the check that the two dialects' migrations agree must stay.
     code = (
-        "import klingcost.migrations as m\n"
+        "import klingcost.ledger.migrations as m\n"
         "m.MIGRATIONS = m.MIGRATIONS[:-1]\n"
-        "import klingcost._postgres\n"
+        "import klingcost.ledger.migrations_postgres\n"
     )
     ran = subprocess.run(
         [sys.executable, "-O", "-c", code], capture_output=True, text=True, check=False

@@ -32,8 +32,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 from urllib.parse import urlsplit
 
-from klingcost.backends import DB
 from klingcost.errors import LedgerError, LedgerValueError
+from klingcost.ledger.db import DB
 
 if TYPE_CHECKING:
     from klingcost.ledger import Ledger

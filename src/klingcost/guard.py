@@ -33,12 +33,12 @@ from typing import Any, Self
 import httpx
 from anyio import to_thread
 
-from klingcost import errors, journal
+from klingcost import errors
 from klingcost._protocol import Task
 from klingcost._testpoints import reach
 from klingcost.budgets import HoldAmounts
 from klingcost.client import DEFAULT_TIMEOUT, AsyncKlingClient, KlingClient, TimeoutArg
-from klingcost.ledger import Hold, Ledger
+from klingcost.ledger import Hold, Ledger, journal
 from klingcost.money import UNIT_EXPONENT, to_minor
 from klingcost.pricing import Estimate, estimate, price
 from klingcost.refusals import record_refusal
@@ -221,7 +221,7 @@ class _GuardCore:
         """Attach the task the API accepted; on any failure keep its id where sync finds it.
 
         The API will charge for the task whatever happens here, so its id must survive: it is
-        appended to the accepted-tasks journal (:mod:`klingcost.journal`, replayed by
+        appended to the accepted-tasks journal (:mod:`klingcost.ledger.journal`, replayed by
         ``klingcost sync``), the hold is marked ``unknown`` with the id in its reason when the
         ledger still takes writes, and the error raised names the task id.
         """

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
 
 from klingcost import errors
-from klingcost.migrations import CLASS_COLUMNS
+from klingcost.ledger.schema import CLASS_COLUMNS
 
 if TYPE_CHECKING:
     from klingcost.ledger import Ledger, MetaValue

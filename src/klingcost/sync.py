@@ -20,8 +20,8 @@ flight right now: "no such task" is not even recorded for it until it is older t
 :data:`IN_FLIGHT_GRACE`. If a hold is voided and its submission's acceptance arrives after all,
 attaching the task restores the hold (the API's acceptance wins).
 
-First of all, sync replays the accepted-tasks journal (:mod:`klingcost.journal`): task ids the
-API accepted that the guard could not record in the ledger are attached to their holds.
+First of all, sync replays the accepted-tasks journal (:mod:`klingcost.ledger.journal`): task
+ids the API accepted that the guard could not record in the ledger are attached to their holds.
 
 Each hold is resolved in its own ledger transaction, so an interrupted sync loses nothing and a
 rerun picks up where it stopped. Queries run concurrently; ledger writes run in worker threads
@@ -37,9 +37,9 @@ from datetime import timedelta
 
 from anyio import to_thread
 
-from klingcost import errors, journal
+from klingcost import errors
 from klingcost.client import AsyncKlingClient
-from klingcost.ledger import Hold, Ledger
+from klingcost.ledger import Hold, Ledger, journal
 from klingcost.settlement import Resolution, resolve
 
 #: The API's code for "resource or model not found": a task id that does not exist.

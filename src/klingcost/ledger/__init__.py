@@ -18,7 +18,8 @@ A hold whose outcome is unknown (``mark_unknown``: a crash or a timeout after se
 counting against its budgets until someone settles or voids it. Nothing releases it silently.
 
 Where the ledger lives: a file path (SQLite, the embedded default) or a ``postgresql://`` URL
-(psycopg 3, ``pip install 'klingcost[postgres]'``); :mod:`klingcost.backends` holds what differs.
+(psycopg 3, ``pip install 'klingcost[postgres]'``); :mod:`klingcost.ledger.backends` holds what
+differs.
 """
 
 from __future__ import annotations
@@ -38,9 +39,8 @@ from functools import lru_cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, cast
 
-from klingcost import _outbox, migrations
+from klingcost import _outbox
 from klingcost._testpoints import reach
-from klingcost.backends import DB, Backend, Cursor, Dialect, is_postgres_url, open_backend
 from klingcost.budget_admin import ARCHIVED, BudgetChange, DeletedBudget, archived_name
 from klingcost.budgets import (
     CURRENCY_EXPONENTS,
@@ -60,7 +60,6 @@ from klingcost.budgets import (
     fits,
     make_budget,
 )
-from klingcost.checkpointer import CAP_PAGES, INLINE_PAGES, Checkpointer
 from klingcost.clock import Clock, SystemClock
 from klingcost.deduction import DEDUCTION_FLAGS, parse_deduction
 from klingcost.errors import (
@@ -81,6 +80,11 @@ from klingcost.errors import (
 )
 from klingcost.home import klingcost_home
 from klingcost.keys import ApiKey
+from klingcost.ledger import migrations, rollups, schema
+from klingcost.ledger.backends import open_backend
+from klingcost.ledger.checkpointer import CAP_PAGES, INLINE_PAGES, Checkpointer
+from klingcost.ledger.db import DB, Backend, Cursor, Dialect
+from klingcost.ledger.pgurl import is_postgres_url
 from klingcost.money import exact, format_amount, format_minor
 from klingcost.periods import Period, period_key, window_for
 
@@ -309,8 +313,8 @@ _BUDGET_COLUMNS = "name, limit_minor, unit, period, parent, soft, tz, pack, expo
 _INSERT_HOLD_SQL = (
     "INSERT INTO holds (idempotency_key, team, state, est_units_milli, pack, est_cost_minor,"
     " currency, meta, reserved_at, updated_at, sheet_sha256, key_id,"
-    f" {', '.join(migrations.CLASS_COLUMNS)})"
-    f" VALUES (?, ?, 'held', ?, ?, ?, ?, ?, ?, ?, ?, ?{', ?' * len(migrations.CLASS_COLUMNS)})"
+    f" {', '.join(schema.CLASS_COLUMNS)})"
+    f" VALUES (?, ?, 'held', ?, ?, ?, ?, ?, ?, ?, ?, ?{', ?' * len(schema.CLASS_COLUMNS)})"
     " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
 )
 _INSERT_ENTRY_SQL = (
@@ -387,8 +391,8 @@ _DAILY_CHARGES_SQL = (
 
 def _job_class(meta: Mapping[str, MetaValue] | None) -> tuple[MetaValue, ...]:
     if not meta:
-        return (None,) * len(migrations.CLASS_COLUMNS)
-    return tuple(_class_value(name, meta.get(name)) for name in migrations.CLASS_COLUMNS)
+        return (None,) * len(schema.CLASS_COLUMNS)
+    return tuple(_class_value(name, meta.get(name)) for name in schema.CLASS_COLUMNS)
 
 
 def _class_value(name: str, value: MetaValue) -> MetaValue:
@@ -643,7 +647,7 @@ class Ledger:
         ``read_only=True`` (implies ``create=False``) opens it for reading only, so that a
         read-only file, directory or database role can be read; every write then raises
         LedgerError. A SQLite file reached under two paths (a hard link, a file bind-mounted on
-        its own) is refused with LedgerSetupError: see :mod:`klingcost._one_path`.
+        its own) is refused with LedgerSetupError: see :mod:`klingcost.ledger._one_path`.
         """
         location = os.fspath(path) if path is not None else default_ledger_path()
         if create and not read_only and path is None and not os.environ.get("KLINGCOST_LEDGER"):
@@ -717,7 +721,7 @@ class Ledger:
         """Run SQLite's WAL checkpoints in a thread while the block runs (for servers).
 
         This connection's inline auto-checkpoint is raised to ``cap_pages`` meanwhile (default
-        :data:`klingcost.checkpointer.CAP_PAGES`) and set back after: a request checkpoints
+        :data:`klingcost.ledger.checkpointer.CAP_PAGES`) and set back after: a request checkpoints
         only when the WAL reaches the cap, which happens when writes come back to back with no
         gap for the thread's checkpoint to finish in (a WAL starts over only at a write that
         finds it all copied); that inline checkpoint then finds the thread's work done and
@@ -1788,7 +1792,7 @@ class Ledger:
     def rebuild_rollups(self) -> None:
         """Recompute the report rollups from the holds (a repair after ``check`` found one off)."""
         dialect = self.dialect
-        self._write(lambda conn: migrations.rebuild_rollups(conn, dialect))
+        self._write(lambda conn: rollups.rebuild_rollups(conn, dialect))
 
     # --- budget management ----------------------------------------------------------------
 
@@ -2415,9 +2419,9 @@ def _check(conn: DB, dialect: str = "sqlite") -> list[Discrepancy]:
 def _check_rollups(conn: DB, dialect: str) -> list[Discrepancy]:
     """Every rollup row that differs from the holds, once per (table, key)."""
     found: list[Discrepancy] = []
-    for name, (key, sums, maxes) in migrations.ROLLUPS.items():
+    for name, (key, sums, maxes) in rollups.ROLLUPS.items():
         columns = ", ".join((*key, *sums, *maxes))
-        recomputed = migrations.recompute_sql(name, dialect)
+        recomputed = rollups.recompute_sql(name, dialect)
         stored = f"SELECT {columns} FROM {name} WHERE NOT ({' = 0 AND '.join((*sums, *maxes))} = 0)"
         fresh = f"SELECT * FROM ({recomputed}) AS fresh"
         seen: set[tuple[Any, ...]] = set()

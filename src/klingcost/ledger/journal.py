@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from klingcost import errors
-from klingcost.backends import is_postgres_url
 from klingcost.home import klingcost_home
+from klingcost.ledger.pgurl import is_postgres_url
 
 if TYPE_CHECKING:
     from klingcost.ledger import Ledger
