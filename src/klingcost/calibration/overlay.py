@@ -93,7 +93,7 @@ def _proved_yaml(overlay: Mapping[str, Any], target: Path, header: str) -> str:
     return text
 
 
-def _write_error(target: Path, exc: OSError) -> KlingcostError:
+def _file_error(target: Path, exc: OSError) -> KlingcostError:
     message = f"cannot write the overlay to {target}: {exc.strerror or exc}"
     if isinstance(exc, FileNotFoundError | NotADirectoryError | PermissionError):
         return CalibrationError(message)  # the path given is wrong: invalid input (exit 2)
@@ -110,7 +110,7 @@ def stage_overlay(overlay: Mapping[str, Any], target: Path, *, header: str = "")
         # O_EXCL: never another's file; mode 0o666 less the umask, as a plain write would give.
         fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as exc:
-        raise _write_error(target, exc) from None
+        raise _file_error(target, exc) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -118,7 +118,7 @@ def stage_overlay(overlay: Mapping[str, Any], target: Path, *, header: str = "")
             os.fsync(handle.fileno())  # on disk before the rename makes it the overlay
     except OSError as exc:
         discard_staged([staged])
-        raise _write_error(target, exc) from None
+        raise _file_error(target, exc) from None
     except BaseException:
         discard_staged([staged])
         raise
@@ -131,7 +131,7 @@ def publish_overlay(staged: Path, target: Path) -> None:
         os.replace(staged, target)
     except OSError as exc:
         discard_staged([staged])
-        raise _write_error(target, exc) from None
+        raise _file_error(target, exc) from None
 
 
 def discard_staged(staged: list[Path]) -> None:
