@@ -233,7 +233,9 @@ def import_usage(
     ]
     staged: list[Path] = []
 
-    def learn(stored: queries.StoredUsage) -> tuple[queries.StoredUsage, list[CreditRate], Any]:
+    def learn(
+        stored: queries.StoredUsage,
+    ) -> tuple[queries.StoredUsage, list[CreditRate], dict[str, Any]]:
         discard_staged(staged)  # the transaction is being retried: drop the last attempt's file
         rates = _credit_rates(stored.credits, provider, sheet)
         overlay = _credit_overlay(rates, provider)
