@@ -13,7 +13,7 @@ from klingcost.clock import ManualClock
 from klingcost.ledger import Ledger, queries
 
 START = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
-META = {
+META: dict[str, str | int | None] = {
     "endpoint": "videos/text2video",
     "model": "kling-v1-5",
     "mode": "pro",
