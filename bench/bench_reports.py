@@ -262,7 +262,7 @@ def _peak_rss() -> int:
 
 def measure(name: str, path: str, traced: bool) -> None:
     # Imports first: the figures are the call's own, in a process that has loaded klingcost.
-    import klingcost.calibrate
+    import klingcost.calibration
     import klingcost.reconcile
     import klingcost.reports  # noqa: F401
 

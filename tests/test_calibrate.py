@@ -14,7 +14,7 @@ import pytest
 
 from fake_fixtures import KEY, _fake_session, fake_server  # noqa: F401
 from klingcost.api.client import AsyncKlingClient
-from klingcost.calibrate import (
+from klingcost.calibration import (
     CalibrationError,
     calibrate,
     import_usage,

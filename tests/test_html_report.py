@@ -16,9 +16,9 @@ import pytest
 
 from klingcost.budgets import HoldAmounts
 from klingcost.clock import ManualClock
-from klingcost.html_report import budget_series, html_report, render_html
 from klingcost.ledger import Ledger
 from klingcost.reports import spending_report
+from klingcost.reports.html import budget_series, html_report, render_html
 from ui_fixtures import record_refusal
 
 START = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)

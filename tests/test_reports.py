@@ -16,12 +16,12 @@ import pytest
 from klingcost.budgets import HoldAmounts
 from klingcost.clock import ManualClock
 from klingcost.ledger import Ledger
+from klingcost.ledger.queries import sql_decimal
 from klingcost.money import format_minor
 from klingcost.reports import (
     COLUMNS,
     TASK_COLUMNS,
     ReportError,
-    _sql_decimal,
     csv_cell,
     export_tasks_csv,
     export_tasks_json,
@@ -305,7 +305,7 @@ def test_sql_formatting_matches_format_minor(exponent: int) -> None:
     values = [0, 1, -1, 5, 10, 99, 100, 101, 1000, 1234, -1234, 12_000, -5000, 10**12 + 7]
     for value in values:
         [(text,)] = conn.execute(
-            f"SELECT {_sql_decimal('v', exponent)} FROM (SELECT ? AS v)", (value,)
+            f"SELECT {sql_decimal('v', exponent)} FROM (SELECT ? AS v)", (value,)
         )
         assert str(text) == format_minor(value, exponent), value
 
@@ -313,7 +313,7 @@ def test_sql_formatting_matches_format_minor(exponent: int) -> None:
 @pytest.mark.parametrize("exponent", [0, 2, 3])
 def test_sql_formatting_matches_format_minor_on_each_backend(ledger: Ledger, exponent: int) -> None:
     values = [0, 1, -1, 5, 10, 99, 100, 101, 1000, 1234, -1234, 12_000, -5000, 10**12 + 7]
-    expression = _sql_decimal("v", exponent, ledger.dialect)
+    expression = sql_decimal("v", exponent, ledger.dialect)
     for value in values:
         [(text,)] = ledger.execute(f"SELECT {expression} FROM (SELECT ? AS v) AS t", (value,))
         assert str(text) == format_minor(value, exponent), value

@@ -30,9 +30,9 @@ import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 
-from klingcost.html_report import html_report
 from klingcost.ledger import Ledger
 from klingcost.reports import spending_report
+from klingcost.reports.html import html_report
 from klingcost.ui import ui_routes
 from ui_fixtures import record_refusal, serving, spend, ui_server
 

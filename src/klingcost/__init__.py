@@ -57,7 +57,7 @@ if TYPE_CHECKING:  # pragma: no cover - resolved lazily by __getattr__ below
     from klingcost.api.envelope import ImageResult, Task, VideoResult
     from klingcost.batch import BatchEstimate, BatchLine, BatchTotals, estimate_batch
     from klingcost.budgets import Budget, BudgetStatus, HoldAmounts
-    from klingcost.calibrate import (
+    from klingcost.calibration import (
         Calibration,
         Multiplier,
         Observed,
@@ -68,12 +68,11 @@ if TYPE_CHECKING:  # pragma: no cover - resolved lazily by __getattr__ below
     from klingcost.clock import Clock, FixedClock, ManualClock, SystemClock
     from klingcost.deduction import Deduction
     from klingcost.guard import AsyncGuardedClient, GuardedClient, Submission
-    from klingcost.html_report import html_report
     from klingcost.ledger import Hold, Ledger
+    from klingcost.ledger.queries import JobClass
     from klingcost.pricing import Cost, Estimate, Step, estimate, price
     from klingcost.reconcile import (
         ClassReconciliation,
-        JobClass,
         Reconciliation,
         TaskCheck,
         reconcile,
@@ -90,6 +89,7 @@ if TYPE_CHECKING:  # pragma: no cover - resolved lazily by __getattr__ below
         write_json,
         write_markdown,
     )
+    from klingcost.reports.html import html_report
     from klingcost.request import (
         ENDPOINTS,
         CameraConfig,
@@ -158,14 +158,15 @@ _LAZY: dict[str, str] = {
         ],
         "klingcost.reports",
     ),
-    **dict.fromkeys(["html_report"], "klingcost.html_report"),
+    **dict.fromkeys(["html_report"], "klingcost.reports.html"),
     **dict.fromkeys(
-        ["Reconciliation", "ClassReconciliation", "JobClass", "TaskCheck", "reconcile"],
+        ["Reconciliation", "ClassReconciliation", "TaskCheck", "reconcile"],
         "klingcost.reconcile",
     ),
+    **dict.fromkeys(["JobClass"], "klingcost.ledger.queries"),
     **dict.fromkeys(
         ["Calibration", "Multiplier", "Observed", "calibrate", "import_usage", "write_overlay"],
-        "klingcost.calibrate",
+        "klingcost.calibration",
     ),
 }
 

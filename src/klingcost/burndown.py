@@ -25,11 +25,12 @@ from fractions import Fraction
 from typing import Any
 
 from klingcost.budgets import UNITS, Budget
+from klingcost.display import group_digits
 from klingcost.forecast import Forecast
 from klingcost.ledger import Ledger
 from klingcost.money import format_minor
 from klingcost.periods import period_key
-from klingcost.reports import daily_sums, group_digits
+from klingcost.reports.spending import daily_sums
 
 
 @dataclass(frozen=True, slots=True)

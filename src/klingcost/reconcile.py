@@ -40,78 +40,18 @@ many tasks agree.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from fractions import Fraction
 from typing import Any, Final
 
+from klingcost.display import share_text
 from klingcost.errors import ReportError
-from klingcost.ledger import Ledger
+from klingcost.ledger import Ledger, queries
+from klingcost.ledger.queries import JobClass
 from klingcost.money import UNIT_EXPONENT, exact, format_minor
-from klingcost.reports import share_text
 
 FLAGS: Final[tuple[str, ...]] = ("missing", "zero", "absurd", "failed_charged")
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class JobClass:
-    """What fixes a task's price. Empty strings and zeros where a field does not apply."""
-
-    endpoint: str
-    model: str
-    mode: str
-    duration: str
-    sound: bool
-    video_reference: bool
-    reference_image: bool
-    n: int
-    pack: str
-
-    @classmethod
-    def from_row(cls, row: Any) -> JobClass:
-        """From the nine job-class columns, in field order, as the rollups store them."""
-        return cls(
-            str(row[0]),
-            str(row[1]),
-            str(row[2]),
-            str(row[3]),
-            bool(row[4]),
-            bool(row[5]),
-            bool(row[6]),
-            int(row[7]),
-            str(row[8]),
-        )
-
-    @property
-    def label(self) -> str:
-        parts = [self.endpoint or "?", self.model or "?"]
-        if self.mode:
-            parts.append(self.mode)
-        if self.duration:
-            parts.append(f"{self.duration}s")
-        if self.sound:
-            parts.append("sound")
-        if self.video_reference:
-            parts.append("video-ref")
-        if self.reference_image:
-            parts.append("ref-image")
-        if self.pack == "image" or self.n > 1:
-            parts.append(f"n={self.n}")
-        return " ".join(parts)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "endpoint": self.endpoint,
-            "model": self.model,
-            "mode": self.mode or None,
-            "duration": self.duration or None,
-            "sound": self.sound,
-            "video_reference": self.video_reference,
-            "reference_image": self.reference_image,
-            "n": self.n,
-            "pack": self.pack,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,26 +241,6 @@ def parse_tolerance(text: str | Fraction | int) -> Fraction:
     return value
 
 
-_KEY = "endpoint, model, mode, duration, sound, video_reference, reference_image, n, pack"
-_CLASS_SQL = (
-    f"SELECT {_KEY}, SUM(n_settled), SUM(n_voided), SUM(n_compared), SUM(n_agree),"
-    " SUM(est_units), SUM(charged_units), SUM(abs_var_units), MAX(max_abs_var_units),"
-    " SUM(n_missing), SUM(n_zero), SUM(n_absurd), SUM(n_failed_charged)"
-    f" FROM rollup_class{{where}} GROUP BY {_KEY}"
-)
-_DISAGREE = (
-    "state = 'settled' AND (units_milli <> est_units_milli OR deduction_flag IS NOT 'ok'"
-    " OR task_status IS 'failed')"
-)
-_TASKS_SQL = (
-    "SELECT id, task_id, team, reserved_at, est_units_milli, units_milli, raw_deduction,"
-    " deduction_flag, task_status, COALESCE(endpoint, ''), COALESCE(model, ''),"
-    " COALESCE(mode, ''), COALESCE(duration, ''), COALESCE(sound, 0),"
-    " COALESCE(video_reference, 0), COALESCE(reference_image, 0), COALESCE(n, 0), pack"
-    f" FROM holds INDEXED BY holds_disagree WHERE {_DISAGREE}{{where}}"
-)
-
-
 def task_flags(deduction_flag: str | None, task_status: str | None) -> tuple[str, ...]:
     """The flags of one settled task (see the module docstring)."""
     flags = []
@@ -338,43 +258,38 @@ def task_flags(deduction_flag: str | None, task_status: str | None) -> tuple[str
 def _disagreeing(
     ledger: Ledger, since: date | None, until: date | None, limit: int
 ) -> tuple[dict[JobClass, list[tuple[int, int, TaskCheck]]], dict[JobClass, int]]:
-    clauses, params = [], []
-    if since is not None:
-        clauses.append("reserved_at >= ?")
-        params.append(since.isoformat())
-    if until is not None:
-        clauses.append("reserved_at < ?")
-        params.append((until + timedelta(days=1)).isoformat())
-    sql = _TASKS_SQL.format(where="".join(f" AND {c}" for c in clauses))
     worst: dict[JobClass, list[tuple[int, int, TaskCheck]]] = {}
     counts: dict[JobClass, int] = {}
-    with ledger.reading():
-        cursor = ledger.execute(sql, params)
-        for row in _rows(cursor):
-            job = JobClass.from_row(row[9:])
-            counts[job] = counts.get(job, 0) + 1
-            if limit <= 0:
-                continue
-            flags = task_flags(row[7], row[8])
-            charged = row[5] if row[5] is not None else row[4]
-            check = TaskCheck(row[0], row[1], row[2], row[3], row[4], charged, row[6], flags)
-            # Keep the ``limit`` worst: flagged first, then the largest variance.
-            rank = (len(flags), abs(check.variance_units_milli))
-            heap = worst.setdefault(job, [])
-            item = (rank[0] * 10**15 + rank[1], -row[0], check)
-            if len(heap) < limit:
-                heapq.heappush(heap, item)
-            elif item[:2] > heap[0][:2]:
-                heapq.heapreplace(heap, item)
+    for task in queries.disagreeing_tasks(ledger, since=since, until=until):
+        job = task.job
+        counts[job] = counts.get(job, 0) + 1
+        if limit <= 0:
+            continue
+        flags = task_flags(task.deduction_flag, task.task_status)
+        charged = (
+            task.charged_units_milli
+            if task.charged_units_milli is not None
+            else task.estimated_units_milli
+        )
+        check = TaskCheck(
+            task.hold_id,
+            task.task_id,
+            task.team,
+            task.reserved_at,
+            task.estimated_units_milli,
+            charged,
+            task.raw_deduction,
+            flags,
+        )
+        # Keep the ``limit`` worst: flagged first, then the largest variance.
+        rank = (len(flags), abs(check.variance_units_milli))
+        heap = worst.setdefault(job, [])
+        item = (rank[0] * 10**15 + rank[1], -task.hold_id, check)
+        if len(heap) < limit:
+            heapq.heappush(heap, item)
+        elif item[:2] > heap[0][:2]:
+            heapq.heapreplace(heap, item)
     return worst, counts
-
-
-def _rows(cursor: Any) -> Iterator[Any]:
-    while True:
-        batch = cursor.fetchmany(2000)
-        if not batch:
-            return
-        yield from batch
 
 
 def reconcile(
@@ -389,36 +304,29 @@ def reconcile(
     inclusive). ``limit`` caps the tasks listed per class (flagged first, then the largest
     variance)."""
     tol = parse_tolerance(tolerance) if not isinstance(tolerance, Fraction) else tolerance
-    clauses, params = [], []
-    if since is not None:
-        clauses.append("day >= ?")
-        params.append(since.isoformat())
-    if until is not None:
-        clauses.append("day <= ?")
-        params.append(until.isoformat())
-    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-    with ledger.reading():
-        rows = ledger.execute(_CLASS_SQL.format(where=where), params).fetchall()
+    sums = queries.class_sums(ledger, since=since, until=until)
     worst, counts = _disagreeing(ledger, since, until, limit)
     classes = []
     totals = dict.fromkeys(FLAGS, 0)
-    for row in rows:
-        job = JobClass.from_row(row)
-        flags = dict(zip(FLAGS, (int(v) for v in row[17:21]), strict=True))
+    for row in sums:
+        job = row.job
+        flags = dict(
+            zip(FLAGS, (row.missing, row.zero, row.absurd, row.failed_charged), strict=True)
+        )
         for name, value in flags.items():
             totals[name] += value
         tasks = tuple(t for *_, t in sorted(worst.get(job, []), reverse=True))
         classes.append(
             ClassReconciliation(
                 job=job,
-                settled=int(row[9]),
-                voided=int(row[10]),
-                compared=int(row[11]),
-                agreeing=int(row[12]),
-                estimated_units_milli=int(row[13]),
-                charged_units_milli=int(row[14]),
-                abs_variance_units_milli=int(row[15]),
-                largest_variance_units_milli=int(row[16]),
+                settled=row.settled,
+                voided=row.voided,
+                compared=row.compared,
+                agreeing=row.agreeing,
+                estimated_units_milli=row.estimated_units_milli,
+                charged_units_milli=row.charged_units_milli,
+                abs_variance_units_milli=row.abs_variance_units_milli,
+                largest_variance_units_milli=row.largest_variance_units_milli,
                 flags=flags,
                 tasks=tasks,
                 disagreeing=counts.get(job, 0),
@@ -432,7 +340,6 @@ def reconcile(
 __all__ = [
     "FLAGS",
     "ClassReconciliation",
-    "JobClass",
     "Reconciliation",
     "TaskCheck",
     "parse_tolerance",

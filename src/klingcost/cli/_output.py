@@ -172,7 +172,7 @@ def render_table(records: Sequence[Record], columns: Sequence[Column]) -> str:
 def write_csv(records: Sequence[Record], columns: Sequence[Column], out: IO[str]) -> None:
     """A header row, then one row per record; None is an empty cell, nested data compact
     JSON, and a text cell a spreadsheet would run as a formula starts with ``'``."""
-    from klingcost.reports import csv_cell  # the one rule report's CSV follows too
+    from klingcost.display import csv_cell  # the one rule report's CSV follows too
 
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([c.name for c in columns])

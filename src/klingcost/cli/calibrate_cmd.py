@@ -65,7 +65,7 @@ def calibrate_command(
       klingcost calibrate --min-samples 10 --write observed.yaml
       klingcost estimate -e text2video body.json --pricing observed.yaml
     """
-    from klingcost.calibrate import calibrate
+    from klingcost.calibration import calibrate
     from klingcost.sheet import load_sheet
 
     sheet = load_sheet(pricing_path)
@@ -74,7 +74,7 @@ def calibrate_command(
         result = calibrate(ledger, min_samples=min_samples, sheet=sheet)
     written = write_path if write_path and result.overlay else None
     if written:
-        from klingcost.calibrate import write_overlay
+        from klingcost.calibration import write_overlay
 
         header = "Proposed by `klingcost calibrate` from the charges Kling reported."
         write_overlay(result.overlay, written, header=header)
@@ -98,7 +98,7 @@ def calibrate_command(
 
 def _check_write(write_path: str | None) -> None:
     """Refuse a --write FILE whose folder is missing or read-only before any work is done."""
-    from klingcost.calibrate import CalibrationError, check_write_target
+    from klingcost.calibration import CalibrationError, check_write_target
 
     if write_path:
         try:
@@ -201,7 +201,7 @@ def import_usage_command(
       klingcost import-usage log-page-1.json
       klingcost import-usage log.jsonl --write credits.yaml
     """
-    from klingcost.calibrate import import_usage
+    from klingcost.calibration import import_usage
     from klingcost.sheet import load_sheet
 
     sheet = load_sheet(pricing_path)

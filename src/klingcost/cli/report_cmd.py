@@ -151,7 +151,7 @@ def report_command(
         report = reports.spending_report(ledger, by=keys, since=first, until=last, team=team)
         page = None
         if fmt == "html":
-            from klingcost.html_report import html_report
+            from klingcost.reports.html import html_report
 
             page = html_report(ledger, report)
     with _output(output) as out:
@@ -287,7 +287,7 @@ RECONCILE_COLUMNS: list[str | Column] = [
 def _pct(share: Any) -> str:
     """A ratio as a percentage with 2 places, rounded half to even (``66.67%``): the JSON's
     4-place ratio, times 100."""
-    from klingcost.reports import percent_text
+    from klingcost.display import percent_text
 
     return percent_text(share)
 

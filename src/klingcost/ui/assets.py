@@ -1,5 +1,5 @@
 """The page's static files (its scripts, styles and the vendored uPlot), read from the
-package: served by :mod:`klingcost.ui.app` and inlined by :mod:`klingcost.html_report`."""
+package: served by :mod:`klingcost.ui.app` and inlined by :mod:`klingcost.reports.html`."""
 
 from __future__ import annotations
 

@@ -22,11 +22,12 @@ from typing import Any, Final
 
 from klingcost.budgets import UNITS, BudgetStatus
 from klingcost.burndown import budget_series, chart_spec, forecast_record
+from klingcost.display import group_digits, percent_text, share_text
 from klingcost.forecast import Forecast, forecast_for
 from klingcost.ledger import Event, Ledger
+from klingcost.ledger.queries import latest_tasks
 from klingcost.money import format_minor
 from klingcost.reconcile import reconcile
-from klingcost.reports import group_digits, latest_tasks, percent_text, share_text
 
 #: How many tasks, refusals and drifting classes the page lists.
 RECENT: Final = 20

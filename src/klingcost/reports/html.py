@@ -34,10 +34,12 @@ from html import escape
 from typing import Any
 
 from klingcost.burndown import BudgetSeries, budget_series, chart_spec
+from klingcost.display import group_digits, percent_text
 from klingcost.forecast import forecast_for
 from klingcost.ledger import Ledger
 from klingcost.reconcile import Reconciliation, reconcile
-from klingcost.reports import Report, group_digits, percent_text, table_columns, text_cells
+from klingcost.reports.model import Report
+from klingcost.reports.render import table_columns, text_cells
 from klingcost.ui.assets import asset
 from klingcost.ui.data import RECENT, refusal_record
 

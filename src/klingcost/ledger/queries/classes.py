@@ -1,0 +1,187 @@
+"""Job classes: reconcile's sums per class (``rollup_class``) and the settled tasks that
+disagree with their estimate, and the trusted charges calibration fits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from klingcost.ledger.queries._window import window
+
+if TYPE_CHECKING:
+    from klingcost.ledger import Ledger
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class JobClass:
+    """What fixes a task's price. Empty strings and zeros where a field does not apply."""
+
+    endpoint: str
+    model: str
+    mode: str
+    duration: str
+    sound: bool
+    video_reference: bool
+    reference_image: bool
+    n: int
+    pack: str
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> JobClass:
+        """From the nine job-class columns, in field order, as the rollups store them."""
+        endpoint, model, mode, duration, sound, video_ref, ref_image, n, pack = row[:9]
+        return cls(
+            str(endpoint),
+            str(model),
+            str(mode),
+            str(duration),
+            bool(sound),
+            bool(video_ref),
+            bool(ref_image),
+            int(n),
+            str(pack),
+        )
+
+    @property
+    def label(self) -> str:
+        parts = [self.endpoint or "?", self.model or "?"]
+        if self.mode:
+            parts.append(self.mode)
+        if self.duration:
+            parts.append(f"{self.duration}s")
+        if self.sound:
+            parts.append("sound")
+        if self.video_reference:
+            parts.append("video-ref")
+        if self.reference_image:
+            parts.append("ref-image")
+        if self.pack == "image" or self.n > 1:
+            parts.append(f"n={self.n}")
+        return " ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.endpoint,
+            "model": self.model,
+            "mode": self.mode or None,
+            "duration": self.duration or None,
+            "sound": self.sound,
+            "video_reference": self.video_reference,
+            "reference_image": self.reference_image,
+            "n": self.n,
+            "pack": self.pack,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ClassSums:
+    """One job class's sums from ``rollup_class``: counts, units (milli) and flags."""
+
+    job: JobClass
+    settled: int
+    voided: int
+    compared: int
+    agreeing: int
+    estimated_units_milli: int
+    charged_units_milli: int
+    abs_variance_units_milli: int
+    largest_variance_units_milli: int
+    missing: int
+    zero: int
+    absurd: int
+    failed_charged: int
+
+
+_KEY = "endpoint, model, mode, duration, sound, video_reference, reference_image, n, pack"
+_CLASS_SQL = (
+    f"SELECT {_KEY}, SUM(n_settled), SUM(n_voided), SUM(n_compared), SUM(n_agree),"
+    " SUM(est_units), SUM(charged_units), SUM(abs_var_units), MAX(max_abs_var_units),"
+    " SUM(n_missing), SUM(n_zero), SUM(n_absurd), SUM(n_failed_charged)"
+    f" FROM rollup_class{{where}} GROUP BY {_KEY}"
+)
+
+
+def class_sums(
+    ledger: Ledger, *, since: date | None = None, until: date | None = None
+) -> list[ClassSums]:
+    """The sums of every job class with holds closed between two UTC days (inclusive)."""
+    clauses, params = window("day", since, until)
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    with ledger.reading():
+        rows = ledger.execute(_CLASS_SQL.format(where=where), params).fetchall()
+    return [ClassSums(JobClass.from_row(row), *(int(v) for v in row[9:21])) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class SettledTask:
+    """A settled task as reconcile lists it: its units estimated and charged (milli), what
+    the API said, and its job class."""
+
+    hold_id: int
+    task_id: str | None
+    team: str
+    reserved_at: str
+    estimated_units_milli: int
+    charged_units_milli: int | None
+    raw_deduction: str | None
+    deduction_flag: str | None
+    task_status: str | None
+    job: JobClass
+
+
+_DISAGREE = (
+    "state = 'settled' AND (units_milli <> est_units_milli OR deduction_flag IS NOT 'ok'"
+    " OR task_status IS 'failed')"
+)
+_TASKS_SQL = (
+    "SELECT id, task_id, team, reserved_at, est_units_milli, units_milli, raw_deduction,"
+    " deduction_flag, task_status, COALESCE(endpoint, ''), COALESCE(model, ''),"
+    " COALESCE(mode, ''), COALESCE(duration, ''), COALESCE(sound, 0),"
+    " COALESCE(video_reference, 0), COALESCE(reference_image, 0), COALESCE(n, 0), pack"
+    f" FROM holds INDEXED BY holds_disagree WHERE {_DISAGREE}{{where}}"
+)
+
+
+def disagreeing_tasks(
+    ledger: Ledger, *, since: date | None = None, until: date | None = None
+) -> Iterator[SettledTask]:
+    """The settled tasks reserved in the window that were charged other than their estimate,
+    or are flagged, or failed: read through a partial index that holds only them, streamed."""
+    clauses, params = window("reserved_at", since, until, inclusive_day=False)
+    sql = _TASKS_SQL.format(where="".join(f" AND {c}" for c in clauses))
+    with ledger.reading():
+        cursor = ledger.execute(sql, params)
+        while batch := cursor.fetchmany(2000):
+            for row in batch:
+                hold_id, task_id, team, at, estimated, charged, raw, flag, status = row[:9]
+                job = JobClass.from_row(row[9:])
+                yield SettledTask(
+                    hold_id, task_id, team, at, estimated, charged, raw, flag, status, job
+                )
+
+
+class Charge(NamedTuple):
+    """How many trusted tasks of one job class were charged ``units_milli``."""
+
+    job: JobClass
+    units_milli: int
+    tasks: int
+
+
+_OBSERVED_SQL = (
+    "SELECT COALESCE(endpoint, ''), COALESCE(model, ''), COALESCE(mode, ''),"
+    " COALESCE(duration, ''), COALESCE(sound, 0), COALESCE(video_reference, 0),"
+    " COALESCE(reference_image, 0), COALESCE(n, 0), pack, units_milli, COUNT(*)"
+    " FROM holds WHERE state = 'settled' AND deduction_flag = 'ok'"
+    " AND task_status IS NOT 'failed' GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10"
+)
+
+
+def observed_charges(ledger: Ledger) -> list[Charge]:
+    """Every (job class, charge) of the trusted settled tasks (a deduction that parsed, on a
+    task that did not fail), with how many tasks got it."""
+    with ledger.reading():
+        rows = ledger.execute(_OBSERVED_SQL).fetchall()
+    return [Charge(JobClass.from_row(row), int(row[9]), int(row[10])) for row in rows]
