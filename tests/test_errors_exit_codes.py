@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from klingcost import errors
-from klingcost.calibrate import calibrate
+from klingcost.calibration import calibrate
 from klingcost.cli import main
 from klingcost.cli._common import KlingcostGroup
 from klingcost.ledger import Ledger
