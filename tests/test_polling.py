@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from klingcost import errors
-from klingcost.polling import TRANSIENT_QUERY_FAILURES, PollPolicy, is_transient
+from klingcost.polling import PollPolicy, is_transient
 
 
 def test_a_poll_waits_the_interval_until_the_next_one_would_pass_the_deadline() -> None:
@@ -82,12 +82,6 @@ def test_failures_a_later_query_may_not_meet_are_transient(error: errors.KlingAP
 )
 def test_failures_every_poll_would_meet_again_are_not(error: Exception) -> None:
     assert not is_transient(error)
-
-
-def test_the_transient_list_is_the_one_the_guard_waits_out() -> None:
-    from klingcost import guard
-
-    assert guard.TRANSIENT_QUERY_FAILURES is TRANSIENT_QUERY_FAILURES
 
 
 def test_the_policy_imports_no_io() -> None:
