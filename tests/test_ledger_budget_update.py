@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import klingcost.budgets
-import klingcost.ledger
+import klingcost.ledger.budgets
 from klingcost.errors import BudgetConfigError, BudgetNotFound
 from klingcost.ledger import Ledger
 
@@ -104,7 +104,7 @@ def test_a_concurrent_change_is_not_lost(
             release.wait(20)
         return make_budget(*args, **kwargs)
 
-    monkeypatch.setattr(klingcost.ledger, "make_budget", paused)
+    monkeypatch.setattr(klingcost.ledger.budgets, "make_budget", paused)
     errors: list[BaseException] = []
 
     def run(call: Callable[[], object]) -> None:

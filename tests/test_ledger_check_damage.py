@@ -79,7 +79,7 @@ def _sqlite_says(path: Path, pragma: str) -> bool:
 
 def _balances_only(conn: Any) -> list[Any]:
     """What ``ledger check`` did before: recompute the balances and rollups, nothing else."""
-    from klingcost.ledger import _check as recompute
+    from klingcost.ledger.audit import _check as recompute
 
     return recompute(conn)
 
