@@ -70,9 +70,9 @@ def test_the_ledger_reads_its_schema_through_sqlite_utils_on_its_own_connection(
         database = backend.database
         assert database.conn is backend.raw  # no second connection, nothing to keep in sync
         ledger.reserve("studio", HoldAmounts(1000, "video", 10), key="job")
-        assert database["holds"].count == 1  # a write through the ledger is seen at once
-        assert database["holds"].pks == ["id"]
-        assert [c.name for c in database["holds"].columns][-2:] == ["sheet_sha256", "key_id"]
+        assert database.table("holds").count == 1  # a write through the ledger is seen at once
+        assert database.table("holds").pks == ["id"]
+        assert [c.name for c in database.table("holds").columns][-2:] == ["sheet_sha256", "key_id"]
         assert backend.database is database  # made once
 
 
