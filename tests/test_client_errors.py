@@ -26,7 +26,8 @@ from klingcost.api.envelope import error_class, error_for, parse_task, read_enve
 from klingcost.api.redact import scrub
 from klingcost.api.retry import RetryPolicy, transport_error
 from klingcost.deduction import parse_deduction
-from klingcost.guard import DEFINITE_FAILURES, GuardedClient
+from klingcost.guard import GuardedClient
+from klingcost.guard_core import DEFINITE_FAILURES
 from klingcost.ledger import Ledger
 
 KEY = "hk-unit-SECRET-0a1b2c3d4e5f"

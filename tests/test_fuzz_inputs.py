@@ -35,7 +35,8 @@ from klingcost.api.client import KlingClient
 from klingcost.budgets import HoldAmounts
 from klingcost.cli import main
 from klingcost.fake_server import FakeKling
-from klingcost.guard import DEFINITE_FAILURES, GuardedClient
+from klingcost.guard import GuardedClient
+from klingcost.guard_core import DEFINITE_FAILURES
 from klingcost.ledger import Ledger
 from klingcost.sheet import load_sheet
 from workers import BODY, COST, ENDPOINT

@@ -27,13 +27,11 @@ from klingcost.cli._common import (
     split_job,
 )
 from klingcost.cli._input import BATCH, single_document
+from klingcost.cli._remote import base_url_option, check_base_url, need_api_key
 from klingcost.money import format_amount, format_minor
 
 if TYPE_CHECKING:
     from klingcost.guard import GuardedClient, Submission
-
-
-from klingcost.cli._remote import base_url_option, check_base_url, need_api_key
 
 
 @click.command("submit", epilog=EXIT_CODES_HELP)
@@ -97,7 +95,8 @@ def submit_command(
     With --wait the hold is settled from the task's charge. A task that failed (its hold
     voided), or one still running at --timeout, exits 1; `klingcost sync` settles it later.
     """
-    from klingcost.guard import GuardedClient, stays_counted
+    from klingcost.guard import GuardedClient
+    from klingcost.guard_core import stays_counted
     from klingcost.ledger import Ledger
     from klingcost.sheet import PRICING_ENV, load_sheet
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sys
-import time
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -16,13 +14,13 @@ from klingcost.cli._common import (
     json_option,
     ledger_option,
 )
+from klingcost.cli._remote import base_url_option, check_base_url, need_api_key
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
     from klingcost.alerts import DeliveryReport
     from klingcost.ledger import Ledger
-
-
-from klingcost.cli._remote import base_url_option, check_base_url, need_api_key
 
 
 @click.command("sync", epilog=EXIT_CODES_HELP)
@@ -87,7 +85,7 @@ def sync_command(
 
     from klingcost.api.client import AsyncKlingClient
     from klingcost.ledger import Ledger
-    from klingcost.sync import SyncReport, sync_holds
+    from klingcost.sync import settle_until_done
 
     need_api_key()
     base_url = check_base_url(base_url)
@@ -96,35 +94,12 @@ def sync_command(
         "not_found_window": timedelta(minutes=not_found_window),
     }
 
-    deadline = time.monotonic() + timeout
     show_progress = sys.stdout.isatty() and not as_json
 
-    async def run(ledger: Ledger) -> SyncReport:
-        report: SyncReport | None = None
-        async with AsyncKlingClient(base_url=base_url) as client:
-            while True:
-                total = sum(1 for _ in ledger.holds(state="open", team=team))
-                if show_progress and total:
-                    with click.progressbar(length=total, label="syncing", file=sys.stderr) as bar:
-                        one = await sync_holds(
-                            ledger,
-                            client,
-                            team=team,
-                            concurrency=concurrency,
-                            progress=bar.update,
-                            **evidence,
-                        )
-                else:
-                    one = await sync_holds(
-                        ledger, client, team=team, concurrency=concurrency, **evidence
-                    )
-                report = one if report is None else report.then(one)
-                if not wait or report.pending == 0:
-                    return report
-                if time.monotonic() + interval > deadline:
-                    report.timed_out = True
-                    return report
-                await asyncio.sleep(interval)
+    @contextlib.contextmanager
+    def bar(total: int) -> Iterator[Callable[[int], None]]:
+        with click.progressbar(length=total, label="syncing", file=sys.stderr) as shown:
+            yield shown.update
 
     # --wait serves for as long as tasks run: its WAL checkpoints go to a thread.
     with (
@@ -133,7 +108,17 @@ def sync_command(
     ):
         if team is not None:
             ledger.get_budget(team)  # an unknown team is BudgetNotFound (exit 2), not "0 examined"
-        report = asyncio.run(run(ledger))
+        report = settle_until_done(
+            ledger,
+            AsyncKlingClient(base_url=base_url),
+            team=team,
+            wait=wait,
+            interval=interval,
+            timeout=timeout,
+            concurrency=concurrency,
+            progress=bar if show_progress else None,
+            **evidence,
+        )
         alerts = _deliver_alerts(ledger)
     if as_json:
         echo_json({**report.to_dict(), "alerts": None if alerts is None else alerts.to_dict()})
