@@ -8,6 +8,7 @@ from typing import Any, cast
 
 from klingcost.batch import estimate_batch
 from klingcost.errors import RequestValidationError
+from klingcost.money import format_amount
 from klingcost.pricing import estimate
 from klingcost.sheet import load_sheet, parse_sheet
 
@@ -74,3 +75,65 @@ def _jsonable(value: object) -> object:
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
     return value
+
+
+# --- what `klingcost estimate` and `klingcost prices` print, computed by the library ------
+
+
+def test_estimate_job_takes_a_job_as_a_file_gives_it() -> None:
+    from klingcost.batch import estimate_job
+
+    sheet = load_sheet()
+    ship = estimate("videos/text2video", SHIP, sheet=sheet)
+    wrapped = {"endpoint": "text2video", "body": SHIP}
+    assert estimate_job(wrapped, sheet=sheet) == ship
+    assert estimate_job(SHIP, endpoint="videos/text2video", sheet=sheet) == ship
+    assert estimate_job({**SHIP, "endpoint": "text2video"}, sheet=sheet) == ship
+
+
+def test_totals_and_errors_as_data() -> None:
+    from klingcost.batch import error_dict
+
+    sheet = load_sheet()
+    ship = estimate("videos/text2video", SHIP, sheet=sheet)
+    good = json.dumps({"endpoint": "text2video", "body": SHIP})
+    bad = json.dumps({"endpoint": "text2video", "body": {**SHIP, "duration": 7}})
+    batch = estimate_batch([good, good, bad], sheet=sheet)
+    lines = list(batch)
+    assert batch.totals().to_dict() == {
+        "lines": 3,
+        "priced": 2,
+        "errors": 1,
+        "units": {"video": format_amount(2 * ship.units)},
+        "cost": format_amount(2 * ship.cost.amount),
+        "currency": ship.cost.currency,
+    }
+    invalid = error_dict(lines[2].error)
+    assert [p["field"] for p in invalid["problems"]] == ["duration"]
+    assert invalid["problems"][0]["given"] == 7 and "option" not in invalid
+    assert error_dict("not JSON: x") == {"message": "not JSON: x"}
+    nobody = next(iter(estimate_batch([good], sheet=sheet, provider="nobody")))
+    data = error_dict(nobody.error)
+    assert data["option"] == "provider" and "--provider" not in data["message"]
+
+
+def test_the_price_table_is_what_estimate_answers() -> None:
+    from klingcost.price_table import price_table
+
+    sheet = load_sheet()
+    rows = list(price_table(sheet))
+    assert len(rows) > 50
+    body = {"model_name": "kling-v1-5", "prompt": "p", "mode": "pro", "duration": 10}
+    ship = estimate("videos/text2video", body, sheet=sheet)
+    (row,) = [
+        r
+        for r in rows
+        if (r["endpoint"], r["model"], r["mode"], r["duration"], r["options"])
+        == ("videos/text2video", "kling-v1-5", "pro", 10, "")
+    ]
+    assert (row["units"], row["cost"], row["currency"]) == (
+        format_amount(ship.units),
+        format_amount(ship.cost.amount),
+        ship.cost.currency,
+    )
+    assert {r["endpoint"] for r in rows} >= {"videos/text2video", "images/generations"}

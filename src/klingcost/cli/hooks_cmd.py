@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import click
 
 from klingcost.cli._common import (
@@ -12,11 +10,6 @@ from klingcost.cli._common import (
     fail,
     ledger_option,
 )
-
-if TYPE_CHECKING:
-    pass
-
-
 from klingcost.cli._remote import base_url_option, check_base_url, listen, need_api_key
 
 

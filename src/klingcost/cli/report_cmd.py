@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import click
 
@@ -23,9 +23,6 @@ from klingcost.cli._common import (
     open_read_only,
 )
 from klingcost.cli._output import Column, format_option, print_records
-
-if TYPE_CHECKING:
-    pass
 
 _DATE = re.compile(r"^(\d{4})-(\d{2})(?:-(\d{2}))?$")
 

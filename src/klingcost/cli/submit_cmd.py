@@ -27,13 +27,11 @@ from klingcost.cli._common import (
     split_job,
 )
 from klingcost.cli._input import BATCH, single_document
+from klingcost.cli._remote import base_url_option, check_base_url, need_api_key
 from klingcost.money import format_amount, format_minor
 
 if TYPE_CHECKING:
     from klingcost.guard import GuardedClient, Submission
-
-
-from klingcost.cli._remote import base_url_option, check_base_url, need_api_key
 
 
 @click.command("submit", epilog=EXIT_CODES_HELP)

@@ -14,15 +14,13 @@ from klingcost.cli._common import (
     json_option,
     ledger_option,
 )
+from klingcost.cli._remote import base_url_option, check_base_url, need_api_key
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from klingcost.alerts import DeliveryReport
     from klingcost.ledger import Ledger
-
-
-from klingcost.cli._remote import base_url_option, check_base_url, need_api_key
 
 
 @click.command("sync", epilog=EXIT_CODES_HELP)
