@@ -116,7 +116,7 @@ HOLD_COLUMNS: list[str | Column] = [
 def hold_dict(hold: Hold) -> dict[str, Any]:
     """A hold as JSON data: exact decimal strings, and ints in minor units."""
     estimate = hold.estimate
-    exponent = CURRENCY_EXPONENTS.get(estimate.currency, 0)
+    exponent = hold.cost_exponent
 
     def units(value: int | None) -> str | None:
         return None if value is None else format_minor(value, UNIT_EXPONENT)
