@@ -1,23 +1,24 @@
-"""The job class: derived from real requests, stored as holds store it, read back, re-priced."""
+"""The job class: derived from real requests, stored as holds store it, read back, re-priced.
+
+Pure and fast (mutation testing runs it); a real ledger storing classes: test_jobclass_ledger.py.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import sqlite3
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from klingcost.budgets import HoldAmounts
 from klingcost.errors import RequestValidationError, UnpricedRequestError
 from klingcost.jobclass import COLUMNS, JobClass, columns_of_meta
-from klingcost.ledger import Ledger, schema
-from klingcost.pricing import catalogue_classes, estimate, price
+from klingcost.ledger import migrations
+from klingcost.listing import catalogue_classes
+from klingcost.pricing import estimate, price
 from klingcost.request import ENDPOINTS, ValidatedRequest, validate_request
 from klingcost.sheet import load_sheet
 
@@ -140,30 +141,9 @@ def test_to_meta_is_what_holds_stored_before(
     assert JobClass.from_meta(job.to_meta()) == _narrowed(job)
 
 
-@pytest.mark.parametrize(("endpoint", "body", "meta"), STORED_TODAY)
-def test_a_real_ledger_stores_the_class_and_gives_it_back(
-    tmp_path: Path, endpoint: str, body: dict[str, Any], meta: dict[str, Any]
-) -> None:
-    priced = estimate(endpoint, body)
-    job = priced.request.job
-    path = tmp_path / "ledger.db"
-    with Ledger.open(path) as ledger:
-        ledger.set_budget("t", limit=10**9)  # credits: counts images and videos alike
-        hold = ledger.reserve(
-            "t", HoldAmounts(1000, priced.pack, priced.cost.minor), meta=job.to_meta()
-        )
-        assert JobClass.from_meta(hold.meta) == _narrowed(job)
-    with sqlite3.connect(path) as conn:
-        conn.row_factory = sqlite3.Row
-        row = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM holds").fetchone()
-    assert dict(row) == job.to_columns()  # what the ledger wrote, column for column
-    assert row["duration"] == (None if meta["duration"] is None else str(meta["duration"]))
-    assert JobClass.from_row(row) == _narrowed(job)
-
-
 def test_the_columns_are_the_ones_migration_0002_added() -> None:
     # The migration keeps its own frozen copy, as a shipped migration must.
-    assert COLUMNS == schema.CLASS_COLUMNS
+    assert COLUMNS == migrations.CLASS_COLUMNS_0002
 
 
 # --- from real requests, for every class the catalogue takes ------------------------------------

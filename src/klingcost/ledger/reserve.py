@@ -34,6 +34,7 @@ from klingcost.errors import (
     LedgerValueError,
     SheetMismatchError,
 )
+from klingcost.jobclass import columns_of_meta
 from klingcost.ledger import schema
 from klingcost.ledger.db import DB
 from klingcost.ledger.holds import HoldsPart, _log_alerts
@@ -49,7 +50,7 @@ from klingcost.ledger.rows import (
     _hold_from_row,
     _soft,
 )
-from klingcost.ledger.types import Hold, MetaValue, _job_class, _meta_json
+from klingcost.ledger.types import Hold, MetaValue, _meta_json
 from klingcost.money import format_minor
 from klingcost.periods import period_key, window_for
 
@@ -195,7 +196,7 @@ class ReservePart(PublishedPart, HoldsPart):
             )
         count_key = key_id if max_open_for_key is not None else None
         meta_json = _meta_json(meta)
-        job_class = _job_class(meta)
+        job_class = columns_of_meta(meta)
         hold_key = key if key is not None else uuid.uuid4().hex
         now = self.clock.now()
         at = now.isoformat()

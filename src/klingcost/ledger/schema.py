@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Final, Literal
 
+from klingcost.jobclass import COLUMNS, INT_COLUMNS
 from klingcost.ledger.rollups import ROLLUPS
 
 Type = Literal["text", "integer"]
@@ -121,18 +122,10 @@ _int = partial(Column, type="integer")
 _HOLD_STATES = "'held', 'submitted', 'unknown', 'settled', 'voided'"
 _OPEN = "state = 'held' OR state = 'submitted' OR state = 'unknown'"
 
-#: The job class columns of ``holds``, each read from the hold's ``meta`` by ``reserve``.
-CLASS_COLUMNS: Final[tuple[str, ...]] = (
-    "endpoint",
-    "model",
-    "mode",
-    "duration",
-    "sound",
-    "video_reference",
-    "reference_image",
-    "n",
-)
-_CLASS_INTEGERS = frozenset({"sound", "video_reference", "reference_image", "n"})
+#: The job class columns of ``holds``, each read from the hold's ``meta`` by ``reserve``: the
+#: ones :class:`~klingcost.jobclass.JobClass` stores, defined there once.
+CLASS_COLUMNS: Final[tuple[str, ...]] = COLUMNS
+_CLASS_INTEGERS = INT_COLUMNS
 
 
 def _rollup_table(name: str) -> Table:
