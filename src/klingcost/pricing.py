@@ -21,11 +21,12 @@ Images: ``units per image (with or without a reference image) x resolution x n``
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 from klingcost.errors import UnpricedRequestError
+from klingcost.jobclass import JobClass
 from klingcost.money import format_amount, to_minor
 from klingcost.request import ValidatedRequest, validate_request
 from klingcost.sheet import PriceSheet, load_sheet
@@ -197,11 +198,11 @@ def price(
 ) -> Estimate:
     """Price an already validated request (a dictionary lookup once a job class was seen)."""
     sheet = sheet if sheet is not None else load_sheet()
-    key = (request.job, provider)
+    key = (request.job_key, provider)
     cache: dict[tuple[Any, ...], _Priced] = sheet.priced
     cached = cache.get(key)  # pragma: no mutate (a lookup skipped prices afresh: the same)
     if cached is None:
-        cached = cache[key] = _price_job(request, sheet, provider)
+        cached = cache[key] = _price_job(request.job, sheet, provider)
     pack, units, breakdown, cost = cached
     return Estimate(request, pack, units, breakdown, cost)
 
@@ -210,7 +211,7 @@ def price(
 _Priced = tuple[Pack, Fraction, tuple[Step, ...], Cost]
 
 
-def _price_job(request: ValidatedRequest, sheet: PriceSheet, provider: str | None) -> _Priced:
+def _price_job(request: JobClass, sheet: PriceSheet, provider: str | None) -> _Priced:
     name, profile = sheet.provider(provider)
     as_pro: list[Step] = []
     if request.mode == "std" and request.model in profile.bills_as_pro:
@@ -219,7 +220,7 @@ def _price_job(request: ValidatedRequest, sheet: PriceSheet, provider: str | Non
         note = f"{name} bills {request.model} at the pro price, whatever the mode"
         source = profile.bills_as_pro[request.model]
         as_pro.append(Step(f"mode std given; {note}", Fraction(1), source, note))
-        request = request._replace(mode="pro")
+        request = replace(request, mode="pro")
     pack, steps = _steps(request, sheet)
     steps[1:1] = as_pro  # right after the base, before the pro factor it explains
     units = _product(steps)
@@ -237,7 +238,7 @@ def _price_job(request: ValidatedRequest, sheet: PriceSheet, provider: str | Non
     return pack, units, tuple(steps), cost
 
 
-def _steps(request: ValidatedRequest, sheet: PriceSheet) -> tuple[Pack, list[Step]]:
+def _steps(request: JobClass, sheet: PriceSheet) -> tuple[Pack, list[Step]]:
     """Kling's own rules for ``request``, before any provider's billing rules."""
     if request.endpoint == "images/generations":
         return "image", _image_steps(request, sheet)
@@ -255,7 +256,7 @@ def _product(steps: list[Step]) -> Fraction:
     return units
 
 
-def _video_steps(request: ValidatedRequest, sheet: PriceSheet) -> list[Step]:
+def _video_steps(request: JobClass, sheet: PriceSheet) -> list[Step]:
     video = sheet.video
     modes = video.models.get(request.model)
     mode_key = request.mode or "flat"
@@ -305,7 +306,7 @@ def _video_steps(request: ValidatedRequest, sheet: PriceSheet) -> list[Step]:
     return steps
 
 
-def _duration_step(request: ValidatedRequest, source: str) -> Step:
+def _duration_step(request: JobClass, source: str) -> Step:
     if request.held_duration:
         note = (
             "a video edit without a duration follows its input video: held at the longest it "
@@ -322,7 +323,7 @@ def _duration_step(request: ValidatedRequest, source: str) -> Step:
     )
 
 
-def _per_second_steps(request: ValidatedRequest, sheet: PriceSheet) -> list[Step]:
+def _per_second_steps(request: JobClass, sheet: PriceSheet) -> list[Step]:
     mode = request.mode or "flat"
     rates = sheet.per_second[request.model].get(mode)
     if request.video_reference:
@@ -348,7 +349,7 @@ def _per_second_steps(request: ValidatedRequest, sheet: PriceSheet) -> list[Step
     ]
 
 
-def _omni_steps(request: ValidatedRequest, sheet: PriceSheet) -> list[Step]:
+def _omni_steps(request: JobClass, sheet: PriceSheet) -> list[Step]:
     omni = sheet.omni.get(request.model)
     if omni is None:
         raise UnpricedRequestError(
@@ -365,7 +366,7 @@ def _omni_steps(request: ValidatedRequest, sheet: PriceSheet) -> list[Step]:
     return steps
 
 
-def _image_steps(request: ValidatedRequest, sheet: PriceSheet) -> list[Step]:
+def _image_steps(request: JobClass, sheet: PriceSheet) -> list[Step]:
     image = sheet.images.get(request.model)
     if image is None:
         raise UnpricedRequestError(
@@ -427,29 +428,43 @@ def listed_units(sheet: PriceSheet) -> Listing:
 
 
 def catalogue_jobs(sheet: PriceSheet) -> Iterator[ValidatedRequest]:
+    """Every job class the sheet's catalogue takes, as a request without a body, to
+    :func:`price` (see :func:`catalogue_classes`)."""
+    for job in catalogue_classes(sheet):
+        yield ValidatedRequest(
+            cast("Endpoint", job.endpoint),
+            job.model,
+            job.mode,
+            job.duration,
+            job.sound,
+            job.video_reference,
+            job.reference_image,
+            job.n,
+            _NO_BODY,
+            job.voice,
+            job.resolution,
+        )
+
+
+def catalogue_classes(sheet: PriceSheet) -> Iterator[JobClass]:
     """Every job class the sheet's catalogue takes (one image, one clip of each duration, mode,
     sound, voice, video-reference and resolution option the model allows)."""
     for endpoint, models in sheet.models.items():
         for caps in models.values():
-            yield from _jobs(endpoint, caps)
+            yield from _classes(endpoint, caps)
 
 
-def _jobs(endpoint: str, caps: Capabilities) -> Iterator[ValidatedRequest]:
+#: The endpoints whose every clip starts from a reference image.
+_FRAMED: Final = ("videos/image2video", "videos/multi-image2video")
+
+
+def _classes(endpoint: str, caps: Capabilities) -> Iterator[JobClass]:
     model = caps.model
     if endpoint == "images/generations":
         for reference in (False, True):
             for size in (None, *sorted(caps.resolutions)):
-                yield ValidatedRequest(
-                    endpoint="images/generations",
-                    model=model,
-                    mode=None,
-                    duration=None,
-                    sound=False,
-                    video_reference=False,
-                    reference_image=reference,
-                    n=1,
-                    body=_NO_BODY,
-                    resolution=size,
+                yield JobClass(
+                    endpoint, model, None, None, reference_image=reference, resolution=size
                 )
         return
     omni = endpoint == "videos/omni-video"
@@ -466,16 +481,14 @@ def _jobs(endpoint: str, caps: Capabilities) -> Iterator[ValidatedRequest]:
         for sound, voice in options:
             for video in (False, True) if omni else (False,):
                 for second in sorted(seconds):
-                    yield ValidatedRequest(
-                        endpoint=cast("Endpoint", endpoint),
-                        model=model,
-                        mode=mode,
-                        duration=second,
+                    yield JobClass(
+                        endpoint,
+                        model,
+                        mode,
+                        second,
                         sound=sound,
                         video_reference=video,
-                        reference_image=endpoint == "videos/image2video",
-                        n=1,
-                        body=_NO_BODY,
+                        reference_image=endpoint in _FRAMED,
                         voice=voice,
                     )
 
@@ -487,7 +500,7 @@ def _list_units(sheet: PriceSheet) -> dict[tuple[str, int | None], tuple[Fractio
         low, high = listing.get(key, (units, units))
         listing[key] = (min(low, units), max(high, units))
 
-    for job in catalogue_jobs(sheet):
+    for job in catalogue_classes(sheet):
         try:
             _pack, steps = _steps(job, sheet)
         except UnpricedRequestError:
