@@ -102,3 +102,26 @@ def test_store_usage_matches_and_keeps_nothing_when_then_fails(ledger: Ledger) -
     assert sorted(c.units_milli for c in stored.credits) == [7000, 8400]
     again = queries.store_usage(ledger, records, imported_at=START.isoformat(), then=lambda s: s)
     assert again.new == 0  # once each, by reqid
+
+
+def test_a_hold_reserved_without_a_class_is_listed_as_unclassified(ledger: Ledger) -> None:
+    from klingcost.reconcile import reconcile
+
+    hold = ledger.reserve("studio", HoldAmounts(2000, "image", 30_000, "credits"))
+    ledger.attach(hold.id, "task-bare")
+    ledger.settle(hold.id, units_milli=2000, cost_minor=30_000, raw_deduction="2")
+    jobs = {row.job for row in queries.class_sums(ledger)}
+    assert queries.Unclassified("image") in jobs
+    (bare,) = [c for c in reconcile(ledger).to_dict()["classes"] if c["label"] == "? ? n=0"]
+    assert bare["class"] == {
+        "endpoint": "",
+        "model": "",
+        "mode": None,
+        "duration": None,
+        "sound": False,
+        "video_reference": False,
+        "reference_image": False,
+        "n": 0,
+        "pack": "image",
+    }
+    assert bare["compared"] == 1

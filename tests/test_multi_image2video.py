@@ -155,9 +155,7 @@ def test_klingcost_prices_lists_each_mode_and_duration() -> None:
 def test_calibration_prices_a_multi_image2video_job_class() -> None:
     """klingcost calibrate compares observed charges with the sheet's price of the job class."""
     from klingcost.calibration import sheet_units
-    from klingcost.ledger.queries import JobClass
+    from klingcost.jobclass import JobClass
 
-    job = JobClass(
-        "videos/multi-image2video", "kling-v1-6", "pro", "10", False, False, True, 1, "video"
-    )
+    job = JobClass("videos/multi-image2video", "kling-v1-6", "pro", 10, False, False, True, 1)
     assert sheet_units(job, load_sheet()) == 7

@@ -68,8 +68,8 @@ if TYPE_CHECKING:  # pragma: no cover - resolved lazily by __getattr__ below
     from klingcost.clock import Clock, FixedClock, ManualClock, SystemClock
     from klingcost.deduction import Deduction
     from klingcost.guard import AsyncGuardedClient, GuardedClient, Submission
+    from klingcost.jobclass import JobClass
     from klingcost.ledger import Hold, Ledger
-    from klingcost.ledger.queries import JobClass
     from klingcost.pricing import Cost, Estimate, Step, estimate, price
     from klingcost.reconcile import (
         ClassReconciliation,
@@ -163,7 +163,7 @@ _LAZY: dict[str, str] = {
         ["Reconciliation", "ClassReconciliation", "TaskCheck", "reconcile"],
         "klingcost.reconcile",
     ),
-    **dict.fromkeys(["JobClass"], "klingcost.ledger.queries"),
+    **dict.fromkeys(["JobClass"], "klingcost.jobclass"),
     **dict.fromkeys(
         ["Calibration", "Multiplier", "Observed", "calibrate", "import_usage", "write_overlay"],
         "klingcost.calibration",

@@ -48,7 +48,7 @@ from typing import Any, Final
 from klingcost.display import share_text
 from klingcost.errors import ReportError
 from klingcost.ledger import Ledger, queries
-from klingcost.ledger.queries import JobClass
+from klingcost.ledger.queries import StoredClass
 from klingcost.money import UNIT_EXPONENT, exact, format_minor
 
 FLAGS: Final[tuple[str, ...]] = ("missing", "zero", "absurd", "failed_charged")
@@ -89,7 +89,7 @@ class TaskCheck:
 class ClassReconciliation:
     """One job class: counts, units compared, drift, flags, and its worst tasks."""
 
-    job: JobClass
+    job: StoredClass
     settled: int
     voided: int
     compared: int
@@ -257,9 +257,9 @@ def task_flags(deduction_flag: str | None, task_status: str | None) -> tuple[str
 
 def _disagreeing(
     ledger: Ledger, since: date | None, until: date | None, limit: int
-) -> tuple[dict[JobClass, list[tuple[int, int, TaskCheck]]], dict[JobClass, int]]:
-    worst: dict[JobClass, list[tuple[int, int, TaskCheck]]] = {}
-    counts: dict[JobClass, int] = {}
+) -> tuple[dict[StoredClass, list[tuple[int, int, TaskCheck]]], dict[StoredClass, int]]:
+    worst: dict[StoredClass, list[tuple[int, int, TaskCheck]]] = {}
+    counts: dict[StoredClass, int] = {}
     for task in queries.disagreeing_tasks(ledger, since=since, until=until):
         job = task.job
         counts[job] = counts.get(job, 0) + 1
@@ -332,7 +332,9 @@ def reconcile(
                 disagreeing=counts.get(job, 0),
             )
         )
-    classes.sort(key=lambda c: (not c.beyond(tol), -c.flagged, -abs(c.drift or 0), c.job))
+    classes.sort(
+        key=lambda c: (not c.beyond(tol), -c.flagged, -abs(c.drift or 0), c.job.sort_key())
+    )
     over = tuple(status.team for status in ledger.budgets() if status.used > status.limit)
     return Reconciliation(tuple(classes), tol, since, until, totals, over)
 

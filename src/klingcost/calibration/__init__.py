@@ -38,7 +38,6 @@ from klingcost.calibration.model import (
     Calibration,
     Multiplier,
     Observed,
-    request_body,
     sheet_units,
 )
 from klingcost.calibration.overlay import check_write_target, overlay_yaml, write_overlay
@@ -67,7 +66,6 @@ __all__ = [
     "observe",
     "overlay_yaml",
     "parse_usage",
-    "request_body",
     "sheet_units",
     "write_overlay",
 ]

@@ -21,17 +21,22 @@ from klingcost.calibration.model import (
 from klingcost.calibration.overlay import OBSERVED_SOURCE, merge_overlay, with_sources
 from klingcost.errors import CalibrationError
 from klingcost.ledger import Ledger, queries
-from klingcost.ledger.queries import JobClass
+from klingcost.ledger.queries import StoredClass
 from klingcost.money import UNIT_EXPONENT, format_amount
 from klingcost.sheet import PriceSheet, load_sheet, parse_sheet
 
 
-def observe(ledger: Ledger) -> list[tuple[JobClass, dict[int, int]]]:
+def observe(ledger: Ledger) -> list[tuple[StoredClass, dict[int, int]]]:
     """Per job class, how many trusted tasks were charged each amount (milli-units)."""
-    counts: dict[JobClass, dict[int, int]] = defaultdict(dict)
+    counts: dict[StoredClass, dict[int, int]] = defaultdict(dict)
     for charge in queries.observed_charges(ledger):
         counts[charge.job][charge.units_milli] = charge.tasks
-    return sorted(counts.items())
+    return sorted(counts.items(), key=lambda item: item[0].sort_key())
+
+
+def _seconds(job: StoredClass) -> str:
+    """The class's duration as the sheet keys durations (``"5"``); ``""`` for none."""
+    return "" if job.duration is None else str(job.duration)
 
 
 def _mode(charges: Mapping[int, int]) -> tuple[Fraction, int, int]:
@@ -82,12 +87,12 @@ def _fit_multipliers(
     obs: Sequence[Observed], sheet: PriceSheet, durations: Mapping[str, Fraction]
 ) -> list[Multiplier]:
     video = {
-        (o.job.model, o.job.mode or "flat", o.job.duration, o.job.sound): o
+        (o.job.model, o.job.mode or "flat", _seconds(o.job), o.job.sound): o
         for o in obs
         if o.job.endpoint in VIDEO_ENDPOINTS
     }
     omni = {
-        (o.job.model, o.job.mode, o.job.duration, o.job.video_reference): o
+        (o.job.model, o.job.mode or "", _seconds(o.job), o.job.video_reference): o
         for o in obs
         if o.job.endpoint == OMNI_ENDPOINT
     }
@@ -198,9 +203,9 @@ def _fit_overlay(
     candidates: dict[tuple[str, str], list[tuple[Fraction, int]]] = defaultdict(list)
     for o in obs:
         j = o.job
-        if j.endpoint in VIDEO_ENDPOINTS and not j.sound and j.duration in durations:
+        if j.endpoint in VIDEO_ENDPOINTS and not j.sound and _seconds(j) in durations:
             candidates[(j.model, j.mode or "flat")].append(
-                (o.units / (base * durations[j.duration]), o.support)
+                (o.units / (base * durations[_seconds(j)]), o.support)
             )
     models_out: dict[str, Any] = {}
     for (model, mode), values in sorted(candidates.items()):
@@ -219,12 +224,12 @@ def _fit_overlay(
     for o in obs:
         j = o.job
         mode = j.mode or "flat"
-        if j.endpoint in VIDEO_ENDPOINTS and j.sound and j.duration in durations:
+        if j.endpoint in VIDEO_ENDPOINTS and j.sound and _seconds(j) in durations:
             sheet_mode = sheet.video.models.get(j.model, {}).get(mode)
             mm = factors.get((j.model, mode), sheet_mode.factor if sheet_mode else None)
             if mm:
                 sound_candidates[j.model].append(
-                    (o.units / (base * mm * durations[j.duration]), o.support)
+                    (o.units / (base * mm * durations[_seconds(j)]), o.support)
                 )
     sound_out: dict[str, Any] = {}
     for model, values in sorted(sound_candidates.items()):

@@ -9,7 +9,7 @@ from fractions import Fraction
 from typing import Any, Final
 
 from klingcost.errors import KlingcostError
-from klingcost.ledger.queries import JobClass
+from klingcost.ledger.queries import StoredClass, Unclassified
 from klingcost.money import format_amount
 from klingcost.sheet import PriceSheet
 
@@ -22,7 +22,7 @@ IMAGE_ENDPOINT: Final = "images/generations"
 class Observed:
     """What one job class was really charged: the most common charge, exactly."""
 
-    job: JobClass
+    job: StoredClass
     units: Fraction
     support: int
     tasks: int
@@ -112,36 +112,15 @@ def _count_entries(data: Any) -> int:
     return 0
 
 
-def request_body(job: JobClass) -> tuple[str, dict[str, Any]]:
-    """A request body of ``job``'s class, to price it with a sheet."""
-    body: dict[str, Any] = {"model_name": job.model, "prompt": "calibration"}
-    if job.endpoint == IMAGE_ENDPOINT:
-        body["n"] = job.n or 1
-        if job.reference_image:
-            body["image"] = "https://example.com/reference.png"
-        return job.endpoint, body
-    if job.mode:
-        body["mode"] = job.mode
-    if job.endpoint == OMNI_ENDPOINT:
-        body["duration"] = int(job.duration or 5)
-        if job.video_reference:
-            body["video_list"] = [{"video_url": "https://example.com/ref.mp4"}]
-        return job.endpoint, body
-    body["duration"] = job.duration or "5"
-    if job.sound:
-        body["sound"] = "on"
-    if job.endpoint == "videos/image2video":
-        body["image"] = "https://example.com/first-frame.png"
-    if job.endpoint == "videos/multi-image2video":
-        body["image_list"] = [{"image": "https://example.com/first-frame.png"}]
-    return job.endpoint, body
-
-
-def sheet_units(job: JobClass, sheet: PriceSheet) -> Fraction | None:
-    """What ``sheet`` prices ``job``'s class at, or None when it cannot (unknown to it)."""
+def sheet_units(job: StoredClass, sheet: PriceSheet) -> Fraction | None:
+    """What ``sheet`` prices ``job``'s class at (a request of that class, priced through
+    validation: :meth:`~klingcost.jobclass.JobClass.to_body`), or None when it cannot
+    (unknown to it, or no class)."""
     from klingcost.pricing import estimate
 
-    endpoint, body = request_body(job)
+    if isinstance(job, Unclassified):
+        return None
+    endpoint, body = job.to_body()
     try:
         return estimate(endpoint, body, sheet=sheet).units
     except KlingcostError:
@@ -155,6 +134,5 @@ __all__ = [
     "Calibration",
     "Multiplier",
     "Observed",
-    "request_body",
     "sheet_units",
 ]

@@ -22,11 +22,13 @@ from __future__ import annotations
 from klingcost.ledger.queries.classes import (
     Charge,
     ClassSums,
-    JobClass,
     SettledTask,
+    StoredClass,
+    Unclassified,
     class_sums,
     disagreeing_tasks,
     observed_charges,
+    stored_class,
 )
 from klingcost.ledger.queries.spending import BudgetNode, GroupSums, budget_parents, grouped_sums
 from klingcost.ledger.queries.tasks import (
@@ -55,11 +57,12 @@ __all__ = [
     "ClassSums",
     "CreditRow",
     "GroupSums",
-    "JobClass",
     "SettledTask",
+    "StoredClass",
     "StoredUsage",
     "TaskRow",
     "TaskSnapshot",
+    "Unclassified",
     "UsageRecord",
     "budget_parents",
     "class_sums",
@@ -70,6 +73,7 @@ __all__ = [
     "observed_charges",
     "sql_decimal",
     "store_usage",
+    "stored_class",
     "task_cells",
     "task_rows",
     "task_snapshot",

@@ -6,80 +6,63 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
+from klingcost.jobclass import COLUMNS, JobClass
 from klingcost.ledger.queries._window import window
 
 if TYPE_CHECKING:
     from klingcost.ledger import Ledger
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class JobClass:
-    """What fixes a task's price. Empty strings and zeros where a field does not apply."""
+@dataclass(frozen=True, slots=True)
+class Unclassified:
+    """What stands for the job class of holds reserved without one (a library caller gave
+    ``reserve`` no class in ``meta``): they are listed as ``? ?`` with their pack, and no sheet
+    prices them. It reads like a :class:`~klingcost.jobclass.JobClass` with nothing set."""
 
-    endpoint: str
-    model: str
-    mode: str
-    duration: str
-    sound: bool
-    video_reference: bool
-    reference_image: bool
-    n: int
     pack: str
-
-    @classmethod
-    def from_row(cls, row: Sequence[Any]) -> JobClass:
-        """From the nine job-class columns, in field order, as the rollups store them."""
-        endpoint, model, mode, duration, sound, video_ref, ref_image, n, pack = row[:9]
-        return cls(
-            str(endpoint),
-            str(model),
-            str(mode),
-            str(duration),
-            bool(sound),
-            bool(video_ref),
-            bool(ref_image),
-            int(n),
-            str(pack),
-        )
+    endpoint: ClassVar[str] = ""
+    model: ClassVar[str] = ""
+    mode: ClassVar[None] = None
+    duration: ClassVar[None] = None
+    sound: ClassVar[bool] = False
+    video_reference: ClassVar[bool] = False
+    reference_image: ClassVar[bool] = False
+    n: ClassVar[int] = 0
 
     @property
     def label(self) -> str:
-        parts = [self.endpoint or "?", self.model or "?"]
-        if self.mode:
-            parts.append(self.mode)
-        if self.duration:
-            parts.append(f"{self.duration}s")
-        if self.sound:
-            parts.append("sound")
-        if self.video_reference:
-            parts.append("video-ref")
-        if self.reference_image:
-            parts.append("ref-image")
-        if self.pack == "image" or self.n > 1:
-            parts.append(f"n={self.n}")
-        return " ".join(parts)
+        return "? ? n=0" if self.pack == "image" else "? ?"
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "endpoint": self.endpoint,
-            "model": self.model,
-            "mode": self.mode or None,
-            "duration": self.duration or None,
-            "sound": self.sound,
-            "video_reference": self.video_reference,
-            "reference_image": self.reference_image,
-            "n": self.n,
+            **dict.fromkeys(("endpoint", "model"), ""),
+            **dict.fromkeys(("mode", "duration")),
+            **dict.fromkeys(("sound", "video_reference", "reference_image"), False),
+            "n": 0,
             "pack": self.pack,
         }
+
+    def sort_key(self) -> tuple[str, str, str, str, bool, bool, bool, int, str, bool, str, bool]:
+        return ("", "", "", "", False, False, False, 0, self.pack, False, "", False)
+
+
+#: The job class of a stored hold, or what stands for it when it was reserved without one.
+StoredClass = JobClass | Unclassified
+
+
+def stored_class(values: Sequence[Any], pack: str) -> StoredClass:
+    """The class of the eight stored columns (:data:`klingcost.jobclass.COLUMNS`, in order)."""
+    job = JobClass.from_row(dict(zip(COLUMNS, values, strict=True)))
+    return job if job is not None else Unclassified(str(pack))
 
 
 @dataclass(frozen=True, slots=True)
 class ClassSums:
     """One job class's sums from ``rollup_class``: counts, units (milli) and flags."""
 
-    job: JobClass
+    job: StoredClass
     settled: int
     voided: int
     compared: int
@@ -111,7 +94,7 @@ def class_sums(
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     with ledger.reading():
         rows = ledger.execute(_CLASS_SQL.format(where=where), params).fetchall()
-    return [ClassSums(JobClass.from_row(row), *(int(v) for v in row[9:21])) for row in rows]
+    return [ClassSums(stored_class(row[:8], row[8]), *(int(v) for v in row[9:21])) for row in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +111,7 @@ class SettledTask:
     raw_deduction: str | None
     deduction_flag: str | None
     task_status: str | None
-    job: JobClass
+    job: StoredClass
 
 
 _DISAGREE = (
@@ -156,7 +139,7 @@ def disagreeing_tasks(
         while batch := cursor.fetchmany(2000):
             for row in batch:
                 hold_id, task_id, team, at, estimated, charged, raw, flag, status = row[:9]
-                job = JobClass.from_row(row[9:])
+                job = stored_class(row[9:17], row[17])
                 yield SettledTask(
                     hold_id, task_id, team, at, estimated, charged, raw, flag, status, job
                 )
@@ -165,7 +148,7 @@ def disagreeing_tasks(
 class Charge(NamedTuple):
     """How many trusted tasks of one job class were charged ``units_milli``."""
 
-    job: JobClass
+    job: StoredClass
     units_milli: int
     tasks: int
 
@@ -184,4 +167,4 @@ def observed_charges(ledger: Ledger) -> list[Charge]:
     task that did not fail), with how many tasks got it."""
     with ledger.reading():
         rows = ledger.execute(_OBSERVED_SQL).fetchall()
-    return [Charge(JobClass.from_row(row), int(row[9]), int(row[10])) for row in rows]
+    return [Charge(stored_class(row[:8], row[8]), int(row[9]), int(row[10])) for row in rows]
