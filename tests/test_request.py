@@ -13,6 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from klingcost.errors import KlingcostError, RequestValidationError
+from klingcost.jobclass import JobClass
 from klingcost.request import ValidatedRequest, normalize_endpoint, validate_request
 
 T2V = "videos/text2video"
@@ -1134,9 +1135,10 @@ def test_validated_request_job_holds_only_what_decides_the_price() -> None:
     )
     assert isinstance(a, ValidatedRequest)
     assert a.job == b.job
-    assert a.job == (T2V, "kling-v1", "pro", 10, False, False, False, 1, False, None, False)
+    assert a.job == JobClass(T2V, "kling-v1", "pro", 10)
+    assert a.job_key == (T2V, "kling-v1", "pro", 10, False, False, False, 1, False, None, False)
     c = validate_request(T2V, {"prompt": "a ship", "mode": "std", "duration": 10})
-    assert a.job != c.job
+    assert a.job != c.job and a.job_key != c.job_key
 
 
 def test_validation_does_not_change_the_body() -> None:

@@ -318,17 +318,7 @@ def stays_counted(hold: Hold, team: str) -> str:
 def job_class(priced: Estimate) -> dict[str, str | int | None]:
     """What fixes a job's price, as a hold's meta records it (reports and reconcile group by
     it; a refusal records it too)."""
-    request = priced.request
-    return {
-        "endpoint": request.endpoint,
-        "model": request.model,
-        "mode": request.mode,
-        "duration": request.duration,
-        "sound": int(request.sound),
-        "video_reference": int(request.video_reference),
-        "reference_image": int(request.reference_image),
-        "n": request.n,
-    }
+    return priced.request.job.to_meta()
 
 
 def _amounts(priced: Estimate) -> HoldAmounts:

@@ -20,19 +20,16 @@ Images: ``units per image (with or without a reference image) x resolution x n``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, Final, Literal, cast
+from typing import Any, Literal
 
 from klingcost.errors import UnpricedRequestError
+from klingcost.jobclass import JobClass
 from klingcost.money import format_amount, to_minor
 from klingcost.request import ValidatedRequest, validate_request
 from klingcost.sheet import PriceSheet, load_sheet
-
-if TYPE_CHECKING:
-    from klingcost.request import Endpoint, RequestModel
-    from klingcost.sheet import Capabilities
 
 Pack = Literal["video", "image"]
 
@@ -197,11 +194,11 @@ def price(
 ) -> Estimate:
     """Price an already validated request (a dictionary lookup once a job class was seen)."""
     sheet = sheet if sheet is not None else load_sheet()
-    key = (request.job, provider)
+    key = (request.job_key, provider)
     cache: dict[tuple[Any, ...], _Priced] = sheet.priced
     cached = cache.get(key)  # pragma: no mutate (a lookup skipped prices afresh: the same)
     if cached is None:
-        cached = cache[key] = _price_job(request, sheet, provider)
+        cached = cache[key] = _price_job(request.job, sheet, provider)
     pack, units, breakdown, cost = cached
     return Estimate(request, pack, units, breakdown, cost)
 
@@ -210,7 +207,7 @@ def price(
 _Priced = tuple[Pack, Fraction, tuple[Step, ...], Cost]
 
 
-def _price_job(request: ValidatedRequest, sheet: PriceSheet, provider: str | None) -> _Priced:
+def _price_job(request: JobClass, sheet: PriceSheet, provider: str | None) -> _Priced:
     name, profile = sheet.provider(provider)
     as_pro: list[Step] = []
     if request.mode == "std" and request.model in profile.bills_as_pro:
@@ -219,7 +216,7 @@ def _price_job(request: ValidatedRequest, sheet: PriceSheet, provider: str | Non
         note = f"{name} bills {request.model} at the pro price, whatever the mode"
         source = profile.bills_as_pro[request.model]
         as_pro.append(Step(f"mode std given; {note}", Fraction(1), source, note))
-        request = request._replace(mode="pro")
+        request = replace(request, mode="pro")
     pack, steps = _steps(request, sheet)
     steps[1:1] = as_pro  # right after the base, before the pro factor it explains
     units = _product(steps)
@@ -237,7 +234,7 @@ def _price_job(request: ValidatedRequest, sheet: PriceSheet, provider: str | Non
     return pack, units, tuple(steps), cost
 
 
-def _steps(request: ValidatedRequest, sheet: PriceSheet) -> tuple[Pack, list[Step]]:
+def _steps(request: JobClass, sheet: PriceSheet) -> tuple[Pack, list[Step]]:
     """Kling's own rules for ``request``, before any provider's billing rules."""
     if request.endpoint == "images/generations":
         return "image", _image_steps(request, sheet)
@@ -248,6 +245,14 @@ def _steps(request: ValidatedRequest, sheet: PriceSheet) -> tuple[Pack, list[Ste
     return "video", _video_steps(request, sheet)
 
 
+def kling_units(job: JobClass, sheet: PriceSheet) -> Fraction:
+    """The units of ``job`` by Kling's own rules, before any provider's billing rules (what
+    the sheet lists; :mod:`klingcost.listing`). Raises UnpricedRequestError when the sheet
+    gives no price for it."""
+    _pack, steps = _steps(job, sheet)
+    return _product(steps)
+
+
 def _product(steps: list[Step]) -> Fraction:
     units = Fraction(1)
     for step in steps:
@@ -255,7 +260,7 @@ def _product(steps: list[Step]) -> Fraction:
     return units
 
 
-def _video_steps(request: ValidatedRequest, sheet: PriceSheet) -> list[Step]:
+def _video_steps(request: JobClass, sheet: PriceSheet) -> list[Step]:
     video = sheet.video
     modes = video.models.get(request.model)
     mode_key = request.mode or "flat"
@@ -305,7 +310,7 @@ def _video_steps(request: ValidatedRequest, sheet: PriceSheet) -> list[Step]:
     return steps
 
 
-def _duration_step(request: ValidatedRequest, source: str) -> Step:
+def _duration_step(request: JobClass, source: str) -> Step:
     if request.held_duration:
         note = (
             "a video edit without a duration follows its input video: held at the longest it "
@@ -322,7 +327,7 @@ def _duration_step(request: ValidatedRequest, source: str) -> Step:
     )
 
 
-def _per_second_steps(request: ValidatedRequest, sheet: PriceSheet) -> list[Step]:
+def _per_second_steps(request: JobClass, sheet: PriceSheet) -> list[Step]:
     mode = request.mode or "flat"
     rates = sheet.per_second[request.model].get(mode)
     if request.video_reference:
@@ -348,7 +353,7 @@ def _per_second_steps(request: ValidatedRequest, sheet: PriceSheet) -> list[Step
     ]
 
 
-def _omni_steps(request: ValidatedRequest, sheet: PriceSheet) -> list[Step]:
+def _omni_steps(request: JobClass, sheet: PriceSheet) -> list[Step]:
     omni = sheet.omni.get(request.model)
     if omni is None:
         raise UnpricedRequestError(
@@ -365,7 +370,7 @@ def _omni_steps(request: ValidatedRequest, sheet: PriceSheet) -> list[Step]:
     return steps
 
 
-def _image_steps(request: ValidatedRequest, sheet: PriceSheet) -> list[Step]:
+def _image_steps(request: JobClass, sheet: PriceSheet) -> list[Step]:
     image = sheet.images.get(request.model)
     if image is None:
         raise UnpricedRequestError(
@@ -400,100 +405,3 @@ def _image_steps(request: ValidatedRequest, sheet: PriceSheet) -> list[Step]:
             )
         )
     return steps
-
-
-# --- what the sheet lists: every job class its catalogue takes, priced ------------------------
-
-#: ``(endpoint, seconds)`` -> the lowest and highest units one clip (or one image) of that
-#: shape costs, across every model, mode and option the catalogue takes. ``seconds`` is None
-#: for images, and for a clip of any duration.
-Listing = Mapping[tuple[str, int | None], tuple[Fraction, Fraction]]
-
-# The listing's key in the sheet's cache of derived values (no job-class key equals it).
-_LISTING: Final = object()
-# A job class has no body: pricing reads only the fields of the class.
-_NO_BODY: Final = cast("RequestModel", None)
-
-
-def listed_units(sheet: PriceSheet) -> Listing:
-    """What ``sheet`` lists for each endpoint and duration, priced by the same rules as every
-    estimate (Kling's rules, before a provider's ``bills_as_pro``), so it cannot drift from the
-    sheet. Computed once per sheet (a sheet is immutable) and kept in its cache."""
-    cache = sheet.priced
-    found: Listing | None = cache.get(_LISTING)  # pragma: no mutate (a miss recomputes: same)
-    if found is None:
-        found = cache[_LISTING] = _list_units(sheet)
-    return found
-
-
-def catalogue_jobs(sheet: PriceSheet) -> Iterator[ValidatedRequest]:
-    """Every job class the sheet's catalogue takes (one image, one clip of each duration, mode,
-    sound, voice, video-reference and resolution option the model allows)."""
-    for endpoint, models in sheet.models.items():
-        for caps in models.values():
-            yield from _jobs(endpoint, caps)
-
-
-def _jobs(endpoint: str, caps: Capabilities) -> Iterator[ValidatedRequest]:
-    model = caps.model
-    if endpoint == "images/generations":
-        for reference in (False, True):
-            for size in (None, *sorted(caps.resolutions)):
-                yield ValidatedRequest(
-                    endpoint="images/generations",
-                    model=model,
-                    mode=None,
-                    duration=None,
-                    sound=False,
-                    video_reference=False,
-                    reference_image=reference,
-                    n=1,
-                    body=_NO_BODY,
-                    resolution=size,
-                )
-        return
-    omni = endpoint == "videos/omni-video"
-    seconds = set(caps.durations)
-    if caps.edit_hold_seconds is not None:
-        seconds.add(caps.edit_hold_seconds)
-    modes: list[str | None] = [*sorted(caps.modes)] or [None]  # None: one price, no std/pro
-    for mode in modes:
-        options = [(False, False)]
-        if (mode or "flat") in caps.sound_modes:
-            options.append((True, False))
-            if caps.voice and not omni:  # voices are a text2video/image2video option
-                options.append((True, True))
-        for sound, voice in options:
-            for video in (False, True) if omni else (False,):
-                for second in sorted(seconds):
-                    yield ValidatedRequest(
-                        endpoint=cast("Endpoint", endpoint),
-                        model=model,
-                        mode=mode,
-                        duration=second,
-                        sound=sound,
-                        video_reference=video,
-                        reference_image=endpoint == "videos/image2video",
-                        n=1,
-                        body=_NO_BODY,
-                        voice=voice,
-                    )
-
-
-def _list_units(sheet: PriceSheet) -> dict[tuple[str, int | None], tuple[Fraction, Fraction]]:
-    listing: dict[tuple[str, int | None], tuple[Fraction, Fraction]] = {}
-
-    def widen(key: tuple[str, int | None], units: Fraction) -> None:
-        low, high = listing.get(key, (units, units))
-        listing[key] = (min(low, units), max(high, units))
-
-    for job in catalogue_jobs(sheet):
-        try:
-            _pack, steps = _steps(job, sheet)
-        except UnpricedRequestError:
-            continue  # the catalogue takes it but no price is given: nothing can be charged
-        units = _product(steps)
-        widen((job.endpoint, job.duration), units)
-        if job.duration is not None:
-            widen((job.endpoint, None), units)
-    return listing
