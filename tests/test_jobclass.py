@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from klingcost import migrations
 from klingcost.errors import RequestValidationError, UnpricedRequestError
 from klingcost.jobclass import COLUMNS, JobClass, columns_of_meta
+from klingcost.ledger import migrations
 from klingcost.listing import catalogue_classes
 from klingcost.pricing import estimate, price
 from klingcost.request import ENDPOINTS, ValidatedRequest, validate_request
@@ -143,7 +143,7 @@ def test_to_meta_is_what_holds_stored_before(
 
 def test_the_columns_are_the_ones_migration_0002_added() -> None:
     # The migration keeps its own frozen copy, as a shipped migration must.
-    assert COLUMNS == migrations.CLASS_COLUMNS
+    assert COLUMNS == migrations.CLASS_COLUMNS_0002
 
 
 # --- from real requests, for every class the catalogue takes ------------------------------------

@@ -57,6 +57,16 @@ def test_a_hold_gives_its_job_class_as_the_ledger_stores_it(
     attached = ledger.attach(reserved.id, "task-1", reserved=reserved)
     assert attached.job_class == stored
     assert reserved.endpoint == attached.endpoint == "/v1/videos/text2video"
+    # Typed: klingcost.jobclass's JobClass, the same for the hold as reserved and as read back.
+    job = ledger.get_hold(reserved.id).job
+    assert job is not None and job == reserved.job
+    assert (job.endpoint, job.model, job.mode, job.duration) == (
+        "/v1/videos/text2video",
+        "kling-v2-1",
+        "pro",
+        10,
+    )
+    assert (job.sound, job.video_reference, job.reference_image, job.n) == (True, False, False, 1)
 
 
 def test_a_hold_without_a_job_class_says_none(make_ledger: Callable[..., Ledger]) -> None:
@@ -66,6 +76,7 @@ def test_a_hold_without_a_job_class_says_none(make_ledger: Callable[..., Ledger]
     assert hold.endpoint is None  # a number is no endpoint (stored as its text in the column)
     back = ledger.get_hold(hold.id)
     assert back.endpoint is None
+    assert back.job is None  # no model: no class
     assert back.job_class == dict.fromkeys(schema.CLASS_COLUMNS) | {"endpoint": "7"}
     assert ledger.reserve("team", HoldAmounts(1, "video", 1)).job_class == dict.fromkeys(
         schema.CLASS_COLUMNS

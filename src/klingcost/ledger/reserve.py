@@ -34,7 +34,7 @@ from klingcost.errors import (
     LedgerValueError,
     SheetMismatchError,
 )
-from klingcost.ledger import schema
+from klingcost.jobclass import COLUMNS, columns_of_meta
 from klingcost.ledger.db import DB
 from klingcost.ledger.holds import HoldsPart, _log_alerts
 from klingcost.ledger.published import LOCAL_OVERLAYS, PublishedPart
@@ -49,7 +49,7 @@ from klingcost.ledger.rows import (
     _hold_from_row,
     _soft,
 )
-from klingcost.ledger.types import Hold, MetaValue, _job_class, _meta_json
+from klingcost.ledger.types import Hold, MetaValue, _meta_json
 from klingcost.money import format_minor
 from klingcost.periods import period_key, window_for
 
@@ -77,8 +77,8 @@ _BALANCE_SQL = "SELECT posted, held FROM balances WHERE budget = ? AND period_ke
 _INSERT_HOLD_SQL = (
     "INSERT INTO holds (idempotency_key, team, state, est_units_milli, pack, est_cost_minor,"
     " currency, meta, reserved_at, updated_at, sheet_sha256, key_id,"
-    f" {', '.join(schema.CLASS_COLUMNS)})"
-    f" VALUES (?, ?, 'held', ?, ?, ?, ?, ?, ?, ?, ?, ?{', ?' * len(schema.CLASS_COLUMNS)})"
+    f" {', '.join(COLUMNS)})"
+    f" VALUES (?, ?, 'held', ?, ?, ?, ?, ?, ?, ?, ?, ?{', ?' * len(COLUMNS)})"
     " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
 )
 _INSERT_ENTRY_SQL = (
@@ -195,7 +195,7 @@ class ReservePart(PublishedPart, HoldsPart):
             )
         count_key = key_id if max_open_for_key is not None else None
         meta_json = _meta_json(meta)
-        job_class = _job_class(meta)
+        job_class = columns_of_meta(meta)
         hold_key = key if key is not None else uuid.uuid4().hex
         now = self.clock.now()
         at = now.isoformat()

@@ -1,5 +1,6 @@
 """The ledger's values: a hold and its states, an event of the log, a published price sheet,
-a discrepancy found by :meth:`~klingcost.ledger.Ledger.check`, and :data:`KEEP`."""
+a discrepancy found by :meth:`~klingcost.ledger.Ledger.check`, and :data:`KEEP`. A hold's
+job class is :mod:`klingcost.jobclass`'s (stored in its columns as ``columns_of_meta`` says)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,13 @@ from typing import Any, Final, Literal
 
 from klingcost.budgets import Alert, HoldAmounts
 from klingcost.errors import InvalidAmountError
-from klingcost.ledger.schema import CLASS_COLUMNS
+from klingcost.jobclass import COLUMNS, JobClass, columns_of_meta
 from klingcost.money import CURRENCY_EXPONENTS
 
 HoldState = Literal["held", "submitted", "unknown", "settled", "voided"]
 HOLD_STATES: Final[tuple[HoldState, ...]] = ("held", "submitted", "unknown", "settled", "voided")
 OPEN_STATES: Final[frozenset[str]] = frozenset({"held", "submitted", "unknown"})
 MetaValue = str | int | None
-_INT_CLASS_COLUMNS = frozenset({"sound", "video_reference", "reference_image", "n"})
 
 
 def _meta_json(meta: Mapping[str, MetaValue] | None) -> str:
@@ -34,24 +34,6 @@ def _meta_json(meta: Mapping[str, MetaValue] | None) -> str:
                 f"hold meta must map names to str, int or None (given {name!r}: {value!r})"
             )
     return json.dumps(dict(meta), separators=(",", ":"), sort_keys=True)
-
-
-def _job_class(meta: Mapping[str, MetaValue] | None) -> tuple[MetaValue, ...]:
-    """The job class in ``meta`` as the hold's columns store it (:data:`CLASS_COLUMNS`)."""
-    if not meta:
-        return (None,) * len(CLASS_COLUMNS)
-    return tuple(_class_value(name, meta.get(name)) for name in CLASS_COLUMNS)
-
-
-def _class_value(name: str, value: MetaValue) -> MetaValue:
-    # A digit string in an integer column is stored as the int, as SQLite's affinity does (and
-    # PostgreSQL's BIGINT needs); a number in a text column as its text.
-    if name in _INT_CLASS_COLUMNS:
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            return int(value)
-    elif isinstance(value, int):
-        return str(value)
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +80,13 @@ class Hold:
         """What fixes the job's price (endpoint, model, mode, duration, sound,
         video_reference, reference_image, n), as the hold's columns store it: the integer
         fields as ints, the others as text, None where the hold does not say."""
-        return dict(zip(CLASS_COLUMNS, _job_class(self.meta), strict=True))
+        return dict(zip(COLUMNS, columns_of_meta(self.meta), strict=True))
+
+    @property
+    def job(self) -> JobClass | None:
+        """The job class, typed (:class:`klingcost.jobclass.JobClass`); None for a hold
+        reserved without one."""
+        return JobClass.from_row(self.job_class)
 
     @property
     def cost_exponent(self) -> int:
