@@ -34,8 +34,7 @@ from klingcost.errors import (
     LedgerValueError,
     SheetMismatchError,
 )
-from klingcost.jobclass import columns_of_meta
-from klingcost.ledger import schema
+from klingcost.jobclass import COLUMNS, columns_of_meta
 from klingcost.ledger.db import DB
 from klingcost.ledger.holds import HoldsPart, _log_alerts
 from klingcost.ledger.published import LOCAL_OVERLAYS, PublishedPart
@@ -78,8 +77,8 @@ _BALANCE_SQL = "SELECT posted, held FROM balances WHERE budget = ? AND period_ke
 _INSERT_HOLD_SQL = (
     "INSERT INTO holds (idempotency_key, team, state, est_units_milli, pack, est_cost_minor,"
     " currency, meta, reserved_at, updated_at, sheet_sha256, key_id,"
-    f" {', '.join(schema.CLASS_COLUMNS)})"
-    f" VALUES (?, ?, 'held', ?, ?, ?, ?, ?, ?, ?, ?, ?{', ?' * len(schema.CLASS_COLUMNS)})"
+    f" {', '.join(COLUMNS)})"
+    f" VALUES (?, ?, 'held', ?, ?, ?, ?, ?, ?, ?, ?, ?{', ?' * len(COLUMNS)})"
     " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
 )
 _INSERT_ENTRY_SQL = (

@@ -1,5 +1,6 @@
 """The ledger's values: a hold and its states, an event of the log, a published price sheet,
-a discrepancy found by :meth:`~klingcost.ledger.Ledger.check`, and :data:`KEEP`."""
+a discrepancy found by :meth:`~klingcost.ledger.Ledger.check`, and :data:`KEEP`. A hold's
+job class is :mod:`klingcost.jobclass`'s (stored in its columns as ``columns_of_meta`` says)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any, Final, Literal
 
 from klingcost.budgets import Alert, HoldAmounts
 from klingcost.errors import InvalidAmountError
-from klingcost.jobclass import COLUMNS, columns_of_meta
+from klingcost.jobclass import COLUMNS, JobClass, columns_of_meta
 from klingcost.money import CURRENCY_EXPONENTS
 
 HoldState = Literal["held", "submitted", "unknown", "settled", "voided"]
@@ -80,6 +81,12 @@ class Hold:
         video_reference, reference_image, n), as the hold's columns store it: the integer
         fields as ints, the others as text, None where the hold does not say."""
         return dict(zip(COLUMNS, columns_of_meta(self.meta), strict=True))
+
+    @property
+    def job(self) -> JobClass | None:
+        """The job class, typed (:class:`klingcost.jobclass.JobClass`); None for a hold
+        reserved without one."""
+        return JobClass.from_row(self.job_class)
 
     @property
     def cost_exponent(self) -> int:
