@@ -16,11 +16,11 @@ import pytest
 
 from alert_receiver import receiver
 from klingcost import alerts
-from klingcost._outbox import check_url, mask_url
 from klingcost.budgets import HoldAmounts
 from klingcost.clock import ManualClock
 from klingcost.errors import BudgetNotFound, LedgerValueError
 from klingcost.ledger import Ledger
+from klingcost.ledger.outbox import check_url, mask_url
 
 T0 = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 SLACK = "https://hooks.slack.com/services/T000/B000/XXXXsecretXXXX"
@@ -413,7 +413,7 @@ def test_a_renamed_budget_keeps_its_alert_rules(quiet: Ledger) -> None:
 
 def test_closing_the_ledger_lets_an_alert_on_its_way_finish(ledger_url: str) -> None:
     # A short-lived command (submit) closes its ledger right after the crossing: the close
-    # waits (at most _outbox.CLOSE_WAIT) for the background delivery, which records it.
+    # waits (at most outbox.CLOSE_WAIT) for the background delivery, which records it.
     with receiver() as hook:
         hook.delay = 0.3
         ledger = Ledger.open(ledger_url)

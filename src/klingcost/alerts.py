@@ -1,7 +1,7 @@
 """Alerts that arrive: the ledger's outbox delivered to webhooks, Slack, Feishu and DingTalk.
 
 The ledger writes an outbox row for each alert event and matching rule in the event's own
-transaction (:mod:`klingcost._outbox`). This module sends them::
+transaction (:mod:`klingcost.ledger.outbox`). This module sends them::
 
     report = deliver_due(ledger)      # what is due now; never raises for a failed webhook
     report.delivered, report.retrying, report.gave_up
@@ -18,14 +18,14 @@ at most an hour, measured on the ledger's clock; after :data:`MAX_ATTEMPTS` atte
 given up (``klingcost alerts list`` shows it, with its last error).
 
 **Never in a submission's way.** After a transaction that enqueued alerts commits, the
-ledger calls :func:`klingcost._outbox.kick`: a daemon thread delivers while the caller goes on
+ledger calls :func:`klingcost.ledger.outbox.kick`: a daemon thread delivers while the caller goes on
 (at most one per ledger object; a kick while it runs makes it go round once more).
-``Ledger.close`` waits for it at most ``_outbox.CLOSE_WAIT`` seconds, so that a short-lived
+``Ledger.close`` waits for it at most ``outbox.CLOSE_WAIT`` seconds, so that a short-lived
 command's alert usually leaves with it; ``klingcost sync``, ``klingcost alerts deliver`` and
 the proxy's loop deliver whatever is left.
 
 A webhook URL is a secret: nothing here logs, returns or raises it; errors name the rule and
-its masked URL (:func:`klingcost._outbox.mask_url`).
+its masked URL (:func:`klingcost.ledger.outbox.mask_url`).
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from klingcost._outbox import (
+from klingcost.errors import BudgetNotFound, LedgerError
+from klingcost.ledger.outbox import (
     ALERT_KINDS,
     CHANNELS,
     EVENT_KINDS,
@@ -50,7 +51,6 @@ from klingcost._outbox import (
     check_url,
     mask_url,
 )
-from klingcost.errors import BudgetNotFound, LedgerError
 
 if TYPE_CHECKING:
     from klingcost.ledger import Ledger

@@ -17,10 +17,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, cast
 
-from klingcost import _outbox
 from klingcost.clock import Clock, SystemClock
 from klingcost.errors import LedgerError, LedgerNotFound, LedgerSetupError, LedgerValueError
 from klingcost.home import klingcost_home
+from klingcost.ledger import outbox
 from klingcost.ledger.backends import open_backend
 from klingcost.ledger.checkpointer import CAP_PAGES, INLINE_PAGES, Checkpointer
 from klingcost.ledger.db import DB, Backend, Cursor, Dialect
@@ -183,7 +183,7 @@ class LedgerBase:
     def close(self) -> None:
         delivery = self._delivery
         if delivery is not None:  # an alert on its way: give it a moment to leave
-            delivery.join(_outbox.CLOSE_WAIT)
+            delivery.join(outbox.CLOSE_WAIT)
         self.backend.close()
 
     @contextmanager
@@ -243,7 +243,7 @@ class LedgerBase:
             result = self.backend.write(operation)
             enqueued, self._enqueued = self._enqueued, False
         if enqueued and self.deliver_in_background:
-            _outbox.kick(cast("Ledger", self))
+            outbox.kick(cast("Ledger", self))
         return result
 
     def _read(self, operation: Callable[[DB], T]) -> T:
@@ -261,10 +261,10 @@ class LedgerBase:
         **data: Any,
     ) -> None:
         text = json.dumps(data, separators=(",", ":"), default=str)
-        if kind not in _outbox.EVENT_KINDS:  # the common case: no alert, nothing more
+        if kind not in outbox.EVENT_KINDS:  # the common case: no alert, nothing more
             conn.execute(_EVENT_SQL, (at, kind, hold, team, text))
             return
         # An alert event: its outbox rows are written in this same transaction.
         row = conn.execute(_EVENT_SQL + " RETURNING id", (at, kind, hold, team, text)).fetchone()
-        if _outbox.enqueue(conn, row[0], kind, team, data, at):
+        if outbox.enqueue(conn, row[0], kind, team, data, at):
             self._enqueued = True  # _write kicks a delivery once the transaction commits

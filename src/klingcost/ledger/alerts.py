@@ -1,5 +1,5 @@
 """Alerts, as the ledger keeps them: the rules (which team's alerts go where), the outbox
-their deliveries are leased from (:mod:`klingcost._outbox`), and the forecast warnings a
+their deliveries are leased from (:mod:`klingcost.ledger.outbox`), and the forecast warnings a
 budget's projected run-out raises. Delivery itself: :mod:`klingcost.alerts`."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING
 
-from klingcost import _outbox
 from klingcost.budgets import BudgetStatus
 from klingcost.errors import BudgetNotFound, LedgerValueError
+from klingcost.ledger import outbox
 from klingcost.ledger.db import DB
 from klingcost.ledger.forecast import ForecastPart
 
@@ -24,28 +24,28 @@ class AlertsPart(ForecastPart):
     ...) and forecast warnings (:meth:`warn_forecasts`)."""
 
     def add_alert_rule(
-        self, team: str, *, channel: str, url: str, on: Sequence[str] = _outbox.ALERT_KINDS
-    ) -> _outbox.AlertRule:
+        self, team: str, *, channel: str, url: str, on: Sequence[str] = outbox.ALERT_KINDS
+    ) -> outbox.AlertRule:
         """Send ``team``'s alerts of the kinds ``on`` (soft, refused, over, forecast) to
         ``url`` over ``channel`` (webhook, slack, feishu, dingtalk). BudgetNotFound for a team
         without a budget; LedgerValueError (the URL masked) for a bad URL or kind."""
-        url = _outbox.check_url(channel, url)
+        url = outbox.check_url(channel, url)
         kinds = tuple(dict.fromkeys(on))
-        bad = [kind for kind in kinds if kind not in _outbox.ALERT_KINDS]
+        bad = [kind for kind in kinds if kind not in outbox.ALERT_KINDS]
         if bad or not kinds:
             raise LedgerValueError(
                 f"{', '.join(map(repr, bad)) or 'nothing'} given; allowed: "
-                f"{', '.join(_outbox.ALERT_KINDS)} (comma-separated)",
+                f"{', '.join(outbox.ALERT_KINDS)} (comma-separated)",
                 option="on",
                 value=bad,
-                allowed=", ".join(_outbox.ALERT_KINDS),
+                allowed=", ".join(outbox.ALERT_KINDS),
             )
         at = self.clock.now().isoformat()
 
-        def operation(conn: DB) -> _outbox.AlertRule:
+        def operation(conn: DB) -> outbox.AlertRule:
             if conn.execute("SELECT 1 FROM budgets WHERE name = ?", (team,)).fetchone() is None:
                 raise BudgetNotFound(team=team)
-            rule = _outbox.insert_rule(conn, team, channel, url, kinds, at)
+            rule = outbox.insert_rule(conn, team, channel, url, kinds, at)
             self._event(
                 conn,
                 at,
@@ -61,32 +61,32 @@ class AlertsPart(ForecastPart):
 
         return self._write(operation)
 
-    def alert_rules(self, team: str | None = None) -> list[_outbox.AlertRule]:
+    def alert_rules(self, team: str | None = None) -> list[outbox.AlertRule]:
         """The alert rules (of ``team``), by id."""
         with self.reading():
-            return _outbox.rules(self._db, team)
+            return outbox.rules(self._db, team)
 
-    def alert_rule(self, rule_id: int) -> _outbox.AlertRule:
+    def alert_rule(self, rule_id: int) -> outbox.AlertRule:
         """Rule ``rule_id``; LedgerValueError when there is none."""
         with self.reading():
-            rule = _outbox.rule(self._db, rule_id)
+            rule = outbox.rule(self._db, rule_id)
         if rule is None:
             raise LedgerValueError(
                 f"no alert rule {rule_id} in the ledger (see `klingcost alerts list`)"
             )
         return rule
 
-    def remove_alert_rule(self, rule_id: int) -> _outbox.AlertRule:
+    def remove_alert_rule(self, rule_id: int) -> outbox.AlertRule:
         """Delete rule ``rule_id`` and its undelivered alerts (the event log keeps both)."""
         at = self.clock.now().isoformat()
 
-        def operation(conn: DB) -> _outbox.AlertRule:
-            rule = _outbox.rule(conn, rule_id)
+        def operation(conn: DB) -> outbox.AlertRule:
+            rule = outbox.rule(conn, rule_id)
             if rule is None:
                 raise LedgerValueError(
                     f"no alert rule {rule_id} in the ledger (see `klingcost alerts list`)"
                 )
-            dropped = _outbox.delete_rule(conn, rule_id)
+            dropped = outbox.delete_rule(conn, rule_id)
             self._event(
                 conn,
                 at,
@@ -104,40 +104,36 @@ class AlertsPart(ForecastPart):
 
     def claim_due_alerts(
         self, *, now: datetime, lease: timedelta, limit: int = 50
-    ) -> list[_outbox.PendingAlert]:
-        """Lease the outbox rows due at ``now`` for delivery (:func:`_outbox.claim_due`).
+    ) -> list[outbox.PendingAlert]:
+        """Lease the outbox rows due at ``now`` for delivery (:func:`outbox.claim_due`).
 
         Looks first without a write transaction: a loop that finds nothing due never takes
         SQLite's write lock from the submissions."""
         with self.reading():
-            if not _outbox.any_due(self._db, now):
+            if not outbox.any_due(self._db, now):
                 return []
         skip = self._locks_rows
-        return self._write(
-            lambda conn: _outbox.claim_due(conn, now, lease, limit, skip_locked=skip)
-        )
+        return self._write(lambda conn: outbox.claim_due(conn, now, lease, limit, skip_locked=skip))
 
     def record_alert_attempt(
         self, outbox_id: int, *, at: datetime, error: str | None, next_at: datetime | None
     ) -> None:
         """Record a delivery attempt: delivered (``error`` None) or due again at ``next_at``."""
         self._write(
-            lambda conn: _outbox.record_attempt(
-                conn, outbox_id, at=at, error=error, next_at=next_at
-            )
+            lambda conn: outbox.record_attempt(conn, outbox_id, at=at, error=error, next_at=next_at)
         )
 
     def alert_outbox(
         self, *, rule_id: int | None = None, limit: int = 100
-    ) -> list[_outbox.OutboxRow]:
+    ) -> list[outbox.OutboxRow]:
         """The latest outbox rows (of one rule), newest first."""
         with self.reading():
-            return _outbox.outbox_rows(self._db, rule_id=rule_id, limit=limit)
+            return outbox.outbox_rows(self._db, rule_id=rule_id, limit=limit)
 
-    def alert_counts(self) -> dict[int, _outbox.OutboxCounts]:
+    def alert_counts(self) -> dict[int, outbox.OutboxCounts]:
         """Per rule id: how many alerts are pending, delivered and given up."""
         with self.reading():
-            return _outbox.counts(self._db)
+            return outbox.counts(self._db)
 
     def warn_forecasts(
         self, *, now: datetime | None = None, every: timedelta = timedelta(minutes=5)
@@ -167,9 +163,9 @@ class AlertsPart(ForecastPart):
     def _forecast_warning(
         self, conn: DB, *, now: datetime, status: BudgetStatus, forecast: Forecast
     ) -> bool:
-        at = _outbox.stamp(now)
+        at = outbox.stamp(now)
         key = status.window.key
-        if not _outbox.claim_mark(conn, status.team, "forecast", key, at, at):
+        if not outbox.claim_mark(conn, status.team, "forecast", key, at, at):
             return False
         self._event(
             conn,

@@ -344,7 +344,7 @@ API_KEYS_0005 = (
     "CREATE INDEX events_refused ON events(id) WHERE kind = 'refused'",
 )
 
-#: Alerts that reach people (:mod:`klingcost._outbox`): rules (a team's alert kinds sent to a
+#: Alerts that reach people (:mod:`klingcost.ledger.outbox`): rules (a team's alert kinds sent to a
 #: webhook, Slack, Feishu or DingTalk URL), the outbox (one row per alert event and matching
 #: rule, written in the event's transaction, delivered at least once with backoff), and the
 #: marks that fold a burst (refusals, over-limit settlements, forecasts) into one alert.
