@@ -255,8 +255,8 @@ class GuardCore:
         return Resolution(hold, "pending", note)
 
     def endpoint_of(self, hold: Hold) -> str:
-        endpoint = hold.meta.get("endpoint")
-        if not isinstance(endpoint, str):
+        endpoint = hold.endpoint
+        if endpoint is None:
             raise errors.HoldStateError(f"hold {hold.id} has no endpoint recorded")
         return endpoint
 

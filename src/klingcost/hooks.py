@@ -148,8 +148,8 @@ def create_app(
         hold = await to_thread.run_sync(
             lambda: ledger.hold_for_task(str(task_id)) or _lost_hold(ledger, external)
         )
-        endpoint = hold.meta.get("endpoint") if hold is not None else None
-        if hold is None or not isinstance(endpoint, str):
+        endpoint = hold.endpoint if hold is not None else None
+        if hold is None or endpoint is None:
             return JSONResponse({"status": "ignored", "reason": "unknown task"})
         try:
             task: Task = (

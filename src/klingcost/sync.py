@@ -265,8 +265,8 @@ def settle_until_done(
 async def _resolve_one(
     ledger: Ledger, client: AsyncKlingClient, hold: Hold, evidence: tuple[int, timedelta]
 ) -> Resolution | _Awaiting | str:
-    endpoint = hold.meta.get("endpoint")
-    if not isinstance(endpoint, str):
+    endpoint = hold.endpoint
+    if endpoint is None:
         return "no endpoint recorded on the hold"
     if hold.task_id is not None:
         try:

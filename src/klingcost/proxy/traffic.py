@@ -78,7 +78,7 @@ async def query(proxy: Proxy, request: Request, endpoint: Endpoint, ref: str) ->
     who = key.team
     note(request, team=who, key_id=key.id)
     hold = proxy.hold_for(who, ref)
-    if hold is None or hold.meta.get("endpoint") != endpoint:
+    if hold is None or hold.endpoint != endpoint:
         return _not_found(request, ref)
     note(request, hold_id=hold.id)
     try:
@@ -216,8 +216,8 @@ async def callback(proxy: Proxy, request: Request) -> Response:
         # a hint), once the create's answer has attached the task id. A hold already closed
         # (by a poll) is not asked about again: resolve would change nothing.
         hold = await _attached(proxy, hold)
-        endpoint = hold.meta.get("endpoint")
-        if not isinstance(endpoint, str):
+        endpoint = hold.endpoint
+        if endpoint is None:
             return JSONResponse({"status": "ignored", "reason": "no endpoint on the hold"})
         try:
             task = await proxy.upstream.client.get_task(endpoint, str(task_id))
