@@ -19,13 +19,14 @@ The bundled sheet alone (no overlay) is loaded from its frozen, already validate
 ``klingcost estimate``'s start): see :func:`_frozen_sheet` for when that form is trusted.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: the sheet types' fields keep their types as objects,
+# which the frozen sheet's builder reads without evaluating annotation strings (each one a
+# compile() that cost more than building the whole sheet).
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, ClassVar, Final, Literal, Union, get_args, get_origin
@@ -57,12 +58,15 @@ def _amount(value: Any) -> Fraction:
     return amount
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class _Before:
     """``BeforeValidator(func)`` without importing pydantic: pydantic asks an ``Annotated``
     marker for its schema only when it validates, so reading the frozen sheet loads no pydantic."""
 
     func: Callable[[Any], Any]
+
+    def __repr__(self) -> str:  # no address: it is part of the sheet types' fingerprint
+        return f"_Before({self.func.__name__})"
 
     def __get_pydantic_core_schema__(self, source: Any, handler: Callable[[Any], Any]) -> Any:
         from pydantic_core import core_schema
@@ -739,58 +743,92 @@ def _models_fingerprint() -> str:
                 default = f"{getattr(item.default_factory, '__name__', '?')}()"
             else:
                 default = "(required)"
-            lines.append(f"{kind.__name__}.{item.name}: {item.type} = {default}")
+            lines.append(f"{kind.__name__}.{item.name}: {_type_text(item.type)} = {default}")
     return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
 
 
-@cache
-def _hints(kind: type) -> dict[str, Any]:
-    import typing
-
-    return typing.get_type_hints(kind)
+def _type_text(kind: Any) -> str:
+    """A field's type as text that no Python version spells otherwise (typing's reprs vary)."""
+    origin, args = get_origin(kind), get_args(kind)
+    if origin is Annotated:
+        return f"{_type_text(args[0])} with {', '.join(repr(a) for a in args[1:])}"
+    if origin is Literal:
+        return f"Literal{list(args)!r}"
+    if origin is Union or origin is UnionType:
+        return " | ".join(_type_text(arg) for arg in args)
+    if origin is not None:
+        inner = ", ".join("..." if arg is Ellipsis else _type_text(arg) for arg in args)
+        return f"{origin.__name__}[{inner}]"
+    return str(getattr(kind, "__name__", repr(kind)))
 
 
 def _build(annotation: Any, value: Any) -> Any:
-    """``value`` (JSON of a validated sheet) as ``annotation``, without validation.
+    """``value`` (JSON of a validated sheet) as ``annotation``, without validation."""
+    return _builder(annotation)(value)
 
-    Only the shapes the sheet's types use are known: a sheet type, ``X | None``, ``dict``,
-    ``tuple[X, ...]``, ``Literal``, str, int, bool and Fraction (an amount, frozen as "n/d").
-    """
+
+@cache
+def _builder(annotation: Any) -> Callable[[Any], Any]:
+    """A function that builds ``annotation`` from its JSON, made once per type; it raises
+    :class:`_Unfrozen` for a value of another shape. Only the shapes the sheet's types use are
+    known: a sheet type, ``X | None``, ``dict``, ``tuple[X, ...]``, ``Literal``, str, int, bool
+    and Fraction (an amount, frozen as "n/d" text)."""
+    import dataclasses
+
     if getattr(annotation, "__pydantic_config__", None) is _STRICT:
-        if type(value) is not dict:
-            raise _Unfrozen(annotation.__name__)
-        hints = _hints(annotation)
-        built = {}
-        for key, item in value.items():
-            if key not in hints or key == "__pydantic_config__":
-                raise _Unfrozen(f"{annotation.__name__}.{key}")
-            built[key] = _build(hints[key], item)
-        return annotation(**built)
+        kind: Any = annotation
+        types: dict[str, Any] = {item.name: item.type for item in dataclasses.fields(kind)}
+        fields = {name: _builder(field_type) for name, field_type in types.items()}
+
+        def sheet_type(value: Any) -> Any:
+            if type(value) is not dict:
+                raise _Unfrozen(kind.__name__)
+            built = {}
+            for key, item in value.items():
+                build = fields.get(key)
+                if build is None:
+                    raise _Unfrozen(f"{kind.__name__}.{key}")
+                built[key] = build(item)
+            return kind(**built)
+
+        return sheet_type
     if annotation is Fraction:
-        if type(value) is not str:
-            raise _Unfrozen("an amount")
-        return Fraction(value)
-    if annotation is str or annotation is int or annotation is bool:
-        if type(value) is not annotation:
-            raise _Unfrozen(annotation.__name__)
-        return value
-    origin = get_origin(annotation)
-    args = get_args(annotation)
+        return _fraction
+    if annotation in (str, int, bool):
+        return partial(_exactly, annotation)
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:  # an amount, durations: the marker only validates
+        return _builder(args[0])
     if origin is Literal:
-        if not any(type(value) is type(arg) and value == arg for arg in args):
-            raise _Unfrozen(f"{value!r} is not one of {args}")
-        return value
-    if origin is Union or origin is UnionType:
-        if value is None and type(None) in args:
-            return None
-        (inner,) = (arg for arg in args if arg is not type(None))
-        return _build(inner, value)
-    if origin is dict and type(value) is dict:
-        key_type, item_type = args
-        return {_build(key_type, k): _build(item_type, v) for k, v in value.items()}
-    if origin is tuple and len(args) == 2 and args[1] is Ellipsis and type(value) is list:
-        return tuple(_build(args[0], item) for item in value)
+        return partial(_one_of, args)
+    if (origin is Union or origin is UnionType) and len(args) == 2 and type(None) in args:
+        inner = _builder(next(arg for arg in args if arg is not type(None)))
+        return lambda value: None if value is None else inner(value)
+    if origin is dict:
+        key, item = _builder(args[0]), _builder(args[1])
+        return lambda value: {key(k): item(v) for k, v in _exactly(dict, value).items()}
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        item = _builder(args[0])
+        return lambda value: tuple(item(v) for v in _exactly(list, value))
     raise _Unfrozen(repr(annotation))
+
+
+def _fraction(value: Any) -> Fraction:
+    if type(value) is not str:
+        raise _Unfrozen(f"{value!r} is not an amount")
+    return Fraction(value)
+
+
+def _exactly(kind: type, value: Any) -> Any:
+    if type(value) is not kind:
+        raise _Unfrozen(f"{value!r} is not {kind.__name__}")
+    return value
+
+
+def _one_of(allowed: tuple[Any, ...], value: Any) -> Any:
+    if not any(type(value) is type(choice) and value == choice for choice in allowed):
+        raise _Unfrozen(f"{value!r} is not one of {allowed}")
+    return value
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
