@@ -9,9 +9,11 @@ ratios of issue 14:
 * ``klingcost estimate FILE``   against ``python -c 'import pydantic'``  reach <= 2.5x
 
 FILE is one text2video body. For scale, a fifth command defines and uses one pydantic model: the
-least any process pays that validates with pydantic. It is a benchmark, not a test: it exits 0
-either way (``--check`` makes it exit 1 when a median ratio misses its reach). No hyperfine
-needed. Figures: docs/benchmarks.md.
+least any process pays that validates with pydantic. ``--before SRC`` also times
+``klingcost estimate FILE`` with klingcost imported from SRC (the ``src`` folder of an older
+commit, e.g. from ``git archive``), in the same alternation: code before and after, one run.
+It is a benchmark, not a test: it exits 0 either way (``--check`` makes it exit 1 when a median
+ratio misses its reach). No hyperfine needed. Figures: docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30, help="runs per command (default 30)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a reach is missed")
+    parser.add_argument(
+        "--before", metavar="SRC", help="also time the estimate with klingcost imported from SRC"
+    )
     args = parser.parse_args()
     # The bundled sheet only: an overlay named in the environment would be timed too. And
     # bytecode on: click and pydantic have theirs (as a wheel installed by pip has), so with
@@ -71,6 +76,10 @@ def main() -> int:
             "klingcost estimate FILE": [KLINGCOST, "estimate", str(body)],
             "python: one pydantic model used": [PYTHON, "-c", ONE_MODEL],
         }
+        if args.before:
+            # `env` puts SRC first on the path for that process only (its cost: one exec).
+            before = ["env", f"PYTHONPATH={Path(args.before).resolve()}"]
+            commands["estimate FILE, code --before"] = [*before, KLINGCOST, "estimate", str(body)]
         for argv in commands.values():  # warm the page cache and the bytecode
             run_once(argv, env)
         samples: dict[str, list[float]] = {name: [] for name in commands}
@@ -81,9 +90,9 @@ def main() -> int:
     print(f"klingcost startup, whole process  (python {sys.version.split()[0]}, {sys.platform})")
     print(f"{args.runs} runs per command, alternating; load average {load[0]:.2f} at the end")
     print()
-    print(f"  {'command':<30} {'median':>9} {'min':>9}")
+    print(f"  {'command':<31} {'median':>9} {'min':>9}")
     for name, values in samples.items():
-        print(f"  {name:<30} {statistics.median(values) * 1e3:7.1f}ms {min(values) * 1e3:7.1f}ms")
+        print(f"  {name:<31} {statistics.median(values) * 1e3:7.1f}ms {min(values) * 1e3:7.1f}ms")
     print()
     missed = []
     for name, floor, reach in (
@@ -99,8 +108,11 @@ def main() -> int:
             f"  {name} / {floor}: {median:.2f}x median, {best:.2f}x min"
             f"   reach <= {reach}x: {'ok' if ok else 'MISSED'}"
         )
-    one_model = statistics.median(samples["python: one pydantic model used"])
     pydantic = statistics.median(samples["python -c 'import pydantic'"])
+    if args.before:
+        old = statistics.median(samples["estimate FILE, code --before"])
+        print(f"  estimate FILE, code --before / import pydantic: {old / pydantic:.2f}x median")
+    one_model = statistics.median(samples["python: one pydantic model used"])
     estimate = statistics.median(samples["klingcost estimate FILE"])
     print(
         f"  (for scale: one pydantic model used / import pydantic: {one_model / pydantic:.2f}x;"

@@ -13,19 +13,23 @@ adds a model and its prices makes it valid and priced at once. A mode, a resolut
 option is allowed exactly when the sheet prices it.
 
 A missing or unreadable sheet fails loudly; nothing falls back in silence.
+
+The bundled sheet alone (no overlay) is loaded from its frozen, already validated form in
+``data/pricing.json`` without running pydantic's validators (issue 14: they were a fifth of
+``klingcost estimate``'s start): see :func:`_frozen_sheet` for when that form is trusted.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: the sheet types' fields keep their types as objects,
+# which the frozen sheet's builder reads without evaluating annotation strings (each one a
+# compile() that cost more than building the whole sheet).
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from fractions import Fraction
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
-from typing import Annotated, Any, Literal
-
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PrivateAttr, ValidationError
+from types import UnionType
+from typing import Annotated, Any, ClassVar, Final, Literal, Union, get_args, get_origin
 
 from klingcost.errors import PricingSheetError, UnknownProviderError
 from klingcost.money import CURRENCY_EXPONENTS, exact
@@ -54,63 +58,94 @@ def _amount(value: Any) -> Fraction:
     return amount
 
 
-Amount = Annotated[Fraction, BeforeValidator(_amount)]
+@dataclass(frozen=True, slots=True, repr=False)
+class _Before:
+    """``BeforeValidator(func)`` without importing pydantic: pydantic asks an ``Annotated``
+    marker for its schema only when it validates, so reading the frozen sheet loads no pydantic."""
+
+    func: Callable[[Any], Any]
+
+    def __repr__(self) -> str:  # no address: it is part of the sheet types' fingerprint
+        return f"_Before({self.func.__name__})"
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Callable[[Any], Any]) -> Any:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_before_validator_function(self.func, handler(source))
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+Amount = Annotated[Fraction, _Before(_amount)]
+
+# The sheet's types are frozen dataclasses: the bundled sheet is built from its frozen form
+# without pydantic (issue 14), and any other sheet is validated into them by pydantic (see
+# parse_sheet), strictly: an unknown key is refused, an amount must be exact.
+_STRICT: Final = {"extra": "forbid", "arbitrary_types_allowed": True}
 
 
-class Factor(_Strict):
+@dataclass(frozen=True, kw_only=True)
+class Factor:
+    __pydantic_config__: ClassVar = _STRICT
     factor: Amount
     source: str
     note: str = ""
 
 
-class Price(_Strict):
+@dataclass(frozen=True, kw_only=True)
+class Price:
+    __pydantic_config__: ClassVar = _STRICT
     units: Amount
     source: str
     note: str = ""
 
 
-class PerUnit(_Strict):
+@dataclass(frozen=True, kw_only=True)
+class PerUnit:
+    __pydantic_config__: ClassVar = _STRICT
     amount: Amount
     source: str
     note: str = ""
 
 
-class VideoPrices(_Strict):
+@dataclass(frozen=True, kw_only=True)
+class VideoPrices:
+    __pydantic_config__: ClassVar = _STRICT
     base: Price
     durations: dict[str, Factor]
     #: Factor over the base per model and mode; ``flat`` is the one price of a model without a
     #: std/pro split. Any other mode name an overlay adds is a mode the API is taken to accept.
     models: dict[str, dict[str, Factor]]
-    sound: dict[str, Factor] = {}
+    sound: dict[str, Factor] = field(default_factory=dict)
     #: Sound with a ``voice_list`` (the voices given), in place of the ``sound`` factor.
-    voice: dict[str, Factor] = {}
+    voice: dict[str, Factor] = field(default_factory=dict)
 
 
-class OmniPrices(_Strict):
+@dataclass(frozen=True, kw_only=True)
+class OmniPrices:
+    __pydantic_config__: ClassVar = _STRICT
     per_second: Price
     pro: Factor
     video_reference: Factor
 
 
-class PerSecond(_Strict):
+@dataclass(frozen=True, kw_only=True)
+class PerSecond:
     """Units per second of one model in one mode: silent, with sound, with sound and voices, and
     with a video in ``video_list`` (omni-video). A variant left out is not offered."""
 
+    __pydantic_config__: ClassVar = _STRICT
     silent: Price
     sound: Price | None = None
     voice: Price | None = None
     video: Price | None = None
 
 
-class ImagePrices(_Strict):
+@dataclass(frozen=True, kw_only=True)
+class ImagePrices:
+    __pydantic_config__: ClassVar = _STRICT
     text: Price
     reference: Price
     #: Factor per ``resolution`` value; a value not listed here is refused (it may cost more).
-    resolutions: dict[str, Factor] = {}
+    resolutions: dict[str, Factor] = field(default_factory=dict)
 
 
 def _durations(value: Any) -> Any:
@@ -126,7 +161,7 @@ def _durations(value: Any) -> Any:
     return value
 
 
-Durations = Annotated[tuple[int, ...], BeforeValidator(_durations)]
+Durations = Annotated[tuple[int, ...], _Before(_durations)]
 Endpoint = Literal[
     "images/generations",
     "videos/text2video",
@@ -136,10 +171,12 @@ Endpoint = Literal[
 ]
 
 
-class CatalogEntry(_Strict):
+@dataclass(frozen=True, kw_only=True)
+class CatalogEntry:
     """What one model takes on one endpoint. Modes, sound, voices and resolutions are allowed
     where the sheet prices them; these keys say the rest."""
 
+    __pydantic_config__: ClassVar = _STRICT
     source: str
     note: str = ""
     #: Seconds a video may last (video endpoints): a list, or a range such as "3-15".
@@ -159,19 +196,23 @@ class CatalogEntry(_Strict):
     edit_hold_seconds: int | None = None
 
 
-class PromptLimits(_Strict):
+@dataclass(frozen=True, kw_only=True)
+class PromptLimits:
+    __pydantic_config__: ClassVar = _STRICT
     prompt: int
     negative_prompt: int
 
 
-class Provider(_Strict):
+@dataclass(frozen=True, kw_only=True)
+class Provider:
+    __pydantic_config__: ClassVar = _STRICT
     currency: str
     exponent: int
     per_unit: dict[Literal["video", "image"], PerUnit]
     prompt_limits: PromptLimits = PromptLimits(prompt=500, negative_prompt=200)
     #: Models this provider bills at the pro price whatever ``mode`` the body gives, each with
     #: the source that says so.
-    bills_as_pro: dict[str, str] = {}
+    bills_as_pro: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,38 +252,39 @@ def _seconds_text(seconds: frozenset[int]) -> str:
     return " or ".join(f'"{s}"' for s in ordered)
 
 
-class PriceSheet(_Strict):
+@dataclass(frozen=True, kw_only=True)
+class PriceSheet:
     """A validated price sheet. ``origin`` says which files it was built from."""
 
+    __pydantic_config__: ClassVar = _STRICT
     version: Literal[1]
     sources: dict[str, str]
-    catalog: dict[Endpoint, dict[str, CatalogEntry]] = {}
+    catalog: dict[Endpoint, dict[str, CatalogEntry]] = field(default_factory=dict)
     video: VideoPrices
     omni: dict[str, OmniPrices]
-    per_second: dict[str, dict[str, PerSecond]] = {}
+    per_second: dict[str, dict[str, PerSecond]] = field(default_factory=dict)
     images: dict[str, ImagePrices]
     default_provider: str
     providers: dict[str, Provider]
     origin: str = BUNDLED
-    # Priced job classes, filled by klingcost.pricing: a sheet is immutable, so its prices are too.
-    _priced: dict[Any, Any] = PrivateAttr(default_factory=dict)
-    _sha256: str | None = PrivateAttr(default=None)
-    _models: dict[str, dict[str, Capabilities]] = PrivateAttr(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Caches, not fields (never compared, dumped or validated), set once per sheet:
+        # "_priced": priced job classes, filled by klingcost.pricing (a sheet is immutable, so
+        # its prices are too); "_models": the resolved catalogue; "_sha256": sheet_hash's.
+        object.__setattr__(self, "_priced", {})
+        object.__setattr__(self, "_models", {})
+        object.__setattr__(self, "_sha256", None)
 
     @property
     def models(self) -> dict[str, dict[str, Capabilities]]:
         """The catalogue, resolved: endpoint -> model -> :class:`Capabilities`."""
-        private = self.__pydantic_private__
-        assert private is not None
-        models: dict[str, dict[str, Capabilities]] = private["_models"]
+        models: dict[str, dict[str, Capabilities]] = self.__dict__["_models"]
         return models
 
     @property
     def priced(self) -> dict[Any, Any]:
-        # The private slot itself: pydantic's __getattr__ for `self._priced` costs ~1.3 us a call.
-        private = self.__pydantic_private__
-        assert private is not None
-        cache: dict[Any, Any] = private["_priced"]
+        cache: dict[Any, Any] = self.__dict__["_priced"]
         return cache
 
     def provider(self, name: str | None = None) -> tuple[str, Provider]:
@@ -253,6 +295,27 @@ class PriceSheet(_Strict):
             raise UnknownProviderError(
                 provider=chosen, known=sorted(self.providers), source=self.origin
             ) from None
+
+    def model_dump(
+        self, *, mode: Literal["python", "json"] = "python", exclude: set[str] | None = None
+    ) -> dict[str, Any]:
+        """The sheet as plain data (nested dicts; amounts as Fractions, or "n/d" text in
+        ``json`` mode), in its own order: what :func:`canonical_text` sorts and writes."""
+        data: dict[str, Any] = _adapter().dump_python(self, mode=mode, exclude=exclude)
+        return data
+
+
+def _adapter() -> Any:
+    """pydantic's validator and serializer of :class:`PriceSheet`, built on first use."""
+    global _ADAPTER
+    if _ADAPTER is None:
+        from pydantic import TypeAdapter
+
+        _ADAPTER = TypeAdapter(PriceSheet)
+    return _ADAPTER
+
+
+_ADAPTER: Any = None
 
 
 def load_sheet(path: str | os.PathLike[str] | None = None) -> PriceSheet:
@@ -268,6 +331,10 @@ def load_sheet(path: str | os.PathLike[str] | None = None) -> PriceSheet:
 @cache
 def _load_cached(overlays: str | None) -> PriceSheet:
     # Cached by path: the CLI and the guard load a sheet once per process, not per request.
+    if not overlays:
+        frozen = _frozen_sheet((_DATA / "pricing.yaml").read_text(encoding="utf-8"))
+        if frozen is not None:
+            return frozen
     data = _bundled_data()
     origin = BUNDLED
     names = [name for name in (overlays or "").split(os.pathsep) if name]
@@ -286,8 +353,10 @@ def _load_cached(overlays: str | None) -> PriceSheet:
 
 def parse_sheet(data: Mapping[str, Any], *, origin: str) -> PriceSheet:
     """Validate a sheet already read from YAML; ``origin`` names it in errors."""
+    from pydantic import ValidationError
+
     try:
-        sheet = PriceSheet.model_validate({**data, "origin": origin})
+        sheet: PriceSheet = _adapter().validate_python({**data, "origin": origin})
     except ValidationError as exc:
         problems = [
             f"{'.'.join(str(p) for p in error['loc']) or '(top)'}: {_reason(error)}"
@@ -342,17 +411,18 @@ def resolve_catalog(sheet: PriceSheet) -> dict[str, dict[str, Capabilities]]:
         (e, m): entry for e, models in sheet.catalog.items() for m, entry in models.items()
     }
     # Implied entries for priced models the catalogue leaves out.
+    implied = CatalogEntry
     for model in sheet.images:
-        declared.setdefault(("images/generations", model), CatalogEntry(source="(its price)"))
+        declared.setdefault(("images/generations", model), implied(source="(its price)"))
     for model in sheet.video.models:
         for endpoint in _VIDEO_ENDPOINTS:
             declared.setdefault(
-                (endpoint, model), CatalogEntry(source="(its price)", durations=clip_seconds)
+                (endpoint, model), implied(source="(its price)", durations=clip_seconds)
             )
     for model in sheet.omni:
         declared.setdefault(
             ("videos/omni-video", model),
-            CatalogEntry(source="(its price)", durations=tuple(range(3, 11))),
+            implied(source="(its price)", durations=tuple(range(3, 11))),
         )
     for (endpoint, model), entry in declared.items():
         resolved[endpoint][model] = _capabilities(sheet, endpoint, model, entry)
@@ -415,10 +485,15 @@ def _capabilities(
 
 
 def _reason(error: Mapping[str, Any]) -> str:
-    if error["type"] == "extra_forbidden":
+    # A sheet's types are dataclasses: pydantic names their errors otherwise than a model's,
+    # so the model's words are kept (an unknown key, a mapping expected).
+    if error["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
         return "unknown key"
     if error["type"] == "missing":
         return "missing"
+    if error["type"] == "dataclass_type":
+        name = (error.get("ctx") or {}).get("class_name", "")
+        return f"Input should be a valid dictionary or instance of {name}"
     return str(error["msg"]).removeprefix("Value error, ")
 
 
@@ -521,8 +596,7 @@ def canonical_text(sheet: PriceSheet) -> str:
 
 def sheet_hash(sheet: PriceSheet) -> str:
     """The sha256 of :func:`canonical_text`, in hex: the name a ledger and its holds use."""
-    private = sheet.__pydantic_private__
-    assert private is not None
+    private = sheet.__dict__
     found: str | None = private["_sha256"]  # pragma: no mutate (a cache: hashed afresh, the same)
     if found is None:
         import hashlib
@@ -571,15 +645,190 @@ def _frozen_data(text: str) -> dict[str, Any] | None:
 
 
 def freeze_bundled_sheet() -> Path:
-    """Write :data:`FROZEN` from the bundled YAML; returns its path."""
+    """Write :data:`FROZEN` from the bundled YAML; returns its path.
+
+    It holds the YAML's data (``sheet``, onto which an overlay merges) and, when that data is a
+    valid sheet, the validated sheet itself (``validated``: :func:`canonical_text`'s data, in
+    the sheet's own order) with the :func:`_models_fingerprint` of the models that validated
+    it. An invalid sheet is frozen without ``validated``, so loading it validates it and says
+    what is wrong (``scripts/freeze_pricing.py`` does, after writing).
+    """
     import hashlib
     import json
 
     text = (_DATA / "pricing.yaml").read_text(encoding="utf-8")
     data = _parse_yaml(text, BUNDLED)
-    frozen = {"yaml_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(), "sheet": data}
+    yaml_sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    frozen: dict[str, Any] = {"yaml_sha256": yaml_sha256, "sheet": data}
+    try:
+        sheet = parse_sheet(data, origin=BUNDLED)
+    except PricingSheetError:
+        pass  # frozen unvalidated: every load validates it, and refuses it naming the problems
+    else:
+        frozen = {
+            "format": _FROZEN_FORMAT,
+            "yaml_sha256": yaml_sha256,
+            "models_sha256": _models_fingerprint(),
+            "sheet": data,
+            "validated": sheet.model_dump(mode="json", exclude={"origin"}),
+        }
     FROZEN.write_text(json.dumps(frozen, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     return FROZEN
+
+
+# --- the frozen, validated bundled sheet: loaded without pydantic's validators ------------------
+
+#: Bumped when what ``validated`` holds changes meaning in a way the fingerprint cannot see.
+_FROZEN_FORMAT = 2
+
+
+def _frozen_sheet(text: str) -> PriceSheet | None:
+    """The bundled sheet from the validated form frozen beside ``text`` (its YAML), or None.
+
+    That form was written by :func:`freeze_bundled_sheet` after the YAML passed
+    :func:`parse_sheet`, so it is trusted, and built without validation, only while: it was
+    made from exactly ``text`` (the YAML's SHA-256), in this format, by sheet models of the
+    same shape as these (:func:`_models_fingerprint`: every field's name, type and default).
+    Anything else (an edited YAML, a changed model, a damaged or older file, a value of a type
+    the builder does not know) returns None, and the YAML's data is validated in full.
+    ``tests/test_sheet_frozen.py`` proves both paths give the same sheet.
+    """
+    import hashlib
+    import json
+
+    try:
+        frozen = json.loads(FROZEN.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if (
+        not isinstance(frozen, dict)
+        or frozen.get("format") != _FROZEN_FORMAT
+        or frozen.get("yaml_sha256") != hashlib.sha256(text.encode("utf-8")).hexdigest()
+        or frozen.get("models_sha256") != _models_fingerprint()
+    ):
+        return None
+    try:
+        sheet = _build(PriceSheet, {**frozen["validated"], "origin": BUNDLED})
+        assert isinstance(sheet, PriceSheet)
+        sheet.models.update(resolve_catalog(sheet))
+    except (_Unfrozen, KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError):
+        return None
+    return sheet
+
+
+class _Unfrozen(Exception):
+    """The frozen form holds what the builder cannot build: validate instead."""
+
+
+def _sheet_types() -> list[type]:
+    # Every sheet type of this module (a new one is seen without being listed anywhere).
+    return [
+        kind
+        for kind in globals().values()
+        if isinstance(kind, type) and getattr(kind, "__pydantic_config__", None) is _STRICT
+    ]
+
+
+def _models_fingerprint() -> str:
+    """SHA-256 of every sheet type's fields: name, annotation as written, and default."""
+    import dataclasses
+    import hashlib
+
+    lines = []
+    for kind in sorted(_sheet_types(), key=lambda k: k.__name__):
+        for item in dataclasses.fields(kind):
+            if item.default is not dataclasses.MISSING:
+                default = repr(item.default)
+            elif item.default_factory is not dataclasses.MISSING:
+                default = f"{getattr(item.default_factory, '__name__', '?')}()"
+            else:
+                default = "(required)"
+            lines.append(f"{kind.__name__}.{item.name}: {_type_text(item.type)} = {default}")
+    return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+
+
+def _type_text(kind: Any) -> str:
+    """A field's type as text that no Python version spells otherwise (typing's reprs vary)."""
+    origin, args = get_origin(kind), get_args(kind)
+    if origin is Annotated:
+        return f"{_type_text(args[0])} with {', '.join(repr(a) for a in args[1:])}"
+    if origin is Literal:
+        return f"Literal{list(args)!r}"
+    if origin is Union or origin is UnionType:
+        return " | ".join(_type_text(arg) for arg in args)
+    if origin is not None:
+        inner = ", ".join("..." if arg is Ellipsis else _type_text(arg) for arg in args)
+        return f"{origin.__name__}[{inner}]"
+    return str(getattr(kind, "__name__", repr(kind)))
+
+
+def _build(annotation: Any, value: Any) -> Any:
+    """``value`` (JSON of a validated sheet) as ``annotation``, without validation."""
+    return _builder(annotation)(value)
+
+
+@cache
+def _builder(annotation: Any) -> Callable[[Any], Any]:
+    """A function that builds ``annotation`` from its JSON, made once per type; it raises
+    :class:`_Unfrozen` for a value of another shape. Only the shapes the sheet's types use are
+    known: a sheet type, ``X | None``, ``dict``, ``tuple[X, ...]``, ``Literal``, str, int, bool
+    and Fraction (an amount, frozen as "n/d" text)."""
+    import dataclasses
+
+    if getattr(annotation, "__pydantic_config__", None) is _STRICT:
+        kind: Any = annotation
+        types: dict[str, Any] = {item.name: item.type for item in dataclasses.fields(kind)}
+        fields = {name: _builder(field_type) for name, field_type in types.items()}
+
+        def sheet_type(value: Any) -> Any:
+            if type(value) is not dict:
+                raise _Unfrozen(kind.__name__)
+            built = {}
+            for key, item in value.items():
+                build = fields.get(key)
+                if build is None:
+                    raise _Unfrozen(f"{kind.__name__}.{key}")
+                built[key] = build(item)
+            return kind(**built)
+
+        return sheet_type
+    if annotation is Fraction:
+        return _fraction
+    if annotation in (str, int, bool):
+        return partial(_exactly, annotation)
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:  # an amount, durations: the marker only validates
+        return _builder(args[0])
+    if origin is Literal:
+        return partial(_one_of, args)
+    if (origin is Union or origin is UnionType) and len(args) == 2 and type(None) in args:
+        inner = _builder(next(arg for arg in args if arg is not type(None)))
+        return lambda value: None if value is None else inner(value)
+    if origin is dict:
+        key, item = _builder(args[0]), _builder(args[1])
+        return lambda value: {key(k): item(v) for k, v in _exactly(dict, value).items()}
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        item = _builder(args[0])
+        return lambda value: tuple(item(v) for v in _exactly(list, value))
+    raise _Unfrozen(repr(annotation))
+
+
+def _fraction(value: Any) -> Fraction:
+    if type(value) is not str:
+        raise _Unfrozen(f"{value!r} is not an amount")
+    return Fraction(value)
+
+
+def _exactly(kind: type, value: Any) -> Any:
+    if type(value) is not kind:
+        raise _Unfrozen(f"{value!r} is not {kind.__name__}")
+    return value
+
+
+def _one_of(allowed: tuple[Any, ...], value: Any) -> Any:
+    if not any(type(value) is type(choice) and value == choice for choice in allowed):
+        raise _Unfrozen(f"{value!r} is not one of {allowed}")
+    return value
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
