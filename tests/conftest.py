@@ -110,6 +110,6 @@ def _no_priced_requests_across_tests_under_mutmut() -> None:
     itself stays loaded, as it takes a while to parse: each overlay a test writes is a new path,
     so the loading code runs afresh in those tests.)"""
     if os.environ.get("MUTANT_UNDER_TEST"):
-        from klingcost.sheet import _load_cached
+        from klingcost.sheet.load import _load_cached
 
         _load_cached(None).priced.clear()

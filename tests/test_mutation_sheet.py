@@ -239,18 +239,18 @@ def test_a_missing_frozen_sheet_falls_back_to_the_yaml_and_freezing_writes_it_ba
     import hashlib
     import json
 
-    from klingcost import sheet as sheet_module
+    from klingcost.sheet import frozen as frozen_module
 
-    frozen = json.loads(sheet_module.FROZEN.read_text(encoding="utf-8"))
-    monkeypatch.setattr(sheet_module, "FROZEN", tmp_path / "frozen.json")
-    assert sheet_module._bundled_data() == frozen["sheet"]  # from the YAML itself
-    assert sheet_module.freeze_bundled_sheet() == tmp_path / "frozen.json"
+    frozen = json.loads(frozen_module.FROZEN.read_text(encoding="utf-8"))
+    monkeypatch.setattr(frozen_module, "FROZEN", tmp_path / "frozen.json")
+    assert frozen_module._bundled_data() == frozen["sheet"]  # from the YAML itself
+    assert frozen_module.freeze_bundled_sheet() == tmp_path / "frozen.json"
     written = (tmp_path / "frozen.json").read_text(encoding="utf-8")
     assert written.endswith("}\n")
     assert json.loads(written) == frozen
-    text = (sheet_module._DATA / "pricing.yaml").read_text(encoding="utf-8")
+    text = (frozen_module._DATA / "pricing.yaml").read_text(encoding="utf-8")
     assert json.loads(written)["yaml_sha256"] == hashlib.sha256(text.encode()).hexdigest()
-    assert sheet_module._bundled_data() == frozen["sheet"]  # now from the frozen JSON
+    assert frozen_module._bundled_data() == frozen["sheet"]  # now from the frozen JSON
 
 
 # --- the catalogue, resolved: what request validation allows --------------------------------
@@ -265,7 +265,7 @@ def fresh_bundled_sheet() -> PriceSheet:
     may never run the resolving code (and mutation testing would not count it among its tests)."""
     import yaml
 
-    from klingcost.sheet import _DATA
+    from klingcost.sheet.frozen import _DATA
 
     data = yaml.safe_load((_DATA / "pricing.yaml").read_text(encoding="utf-8"))
     return parse_sheet(data, origin=BUNDLED)
@@ -433,7 +433,7 @@ def test_a_price_only_overlay_adds_usable_models_on_the_endpoints_of_their_price
 def test_a_listed_model_whose_price_was_removed_keeps_std_and_pro(tmp_path: Path) -> None:
     import yaml
 
-    from klingcost.sheet import _DATA
+    from klingcost.sheet.frozen import _DATA
 
     data = yaml.safe_load((_DATA / "pricing.yaml").read_text(encoding="utf-8"))
     del data["video"]["models"]["kling-v1-5"]
@@ -486,11 +486,11 @@ def test_freezing_writes_the_committed_file_byte_for_byte(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Rerunning scripts/freeze_pricing.py on an unchanged sheet must leave no diff to commit.
-    from klingcost import sheet as sheet_module
+    from klingcost.sheet import frozen as frozen_module
 
-    committed = sheet_module.FROZEN.read_text(encoding="utf-8")
-    monkeypatch.setattr(sheet_module, "FROZEN", tmp_path / "frozen.json")
-    sheet_module.freeze_bundled_sheet()
+    committed = frozen_module.FROZEN.read_text(encoding="utf-8")
+    monkeypatch.setattr(frozen_module, "FROZEN", tmp_path / "frozen.json")
+    frozen_module.freeze_bundled_sheet()
     assert (tmp_path / "frozen.json").read_text(encoding="utf-8") == committed
 
 
@@ -499,14 +499,14 @@ def test_freezing_keeps_what_is_not_ascii_as_written_in_utf8(
 ) -> None:
     import json
 
-    from klingcost import sheet as sheet_module
+    from klingcost.sheet import frozen as frozen_module
 
     data = tmp_path / "data"
     data.mkdir()
     (data / "pricing.yaml").write_text('sources:\n  mine: "l\'été, 12 €"\n', encoding="utf-8")
-    monkeypatch.setattr(sheet_module, "_DATA", data)
-    monkeypatch.setattr(sheet_module, "FROZEN", data / "pricing.json")
-    sheet_module.freeze_bundled_sheet()
+    monkeypatch.setattr(frozen_module, "_DATA", data)
+    monkeypatch.setattr(frozen_module, "FROZEN", data / "pricing.json")
+    frozen_module.freeze_bundled_sheet()
     written = (data / "pricing.json").read_bytes().decode("utf-8")
     assert '"mine": "l\'été, 12 €"' in written
     assert json.loads(written)["sheet"] == {"sources": {"mine": "l'été, 12 €"}}
@@ -617,10 +617,10 @@ def test_the_durations_a_refusal_lists(seconds: set[int], text: str) -> None:
 
 def test_the_bundled_sheet_and_its_frozen_form_are_ascii() -> None:
     # So they read alike under any locale's codec (the reason their reads are not mutated).
-    from klingcost import sheet as sheet_module
+    from klingcost.sheet import frozen as frozen_module
 
-    assert (sheet_module._DATA / "pricing.yaml").read_bytes().isascii()
-    assert sheet_module.FROZEN.read_bytes().isascii()
+    assert (frozen_module._DATA / "pricing.yaml").read_bytes().isascii()
+    assert frozen_module.FROZEN.read_bytes().isascii()
 
 
 def test_a_frozen_sheet_that_is_not_a_mapping_is_ignored_for_the_yaml(
@@ -629,12 +629,12 @@ def test_a_frozen_sheet_that_is_not_a_mapping_is_ignored_for_the_yaml(
     import hashlib
     import json
 
-    from klingcost import sheet as sheet_module
+    from klingcost.sheet import frozen as frozen_module
 
-    text = (sheet_module._DATA / "pricing.yaml").read_text(encoding="utf-8")
+    text = (frozen_module._DATA / "pricing.yaml").read_text(encoding="utf-8")
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     damaged = tmp_path / "frozen.json"
     damaged.write_text(json.dumps({"yaml_sha256": digest, "sheet": [1]}), encoding="utf-8")
-    monkeypatch.setattr(sheet_module, "FROZEN", damaged)
-    assert sheet_module._frozen_data(text) is None
-    assert sheet_module._bundled_data()["default_provider"] == "openai-hk"
+    monkeypatch.setattr(frozen_module, "FROZEN", damaged)
+    assert frozen_module._frozen_data(text) is None
+    assert frozen_module._bundled_data()["default_provider"] == "openai-hk"

@@ -434,19 +434,20 @@ def test_sheets_are_immutable() -> None:
 
 
 def test_frozen_bundled_sheet_is_current_and_equals_the_yaml() -> None:
-    from klingcost import sheet as sheet_module
+    from klingcost.sheet import frozen as frozen_module
+    from klingcost.sheet.read import _parse_yaml
 
-    text = (sheet_module._DATA / "pricing.yaml").read_text(encoding="utf-8")
-    frozen = sheet_module._frozen_data(text)
+    text = (frozen_module._DATA / "pricing.yaml").read_text(encoding="utf-8")
+    frozen = frozen_module._frozen_data(text)
     assert frozen is not None, "pricing.yaml changed: run scripts/freeze_pricing.py"
-    assert frozen == sheet_module._parse_yaml(text, "bundled")  # same keys, same types
+    assert frozen == _parse_yaml(text, "bundled")  # same keys, same types
 
 
 def test_an_edited_bundled_yaml_is_never_hidden_by_the_frozen_json() -> None:
-    from klingcost import sheet as sheet_module
+    from klingcost.sheet import frozen as frozen_module
 
-    text = (sheet_module._DATA / "pricing.yaml").read_text(encoding="utf-8")
-    assert sheet_module._frozen_data(text) is not None
+    text = (frozen_module._DATA / "pricing.yaml").read_text(encoding="utf-8")
+    assert frozen_module._frozen_data(text) is not None
     edited = text.replace("units: 1\n", "units: 2\n", 1)
     assert edited != text
-    assert sheet_module._frozen_data(edited) is None  # the YAML itself is then parsed
+    assert frozen_module._frozen_data(edited) is None  # the YAML itself is then parsed

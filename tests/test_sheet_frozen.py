@@ -16,20 +16,23 @@ from typing import Any
 
 import pytest
 
-from klingcost import sheet as sheet_module
 from klingcost.errors import KlingcostError, PricingSheetError
 from klingcost.pricing import estimate
 from klingcost.sheet import (
     BUNDLED,
     PRICING_ENV,
+    CatalogEntry,
     PriceSheet,
     canonical_text,
     load_sheet,
     parse_sheet,
     sheet_hash,
 )
+from klingcost.sheet import frozen as frozen_module
+from klingcost.sheet.load import _load_cached
+from klingcost.sheet.read import _parse_yaml
 
-YAML_TEXT = (sheet_module._DATA / "pricing.yaml").read_text(encoding="utf-8")
+YAML_TEXT = (frozen_module._DATA / "pricing.yaml").read_text(encoding="utf-8")
 
 
 @pytest.fixture(autouse=True)
@@ -38,14 +41,14 @@ def _no_env_sheet(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def fast_sheet() -> PriceSheet:
-    sheet = sheet_module._frozen_sheet(YAML_TEXT)
+    sheet = frozen_module._frozen_sheet(YAML_TEXT)
     assert sheet is not None, "the frozen sheet is stale: run scripts/freeze_pricing.py"
     return sheet
 
 
 def validated_sheet() -> PriceSheet:
     # The YAML itself, parsed and validated in full (no frozen file involved).
-    return parse_sheet(sheet_module._parse_yaml(YAML_TEXT, BUNDLED), origin=BUNDLED)
+    return parse_sheet(_parse_yaml(YAML_TEXT, BUNDLED), origin=BUNDLED)
 
 
 # --- the fast path gives the validated path's sheet and answers --------------------------------
@@ -149,16 +152,16 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     data.mkdir()
     (data / "pricing.yaml").write_text(YAML_TEXT, encoding="utf-8")
     (data / "pricing.json").write_text(
-        sheet_module.FROZEN.read_text(encoding="utf-8"), encoding="utf-8"
+        frozen_module.FROZEN.read_text(encoding="utf-8"), encoding="utf-8"
     )
-    monkeypatch.setattr(sheet_module, "_DATA", data)
-    monkeypatch.setattr(sheet_module, "FROZEN", data / "pricing.json")
+    monkeypatch.setattr(frozen_module, "_DATA", data)
+    monkeypatch.setattr(frozen_module, "FROZEN", data / "pricing.json")
     return data
 
 
 def load_bundled() -> PriceSheet:
     # The loader itself, past its per-process cache (the real bundled sheet stays cached).
-    sheet: PriceSheet = sheet_module._load_cached.__wrapped__(None)
+    sheet: PriceSheet = _load_cached.__wrapped__(None)
     return sheet
 
 
@@ -173,7 +176,7 @@ def write_frozen(data: Path, content: dict[str, Any]) -> None:
 
 def test_the_copied_data_folder_takes_the_fast_path(data_dir: Path) -> None:
     # The control for the tests below: unchanged, the frozen form is used.
-    assert sheet_module._frozen_sheet(YAML_TEXT) is not None
+    assert frozen_module._frozen_sheet(YAML_TEXT) is not None
     assert load_bundled() == validated_sheet()
 
 
@@ -181,7 +184,7 @@ def test_an_edited_yaml_is_validated_and_used_not_its_stale_frozen_form(data_dir
     edited = YAML_TEXT.replace("units: 1\n", 'units: "1.25"\n', 1)
     assert edited != YAML_TEXT
     (data_dir / "pricing.yaml").write_text(edited, encoding="utf-8")
-    assert sheet_module._frozen_sheet(edited) is None
+    assert frozen_module._frozen_sheet(edited) is None
     assert load_bundled().video.base.units == Fraction(5, 4)
 
 
@@ -213,7 +216,7 @@ def test_a_frozen_form_from_other_types_format_or_yaml_is_not_trusted(
     content["validated"]["video"]["base"]["units"] = "9"
     content[key] = value
     write_frozen(data_dir, content)
-    assert sheet_module._frozen_sheet(YAML_TEXT) is None
+    assert frozen_module._frozen_sheet(YAML_TEXT) is None
     assert load_bundled().video.base.units == Fraction(1)  # the YAML's, validated
 
 
@@ -233,14 +236,14 @@ def test_a_damaged_frozen_form_falls_back_to_full_validation(data_dir: Path, dam
     content = frozen(data_dir)
     damage(content["validated"])
     write_frozen(data_dir, content)
-    assert sheet_module._frozen_sheet(YAML_TEXT) is None
+    assert frozen_module._frozen_sheet(YAML_TEXT) is None
     assert load_bundled() == validated_sheet()
 
 
 @pytest.mark.parametrize("text", ["", "[1, 2]", '{"format": 2}', "not json"])
 def test_a_frozen_file_that_is_not_one_is_ignored(data_dir: Path, text: str) -> None:
     (data_dir / "pricing.json").write_text(text, encoding="utf-8")
-    assert sheet_module._frozen_sheet(YAML_TEXT) is None
+    assert frozen_module._frozen_sheet(YAML_TEXT) is None
     assert load_bundled() == validated_sheet()
 
 
@@ -250,7 +253,7 @@ def test_an_invalid_sheet_is_frozen_without_a_validated_form_and_refused_on_load
     broken = YAML_TEXT.replace("default_provider: openai-hk", "default_provider: nobody", 1)
     assert broken != YAML_TEXT
     (data_dir / "pricing.yaml").write_text(broken, encoding="utf-8")
-    sheet_module.freeze_bundled_sheet()
+    frozen_module.freeze_bundled_sheet()
     content = frozen(data_dir)
     assert "validated" not in content
     assert content["yaml_sha256"] == hashlib.sha256(broken.encode()).hexdigest()
@@ -261,13 +264,13 @@ def test_an_invalid_sheet_is_frozen_without_a_validated_form_and_refused_on_load
 
 def test_freezing_a_valid_sheet_writes_the_form_the_fast_path_trusts(data_dir: Path) -> None:
     (data_dir / "pricing.json").unlink()
-    assert sheet_module._frozen_sheet(YAML_TEXT) is None
-    sheet_module.freeze_bundled_sheet()
+    assert frozen_module._frozen_sheet(YAML_TEXT) is None
+    frozen_module.freeze_bundled_sheet()
     content = frozen(data_dir)
-    assert content["format"] == sheet_module._FROZEN_FORMAT
-    assert content["models_sha256"] == sheet_module._models_fingerprint()
+    assert content["format"] == frozen_module._FROZEN_FORMAT
+    assert content["models_sha256"] == frozen_module._models_fingerprint()
     assert content["validated"] == validated_sheet().model_dump(mode="json", exclude={"origin"})
-    assert sheet_module._frozen_sheet(YAML_TEXT) == validated_sheet()
+    assert frozen_module._frozen_sheet(YAML_TEXT) == validated_sheet()
 
 
 def test_the_fingerprint_sees_a_changed_field_of_a_sheet_type(
@@ -275,7 +278,7 @@ def test_the_fingerprint_sees_a_changed_field_of_a_sheet_type(
 ) -> None:
     import dataclasses
 
-    before = sheet_module._models_fingerprint()
-    (entry,) = (f for f in dataclasses.fields(sheet_module.CatalogEntry) if f.name == "source")
+    before = frozen_module._models_fingerprint()
+    (entry,) = (f for f in dataclasses.fields(CatalogEntry) if f.name == "source")
     monkeypatch.setattr(entry, "default", "(its price)")  # a required field gains a default
-    assert sheet_module._models_fingerprint() != before
+    assert frozen_module._models_fingerprint() != before

@@ -86,7 +86,8 @@ def check_write_target(path: str | os.PathLike[str]) -> Path:
 def _proved_yaml(overlay: Mapping[str, Any], target: Path, header: str) -> str:
     """The overlay's YAML, once the sheet loader has accepted it over the bundled sheet (the
     loader's own steps, on the text: nothing is on disk yet)."""
-    from klingcost.sheet import _bundled_data, _parse_yaml
+    from klingcost.sheet.frozen import _bundled_data
+    from klingcost.sheet.read import _parse_yaml
 
     text = overlay_yaml(overlay, header=header)
     parse_sheet(merge_overlay(_bundled_data(), _parse_yaml(text, str(target))), origin=str(target))
