@@ -255,7 +255,7 @@ def columns_of_meta(meta: Mapping[str, Any] | None) -> tuple[Stored, ...]:
 
 def _stored(name: str, value: Any) -> Any:
     if name in INT_COLUMNS:
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        if isinstance(value, str) and value.strip().removeprefix("-").isdigit():
             return int(value)
     elif isinstance(value, int):
         return str(value)
