@@ -457,3 +457,64 @@ def test_a_resolution_that_costs_more_is_a_step_of_its_own() -> None:
         "note": "4K: 16 image units (USD 0.056); inference.sh's $0.056 agrees",
     }
     assert data["units"] == "16"
+
+
+# --- the catalogue: every job class the sheet takes, as settlement judges a deduction by it ----
+
+
+def test_each_catalogue_job_is_its_class_as_a_request_without_a_body() -> None:
+    from klingcost.pricing import catalogue_classes, catalogue_jobs
+    from klingcost.sheet import load_sheet
+
+    sheet = load_sheet()
+    jobs, classes = list(catalogue_jobs(sheet)), list(catalogue_classes(sheet))
+    assert len(jobs) == len(classes) > 450
+    for job, job_class in zip(jobs, classes, strict=True):
+        assert job.job == job_class  # every field: sound, references, voice, resolution
+        assert (job.body, job.warnings) == (None, ())
+
+
+def test_the_catalogue_offers_each_image_model_with_and_without_a_reference_image() -> None:
+    from klingcost.pricing import catalogue_classes
+    from klingcost.sheet import load_sheet
+
+    sheet = load_sheet()
+    images = {
+        (job.model, job.reference_image, job.resolution)
+        for job in catalogue_classes(sheet)
+        if job.endpoint == IMG
+    }
+    assert images == {
+        (model, reference, size)
+        for model, caps in sheet.models[IMG].items()
+        for reference in (False, True)
+        for size in (None, *caps.resolutions)
+    }
+
+
+def _one_price_model_with_sound() -> Any:
+    data = yaml.safe_load(
+        resources.files("klingcost").joinpath("data/pricing.yaml").read_text(encoding="utf-8")
+    )
+    data["video"]["sound"]["kling-v2-master"] = {"factor": 4, "source": "seed", "note": "x4"}
+    return parse_sheet(data, origin="sound.yaml")
+
+
+def test_a_one_price_model_with_a_sound_price_is_listed_with_sound_and_no_voices() -> None:
+    from klingcost.pricing import catalogue_classes, listed_units
+
+    sheet = _one_price_model_with_sound()
+    offered = {
+        (job.mode, job.duration, job.sound, job.voice)
+        for job in catalogue_classes(sheet)
+        if (job.endpoint, job.model) == (T2V, "kling-v2-master")
+    }
+    # No voice price for it: a clip with voices is not one the catalogue offers.
+    assert offered == {(None, 5, False, False), (None, 10, False, False)} | {
+        (None, 5, True, False),
+        (None, 10, True, False),
+    }
+    # So a deduction for its 40-unit clip with sound lies within what the sheet lists.
+    listing = listed_units(sheet)
+    assert listing[(T2V, 5)] == (1, 40)
+    assert listing[(T2V, 10)] == (2, 80)
