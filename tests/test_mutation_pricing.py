@@ -518,3 +518,16 @@ def test_a_one_price_model_with_a_sound_price_is_listed_with_sound_and_no_voices
     listing = listed_units(sheet)
     assert listing[(T2V, 5)] == (1, 40)
     assert listing[(T2V, 10)] == (2, 80)
+
+
+def test_a_per_second_model_left_with_no_mode_is_unpriced_naming_its_one_price() -> None:
+    # An overlay that empties kling-v3's table: the model is still listed, with no std/pro, so
+    # a request of it is valid and has its one ("flat") price missing.
+    data = yaml.safe_load(
+        resources.files("klingcost").joinpath("data/pricing.yaml").read_text(encoding="utf-8")
+    )
+    data["per_second"]["kling-v3"] = {}
+    sheet = parse_sheet(data, origin="emptied.yaml")
+    with pytest.raises(UnpricedRequestError) as caught:
+        estimate(T2V, {"model_name": "kling-v3", "prompt": "p", "duration": 5}, sheet=sheet)
+    assert caught.value.missing == "per_second.kling-v3.flat.silent"
