@@ -21,7 +21,7 @@ def _imported_after(code: str) -> set[str]:
     return set(ran.stdout.split())
 
 
-@pytest.mark.parametrize("module", [*PURE_CORE, "deduction"])
+@pytest.mark.parametrize("module", [*PURE_CORE, "deduction", "jobclass", "listing"])
 def test_the_pure_core_imports_no_io(module: str) -> None:
     assert _imported_after(f"import klingcost.{module}") == set()
 

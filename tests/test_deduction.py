@@ -22,7 +22,8 @@ from klingcost.deduction import (
     parse_deduction,
 )
 from klingcost.errors import UnpricedRequestError
-from klingcost.pricing import catalogue_jobs, estimate, listed_units, price
+from klingcost.listing import catalogue_jobs, listed_units
+from klingcost.pricing import estimate, price
 from klingcost.sheet import bundled_sheet, load_sheet, parse_sheet
 
 KLING = [bundled_sheet()]

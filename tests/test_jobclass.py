@@ -1,12 +1,13 @@
-"""The job class: derived from real requests, stored as holds store it, read back, re-priced."""
+"""The job class: derived from real requests, stored as holds store it, read back, re-priced.
+
+Pure and fast (mutation testing runs it); a real ledger storing classes: test_jobclass_ledger.py.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import sqlite3
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,11 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from klingcost import migrations
-from klingcost.budgets import HoldAmounts
 from klingcost.errors import RequestValidationError, UnpricedRequestError
 from klingcost.jobclass import COLUMNS, JobClass, columns_of_meta
-from klingcost.ledger import Ledger
-from klingcost.pricing import catalogue_classes, estimate, price
+from klingcost.listing import catalogue_classes
+from klingcost.pricing import estimate, price
 from klingcost.request import ENDPOINTS, ValidatedRequest, validate_request
 from klingcost.sheet import load_sheet
 
@@ -141,27 +141,6 @@ def test_to_meta_is_what_holds_stored_before(
     assert JobClass.from_meta(job.to_meta()) == _narrowed(job)
 
 
-@pytest.mark.parametrize(("endpoint", "body", "meta"), STORED_TODAY)
-def test_a_real_ledger_stores_the_class_and_gives_it_back(
-    tmp_path: Path, endpoint: str, body: dict[str, Any], meta: dict[str, Any]
-) -> None:
-    priced = estimate(endpoint, body)
-    job = priced.request.job
-    path = tmp_path / "ledger.db"
-    with Ledger.open(path) as ledger:
-        ledger.set_budget("t", limit=10**9)  # credits: counts images and videos alike
-        hold = ledger.reserve(
-            "t", HoldAmounts(1000, priced.pack, priced.cost.minor), meta=job.to_meta()
-        )
-        assert JobClass.from_meta(hold.meta) == _narrowed(job)
-    with sqlite3.connect(path) as conn:
-        conn.row_factory = sqlite3.Row
-        row = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM holds").fetchone()
-    assert dict(row) == job.to_columns()  # what the ledger wrote, column for column
-    assert row["duration"] == (None if meta["duration"] is None else str(meta["duration"]))
-    assert JobClass.from_row(row) == _narrowed(job)
-
-
 def test_the_columns_are_the_ones_migration_0002_added() -> None:
     # The migration keeps its own frozen copy, as a shipped migration must.
     assert COLUMNS == migrations.CLASS_COLUMNS
@@ -278,6 +257,35 @@ def test_label_and_pack() -> None:
     image = JobClass(IMAGES, "kling-v1", None, None, reference_image=True, n=3)
     assert image.label == "images/generations kling-v1 ref-image n=3"
     assert image.pack == "image"
+
+
+def test_to_dict_is_the_class_reports_show() -> None:
+    job = JobClass(T2V, "kling-v1-5", "pro", 10, sound=True)
+    assert job.to_dict() == {
+        "endpoint": T2V,
+        "model": "kling-v1-5",
+        "mode": "pro",
+        "duration": "10",
+        "sound": True,
+        "video_reference": False,
+        "reference_image": False,
+        "n": 1,
+        "pack": "video",
+    }
+    image = JobClass(IMAGES, "kling-v1", None, None)
+    assert image.to_dict()["mode"] is None and image.to_dict()["duration"] is None
+
+
+def test_sort_key_orders_as_reports_list_classes() -> None:
+    jobs = [
+        JobClass(T2V, "kling-v1", "std", 5),
+        JobClass(IMAGES, "kling-v1", None, None),
+        JobClass(T2V, "kling-v1", "std", 10),
+        JobClass(T2V, "kling-v1", None, 5),
+    ]
+    ordered = sorted(jobs, key=JobClass.sort_key)
+    # The duration as text, as the columns hold it: "10" before "5".
+    assert ordered == [jobs[1], jobs[3], jobs[2], jobs[0]]
 
 
 # --- properties ---------------------------------------------------------------------------------

@@ -463,7 +463,7 @@ def test_a_resolution_that_costs_more_is_a_step_of_its_own() -> None:
 
 
 def test_each_catalogue_job_is_its_class_as_a_request_without_a_body() -> None:
-    from klingcost.pricing import catalogue_classes, catalogue_jobs
+    from klingcost.listing import catalogue_classes, catalogue_jobs
     from klingcost.sheet import load_sheet
 
     sheet = load_sheet()
@@ -475,7 +475,7 @@ def test_each_catalogue_job_is_its_class_as_a_request_without_a_body() -> None:
 
 
 def test_the_catalogue_offers_each_image_model_with_and_without_a_reference_image() -> None:
-    from klingcost.pricing import catalogue_classes
+    from klingcost.listing import catalogue_classes
     from klingcost.sheet import load_sheet
 
     sheet = load_sheet()
@@ -501,7 +501,7 @@ def _one_price_model_with_sound() -> Any:
 
 
 def test_a_one_price_model_with_a_sound_price_is_listed_with_sound_and_no_voices() -> None:
-    from klingcost.pricing import catalogue_classes, listed_units
+    from klingcost.listing import catalogue_classes, listed_units
 
     sheet = _one_price_model_with_sound()
     offered = {

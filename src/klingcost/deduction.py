@@ -10,7 +10,7 @@ or click; the settler (:mod:`klingcost.settlement`) applies the decision to the 
 endpoint, duration and ``n``), across every model, mode and option of the sheets given (the
 bundled sheet, which is Kling's own list, and the sheet the ledger publishes), widened by
 :data:`MARGIN` on either side. What a sheet lists is priced by :mod:`klingcost.pricing` itself
-over every job class the sheet's catalogue takes (:func:`klingcost.pricing.listed_units`), so
+over every job class the sheet's catalogue takes (:func:`klingcost.listing.listed_units`), so
 a model, mode, duration, sound, voice or resolution the sheet prices is in the range the day
 it is priced, and no second table can fall behind the sheet. The judgement does not rest on
 the estimate: an overlay that priced a job at 0.001 units cannot make the API's real "7" look
@@ -256,7 +256,7 @@ def _endpoints(shape: Shape) -> tuple[str, ...]:
 def _prices(sheet: PriceSheet, shape: Shape) -> list[Fraction]:
     # The listing is priced by klingcost.pricing over the sheet's whole catalogue, once per
     # sheet: a model, mode, duration, sound, voice or resolution the sheet prices is listed.
-    from klingcost.pricing import listed_units  # pricing loads the request models: only here
+    from klingcost.listing import listed_units  # pricing loads the request models: only here
 
     listing = listed_units(sheet)
     prices: list[Fraction] = []

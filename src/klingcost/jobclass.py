@@ -168,6 +168,40 @@ class JobClass:
             parts.append(f"n={self.n}")
         return " ".join(parts)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The class in a report's JSON (reconcile's and calibrate's ``class``): booleans as
+        booleans, the duration as text as the columns hold it, ``None`` where one does not
+        apply; with the pack."""
+        return {
+            "endpoint": self.endpoint,
+            "model": self.model,
+            "mode": self.mode or None,
+            "duration": str(self.duration) if self.duration else None,
+            "sound": self.sound,
+            "video_reference": self.video_reference,
+            "reference_image": self.reference_image,
+            "n": self.n,
+            "pack": self.pack,
+        }
+
+    def sort_key(self) -> tuple[str, str, str, str, bool, bool, bool, int, str, bool, str, bool]:
+        """The order reports list classes in: by endpoint, model, mode, then the duration as
+        text (as the columns hold it), then the rest (``None`` sorts first)."""
+        return (
+            self.endpoint,
+            self.model,
+            self.mode or "",
+            str(self.duration) if self.duration is not None else "",
+            self.sound,
+            self.video_reference,
+            self.reference_image,
+            self.n,
+            self.pack,
+            self.voice,
+            self.resolution or "",
+            self.held_duration,
+        )
+
     # --- re-pricing a class --------------------------------------------------------------------
 
     def to_body(self) -> tuple[str, dict[str, Any]]:
