@@ -44,8 +44,8 @@ from typing import Any, Protocol
 import httpx
 from click.testing import CliRunner
 
+from klingcost.api.client import AsyncKlingClient, KlingClient
 from klingcost.cli import main as cli_main
-from klingcost.client import AsyncKlingClient, KlingClient
 from klingcost.fake_server import FakeKling
 from klingcost.guard import GuardedClient
 from klingcost.ledger import Ledger

@@ -13,6 +13,7 @@ import anyio
 import pytest
 
 from fake_fixtures import KEY, _fake_session, fake_server  # noqa: F401
+from klingcost.api.client import AsyncKlingClient
 from klingcost.calibrate import (
     CalibrationError,
     calibrate,
@@ -21,7 +22,6 @@ from klingcost.calibrate import (
     parse_usage,
     write_overlay,
 )
-from klingcost.client import AsyncKlingClient
 from klingcost.errors import PricingSheetError
 from klingcost.fake_server import FakeKling
 from klingcost.guard import GuardedClient

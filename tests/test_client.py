@@ -14,7 +14,8 @@ import pytest
 
 from fake_fixtures import BODIES, KEY, _fake_session, fake_server  # noqa: F401
 from klingcost import errors
-from klingcost.client import AsyncKlingClient, KlingClient, Task
+from klingcost.api.client import AsyncKlingClient, KlingClient
+from klingcost.api.envelope import Task
 from klingcost.fake_server import FakeKling
 
 

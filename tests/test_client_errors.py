@@ -21,18 +21,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from klingcost import errors
-from klingcost._protocol import (
-    RetryPolicy,
-    error_class,
-    error_for,
-    parse_deduction,
-    parse_task,
-    read_envelope,
-    scrub,
-    transport_error,
-)
-from klingcost.client import AsyncKlingClient, KlingClient
-from klingcost.guard import DEFINITE_FAILURES, GuardedClient
+from klingcost.api.client import AsyncKlingClient, KlingClient
+from klingcost.api.envelope import error_class, error_for, parse_task, read_envelope
+from klingcost.api.redact import scrub
+from klingcost.api.retry import RetryPolicy, transport_error
+from klingcost.deduction import parse_deduction
+from klingcost.guard import GuardedClient
+from klingcost.guard_core import DEFINITE_FAILURES
 from klingcost.ledger import Ledger
 
 KEY = "hk-unit-SECRET-0a1b2c3d4e5f"

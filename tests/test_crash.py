@@ -33,7 +33,7 @@ import anyio
 import pytest
 
 from fake_fixtures import KEY, _fake_session, fake_server  # noqa: F401
-from klingcost.client import AsyncKlingClient
+from klingcost.api.client import AsyncKlingClient
 from klingcost.clock import ManualClock
 from klingcost.fake_server import FakeKling
 from klingcost.ledger import Hold, Ledger

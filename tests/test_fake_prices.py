@@ -263,8 +263,8 @@ def test_the_fake_imports_nothing_of_klingcost_pricing() -> None:
     """The oracle is independent: no module of klingcost.testing imports the code it checks."""
     import ast
 
-    # redaction: the one helper that keeps keys out of /_fake/requests; it imports nothing.
-    allowed = {"klingcost.money", "klingcost._listen", "klingcost.redaction"}
+    # api.redact: the one helper that keeps keys out of /_fake/requests; it prices nothing.
+    allowed = {"klingcost.money", "klingcost._listen", "klingcost.api.redact"}
     package = Path(__file__).parents[1] / "src/klingcost/testing"
     for module in package.glob("*.py"):
         for node in ast.walk(ast.parse(module.read_text())):

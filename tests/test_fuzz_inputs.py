@@ -31,11 +31,12 @@ from hypothesis import strategies as st
 
 from fake_fixtures import BODIES, KEY, _fake_session, fake_server  # noqa: F401
 from klingcost import errors
+from klingcost.api.client import KlingClient
 from klingcost.budgets import HoldAmounts
 from klingcost.cli import main
-from klingcost.client import KlingClient
 from klingcost.fake_server import FakeKling
-from klingcost.guard import DEFINITE_FAILURES, GuardedClient
+from klingcost.guard import GuardedClient
+from klingcost.guard_core import DEFINITE_FAILURES
 from klingcost.ledger import Ledger
 from klingcost.sheet import load_sheet
 from workers import BODY, COST, ENDPOINT
@@ -579,8 +580,8 @@ def test_fuzzed_api_answers_are_tasks_or_api_errors(answer: tuple[int, bytes]) -
 
 
 #: Answers that break the rule today (the client raises OverflowError / ValueError instead of
-#: MalformedResponseError), found by reading _protocol.py for what the fuzzer should try.
-#: strict: once _protocol.py is fixed these pass, and the marker must go.
+#: MalformedResponseError), found by reading api/envelope.py for what the fuzzer should try.
+#: strict: once api/envelope.py is fixed these pass, and the marker must go.
 KNOWN_BAD_ANSWERS = {
     "an image index of Infinity": (
         200,

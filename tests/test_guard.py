@@ -23,7 +23,7 @@ import pytest
 
 from fake_fixtures import BODIES, KEY, _fake_session, fake_server  # noqa: F401
 from klingcost import errors
-from klingcost.client import AsyncKlingClient, KlingClient
+from klingcost.api.client import AsyncKlingClient, KlingClient
 from klingcost.fake_server import FakeKling
 from klingcost.guard import AsyncGuardedClient, GuardedClient, Submission
 from klingcost.ledger import Ledger

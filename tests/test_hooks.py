@@ -24,7 +24,7 @@ import pytest
 
 from fake_fixtures import BODIES, KEY, _fake_session, fake_server  # noqa: F401
 from klingcost import errors
-from klingcost.client import AsyncKlingClient
+from klingcost.api.client import AsyncKlingClient
 from klingcost.fake_server import FakeKling
 from klingcost.guard import GuardedClient, Submission
 from klingcost.hooks import create_app

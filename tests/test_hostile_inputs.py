@@ -36,8 +36,9 @@ from click.testing import CliRunner, Result
 from fake_fixtures import BODIES, KEY, _fake_session, fake_server  # noqa: F401
 from klingcost import errors
 from klingcost._json import MAX_DEPTH, JSONInputError, loads
-from klingcost._protocol import parse_deduction, read_envelope
+from klingcost.api.envelope import read_envelope
 from klingcost.cli import main
+from klingcost.deduction import parse_deduction
 from klingcost.fake_server import FakeKling
 from klingcost.guard import GuardedClient
 from klingcost.ledger import Ledger

@@ -25,8 +25,8 @@ import pytest
 
 from fake_fixtures import BODIES, KEY, _fake_session, fake_server  # noqa: F401
 from klingcost import errors, journal
-from klingcost._protocol import Task
-from klingcost.client import AsyncKlingClient, KlingClient
+from klingcost.api.client import AsyncKlingClient, KlingClient
+from klingcost.api.envelope import Task
 from klingcost.clock import ManualClock, SystemClock
 from klingcost.fake_server import FakeKling
 from klingcost.guard import GuardedClient

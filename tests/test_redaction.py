@@ -21,12 +21,12 @@ from hypothesis import strategies as st
 
 from fake_fixtures import BODIES, KEY, _fake_session, fake_server  # noqa: F401
 from klingcost import errors
+from klingcost.api.client import AsyncKlingClient
+from klingcost.api.redact import MIN_RUN, redact, shows
 from klingcost.cli import main
-from klingcost.client import AsyncKlingClient
 from klingcost.fake_server import FakeKling
 from klingcost.guard import GuardedClient
 from klingcost.ledger import Ledger
-from klingcost.redaction import MIN_RUN, redact, shows
 from klingcost.sync import sync_holds
 
 ENDPOINT = "videos/text2video"

@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from klingcost import errors
-from klingcost.client import DEFAULT_TIMEOUT, KlingClient, http_timeout
+from klingcost.api.base import DEFAULT_TIMEOUT, http_timeout
+from klingcost.api.client import KlingClient
 from klingcost.guard import GuardedClient
 from klingcost.home import klingcost_home
 from klingcost.hooks import create_app

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from klingcost._protocol import Task, TaskStatus, parse_deduction
+from klingcost.api.envelope import Task, TaskStatus
 from klingcost.budgets import HoldAmounts
+from klingcost.deduction import parse_deduction
 from klingcost.errors import BudgetExceeded, HoldStateError
 from klingcost.ledger import Hold, Ledger
 from klingcost.request import Endpoint
-from klingcost.settlement import charge_for, resolve
+from klingcost.settlement import charge_for, decide, posting, resolve
 from klingcost.sheet import load_sheet, parse_sheet
 
 ENDPOINT: Endpoint = "videos/text2video"
@@ -393,3 +394,45 @@ def test_a_kling_v3_text2video_of_15_seconds_is_judged_against_its_range(
     assert "Kling lists 9 to 45 units for its shape" in refused.note
     [event] = ledger.events(kind="implausible_deduction")
     assert event.data["raw_deduction"] == "56.26"
+
+
+# --- the pure decision (issue 11 item 1): decide and posting touch no ledger ----------------
+
+
+def test_decide_is_pure_and_resolve_books_what_it_decided(ledger: Ledger) -> None:
+    hold = held(ledger)
+    events = len(ledger.events())
+    sheets = [load_sheet()]
+    decision = decide(hold, task("succeed", "6.3"), sheets)
+    assert (decision.action, decision.units) == ("settle", Fraction(63, 10))
+    assert posting(hold, decision) == (6300, 94_500)  # at the hold's rate: 15,000 a unit
+    assert len(ledger.events()) == events and ledger.get_hold(hold.id).state == "submitted"
+    result = resolve(ledger, hold, task("succeed", "6.3"))
+    assert (result.hold.units_milli, result.hold.cost_minor) == posting(hold, decision)
+
+
+def test_decide_on_a_failed_or_running_task_books_nothing(ledger: Ledger) -> None:
+    hold = held(ledger)
+    assert decide(hold, task("failed"), [load_sheet()]).action == "void"
+    assert decide(hold, task("processing"), [load_sheet()]).action == "pending"
+
+
+def test_a_settlement_at_the_estimate_books_the_holds_own_amounts(ledger: Ledger) -> None:
+    odd = HoldAmounts(units_milli=7000, pack="video", cost_minor=105_001, currency="credits")
+    hold = held(ledger, odd)
+    decision = decide(hold, task("succeed", None), [load_sheet()])  # absent: at the estimate
+    assert decision.basis == "estimate"
+    assert posting(hold, decision) == (7000, 105_001)  # not re-derived from a rate
+
+
+def test_the_settlement_module_imports_no_io() -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, klingcost.settlement\n"
+        "io = {'httpx', 'sqlite3', 'anyio', 'asyncio', 'click', 'starlette', 'psycopg'}\n"
+        "print(sorted(io & set(sys.modules)))"
+    )
+    ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert ran.stdout.strip() == "[]"

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,12 +14,12 @@ import pytest
 
 from fake_fixtures import BODIES, KEY, _fake_session, fake_server  # noqa: F401
 from klingcost import errors
-from klingcost.client import AsyncKlingClient
+from klingcost.api.client import AsyncKlingClient
 from klingcost.clock import ManualClock, SystemClock
 from klingcost.fake_server import FakeKling
 from klingcost.guard import GuardedClient, Submission
 from klingcost.ledger import Hold, Ledger
-from klingcost.sync import IN_FLIGHT_GRACE, SyncReport, sync_holds
+from klingcost.sync import IN_FLIGHT_GRACE, SyncReport, settle_until_done, sync_holds
 
 ENDPOINT = "videos/text2video"
 BODY = BODIES[ENDPOINT]  # 7 units = 105,000 credits
@@ -326,3 +327,42 @@ def test_cancelled_mid_query_then_rerun_settles_the_rest_once(
     assert (rest.examined, rest.settled) == (1, 1)
     assert set(settle_events(ledger).values()) == {1} and len(settle_events(ledger)) == 10
     assert ledger.check() == []
+
+
+# --- sync --wait: settle_until_done under the poll policy ---------------------------------
+
+
+def test_settle_until_done_passes_until_no_task_runs(fake: FakeKling, ledger: Ledger) -> None:
+    fake.configure(done_after=3.0)  # past the first pass, even on a loaded machine
+    submit(fake, ledger, 3)
+    passes: list[int] = []
+
+    @contextlib.contextmanager
+    def bar(total: int) -> Iterator[Callable[[int], None]]:
+        passes.append(total)
+        yield lambda step: None
+
+    client = AsyncKlingClient(KEY, base_url=fake.base_url, max_retries=0)
+    report = settle_until_done(ledger, client, interval=0.2, timeout=30.0, progress=bar)
+    assert (report.settled, report.pending, report.timed_out) == (3, 0, False)
+    assert report.passes >= 2 and passes[0] == 3 and len(passes) == report.passes
+    assert states(ledger) == ["settled"] * 3
+
+
+def test_settle_until_done_gives_up_before_a_pass_past_the_timeout(
+    fake: FakeKling, ledger: Ledger
+) -> None:
+    fake.configure(done_after=30)
+    submit(fake, ledger, 2)
+    client = AsyncKlingClient(KEY, base_url=fake.base_url, max_retries=0)
+    report = settle_until_done(ledger, client, interval=1.0, timeout=0.5)
+    assert (report.pending, report.timed_out, report.settled) == (2, True, 0)
+    assert report.passes == 1  # the next pass, 1 s later, would start past the 0.5 s deadline
+
+
+def test_settle_until_done_without_wait_is_one_pass(fake: FakeKling, ledger: Ledger) -> None:
+    fake.configure(done_after=30)
+    submit(fake, ledger, 1)
+    client = AsyncKlingClient(KEY, base_url=fake.base_url, max_retries=0)
+    report = settle_until_done(ledger, client, wait=False, interval=0.01, timeout=10.0)
+    assert (report.passes, report.pending, report.timed_out) == (1, 1, False)

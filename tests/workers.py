@@ -107,7 +107,7 @@ def load_worker(
 ) -> None:
     """Submit through the guard until a budget refuses; put a summary on ``results``."""
     from klingcost import errors
-    from klingcost.client import KlingClient
+    from klingcost.api.client import KlingClient
     from klingcost.guard import GuardedClient
     from klingcost.ledger import Ledger
 
@@ -646,7 +646,7 @@ def _submit_main(argv: Sequence[str]) -> int:
     parser.add_argument("--settle", action="store_true")
     args = parser.parse_args(argv)
 
-    from klingcost.client import KlingClient
+    from klingcost.api.client import KlingClient
     from klingcost.guard import GuardedClient
 
     with (

@@ -53,6 +53,8 @@ from klingcost.errors import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover - resolved lazily by __getattr__ below
+    from klingcost.api.client import AsyncKlingClient, KlingClient
+    from klingcost.api.envelope import ImageResult, Task, VideoResult
     from klingcost.batch import BatchEstimate, BatchLine, BatchTotals, estimate_batch
     from klingcost.budgets import Budget, BudgetStatus, HoldAmounts
     from klingcost.calibrate import (
@@ -63,15 +65,8 @@ if TYPE_CHECKING:  # pragma: no cover - resolved lazily by __getattr__ below
         import_usage,
         write_overlay,
     )
-    from klingcost.client import (
-        AsyncKlingClient,
-        Deduction,
-        ImageResult,
-        KlingClient,
-        Task,
-        VideoResult,
-    )
     from klingcost.clock import Clock, FixedClock, ManualClock, SystemClock
+    from klingcost.deduction import Deduction
     from klingcost.guard import AsyncGuardedClient, GuardedClient, Submission
     from klingcost.html_report import html_report
     from klingcost.ledger import Hold, Ledger
@@ -140,10 +135,9 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(
         ["BatchEstimate", "BatchLine", "BatchTotals", "estimate_batch"], "klingcost.batch"
     ),
-    **dict.fromkeys(
-        ["KlingClient", "AsyncKlingClient", "Task", "Deduction", "ImageResult", "VideoResult"],
-        "klingcost.client",
-    ),
+    **dict.fromkeys(["KlingClient", "AsyncKlingClient"], "klingcost.api.client"),
+    **dict.fromkeys(["Task", "ImageResult", "VideoResult"], "klingcost.api.envelope"),
+    **dict.fromkeys(["Deduction"], "klingcost.deduction"),
     **dict.fromkeys(["GuardedClient", "AsyncGuardedClient", "Submission"], "klingcost.guard"),
     **dict.fromkeys(["Resolution"], "klingcost.settlement"),
     **dict.fromkeys(["Ledger", "Hold"], "klingcost.ledger"),

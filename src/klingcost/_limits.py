@@ -29,6 +29,8 @@ refusal, then a count when the next burst starts), never a line or a traceback e
 
 from __future__ import annotations
 
+# asyncio, not anyio, here only: uvicorn's h11 protocol is an asyncio.Protocol on asyncio's
+# transports and timers, and this module subclasses it. klingcost's own async code uses anyio.
 import asyncio
 import logging
 import resource

@@ -8,7 +8,6 @@ and prints the budgets and what each team spent.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import tempfile
 from collections.abc import Callable, Iterator
@@ -232,22 +231,17 @@ def _submit_all(
 
 
 def _settle(fake: FakeKling, ledger: Ledger, echo: Callable[[str], None]) -> None:
-    from klingcost.client import AsyncKlingClient
-    from klingcost.sync import sync_holds
+    from klingcost.api.client import AsyncKlingClient
+    from klingcost.sync import settle_until_done
 
-    async def run() -> None:
-        async with AsyncKlingClient(DEMO_KEY, base_url=fake.base_url) as client:
-            for _ in range(50):
-                report = await sync_holds(ledger, client)
-                if report.pending == 0:
-                    echo(
-                        f"  {report.settled} settled, {report.voided} voided, "
-                        f"{len(report.unresolved)} unresolved"
-                    )
-                    return
-                await asyncio.sleep(0.1)
-
-    asyncio.run(run())
+    # The fake ends its tasks at once: a pass every 0.1 s, for 5 s at most.
+    client = AsyncKlingClient(DEMO_KEY, base_url=fake.base_url)
+    report = settle_until_done(ledger, client, interval=0.1, timeout=5.0)
+    if report.pending == 0:
+        echo(
+            f"  {report.settled} settled, {report.voided} voided, "
+            f"{len(report.unresolved)} unresolved"
+        )
 
 
 def _print_budgets(ledger: Ledger, echo: Callable[[str], None]) -> None:

@@ -13,59 +13,35 @@ What happens on the wire decides what happens to the hold:
   interrupt): the hold is marked ``unknown`` and keeps counting against every budget until
   ``klingcost sync`` (or a person) resolves it. The request is never sent twice.
 
-``GuardedClient`` and ``AsyncGuardedClient`` mirror each other over :class:`_GuardCore`. The
-async guard holds and attaches on the event loop's thread (see ``AsyncGuardedClient.submit``)
-and settles in a worker thread, so a settlement never stalls the event loop.
+``GuardedClient`` and ``AsyncGuardedClient`` mirror each other over
+:class:`~klingcost.guard_core.GuardCore` (the hold and the outcome rules); ``wait`` polls under
+the one poll policy (:mod:`klingcost.polling`). The async guard holds and attaches on the event
+loop's thread (see ``AsyncGuardedClient.submit``) and settles in a worker thread (anyio), so a
+settlement never stalls the event loop.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import os
 import time
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
+import anyio
 import httpx
 from anyio import to_thread
 
-from klingcost import errors, journal
-from klingcost._protocol import Task
 from klingcost._testpoints import reach
-from klingcost.budgets import HoldAmounts
-from klingcost.client import DEFAULT_TIMEOUT, AsyncKlingClient, KlingClient, TimeoutArg
+from klingcost.api.base import DEFAULT_TIMEOUT, TimeoutArg
+from klingcost.api.client import AsyncKlingClient, KlingClient
+from klingcost.api.envelope import Task
+from klingcost.guard_core import GuardCore
 from klingcost.ledger import Hold, Ledger
-from klingcost.money import UNIT_EXPONENT, to_minor
-from klingcost.pricing import Estimate, estimate, price
-from klingcost.refusals import record_refusal
+from klingcost.polling import TRANSIENT_QUERY_FAILURES, PollPolicy
+from klingcost.pricing import Estimate
 from klingcost.settlement import Resolution, resolve
-from klingcost.sheet import PRICING_ENV, PriceSheet, load_sheet, sheet_from_canonical, sheet_hash
-
-logger = logging.getLogger("klingcost.guard")
-
-Redactor = Callable[[str], str]
-
-#: Failures of one status query that a later query may not meet: ``wait`` polls on.
-TRANSIENT_QUERY_FAILURES: tuple[type[errors.KlingAPIError], ...] = (
-    errors.TransportError,
-    errors.ServerError,
-    errors.RateLimitError,
-    errors.MalformedResponseError,
-)
-
-#: API errors after which the task certainly was not created: the hold is released.
-DEFINITE_FAILURES: tuple[type[errors.KlingAPIError], ...] = (
-    errors.ConnectError,
-    errors.AuthenticationError,
-    errors.AccountError,
-    errors.InvalidRequestError,
-    errors.PolicyError,
-    errors.RateLimitError,
-)
+from klingcost.sheet import PriceSheet
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,273 +58,6 @@ class Submission:
     @property
     def task_id(self) -> str | None:
         return self.hold.task_id
-
-
-class _GuardCore:
-    """What the sync and async guards share: pricing, the hold, and the outcome rules."""
-
-    def __init__(
-        self,
-        team: str,
-        ledger: Ledger | str | None,
-        sheet: PriceSheet | None,
-        provider: str | None,
-        hook_url: str | None,
-        external_ids: bool,
-    ) -> None:
-        self.team = team
-        self._owns_ledger = not isinstance(ledger, Ledger)
-        self.ledger = ledger if isinstance(ledger, Ledger) else Ledger.open(ledger)
-        #: Without a sheet of the caller's (``sheet`` or ``KLINGCOST_PRICING``), the guard
-        #: prices with the sheet the ledger publishes, so every submitter prices alike.
-        self._ledger_priced = sheet is None and not os.environ.get(PRICING_ENV)
-        try:
-            self.sheet = sheet if sheet is not None else self._default_sheet()
-        except BaseException:
-            self.close()
-            raise
-        self.provider = provider
-        self.hook_url = hook_url
-        self.external_ids = external_ids
-
-    def _default_sheet(self) -> PriceSheet:
-        if not self._ledger_priced:
-            return load_sheet()
-        published = self.ledger.published_sheet()
-        if published is None:
-            return load_sheet()
-        return sheet_from_canonical(
-            published.canonical, origin=f"the ledger's published sheet v{published.version}"
-        )
-
-    def estimate(self, endpoint: str, body: Mapping[str, Any]) -> Estimate:
-        return estimate(endpoint, body, sheet=self.sheet, provider=self.provider)
-
-    def hold(
-        self,
-        priced: Estimate,
-        amounts: HoldAmounts,
-        key: str,
-        meta: dict[str, Any],
-        *,
-        key_id: str | None = None,
-        max_open_for_key: int | None = None,
-        source: str = "guard",
-    ) -> tuple[Estimate, Hold]:
-        """Reserve, priced with ``self.sheet``. A guard that prices with the ledger's sheet
-        and meets a newer one (published since it started) reprices once with it. A refusal
-        (budget, or a proxy key's ``max_open_for_key``) is recorded in the ledger, then
-        raised as it was (:mod:`klingcost.refusals`)."""
-        try:
-            try:
-                hold = self.ledger.reserve(
-                    self.team,
-                    amounts,
-                    key=key,
-                    meta=meta,
-                    sheet_sha256=sheet_hash(self.sheet),
-                    key_id=key_id,
-                    max_open_for_key=max_open_for_key,
-                )
-            except errors.SheetMismatchError:
-                if not self._ledger_priced:
-                    raise
-                self.sheet = self._default_sheet()
-                priced = price(priced.request, sheet=self.sheet, provider=self.provider)
-                hold = self.ledger.reserve(
-                    self.team,
-                    _amounts(priced),
-                    key=key,
-                    meta=meta,
-                    sheet_sha256=sheet_hash(self.sheet),
-                    key_id=key_id,
-                    max_open_for_key=max_open_for_key,
-                )
-        except (
-            errors.BudgetExceeded,
-            errors.BudgetCannotCount,
-            errors.ConcurrencyExceeded,
-        ) as refused:
-            record_refusal(
-                self.ledger, refused, team=self.team, job_class=meta, key_id=key_id, source=source
-            )
-            raise
-        return priced, hold
-
-    def reserve(
-        self,
-        endpoint: str,
-        body: Mapping[str, Any],
-        key: str | None,
-        *,
-        extra_meta: Mapping[str, str | int | None] | None = None,
-        **options: Any,
-    ) -> tuple[Estimate, Hold, dict[str, Any] | None]:
-        """Price and hold; returns the body to send, or None when the key was used before.
-
-        With a caller's ``key`` the ledger's reserve is the one arbiter: it returns the hold
-        already under that key (from an earlier call, or a concurrent one that got there
-        first), and only the call whose own ``claim`` comes back sends the request.
-        ``extra_meta`` is kept on the hold beside the request's shape, and ``options`` go to
-        :meth:`hold` (``key_id``, ``max_open_for_key``, ``source``: for ``klingcost proxy``).
-        """
-        priced = self.estimate(endpoint, body)
-        outgoing = dict(body)
-        if self.hook_url and not outgoing.get("notify_hook"):
-            outgoing["notify_hook"] = self.hook_url
-        claim = uuid.uuid4().hex
-        given = key is not None
-        key = key if key is not None else claim
-        if self.external_ids and not outgoing.get("external_task_id"):
-            outgoing["external_task_id"] = key
-        _check_json(priced.endpoint, outgoing)
-        amounts = _amounts(priced)
-        meta = {
-            **job_class(priced),
-            "provider": priced.cost.provider,
-            "external_task_id": outgoing.get("external_task_id"),
-        }
-        if extra_meta:
-            meta.update(extra_meta)
-        if given:
-            meta["claim"] = claim
-        priced, hold = self.hold(priced, amounts, key, meta, **options)
-        if given and hold.meta.get("claim") != claim:
-            return priced, hold, None
-        return priced, hold, outgoing
-
-    def accepted(self, hold: Hold, task: Task, redact: Redactor) -> Hold:
-        """Attach the task the API accepted; on any failure keep its id where sync finds it.
-
-        The API will charge for the task whatever happens here, so its id must survive: it is
-        appended to the accepted-tasks journal (:mod:`klingcost.journal`, replayed by
-        ``klingcost sync``), the hold is marked ``unknown`` with the id in its reason when the
-        ledger still takes writes, and the error raised names the task id.
-        """
-        try:
-            return self.ledger.attach(hold.id, task.task_id, reserved=hold)
-        except BaseException as exc:
-            failure = self._unrecorded(hold, task.task_id, exc, redact)
-            if isinstance(exc, Exception):
-                raise failure from exc
-            exc.add_note(str(failure))  # an interrupt stays an interrupt
-            raise
-
-    def _unrecorded(
-        self, hold: Hold, task_id: str, exc: BaseException, redact: Redactor
-    ) -> errors.TaskNotRecorded:
-        cause = redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-        reason = f"the API accepted task {task_id}, not attached: {cause}"
-        where: str | None
-        try:
-            where = str(
-                journal.record(self.ledger, hold_id=hold.id, task_id=task_id, reason=reason)
-            )
-            kept = f"its id is kept in {where}, and `klingcost sync` attaches it"
-        except OSError as journal_error:
-            where = None
-            why = journal_error.strerror or journal_error
-            kept = (
-                f"the journal could not be written either ({why}): "
-                "note the task id; `klingcost sync` finds it only if it was sent with an "
-                "external_task_id"
-            )
-        if not isinstance(exc, errors.LedgerError):  # a ledger that failed is not asked again
-            try:
-                self.ledger.mark_unknown(hold.id, reason)
-            except Exception:  # the journal and the error carry the id
-                logger.warning("hold %s: could not be marked unknown", hold.id)
-        return errors.TaskNotRecorded(
-            f"the API accepted task {task_id} for hold {hold.id} on {self.team!r}, but the "
-            f"ledger could not record it ({cause}); {kept}. The hold keeps counting until then",
-            hold_id=hold.id,
-            task_id=task_id,
-            journal=where,
-        )
-
-    def failed(self, hold: Hold, exc: BaseException, redact: Redactor) -> None:
-        """Void the hold after a definite failure; otherwise keep it counting as unknown.
-
-        A note on ``exc`` says which hold it was and what became of it. The reason stored on
-        the hold is redacted of the key (an error may echo it, in any case or cut short).
-        """
-        cause = redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-        if isinstance(exc, DEFINITE_FAILURES):
-            self.ledger.void(hold.id, reason=f"submission refused: {cause}")
-            exc.add_note(f"hold {hold.id} on {self.team!r} was voided: nothing is charged")
-            return
-        try:
-            self.ledger.mark_unknown(hold.id, f"outcome unknown: {cause}")
-        finally:  # even when marking fails (a second Ctrl-C), say which hold counts
-            exc.add_note(stays_counted(hold, self.team))
-
-    def unanswered(self, target: Submission | Hold | int, exc: errors.KlingAPIError) -> Resolution:
-        """A poll whose query failed for now: the hold stays as it is, and ``wait`` goes on."""
-        hold = _hold_of(target, self.ledger)
-        note = f"the status query failed ({type(exc).__name__}: {exc}); still waiting"
-        logger.warning("hold %s: %s", hold.id, note)
-        return Resolution(hold, "pending", note)
-
-    def endpoint_of(self, hold: Hold) -> str:
-        endpoint = hold.meta.get("endpoint")
-        if not isinstance(endpoint, str):
-            raise errors.HoldStateError(f"hold {hold.id} has no endpoint recorded")
-        return endpoint
-
-    def close(self) -> None:
-        if self._owns_ledger:
-            self.ledger.close()
-
-
-def stays_counted(hold: Hold, team: str) -> str:
-    """What to tell a person about a hold whose submission's outcome is not known."""
-    if hold.task_id is not None:
-        how = f"task {hold.task_id}; `klingcost sync` settles it when the task ends"
-    elif hold.meta.get("external_task_id"):
-        how = "`klingcost sync` settles it (it finds the task by its external_task_id)"
-    else:
-        how = (
-            "`klingcost sync` settles it once it knows the task (sent without "
-            "--external-ids, it may need `klingcost holds void` by a person who knows "
-            "nothing was made)"
-        )
-    return f"hold {hold.id} on {team!r} stays counted: {how}"
-
-
-def job_class(priced: Estimate) -> dict[str, str | int | None]:
-    """What fixes a job's price, as a hold's meta records it (reports and reconcile group by
-    it; a refusal records it too)."""
-    return priced.request.job.to_meta()
-
-
-def _amounts(priced: Estimate) -> HoldAmounts:
-    return HoldAmounts(
-        units_milli=to_minor(priced.units, UNIT_EXPONENT),
-        pack=priced.pack,
-        cost_minor=priced.cost.minor,
-        currency=priced.cost.currency,
-        exponent=priced.cost.exponent,
-    )
-
-
-def _check_json(endpoint: str, body: Mapping[str, Any]) -> None:
-    """Refuse, before any hold, a body that cannot be sent as JSON (a Decimal, a NaN, a lone
-    surrogate in a hook URL from the environment: httpx encodes the body as UTF-8)."""
-    try:
-        json.dumps(body, allow_nan=False, ensure_ascii=False).encode("utf-8")
-    except (TypeError, ValueError):  # UnicodeEncodeError is a ValueError
-        problems = []
-        for name, value in body.items():
-            try:
-                json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8")
-            except (TypeError, ValueError) as exc:
-                problems.append(
-                    errors.Problem(name, value, "JSON strings, numbers, lists, objects", str(exc))
-                )
-        problems = problems or [
-            errors.Problem("body", body, "a JSON object", "the body cannot be sent as JSON")
-        ]
-        raise errors.RequestValidationError(endpoint=endpoint, problems=problems) from None
 
 
 def _hold_of(target: Submission | Hold | int, ledger: Ledger) -> Hold:
@@ -384,7 +93,7 @@ class GuardedClient:
         hook_url: str | None = None,
         external_ids: bool = False,
     ) -> None:
-        self._core = _GuardCore(team, ledger, sheet, provider, hook_url, external_ids)
+        self._core = GuardCore(team, ledger, sheet, provider, hook_url, external_ids)
         self._owns_client = client is None
         try:
             self.client = client or KlingClient(
@@ -442,19 +151,19 @@ class GuardedClient:
         A query that fails for now (a lost answer, a 5xx, a rate limit) is logged and tried
         again at the next poll; TimeoutError once ``timeout`` seconds have passed.
         """
-        deadline = time.monotonic() + timeout
+        poll = PollPolicy(interval, timeout).start(time.monotonic())
         while True:
             try:
                 resolution = self.settle(target)
             except TRANSIENT_QUERY_FAILURES as exc:
-                resolution = self._core.unanswered(target, exc)
+                resolution = self._core.unanswered(_hold_of(target, self.ledger), exc)
             if resolution.action != "pending":
                 return resolution
-            if time.monotonic() + interval > deadline:
+            if (pause := poll.wait(time.monotonic())) is None:
                 raise TimeoutError(
                     f"hold {resolution.hold.id}: {resolution.note} after {timeout} s"
                 )
-            time.sleep(interval)
+            time.sleep(pause)
 
     def close(self) -> None:
         if self._owns_client:
@@ -491,7 +200,7 @@ class AsyncGuardedClient:
         hook_url: str | None = None,
         external_ids: bool = False,
     ) -> None:
-        self._core = _GuardCore(team, ledger, sheet, provider, hook_url, external_ids)
+        self._core = GuardCore(team, ledger, sheet, provider, hook_url, external_ids)
         self._owns_client = client is None
         try:
             self.client = client or AsyncKlingClient(
@@ -545,21 +254,21 @@ class AsyncGuardedClient:
     async def wait(
         self, target: Submission | Hold | int, *, interval: float = 5.0, timeout: float = 900.0
     ) -> Resolution:
-        import asyncio
-
-        deadline = time.monotonic() + timeout
+        """Poll until the task ends, then settle (or void) its hold; as ``GuardedClient.wait``."""
+        poll = PollPolicy(interval, timeout).start(time.monotonic())
         while True:
             try:
                 resolution = await self.settle(target)
             except TRANSIENT_QUERY_FAILURES as exc:
-                resolution = self._core.unanswered(target, exc)
+                hold = await to_thread.run_sync(_hold_of, target, self.ledger)
+                resolution = self._core.unanswered(hold, exc)
             if resolution.action != "pending":
                 return resolution
-            if time.monotonic() + interval > deadline:
+            if (pause := poll.wait(time.monotonic())) is None:
                 raise TimeoutError(
                     f"hold {resolution.hold.id}: {resolution.note} after {timeout} s"
                 )
-            await asyncio.sleep(interval)
+            await anyio.sleep(pause)
 
     async def aclose(self) -> None:
         if self._owns_client:

@@ -38,8 +38,8 @@ from starlette.routing import Route
 
 from klingcost import errors
 from klingcost._json import JSONInputError, loads
-from klingcost._protocol import Task, parse_task
-from klingcost.client import AsyncKlingClient
+from klingcost.api.client import AsyncKlingClient
+from klingcost.api.envelope import Task, parse_task
 from klingcost.ledger import Hold, Ledger
 from klingcost.money import MAX_DIGITS
 from klingcost.request import normalize_endpoint

@@ -18,6 +18,12 @@ estimate, its shape, what Kling lists for that shape) and posts the decision:
 The charge in the provider's currency is the charged units at the rate the hold was priced
 with: ``cost = estimate.cost x charged units / estimated units``, rounded up. This keeps a
 settlement independent of later edits to the price sheet.
+
+Pure core, thin shell: :func:`decide` (the verdict for a hold, given the task and the sheets)
+and :func:`posting` (the amounts a settle books) are pure; :func:`resolve` gathers the sheets,
+asks :func:`decide`, and posts the decision through the ledger it is handed. The module imports
+no I/O (the ledger is a parameter, its type only checked), so a settlement can be read, and
+tested, without a database.
 """
 
 from __future__ import annotations
@@ -26,12 +32,13 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Final, Literal
 
-from klingcost.deduction import Decision, Listed, Shape, decide, listed_range
-from klingcost.ledger import Hold, Ledger
+from klingcost import deduction
+from klingcost.deduction import Decision, Listed, Shape, listed_range
 from klingcost.money import UNIT_EXPONENT, to_minor
 
-if TYPE_CHECKING:  # the task is the client's type; settling needs none of its I/O
-    from klingcost._protocol import Task
+if TYPE_CHECKING:  # types only: settling imports neither the ledger's I/O nor the client's
+    from klingcost.api.envelope import Task
+    from klingcost.ledger import Hold, Ledger
     from klingcost.sheet import PriceSheet
 
 Action = Literal["settled", "voided", "pending", "unchanged"]
@@ -87,9 +94,13 @@ def listed_for(hold: Hold, sheets: list[PriceSheet]) -> Listed | None:
     return listed_range(Shape.from_meta(hold.meta, pack=hold.estimate.pack), sheets)
 
 
-def decide_for(hold: Hold, task: Task, sheets: list[PriceSheet]) -> Decision:
-    """The verdict on ``task``'s report for ``hold`` (pure, given the sheets)."""
-    return decide(
+def decide(hold: Hold, task: Task, sheets: list[PriceSheet]) -> Decision:
+    """The verdict on ``task``'s report for ``hold``, judged against ``sheets`` (pure).
+
+    ``sheets`` are what the deduction is checked against (:func:`kling_list`: the bundled
+    sheet and the ledger's published one). The rule book is :func:`klingcost.deduction.decide`.
+    """
+    return deduction.decide(
         task.status,
         task.deduction,
         estimate=Fraction(hold.estimate.units_milli, 10**UNIT_EXPONENT),
@@ -98,23 +109,36 @@ def decide_for(hold: Hold, task: Task, sheets: list[PriceSheet]) -> Decision:
     )
 
 
+def posting(hold: Hold, decision: Decision) -> tuple[int, int]:
+    """``(units_milli, cost_minor)`` that a settle ``decision`` books on ``hold`` (pure).
+
+    Settled at the estimate itself: the hold's own amounts, to the minor unit. Otherwise the
+    decided units, charged at the rate the hold was priced with (:func:`charge_for`).
+    """
+    assert decision.units is not None, "only a settle decision books amounts"
+    estimate = hold.estimate
+    if decision.basis == "estimate" and decision.units == Fraction(estimate.units_milli, 1000):
+        return estimate.units_milli, estimate.cost_minor
+    return charge_for(hold, decision.units)
+
+
 def resolve(ledger: Ledger, hold: Hold, task: Task) -> Resolution:
-    """Apply ``task``'s reported state to ``hold``; safe to call any number of times."""
+    """Apply ``task``'s reported state to ``hold``; safe to call any number of times.
+
+    The shell around :func:`decide`: it reads the sheets, attaches a task found by its
+    external id, and posts the decision (settle or void) to ``ledger``.
+    """
     if not hold.is_open:
         return Resolution(hold, "unchanged", f"hold already {hold.state}")
     if hold.task_id is None:
         hold = ledger.attach(hold.id, task.task_id)
-    decision = decide_for(hold, task, kling_list(ledger))
+    decision = decide(hold, task, kling_list(ledger))
     if decision.action == "pending":
         return Resolution(hold, "pending", decision.note, decision.verdict)
     if decision.action == "void":
         voided = ledger.void(hold.id, reason=decision.note)
         return Resolution(voided, "voided", decision.note, decision.verdict)
-    assert decision.units is not None  # a settle decision always carries its units
-    if decision.basis == "estimate" and decision.units == Fraction(hold.estimate.units_milli, 1000):
-        units_milli, cost_minor = hold.estimate.units_milli, hold.estimate.cost_minor
-    else:
-        units_milli, cost_minor = charge_for(hold, decision.units)
+    units_milli, cost_minor = posting(hold, decision)
     settled = ledger.settle(
         hold.id,
         units_milli=units_milli,

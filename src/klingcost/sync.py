@@ -24,22 +24,29 @@ First of all, sync replays the accepted-tasks journal (:mod:`klingcost.journal`)
 API accepted that the guard could not record in the ledger are attached to their holds.
 
 Each hold is resolved in its own ledger transaction, so an interrupted sync loses nothing and a
-rerun picks up where it stopped. Queries run concurrently; ledger writes run in worker threads
-(one at a time: the ledger serialises them), so the event loop never waits on the ledger.
+rerun picks up where it stopped. Queries run concurrently (an anyio task group); ledger writes
+run in worker threads (one at a time: the ledger serialises them), so the event loop never
+waits on the ledger.
+
+:func:`settle_until_done` is ``klingcost sync --wait``: passes repeated under the poll policy
+of :mod:`klingcost.polling` until no task is running or the deadline comes.
 """
 
 from __future__ import annotations
 
-import asyncio
+import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import anyio
 from anyio import to_thread
 
 from klingcost import errors, journal
-from klingcost.client import AsyncKlingClient
+from klingcost.api.client import AsyncKlingClient
 from klingcost.ledger import Hold, Ledger
+from klingcost.polling import PollPolicy
 from klingcost.settlement import Resolution, resolve
 
 #: The API's code for "resource or model not found": a task id that does not exist.
@@ -147,7 +154,7 @@ async def sync_holds(
     report.replayed, failures = await to_thread.run_sync(journal.replay, ledger)
     report.unresolved.extend(failures)
     holds = list(ledger.holds(state="open", team=team))
-    gate = asyncio.Semaphore(max(1, concurrency))
+    gate = anyio.Semaphore(max(1, concurrency))
     evidence = (not_found_answers, not_found_window)
 
     async def one(hold: Hold) -> None:
@@ -171,8 +178,88 @@ async def sync_holds(
         if progress is not None:
             progress(1)
 
-    await asyncio.gather(*(one(hold) for hold in holds))
+    try:
+        async with anyio.create_task_group() as group:
+            for hold in holds:
+                group.start_soon(one, hold)
+    except BaseExceptionGroup as failed:
+        # One failure cancels the others (each hold is its own transaction: nothing is half
+        # done); the caller meets that failure itself, as it would from a plain loop.
+        raise _first(failed) from None
     return report
+
+
+def _first(group: BaseExceptionGroup) -> BaseException:
+    """The failure a task group stands for: an interrupt (Ctrl-C) before an error, an error
+    before a cancellation."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        current = pending.pop(0)
+        if isinstance(current, BaseExceptionGroup):
+            pending = list(current.exceptions) + pending
+        else:
+            leaves.append(current)
+    cancelled = anyio.get_cancelled_exc_class()
+
+    def rank(leaf: BaseException) -> int:
+        return 2 if isinstance(leaf, cancelled) else 1 if isinstance(leaf, Exception) else 0
+
+    return min(leaves, key=rank)  # the first of the best rank
+
+
+PassProgress = Callable[[int], AbstractContextManager[Progress | None]]
+
+
+def settle_until_done(
+    ledger: Ledger,
+    client: AsyncKlingClient,
+    *,
+    team: str | None = None,
+    wait: bool = True,
+    interval: float = 5.0,
+    timeout: float = 900.0,
+    concurrency: int = 16,
+    progress: PassProgress | None = None,
+    not_found_answers: int = NOT_FOUND_ANSWERS,
+    not_found_window: timedelta = NOT_FOUND_WINDOW,
+) -> SyncReport:
+    """``klingcost sync [--wait]``: one pass, or (``wait``) passes every ``interval`` seconds
+    until no task is running; the passes' counts add up (:meth:`SyncReport.then`). When the
+    next pass would start past ``timeout`` seconds, the report is returned ``timed_out``.
+
+    Runs its own event loop (anyio) and closes ``client`` when done. ``progress``, if given,
+    is called with each pass's number of open holds and gives a context manager whose value
+    is called with 1 per hold examined (a click progress bar's ``update``).
+    """
+    policy = PollPolicy(interval, timeout)
+
+    async def run() -> SyncReport:
+        report: SyncReport | None = None
+        async with client:
+            poll = policy.start(time.monotonic())
+            while True:
+                total = sum(1 for _ in ledger.holds(state="open", team=team)) if progress else 0
+                bar = progress(total) if progress is not None and total else nullcontext(None)
+                with bar as step:
+                    one = await sync_holds(
+                        ledger,
+                        client,
+                        team=team,
+                        concurrency=concurrency,
+                        progress=step,
+                        not_found_answers=not_found_answers,
+                        not_found_window=not_found_window,
+                    )
+                report = one if report is None else report.then(one)
+                if not wait or report.pending == 0:
+                    return report
+                if (pause := poll.wait(time.monotonic())) is None:
+                    report.timed_out = True
+                    return report
+                await anyio.sleep(pause)
+
+    return anyio.run(run)
 
 
 async def _resolve_one(

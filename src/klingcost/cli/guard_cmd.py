@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
 import socket
 import sys
-import time
 from typing import IO, TYPE_CHECKING, Any
 
 import click
@@ -34,6 +32,8 @@ from klingcost.cli._input import BATCH, single_document
 from klingcost.money import format_amount, format_minor
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
     from klingcost.alerts import DeliveryReport
     from klingcost.guard import GuardedClient, Submission
     from klingcost.ledger import Ledger
@@ -140,7 +140,8 @@ def submit_command(
     With --wait the hold is settled from the task's charge. A task that failed (its hold
     voided), or one still running at --timeout, exits 1; `klingcost sync` settles it later.
     """
-    from klingcost.guard import GuardedClient, stays_counted
+    from klingcost.guard import GuardedClient
+    from klingcost.guard_core import stays_counted
     from klingcost.ledger import Ledger
     from klingcost.sheet import PRICING_ENV, load_sheet
 
@@ -392,9 +393,9 @@ def sync_command(
     """
     from datetime import timedelta
 
-    from klingcost.client import AsyncKlingClient
+    from klingcost.api.client import AsyncKlingClient
     from klingcost.ledger import Ledger
-    from klingcost.sync import SyncReport, sync_holds
+    from klingcost.sync import settle_until_done
 
     _need_api_key()
     base_url = _check_base_url(base_url)
@@ -403,35 +404,12 @@ def sync_command(
         "not_found_window": timedelta(minutes=not_found_window),
     }
 
-    deadline = time.monotonic() + timeout
     show_progress = sys.stdout.isatty() and not as_json
 
-    async def run(ledger: Ledger) -> SyncReport:
-        report: SyncReport | None = None
-        async with AsyncKlingClient(base_url=base_url) as client:
-            while True:
-                total = sum(1 for _ in ledger.holds(state="open", team=team))
-                if show_progress and total:
-                    with click.progressbar(length=total, label="syncing", file=sys.stderr) as bar:
-                        one = await sync_holds(
-                            ledger,
-                            client,
-                            team=team,
-                            concurrency=concurrency,
-                            progress=bar.update,
-                            **evidence,
-                        )
-                else:
-                    one = await sync_holds(
-                        ledger, client, team=team, concurrency=concurrency, **evidence
-                    )
-                report = one if report is None else report.then(one)
-                if not wait or report.pending == 0:
-                    return report
-                if time.monotonic() + interval > deadline:
-                    report.timed_out = True
-                    return report
-                await asyncio.sleep(interval)
+    @contextlib.contextmanager
+    def bar(total: int) -> Iterator[Callable[[int], None]]:
+        with click.progressbar(length=total, label="syncing", file=sys.stderr) as shown:
+            yield shown.update
 
     # --wait serves for as long as tasks run: its WAL checkpoints go to a thread.
     with (
@@ -440,7 +418,17 @@ def sync_command(
     ):
         if team is not None:
             ledger.get_budget(team)  # an unknown team is BudgetNotFound (exit 2), not "0 examined"
-        report = asyncio.run(run(ledger))
+        report = settle_until_done(
+            ledger,
+            AsyncKlingClient(base_url=base_url),
+            team=team,
+            wait=wait,
+            interval=interval,
+            timeout=timeout,
+            concurrency=concurrency,
+            progress=bar if show_progress else None,
+            **evidence,
+        )
         alerts = _deliver_alerts(ledger)
     if as_json:
         echo_json({**report.to_dict(), "alerts": None if alerts is None else alerts.to_dict()})
@@ -627,7 +615,7 @@ def hooks_serve_command(
 
     from klingcost._limits import ServerLimits, uvicorn_config
     from klingcost._listen import address
-    from klingcost.client import AsyncKlingClient
+    from klingcost.api.client import AsyncKlingClient
     from klingcost.hooks import create_app
     from klingcost.ledger import Ledger
 

@@ -1,7 +1,7 @@
 """The budget guard on the wire: a create is authenticated, priced, held, forwarded, attached.
 
 :func:`admit` checks the key, reads the body, prices it and holds it, with the same
-:class:`~klingcost.guard._GuardCore` as ``GuardedClient`` (so the same pricing, idempotency and
+:class:`~klingcost.guard_core.GuardCore` as ``GuardedClient`` (so the same pricing, idempotency and
 sheet rules). Anything it refuses is answered in Kling's envelope and never forwarded; a refusal
 of a known key is recorded in the ledger (:mod:`klingcost.refusals`). :func:`create` then
 forwards the body and applies GuardedClient's outcome rules to the hold: attached when the
@@ -29,8 +29,8 @@ from starlette.responses import Response
 
 from klingcost import errors
 from klingcost._json import JSONInputError, loads
-from klingcost._protocol import parse_task, read_envelope
-from klingcost.guard import _GuardCore, job_class
+from klingcost.api.envelope import parse_task, read_envelope
+from klingcost.guard_core import GuardCore, job_class
 from klingcost.ledger import Hold
 from klingcost.money import UNIT_EXPONENT, format_amount, format_minor, to_minor
 from klingcost.pricing import Estimate
@@ -66,7 +66,7 @@ class Admitted:
     """A create that is held and may be sent: ``content`` is the body to forward."""
 
     key: ApiKey
-    core: _GuardCore
+    core: GuardCore
     priced: Estimate
     hold: Hold
     content: bytes

@@ -65,7 +65,7 @@ def check(settings: ProxySettings) -> None:
     import anyio
 
     from klingcost import keys
-    from klingcost.client import AsyncKlingClient
+    from klingcost.api.client import AsyncKlingClient
     from klingcost.ledger import Ledger
     from klingcost.proxy.settings import callback_secret
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Final
 
-from klingcost._protocol import DEFAULT_BASE_URL
+from klingcost.api.envelope import DEFAULT_BASE_URL
 
 #: The variable the CLI sets for its workers (JSON of :class:`ProxySettings`).
 SETTINGS_ENV: Final = "KLINGCOST_PROXY_SETTINGS"

@@ -1,7 +1,7 @@
 """What one proxy process holds: its ledger, its upstream, its secrets, and per-team guards.
 
 Nothing here is needed by another worker: the ledger is the only shared state. The per-team
-guards (:class:`~klingcost.guard._GuardCore`, the same core as ``GuardedClient``) cache the
+guards (:class:`~klingcost.guard_core.GuardCore`, the same core as ``GuardedClient``) cache the
 price sheet they price with, and the key cache holds key rows for a second
 (:class:`~klingcost.keys.KeyCache`); both are rebuilt by any worker from the ledger alone.
 """
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from klingcost.guard import _GuardCore
+from klingcost.guard_core import GuardCore
 from klingcost.ledger import Hold, Ledger
 from klingcost.proxy.settings import ProxySettings
 from klingcost.proxy.upstream import Upstream
@@ -56,7 +56,7 @@ class Proxy:
         self.public_url: str | None = (
             settings.public_url.rstrip("/") if settings.public_url else None
         )
-        self._cores: dict[str, _GuardCore] = {}
+        self._cores: dict[str, GuardCore] = {}
         self._cores_lock = threading.Lock()
         #: Callback deliveries to clients' own URLs, still running (kept, or they may be
         #: collected mid-flight; cancelled at shutdown).
@@ -66,14 +66,14 @@ class Proxy:
     def __repr__(self) -> str:
         return f"Proxy(upstream={self.upstream!r}, ledger={self.ledger!r})"
 
-    def core(self, team: str) -> _GuardCore:
+    def core(self, team: str) -> GuardCore:
         """The guard core for ``team`` (the one GuardedClient uses), made on first use."""
         core = self._cores.get(team)
         if core is None:
             with self._cores_lock:
                 core = self._cores.get(team)
                 if core is None:
-                    core = _GuardCore(
+                    core = GuardCore(
                         team,
                         self.ledger,
                         sheet=None,

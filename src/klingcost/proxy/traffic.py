@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import random
 import secrets
 from decimal import Decimal
@@ -35,10 +36,11 @@ from starlette.responses import JSONResponse, Response
 
 from klingcost import errors
 from klingcost._json import JSONInputError, loads
-from klingcost._protocol import Task, answer_for, parse_task, read_envelope
+from klingcost.api.envelope import Task, answer_for, parse_task, read_envelope
 from klingcost.hooks import _mismatch  # the one rule: which task is a hold's own
 from klingcost.ledger import Hold
 from klingcost.money import MAX_DIGITS
+from klingcost.polling import PollPolicy
 from klingcost.proxy import envelope as kling
 from klingcost.proxy.accesslog import note
 from klingcost.proxy.gate import (
@@ -285,7 +287,8 @@ async def _forward(proxy: Proxy, url: str, body: bytes) -> None:
 
 async def settle_loop(proxy: Proxy, interval: float) -> None:
     """``sync`` every ``interval`` seconds (with jitter), until cancelled."""
-    await asyncio.sleep(random.uniform(0, interval))  # a phase, not a secret
+    policy = PollPolicy(interval, math.inf, jitter=0.2)  # the one poll policy, no deadline
+    await anyio.sleep(policy.phase(random.random()))  # a phase, not a secret
     while True:
         try:
             report = await sync_holds(proxy.ledger, proxy.upstream.client, concurrency=4)
@@ -299,7 +302,7 @@ async def settle_loop(proxy: Proxy, interval: float) -> None:
                 )
         except Exception as exc:  # the next pass tries again
             logger.warning("settlement pass failed: %s", proxy.upstream.redact(str(exc)))
-        await asyncio.sleep(interval * random.uniform(0.8, 1.2))
+        await anyio.sleep(policy.delay(random.random()))
 
 
 __all__ = ["callback", "list_tasks", "query", "settle_loop"]

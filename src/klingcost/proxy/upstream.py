@@ -2,12 +2,12 @@
 
 Forwarding is raw (bytes in, bytes out), so that the answer a client gets is the upstream's
 own; what the guard needs from it is read with the same pure protocol code as
-:class:`~klingcost.client.AsyncKlingClient` (:mod:`klingcost._protocol`). Task queries made by
-the proxy itself (to confirm a callback, in the background settlement pass) go through an
+:class:`~klingcost.api.client.AsyncKlingClient` (:mod:`klingcost.api.envelope`). Task queries
+made by the proxy itself (to confirm a callback, in the background settlement pass) go through an
 :class:`AsyncKlingClient`, as ``sync`` and ``hooks serve`` make them.
 
 The API key is added here and nowhere else. It is never in what the proxy answers: every
-answer and callback body passing through is scrubbed of it (:func:`klingcost.redaction.redact`,
+answer and callback body passing through is scrubbed of it (:func:`klingcost.api.redact.redact`,
 which also catches it cut short, re-cased or escaped), and so is every error.
 """
 
@@ -19,9 +19,9 @@ from collections.abc import Sequence
 import httpx
 
 from klingcost import errors
-from klingcost._protocol import scrub, transport_error
-from klingcost.client import AsyncKlingClient
-from klingcost.redaction import MIN_RUN, redact, secret_forms
+from klingcost.api.client import AsyncKlingClient
+from klingcost.api.redact import MIN_RUN, redact, scrub, secret_forms
+from klingcost.api.retry import transport_error
 
 
 class Upstream:
@@ -91,7 +91,7 @@ class Upstream:
 
 
 def _finder(key: str) -> re.Pattern[str]:
-    """What :func:`klingcost.redaction.redact` looks for, as one pattern over lower-cased
+    """What :func:`klingcost.api.redact.redact` looks for, as one pattern over lower-cased
     ASCII text: every run of ``MIN_RUN`` characters of every form of ``key`` (an ASCII key:
     the client refuses any other). A match sends the text through ``redact`` itself."""
     runs = {

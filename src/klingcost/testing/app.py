@@ -45,8 +45,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from klingcost.api.redact import redact
 from klingcost.money import format_amount
-from klingcost.redaction import redact
 from klingcost.testing.faults import Fault
 from klingcost.testing.media import mp4, png
 from klingcost.testing.prices import GROUP_OF

@@ -7,13 +7,20 @@ escaped (``repr`` of a str or of its bytes). :func:`redact` replaces every run o
 shapes, so that no useful part of a secret survives in a log line, an error, a hold's reason
 or an event. A secret shorter than :data:`MIN_RUN` is replaced where it appears whole.
 
-Nothing here imports the rest of klingcost: the ledger, the client and the CLI all use it.
+For the API key of a client: :func:`redact_key` (how it shows in a repr), :func:`shows_key`
+(whether an exception chain prints it) and :func:`scrub` (an error without it).
+
+Nothing here imports the rest of klingcost but the error tree, nor any I/O: the ledger, the
+clients, the fake API and the CLI all use it.
 """
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Iterable
 from typing import Final
+
+from klingcost import errors
 
 #: The shortest run of a secret's characters that is replaced. Shorter runs (``hk-test``,
 #: ``Bearer``) are too common in ordinary text to tell apart from the secret.
@@ -116,4 +123,61 @@ def shows(text: str, *secrets: str) -> bool:
     return redact(text, *secrets) != text
 
 
-__all__ = ["MIN_RUN", "REDACTED", "redact", "secret_forms", "shows"]
+# --- the API key of a client -------------------------------------------------------------
+
+
+def redact_key(key: str) -> str:
+    """How a key shows in a repr: its prefix (``hk-``) and nothing more."""
+    prefix = key.split("-", 1)[0] + "-" if "-" in key[:6] and len(key) >= 12 else ""
+    return f"'{prefix}…'redacted"
+
+
+def shows_key(exc: BaseException, key: str) -> bool:
+    """Whether ``exc`` or an exception chained to it shows ``key`` when printed or repr'd.
+
+    The whole ``__cause__``/``__context__`` chain counts: a traceback prints it, and even a
+    suppressed context stays reachable as ``__context__``.
+    """
+    if not key:
+        return False
+    seen: set[int] = set()
+    chain: list[BaseException | None] = [exc]
+    while chain:
+        current = chain.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        text = "".join(traceback.format_exception_only(current)) + repr(current)
+        if shows(text, key):
+            return True
+        chain += [current.__cause__, current.__context__]
+    return False
+
+
+def scrub(error: errors.KlingAPIError, key: str) -> errors.KlingAPIError:
+    """The same error with every form of ``key`` in its message replaced.
+
+    When the key shows anywhere (its message or a chained exception) the answer is a fresh
+    error with no chain: raise it outside any ``except`` block, or Python chains the original
+    back as ``__context__``.
+    """
+    if not shows_key(error, key):
+        return error
+    return type(error)(
+        redact(error.message, key),
+        code=error.code,
+        status=error.status,
+        request_id=redact(error.request_id, key) if error.request_id else None,
+    )
+
+
+__all__ = [
+    "MIN_RUN",
+    "REDACTED",
+    "redact",
+    "redact_key",
+    "scrub",
+    "secret_forms",
+    "shows",
+    "shows_key",
+]

@@ -1,10 +1,10 @@
-"""The Kling HTTP protocol as pure functions: what the sync and async clients share.
+"""The Kling HTTP protocol's answers, as pure functions: what both clients and the proxy share.
 
-Nothing here does I/O. :func:`read_envelope` turns an HTTP status and body into the answer's JSON
-or the matching :class:`~klingcost.errors.KlingAPIError`; :func:`error_for` is the one mapping of
-(HTTP status, Kling ``code``) to the exception tree; :func:`parse_task` builds the typed
-results (its deduction parsed by :mod:`klingcost.deduction`); :class:`RetryPolicy` decides what
-is retried and how long to wait.
+Nothing here does I/O, nor imports httpx. :func:`read_envelope` turns an HTTP status and body
+into the answer's JSON or the matching :class:`~klingcost.errors.KlingAPIError`;
+:func:`error_for` is the one mapping of (HTTP status, Kling ``code``) to the exception tree;
+:func:`parse_task` builds the typed results (its deduction parsed by :mod:`klingcost.deduction`).
+What is retried, and how long to wait, is :mod:`klingcost.api.retry`.
 
 Amounts are exact: JSON numbers are read as :class:`~decimal.Decimal` and a deduction is parsed
 by :mod:`klingcost.deduction`, never through a float.
@@ -13,25 +13,15 @@ by :mod:`klingcost.deduction`, never through a float.
 from __future__ import annotations
 
 import json
-import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Final, Literal, get_args
 
-import httpx
-
 from klingcost import errors
 from klingcost._json import JSONInputError, loads
-
-# The deduction's parsing and verdict live in klingcost.deduction; the client re-exports them.
-from klingcost.deduction import DEFAULT_DEDUCTION_CAP as DEFAULT_DEDUCTION_CAP
-from klingcost.deduction import Deduction as Deduction
-from klingcost.deduction import DeductionFlag as DeductionFlag
-from klingcost.deduction import parse_deduction as parse_deduction
+from klingcost.deduction import DEFAULT_DEDUCTION_CAP, Deduction, parse_deduction
 from klingcost.money import MAX_DIGITS
-from klingcost.redaction import redact as _redact
-from klingcost.redaction import secret_forms
 from klingcost.request import Endpoint
 
 DEFAULT_BASE_URL: Final = "https://api.openai-hk.com/kling"
@@ -317,141 +307,4 @@ def _shape(field: str, given: object, allowed: str, request_id: str | None) -> E
     return errors.MalformedResponseError(
         f"the answer's {field} is {_as_text(given)[:80]}; expected {allowed}",
         request_id=request_id,
-    )
-
-
-# --- retries ------------------------------------------------------------------------------
-
-#: httpx errors raised before the request left the client: always safe to send again.
-#: (ProxyError: the proxy tunnel or SOCKS handshake failed, before the request was written.)
-NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
-#: httpx refusing the request itself: a URL it cannot build (InvalidURL, which is no
-#: TransportError) or send (UnsupportedProtocol: not http(s)), a header h11 cannot write
-#: (LocalProtocolError, raised while h11 checks the request line and headers, before any byte
-#: is written). Nothing was sent, and the same request would be refused again: not retried.
-REFUSED: Final = (httpx.InvalidURL, httpx.UnsupportedProtocol, httpx.LocalProtocolError)
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Exponential backoff with jitter: attempt ``k`` (from 1) waits about ``base * 2**(k-1)``.
-
-    The wait is drawn in ``[d/2, d]`` (d capped at ``max_delay``), raised to the API's
-    ``Retry-After`` when it asks for longer (still capped).
-    """
-
-    max_retries: int = 3
-    base_delay: float = 0.5
-    max_delay: float = 8.0
-
-    def __post_init__(self) -> None:
-        if self.max_retries < 0:
-            raise ValueError(f"max_retries must be >= 0 (given {self.max_retries})")
-
-    def delay(self, attempt: int, rand: float, retry_after: float | None = None) -> float:
-        ceiling = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
-        wait = ceiling / 2 + rand * ceiling / 2
-        if retry_after is not None:
-            wait = max(wait, min(retry_after, self.max_delay))
-        return wait
-
-    def retryable(self, error: errors.KlingAPIError, *, idempotent: bool) -> bool:
-        """Rate limits and unsent requests always; other transport failures on queries only."""
-        if isinstance(error, errors.RateLimitError | errors.ConnectError):
-            return True
-        return idempotent and type(error) is errors.TransportError
-
-
-def transport_error(
-    exc: httpx.TransportError | httpx.InvalidURL, *, idempotent: bool, what: str
-) -> errors.TransportError:
-    """Map an httpx failure: unsent -> ConnectError; after sending -> ambiguous (or retryable).
-
-    Only an error that httpx raises before writing the request is definite: a submission that
-    may have been written must stay ambiguous, but one that certainly was not must not (the
-    budget guard keeps an ambiguous submission's hold counting until someone resolves it).
-    """
-    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    if isinstance(exc, REFUSED):
-        return errors.ConnectError(
-            f"{what}: httpx refused the request ({detail}); the request was not sent"
-        )
-    if isinstance(exc, NOT_SENT):
-        return errors.ConnectError(
-            f"{what}: could not connect ({detail}); the request was not sent"
-        )
-    if idempotent:
-        return errors.TransportError(f"{what}: no answer ({detail})")
-    return errors.AmbiguousSubmitError(
-        f"{what}: the request was sent but no answer came ({detail}); "
-        "the task may exist: it is not resent"
-    )
-
-
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("retry-after", "")
-    try:
-        seconds = float(value)  # a time, not an amount
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
-
-
-# --- the key ------------------------------------------------------------------------------
-
-
-def redact_key(key: str) -> str:
-    """How a key shows in a repr: its prefix (``hk-``) and nothing more."""
-    prefix = key.split("-", 1)[0] + "-" if "-" in key[:6] and len(key) >= 12 else ""
-    return f"'{prefix}…'redacted"
-
-
-def key_forms(key: str) -> tuple[str, ...]:
-    """Every way ``key`` can show in an error's text, longest first (see
-    :func:`klingcost.redaction.secret_forms`)."""
-    return secret_forms(key)
-
-
-def redact(text: str, key: str) -> str:
-    """``text`` with every run of 8 or more characters of ``key`` replaced, in any case and
-    any escaped form (:func:`klingcost.redaction.redact`)."""
-    return _redact(text, key) if key else text
-
-
-def shows_key(exc: BaseException, key: str) -> bool:
-    """Whether ``exc`` or an exception chained to it shows ``key`` when printed or repr'd.
-
-    The whole ``__cause__``/``__context__`` chain counts: a traceback prints it, and even a
-    suppressed context stays reachable as ``__context__``.
-    """
-    if not key:
-        return False
-    seen: set[int] = set()
-    chain: list[BaseException | None] = [exc]
-    while chain:
-        current = chain.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        text = "".join(traceback.format_exception_only(current)) + repr(current)
-        if redact(text, key) != text:
-            return True
-        chain += [current.__cause__, current.__context__]
-    return False
-
-
-def scrub(error: errors.KlingAPIError, key: str) -> errors.KlingAPIError:
-    """The same error with every form of ``key`` in its message replaced.
-
-    When the key shows anywhere (its message or a chained exception) the answer is a fresh
-    error with no chain: raise it outside any ``except`` block, or Python chains the original
-    back as ``__context__``.
-    """
-    if not shows_key(error, key):
-        return error
-    return type(error)(
-        redact(error.message, key),
-        code=error.code,
-        status=error.status,
-        request_id=redact(error.request_id, key) if error.request_id else None,
     )
