@@ -4,6 +4,8 @@ was, and the ledger must store a hand-written meta as SQLite's own column affini
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from klingcost.jobclass import COLUMNS, JobClass, columns_of_meta
@@ -83,3 +85,29 @@ def test_a_hold_with_no_count_stored_reads_as_one_job(n: object) -> None:
     assert JobClass.from_row(row) == JobClass(T2V, "kling-v1", "std", 5, n=1)
     meta = {"endpoint": T2V, "model": "kling-v1", "mode": "std", "duration": 5}
     assert JobClass.from_meta(meta) == JobClass(T2V, "kling-v1", "std", 5, n=1)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("mode", "4k"),
+        ("duration", 10),
+        ("sound", True),
+        ("video_reference", True),
+        ("reference_image", True),
+        ("n", 2),
+        ("voice", True),
+        ("resolution", "2k"),
+        ("held_duration", True),
+    ],
+)
+def test_a_report_lists_a_class_without_an_option_before_the_one_with_it(
+    field: str, value: object
+) -> None:
+    # Reports order classes by sort_key: a field not set (None, False, 1) sorts first.
+    base = JobClass(T2V, "kling-v3", "pro", 5)
+    if field in ("mode", "duration"):
+        base = dataclasses.replace(base, **{field: None})  # not given: sorts before any value
+    other = dataclasses.replace(base, **{field: value})
+    assert sorted([other, base], key=JobClass.sort_key) == [base, other]
+    assert sorted([base, other], key=JobClass.sort_key) == [base, other]
