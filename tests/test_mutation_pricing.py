@@ -531,3 +531,30 @@ def test_a_per_second_model_left_with_no_mode_is_unpriced_naming_its_one_price()
     with pytest.raises(UnpricedRequestError) as caught:
         estimate(T2V, {"model_name": "kling-v3", "prompt": "p", "duration": 5}, sheet=sheet)
     assert caught.value.missing == "per_second.kling-v3.flat.silent"
+
+
+def test_voices_the_pricing_sheet_lacks_are_named_missing() -> None:
+    # Validated against the bundled sheet, priced with one whose overlay dropped the voice
+    # factor (as a guard does when the sheet changes between a check and a hold).
+    from klingcost.pricing import price
+
+    body = {
+        "model_name": "kling-v2-6",
+        "prompt": "p",
+        "mode": "pro",
+        "sound": "on",
+        "voice_list": [{"voice_id": "v-1"}],
+    }
+    request = estimate(T2V, body).request
+    data = yaml.safe_load(
+        resources.files("klingcost").joinpath("data/pricing.yaml").read_text(encoding="utf-8")
+    )
+    del data["video"]["voice"]["kling-v2-6"]
+    with pytest.raises(UnpricedRequestError) as caught:
+        price(request, sheet=parse_sheet(data, origin="trimmed.yaml"))
+    error = caught.value
+    assert (error.endpoint, error.model, error.missing) == (
+        T2V,
+        "kling-v2-6",
+        "video.voice.kling-v2-6",
+    )
