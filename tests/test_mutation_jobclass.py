@@ -5,6 +5,7 @@ was, and the ledger must store a hand-written meta as SQLite's own column affini
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 
@@ -102,12 +103,14 @@ def test_a_hold_with_no_count_stored_reads_as_one_job(n: object) -> None:
     ],
 )
 def test_a_report_lists_a_class_without_an_option_before_the_one_with_it(
-    field: str, value: object
+    field: str, value: Any
 ) -> None:
     # Reports order classes by sort_key: a field not set (None, False, 1) sorts first.
     base = JobClass(T2V, "kling-v3", "pro", 5)
     if field in ("mode", "duration"):
-        base = dataclasses.replace(base, **{field: None})  # not given: sorts before any value
-    other = dataclasses.replace(base, **{field: value})
+        unset: dict[str, Any] = {field: None}  # not given: sorts before any value
+        base = dataclasses.replace(base, **unset)
+    changes: dict[str, Any] = {field: value}
+    other = dataclasses.replace(base, **changes)
     assert sorted([other, base], key=JobClass.sort_key) == [base, other]
     assert sorted([base, other], key=JobClass.sort_key) == [base, other]
