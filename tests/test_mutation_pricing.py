@@ -558,3 +558,22 @@ def test_voices_the_pricing_sheet_lacks_are_named_missing() -> None:
         "kling-v2-6",
         "video.voice.kling-v2-6",
     )
+
+
+def test_a_clip_with_voices_names_its_voice_step_in_the_breakdown() -> None:
+    body = {
+        "model_name": "kling-v2-6",
+        "prompt": "p",
+        "mode": "pro",
+        "sound": "on",
+        "voice_list": [{"voice_id": "v-1"}],
+    }
+    data = estimate(T2V, body).to_dict()
+    assert data["breakdown"][-1] == {
+        "rule": "sound: on, with voices",
+        "factor": "2.4",
+        "source": "kling-official",
+        "note": "pro with audio and voice: 6 units per 5 s, 12 per 10 s (2.4x the 2.5 of silent "
+        "pro); fal.ai's $0.168/s at $0.14 a unit agrees",
+    }
+    assert data["units"] == "6"
