@@ -457,3 +457,123 @@ def test_a_resolution_that_costs_more_is_a_step_of_its_own() -> None:
         "note": "4K: 16 image units (USD 0.056); inference.sh's $0.056 agrees",
     }
     assert data["units"] == "16"
+
+
+# --- the catalogue: every job class the sheet takes, as settlement judges a deduction by it ----
+
+
+def test_each_catalogue_job_is_its_class_as_a_request_without_a_body() -> None:
+    from klingcost.listing import catalogue_classes, catalogue_jobs
+    from klingcost.sheet import load_sheet
+
+    sheet = load_sheet()
+    jobs, classes = list(catalogue_jobs(sheet)), list(catalogue_classes(sheet))
+    assert len(jobs) == len(classes) > 450
+    for job, job_class in zip(jobs, classes, strict=True):
+        assert job.job == job_class  # every field: sound, references, voice, resolution
+        assert (job.body, job.warnings) == (None, ())
+
+
+def test_the_catalogue_offers_each_image_model_with_and_without_a_reference_image() -> None:
+    from klingcost.listing import catalogue_classes
+    from klingcost.sheet import load_sheet
+
+    sheet = load_sheet()
+    images = {
+        (job.model, job.reference_image, job.resolution)
+        for job in catalogue_classes(sheet)
+        if job.endpoint == IMG
+    }
+    assert images == {
+        (model, reference, size)
+        for model, caps in sheet.models[IMG].items()
+        for reference in (False, True)
+        for size in (None, *caps.resolutions)
+    }
+
+
+def _one_price_model_with_sound() -> Any:
+    data = yaml.safe_load(
+        resources.files("klingcost").joinpath("data/pricing.yaml").read_text(encoding="utf-8")
+    )
+    data["video"]["sound"]["kling-v2-master"] = {"factor": 4, "source": "seed", "note": "x4"}
+    return parse_sheet(data, origin="sound.yaml")
+
+
+def test_a_one_price_model_with_a_sound_price_is_listed_with_sound_and_no_voices() -> None:
+    from klingcost.listing import catalogue_classes, listed_units
+
+    sheet = _one_price_model_with_sound()
+    offered = {
+        (job.mode, job.duration, job.sound, job.voice)
+        for job in catalogue_classes(sheet)
+        if (job.endpoint, job.model) == (T2V, "kling-v2-master")
+    }
+    # No voice price for it: a clip with voices is not one the catalogue offers.
+    assert offered == {(None, 5, False, False), (None, 10, False, False)} | {
+        (None, 5, True, False),
+        (None, 10, True, False),
+    }
+    # So a deduction for its 40-unit clip with sound lies within what the sheet lists.
+    listing = listed_units(sheet)
+    assert listing[(T2V, 5)] == (1, 40)
+    assert listing[(T2V, 10)] == (2, 80)
+
+
+def test_a_per_second_model_left_with_no_mode_is_unpriced_naming_its_one_price() -> None:
+    # An overlay that empties kling-v3's table: the model is still listed, with no std/pro, so
+    # a request of it is valid and has its one ("flat") price missing.
+    data = yaml.safe_load(
+        resources.files("klingcost").joinpath("data/pricing.yaml").read_text(encoding="utf-8")
+    )
+    data["per_second"]["kling-v3"] = {}
+    sheet = parse_sheet(data, origin="emptied.yaml")
+    with pytest.raises(UnpricedRequestError) as caught:
+        estimate(T2V, {"model_name": "kling-v3", "prompt": "p", "duration": 5}, sheet=sheet)
+    assert caught.value.missing == "per_second.kling-v3.flat.silent"
+
+
+def test_voices_the_pricing_sheet_lacks_are_named_missing() -> None:
+    # Validated against the bundled sheet, priced with one whose overlay dropped the voice
+    # factor (as a guard does when the sheet changes between a check and a hold).
+    from klingcost.pricing import price
+
+    body = {
+        "model_name": "kling-v2-6",
+        "prompt": "p",
+        "mode": "pro",
+        "sound": "on",
+        "voice_list": [{"voice_id": "v-1"}],
+    }
+    request = estimate(T2V, body).request
+    data = yaml.safe_load(
+        resources.files("klingcost").joinpath("data/pricing.yaml").read_text(encoding="utf-8")
+    )
+    del data["video"]["voice"]["kling-v2-6"]
+    with pytest.raises(UnpricedRequestError) as caught:
+        price(request, sheet=parse_sheet(data, origin="trimmed.yaml"))
+    error = caught.value
+    assert (error.endpoint, error.model, error.missing) == (
+        T2V,
+        "kling-v2-6",
+        "video.voice.kling-v2-6",
+    )
+
+
+def test_a_clip_with_voices_names_its_voice_step_in_the_breakdown() -> None:
+    body = {
+        "model_name": "kling-v2-6",
+        "prompt": "p",
+        "mode": "pro",
+        "sound": "on",
+        "voice_list": [{"voice_id": "v-1"}],
+    }
+    data = estimate(T2V, body).to_dict()
+    assert data["breakdown"][-1] == {
+        "rule": "sound: on, with voices",
+        "factor": "2.4",
+        "source": "kling-official",
+        "note": "pro with audio and voice: 6 units per 5 s, 12 per 10 s (2.4x the 2.5 of silent "
+        "pro); fal.ai's $0.168/s at $0.14 a unit agrees",
+    }
+    assert data["units"] == "6"

@@ -49,7 +49,7 @@ def catalogue_jobs(sheet: PriceSheet) -> Iterator[ValidatedRequest]:
     :func:`price` (see :func:`catalogue_classes`)."""
     for job in catalogue_classes(sheet):
         yield ValidatedRequest(
-            cast("Endpoint", job.endpoint),
+            cast("Endpoint", job.endpoint),  # pragma: no mutate (cast returns its 2nd argument)
             job.model,
             job.mode,
             job.duration,
@@ -57,7 +57,7 @@ def catalogue_jobs(sheet: PriceSheet) -> Iterator[ValidatedRequest]:
             job.video_reference,
             job.reference_image,
             job.n,
-            _NO_BODY,
+            _NO_BODY,  # pragma: no mutate (it is None)
             job.voice,
             job.resolution,
         )
