@@ -81,6 +81,7 @@ def ledger_check(ctx: click.Context, full: bool, ledger_path: str | None, as_jso
     else:
         check = "integrity_check" if full else "quick_check"
         storage = f"SQLite's {check} found no damage; " if dialect == "sqlite" else ""
-        click.echo(f"OK: {storage}every running balance in {where} agrees with its entries")
+        schema = "; its schema matches klingcost's" if full else ""
+        click.echo(f"OK: {storage}every running balance in {where} agrees with its entries{schema}")
     if problems:
         ctx.exit(EXIT_ERROR)
