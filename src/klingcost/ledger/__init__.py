@@ -33,6 +33,12 @@ One module per concept, each a part of :class:`Ledger` deriving from
 * :mod:`~klingcost.ledger.events`, :mod:`~klingcost.ledger.audit`: the log and its check;
 * :mod:`~klingcost.ledger.keys`, :mod:`~klingcost.ledger.alerts`,
   :mod:`~klingcost.ledger.forecast`: the proxy's keys, alert rules, burn forecasts.
+
+Beside the parts: :mod:`~klingcost.ledger.outbox` (the alert outbox's statements),
+:mod:`~klingcost.ledger.queries` (the read models of reports, reconcile and calibration), and
+the storage: :mod:`~klingcost.ledger.schema` (one spec of the schema, rendered by
+:mod:`~klingcost.ledger.ddl`), the shipped migrations, and the two backends. No code outside
+this package runs SQL.
 """
 
 from __future__ import annotations
