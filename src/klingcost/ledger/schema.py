@@ -125,14 +125,11 @@ _OPEN = "state = 'held' OR state = 'submitted' OR state = 'unknown'"
 #: The job class columns of ``holds``, each read from the hold's ``meta`` by ``reserve``: the
 #: ones :class:`~klingcost.jobclass.JobClass` stores, defined there once.
 CLASS_COLUMNS: Final[tuple[str, ...]] = COLUMNS
-_CLASS_INTEGERS = INT_COLUMNS
 
 
 def _rollup_table(name: str) -> Table:
     key, sums, maxes = ROLLUPS[name]
-    columns = [
-        _int(c, not_null=True) if c in _CLASS_INTEGERS else _text(c, not_null=True) for c in key
-    ]
+    columns = [_int(c, not_null=True) if c in INT_COLUMNS else _text(c, not_null=True) for c in key]
     columns += [_int(c, not_null=True, default="0") for c in (*sums, *maxes)]
     return Table(name, tuple(columns), primary_key=tuple(key), without_rowid=True)
 
@@ -174,7 +171,7 @@ TABLES: Final[tuple[Table, ...]] = (
             _text("meta", not_null=True, default="'{}'"),
             _text("reserved_at", not_null=True),
             _text("updated_at", not_null=True),
-            *(_int(c) if c in _CLASS_INTEGERS else _text(c) for c in CLASS_COLUMNS),
+            *(_int(c) if c in INT_COLUMNS else _text(c) for c in CLASS_COLUMNS),
             _text("task_id"),  # a copy of tasks.task_id: an export streams without a join
             _text("deduction_flag"),  # parse_deduction(raw_deduction).flag, at settlement
             _text("task_status"),  # 'succeed' or 'failed', when the settling caller said
