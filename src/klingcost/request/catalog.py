@@ -78,3 +78,7 @@ def normalize_endpoint(name: str) -> Endpoint:
         problem = Problem("endpoint", name, ", ".join(ENDPOINTS), "unknown endpoint")
         raise RequestValidationError(endpoint=str(name), problems=[problem])
     return found
+
+
+#: What a broken ``duration`` allows, until the model's own durations replace it.
+DURATION_TEXT: Final = "whole seconds the model takes (see klingcost prices)"

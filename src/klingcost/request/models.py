@@ -8,69 +8,22 @@ warned about or refused (:mod:`klingcost.request.unknown`).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final, Literal, NamedTuple
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from klingcost.jobclass import JobClass
+from klingcost.request import fields
 from klingcost.request.catalog import Endpoint
 
 # --- field types that accept what real clients send --------------------------------------
 
-
-def _parse_whole(value: Any, *, signed: bool) -> Any:
-    """Accept 5 and "5" as the API does; refuse what it refuses: booleans, floats (5.0 too) and
-    strings that are not plain ASCII digits ("5.0", " 10 ", full-width "１０")."""
-    if type(value) is int:  # the usual case first: pydantic calls this on every estimate
-        return value
-    if isinstance(value, bool):  # True is an int to Python, not to the API
-        raise ValueError("a boolean, not a whole number")
-    if isinstance(value, float):  # 5.0, NaN: pydantic would take 5.0 as 5
-        raise ValueError("a decimal number, not a whole number")
-    if isinstance(value, str):
-        digits = value.removeprefix("-") if signed else value
-        # isascii(): str.isdigit() also takes "１" and "²", which the API refuses.
-        if not (digits.isascii() and digits.isdigit()):
-            raise ValueError("not a whole number")
-        try:
-            return int(value)
-        except ValueError:  # over Python's 4300-digit limit; its message must not reach the user
-            raise ValueError("too many digits for a whole number") from None
-    return value
-
-
-def _whole_number(value: Any) -> Any:
-    return _parse_whole(value, signed=True)
-
-
-def _count(value: Any) -> Any:
-    if type(value) is str and len(value) < 10 and value.isascii() and value.isdigit():
-        return int(value)  # "10", as most bodies give it (a long one: _parse_whole's care)
-    return _parse_whole(value, signed=False)
-
-
-def _fraction_number(value: Any) -> Any:
-    if type(value) is float:  # the usual case: nothing to refuse
-        return value
-    if isinstance(value, bool):
-        raise ValueError("a boolean, not a number")
-    return value
-
-
-def _flag(value: Any) -> Any:
-    """A JSON boolean: "true" or 1 are not what the API documents."""
-    if not isinstance(value, bool):
-        raise ValueError("not true or false")
-    return value
-
-
-Whole = Annotated[int, BeforeValidator(_whole_number)]
-Count = Annotated[int, BeforeValidator(_count)]  # duration, n: "-5" is no count of anything
+Whole = Annotated[int, BeforeValidator(fields.whole_number)]
+Count = Annotated[int, BeforeValidator(fields.count)]  # duration, n: "-5" is no count of anything
 # Constraints before the validator: pydantic then checks them natively, not in Python.
-Unit = Annotated[float, Field(ge=0, le=1), BeforeValidator(_fraction_number)]
+Unit = Annotated[float, Field(ge=0, le=1), BeforeValidator(fields.fraction_number)]
 #: Camera values: Kling's reference types them as float in [-10, 10] (ComfyUI sends 0.5).
-Axis = Annotated[float, Field(ge=-10, le=10), BeforeValidator(_fraction_number)]
-Flag = Annotated[bool, BeforeValidator(_flag)]
+Axis = Annotated[float, Field(ge=-10, le=10), BeforeValidator(fields.fraction_number)]
+Flag = Annotated[bool, BeforeValidator(fields.flag)]
 OnOff = Literal["on", "off"]
 
 
@@ -254,46 +207,3 @@ def model_in(annotation: Any) -> type[BaseModel] | None:
         if found is not None:
             return found
     return None
-
-
-# --- the validated request: what pricing needs --------------------------------------------
-
-
-class ValidatedRequest(NamedTuple):
-    """A body that keeps every rule, with Kling's defaults filled in. Immutable.
-
-    ``job`` is the request's *job class*: everything that decides its price and nothing else.
-    Its fields are the first ones here, in :class:`~klingcost.jobclass.JobClass`'s order.
-    ``warnings`` name the fields klingcost did not know and priced as if absent.
-
-    A named tuple, not a frozen dataclass: one is built per estimate, and a frozen dataclass
-    of these 13 fields costs about 1 us to build against 0.2 us (the estimate's budget is 10 us).
-    """
-
-    endpoint: Endpoint
-    model: str
-    mode: str | None  # None: the model has no std/pro split
-    duration: int | None  # seconds; None for images
-    sound: bool
-    video_reference: bool
-    reference_image: bool
-    n: int
-    body: RequestModel
-    voice: bool = False  # sound with a voice_list
-    resolution: str | None = None  # images: the resolution priced
-    #: The duration was not given and is held at the longest the output can last (a video edit).
-    held_duration: bool = False
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def job(self) -> JobClass:
-        """The request's job class (:class:`~klingcost.jobclass.JobClass`): everything that
-        decides its price and nothing else."""
-        return JobClass.from_request(self)
-
-    @property
-    def job_key(self) -> tuple[Any, ...]:
-        """The fields of :attr:`job` as a plain tuple, in JobClass's order: every field but
-        ``body`` and ``warnings``. Equal keys, equal classes; a cache key for what runs on every
-        estimate (hashing it costs a fifth of building the JobClass)."""
-        return self[:8] + self[9:12]  # two slices: half the cost of naming the 11 fields

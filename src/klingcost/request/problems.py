@@ -3,16 +3,11 @@ value given and what is allowed (pydantic's own messages name its classes)."""
 
 from __future__ import annotations
 
-from typing import Final
-
 from pydantic import BaseModel, ValidationError
 
 from klingcost.errors import _MISSING, Problem
-from klingcost.request.catalog import CAMERA_AXES
+from klingcost.request.catalog import CAMERA_AXES, DURATION_TEXT
 from klingcost.request.models import model_in
-
-#: What a broken ``duration`` allows, until the model's own durations replace it.
-DURATION_TEXT: Final = "whole seconds the model takes (see klingcost prices)"
 
 
 def from_pydantic(exc: ValidationError, model: type[BaseModel]) -> list[Problem]:
@@ -59,7 +54,7 @@ def _field_path(
     """The dotted name of an error's field, and the model that holds the field.
 
     The error of a union member carries the member as one more part ("str",
-    "function-before[_whole_number(), int]"). It names no field, so it is left out.
+    "function-before[whole_number(), int]"). It names no field, so it is left out.
     """
     parts: list[str] = []
     current: type[BaseModel] | None = model

@@ -9,11 +9,11 @@ to one list, so that one error names them all.
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from klingcost.errors import _MISSING, Problem
+from klingcost.request.camera import camera_rules, models_with
 from klingcost.request.catalog import (
-    CAMERA_AXES,
     MAX_DYNAMIC_MASKS,
     MAX_ELEMENTS_I2V,
     MAX_SHOT_PROMPT,
@@ -23,24 +23,27 @@ from klingcost.request.catalog import (
     TRAJECTORY_POINTS,
 )
 from klingcost.request.images import check_image
-from klingcost.request.models import (
-    CameraControl,
-    ImageRequest,
-    ImageToVideoRequest,
-    MultiImageToVideoRequest,
-    OmniVideoRequest,
-    RequestModel,
-    TextToVideoRequest,
-    ValidatedRequest,
-)
+from klingcost.request.validated import ValidatedRequest
 
 if TYPE_CHECKING:
+    from klingcost.request.models import (
+        ImageRequest,
+        ImageToVideoRequest,
+        MultiImageToVideoRequest,
+        OmniVideoRequest,
+        RequestModel,
+        TextToVideoRequest,
+    )
+    from klingcost.request.plain import PlainBody
     from klingcost.sheet import Capabilities, PriceSheet
+
+    #: The video bodies with duration, sound and shots.
+    _Clip = TextToVideoRequest | ImageToVideoRequest | OmniVideoRequest
 
 
 def apply_rules(
     request: ValidatedRequest,
-    body: RequestModel,
+    body: RequestModel | PlainBody,
     caps: Capabilities | None,
     sheet: PriceSheet,
     limits: tuple[int, int],
@@ -49,7 +52,12 @@ def apply_rules(
 ) -> None:
     """Append to ``problems`` what ``body`` breaks of the rules that span fields. ``caps`` is
     None for a model the catalogue does not take (already reported): the rules that do not
-    depend on the model are still checked, so that one error names every problem."""
+    depend on the model are still checked, so that one error names every problem.
+
+    The body's kind is told by the request's endpoint, not its class: a plain body (a
+    :class:`~klingcost.request.plain.PlainBody`) reads as its endpoint's model does, and is
+    typed as that model for the rules of its endpoint (``cast``)."""
+    endpoint = request.endpoint
     prompt_max, negative_max = limits
     prompt = body.prompt
     if prompt is not None and len(prompt) > prompt_max:
@@ -68,24 +76,27 @@ def apply_rules(
                 f"{len(negative)} characters",
             )
         )
-    if isinstance(body, ImageRequest):
-        if body.image is not None:
-            check_image("image", body.image, problems)
+    if endpoint == "images/generations":
+        image = cast("ImageRequest", body).image
+        if image is not None:
+            check_image("image", image, problems)
         return
-    if isinstance(body, MultiImageToVideoRequest):
-        _multi_image_rules(request, body, caps, problems)
+    if endpoint == "videos/multi-image2video":
+        _multi_image_rules(request, cast("MultiImageToVideoRequest", body), caps, problems)
         return
+    clip = cast("_Clip", body)
     if caps is not None:
-        _duration_rules(request, body, caps, prompt_max, problems)
+        _duration_rules(request, clip, caps, prompt_max, problems)
         # Most bodies are silent, without voices or elements: skip the call then.
-        if request.sound or getattr(body, "voice_list", None) or body.element_list:
-            _sound_rules(request, body, caps, sheet, problems, as_pro)
-    elif body.prompt is None and not isinstance(body, ImageToVideoRequest) and not body.multi_shot:
+        if request.sound or getattr(clip, "voice_list", None) or clip.element_list:
+            _sound_rules(request, clip, caps, sheet, problems, as_pro)
+    elif clip.prompt is None and endpoint != "videos/image2video" and not clip.multi_shot:
         problems.append(Problem("prompt", _MISSING, "a value", "is required"))
-    if isinstance(body, OmniVideoRequest):
-        _omni_rules(request, body, problems)
+    if endpoint == "videos/omni-video":
+        _omni_rules(request, cast("OmniVideoRequest", body), problems)
         return
-    _video_rules(request, body, caps, sheet, problems)
+    video = cast("TextToVideoRequest | ImageToVideoRequest", body)
+    _video_rules(request, video, caps, sheet, problems)
 
 
 def _multi_image_rules(
@@ -117,11 +128,6 @@ def _multi_image_rules(
         )
     for index, item in enumerate(body.image_list):
         check_image(f"image_list.{index}.image", item.image, problems)
-
-
-def _models_with(sheet: PriceSheet, endpoint: str, feature: str) -> str:
-    """The models of ``endpoint`` that have ``feature`` (a truthy Capabilities attribute)."""
-    return ", ".join(m for m, c in sheet.models[endpoint].items() if getattr(c, feature)) or "none"
 
 
 def _duration_rules(
@@ -161,7 +167,7 @@ def _duration_rules(
                     "a customized multi-shot video needs its shots",
                 )
             )
-    elif body.prompt is None and not isinstance(body, ImageToVideoRequest):
+    elif body.prompt is None and request.endpoint != "videos/image2video":
         problems.append(Problem("prompt", _MISSING, "a value", "is required"))
     if body.multi_shot and shots:
         if len(shots) > MAX_SHOTS:
@@ -208,7 +214,7 @@ def _sound_rules(
             allowed = "off, or on in " + " or ".join(sorted(caps.sound_modes)) + " mode"
             message = f"{model} makes sound only in " + " or ".join(sorted(caps.sound_modes))
         else:
-            allowed = "off, or a model with sound: " + _models_with(
+            allowed = "off, or a model with sound: " + models_with(
                 sheet, request.endpoint, "sound_modes"
             )
             message = f"{model} makes no sound (to price it, add {_sound_key(caps, model, mode)}"
@@ -237,18 +243,18 @@ def _sound_rules(
                 )
             )
     elements = getattr(body, "element_list", None)
-    if elements and not isinstance(body, OmniVideoRequest):
+    if elements and request.endpoint != "videos/omni-video":
         if not caps.elements:
             problems.append(
                 Problem(
                     "element_list",
                     len(elements),
                     "elements on a model that takes them: "
-                    + _models_with(sheet, request.endpoint, "elements"),
+                    + models_with(sheet, request.endpoint, "elements"),
                     f"{model} takes no elements",
                 )
             )
-        elif isinstance(body, ImageToVideoRequest):
+        elif request.endpoint == "videos/image2video":
             if len(elements) > MAX_ELEMENTS_I2V:
                 problems.append(
                     Problem(
@@ -278,8 +284,9 @@ def _video_rules(
 ) -> None:
     camera = body.camera_control
     if camera is not None and caps is not None:
-        _camera_rules(request, camera, caps, sheet, problems)
-    if isinstance(body, ImageToVideoRequest):
+        camera_rules(request, camera, caps, sheet, problems)
+    if request.endpoint == "videos/image2video":
+        body = cast("ImageToVideoRequest", body)
         check_image("image", body.image, problems)
         if body.image_tail is not None:
             check_image("image_tail", body.image_tail, problems)
@@ -328,60 +335,6 @@ def _video_rules(
                     "image2video cannot combine an end frame, a motion brush and camera control",
                 )
             )
-
-
-def _camera_rules(
-    request: ValidatedRequest,
-    camera: CameraControl,
-    caps: Capabilities,
-    sheet: PriceSheet,
-    problems: list[Problem],
-) -> None:
-    if request.duration != 5 or request.mode != "std":
-        problems.append(
-            Problem(
-                "camera_control",
-                f"{request.duration} s, {request.mode or 'no mode'}",
-                "5 s in std mode",
-                "camera control works only at 5 s in std mode (seed)",
-            )
-        )
-    if not caps.camera_control:
-        problems.append(
-            Problem(
-                "camera_control",
-                request.model,
-                _models_with(sheet, request.endpoint, "camera_control"),
-                f"{request.model} takes no camera control on {request.endpoint} (Kling's "
-                "capability map)",
-            )
-        )
-    if camera.type == "simple":
-        config = camera.config
-        moved = [axis for axis in CAMERA_AXES if config is not None and getattr(config, axis)]
-        if len(moved) != 1:
-            given = (
-                {a: getattr(config, a) for a in CAMERA_AXES if getattr(config, a) is not None}
-                if config
-                else None
-            )
-            problems.append(
-                Problem(
-                    "camera_control.config",
-                    given,
-                    "exactly one of " + ", ".join(CAMERA_AXES) + " set, and not to 0",
-                    "a simple camera move sets exactly one non-zero axis",
-                )
-            )
-    elif camera.config is not None:
-        problems.append(
-            Problem(
-                "camera_control.config",
-                camera.config.model_dump(exclude_none=True),
-                "no config",
-                f"type {camera.type} takes no config (only simple does)",
-            )
-        )
 
 
 def _omni_rules(request: ValidatedRequest, body: OmniVideoRequest, problems: list[Problem]) -> None:

@@ -1,8 +1,10 @@
-"""The entry point: a body in, a :class:`~klingcost.request.models.ValidatedRequest` or one
+"""The entry point: a body in, a :class:`~klingcost.request.validated.ValidatedRequest` or one
 :class:`~klingcost.errors.RequestValidationError` naming every problem out.
 
-A body passes in two steps: pydantic checks each field (:mod:`~klingcost.request.models`), then
-:func:`~klingcost.request.rules.apply_rules` checks what spans fields or depends on the model.
+A body passes in two steps: each field is checked, by the plain reader for a body of plain
+fields (:mod:`~klingcost.request.plain`, no pydantic) and by pydantic for any other
+(:mod:`~klingcost.request.parse`); then :func:`~klingcost.request.rules.apply_rules` checks what
+spans fields or depends on the model.
 Kling's defaults fill what is left out (kling-v1, std, 5 s, n 1, sound off), from the sheet's
 catalogue, and the request's job class is derived. No pydantic error escapes.
 """
@@ -10,28 +12,30 @@ catalogue, and the request's job class is derived. No pydantic error escapes.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from typing import TYPE_CHECKING, Any, Final
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from klingcost.errors import Problem, RequestValidationError
-from klingcost.request.catalog import DEFAULT_MODEL, PROXY_LIMITS, Endpoint, normalize_endpoint
-from klingcost.request.models import (
-    MODEL_FOR,
-    REQUIRED_BY_RULE,
-    ImageRequest,
-    ImageToVideoRequest,
-    MultiImageToVideoRequest,
-    OmniVideoRequest,
-    RequestModel,
-    ValidatedRequest,
+from klingcost.request.catalog import (
+    DEFAULT_MODEL,
+    DURATION_TEXT,
+    PROXY_LIMITS,
+    Endpoint,
+    normalize_endpoint,
 )
-from klingcost.request.problems import DURATION_TEXT, from_pydantic
+from klingcost.request.plain import PlainBody, read_plain
 from klingcost.request.rules import apply_rules
 from klingcost.request.surrogates import refuse_lone_surrogates
-from klingcost.request.unknown import nested_fields, unknown_fields
+from klingcost.request.validated import ValidatedRequest
 
 if TYPE_CHECKING:
+    from klingcost.request.models import (
+        ImageRequest,
+        ImageToVideoRequest,
+        MultiImageToVideoRequest,
+        OmniVideoRequest,
+        RequestModel,
+        TextToVideoRequest,
+    )
     from klingcost.sheet import Capabilities, PriceSheet
 
 
@@ -60,45 +64,19 @@ def validate_request(
             endpoint=name,
             problems=[Problem("body", body, "a JSON object", "the body must be a JSON object")],
         )
-    prepared, problems, plain = _prepare(body)
-    if not plain:  # a key or value that is not ASCII text or a number: look deeper
+    prepared, problems, ascii_only = _prepare(body)
+    if not ascii_only:  # a key or value that is not ASCII text or a number: look deeper
         refuse_lone_surrogates(name, body)
     if sheet is None:
         from klingcost.sheet import load_sheet
 
         sheet = load_sheet()
-    model = MODEL_FOR[name]
-    try:
-        # The validator itself, not model_validate(): the same call without its Python wrapper
-        # (a deferred model is built on first use either way).
-        parsed = model.__pydantic_validator__.validate_python(prepared)
-    except ValidationError as exc:
-        problems.extend(from_pydantic(exc, model))
-        # Check the rest of the body too, so that one error lists every problem.
-        broken = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
-        rest = {k: v for k, v in prepared.items() if k not in broken}
-        # A missing or broken required field (already reported) must not hide the other rules:
-        # stand in a value that keeps every rule (a URL is not inspected).
-        for key, info in model.model_fields.items():
-            if info.is_required() and key not in rest:
-                rest[key] = (
-                    [{"image": "https://placeholder.invalid/"}]
-                    if key == "image_list"
-                    else "https://placeholder.invalid/"
-                    if key == "image"
-                    else "-"
-                )
-            elif key in REQUIRED_BY_RULE and key in broken:
-                rest[key] = "-"
-        try:
-            parsed = model.model_validate(rest)
-        except ValidationError:
-            raise RequestValidationError(endpoint=name, problems=problems) from None
+    parsed: RequestModel | PlainBody | None = read_plain(name, prepared)
     warnings: tuple[str, ...] = ()
-    if parsed.__pydantic_extra__ or not nested_fields(type(parsed)).isdisjoint(
-        parsed.__pydantic_fields_set__
-    ):
-        warnings = unknown_fields(parsed, "", strict, problems)
+    if parsed is None:  # anything but plain fields: pydantic reads it (imported only then)
+        from klingcost.request.parse import parse_fields
+
+        parsed, warnings = parse_fields(name, prepared, strict, problems)
     caps = sheet.models[name].get(parsed.model_name or DEFAULT_MODEL[name])
     if problems and caps is not None and caps.durations:
         # A duration of the wrong type names what this model takes.
@@ -126,18 +104,18 @@ def _choices(values: frozenset[str]) -> str:
 def _prepare(body: Mapping[str, Any]) -> tuple[dict[str, Any], list[Problem], bool]:
     """Drop nulls and empty strings (both mean "not set") and fold ``model`` into ``model_name``.
 
-    The third value says whether the body is *plain*: every key ASCII text, every value a
-    number, a boolean, null or ASCII text. No lone surrogate can hide in a plain body, so the
+    The third value says whether the body is ASCII-only: every key ASCII text, every value a
+    number, a boolean, null or ASCII text. No lone surrogate can hide in such a body, so the
     walk of :func:`refuse_lone_surrogates` is skipped for it (most bodies; this runs on every
     estimate, and one pass over the keys here costs less than a second one there).
     """
     problems: list[Problem] = []
     prepared: dict[str, Any] = {}
-    plain = True
+    ascii_only = True
     for key, value in body.items():
-        if plain:
+        if ascii_only:
             kind = type(value)
-            plain = (
+            ascii_only = (
                 type(key) is str
                 and key.isascii()
                 and (kind in _SCALARS or (kind is str and value.isascii()))
@@ -156,7 +134,7 @@ def _prepare(body: Mapping[str, Any]) -> tuple[dict[str, Any], list[Problem], bo
                 )
             )
         prepared.setdefault("model_name", alias)
-    return prepared, problems, plain
+    return prepared, problems, ascii_only
 
 
 #: Values that hold no text: a body of these and ASCII strings needs no surrogate walk.
@@ -165,13 +143,17 @@ _SCALARS: Final = frozenset({int, float, bool, type(None)})
 
 def _resolve(
     name: Endpoint,
-    parsed: RequestModel,
+    parsed: RequestModel | PlainBody,
     caps: Capabilities | None,
     sheet: PriceSheet,
     problems: list[Problem],
     warnings: tuple[str, ...],
 ) -> ValidatedRequest:
-    """Fill Kling's defaults (the catalogue's) and derive the job class."""
+    """Fill Kling's defaults (the catalogue's) and derive the job class.
+
+    The body's kind is told by its endpoint, not its class: a plain body (a
+    :class:`~klingcost.request.plain.PlainBody`) reads as its endpoint's model does, and is
+    typed as that model where one endpoint's fields are read (``cast``)."""
     model = parsed.model_name or DEFAULT_MODEL[name]
     if caps is None:
         known = ", ".join(sheet.models[name])
@@ -184,8 +166,9 @@ def _resolve(
                 f"not a model of {name}",
             )
         )
-    if isinstance(parsed, ImageRequest):
-        resolution = parsed.resolution
+    if name == "images/generations":
+        image = cast("ImageRequest", parsed)
+        resolution = image.resolution
         if resolution is not None and caps is not None and resolution not in caps.resolutions:
             problems.append(
                 Problem(
@@ -204,13 +187,13 @@ def _resolve(
             duration=None,
             sound=False,
             video_reference=False,
-            reference_image=parsed.image is not None,
-            n=parsed.n if parsed.n is not None else 1,
-            body=parsed,
+            reference_image=image.image is not None,
+            n=image.n if image.n is not None else 1,
+            parsed=parsed,
             resolution=resolution,
             warnings=warnings,
         )
-    mode = parsed.mode
+    mode = cast("TextToVideoRequest | MultiImageToVideoRequest", parsed).mode
     if caps is not None:
         if not caps.modes:
             if mode not in (None, "std"):
@@ -230,22 +213,23 @@ def _resolve(
                     f"{caps.price_key}.{mode} to a --pricing overlay)",
                 )
             )
-    if isinstance(parsed, MultiImageToVideoRequest):
-        seconds = parsed.duration
+    if name == "videos/multi-image2video":
+        seconds = cast("MultiImageToVideoRequest", parsed).duration
         if seconds is None:
             seconds = caps.default_duration if caps is not None else 5
         return ValidatedRequest(
             name, model, mode, seconds, False, False, True, 1, parsed, False, None, False, warnings
         )
-    omni = isinstance(parsed, OmniVideoRequest)
-    sound = parsed.sound == "on"
-    voice = sound and not omni and bool(parsed.voice_list)  # type: ignore[union-attr]
-    videos = parsed.video_list if omni else None  # type: ignore[union-attr]
-    duration = parsed.duration
+    video = cast("TextToVideoRequest | ImageToVideoRequest | OmniVideoRequest", parsed)
+    omni = name == "videos/omni-video"
+    sound = video.sound == "on"
+    voice = sound and not omni and bool(cast("TextToVideoRequest", video).voice_list)
+    videos = cast("OmniVideoRequest", video).video_list if omni else None
+    duration = video.duration
     held = False
     if duration is None:
-        if parsed.multi_shot and parsed.multi_prompt:
-            duration = sum(shot.duration for shot in parsed.multi_prompt)
+        if video.multi_shot and video.multi_prompt:
+            duration = sum(shot.duration for shot in video.multi_prompt)
         elif caps is not None:
             if videos and caps.durations and any(v.refer_type == "base" for v in videos):
                 # A video edit's output follows its input video, which may last this long.
@@ -253,9 +237,7 @@ def _resolve(
             else:
                 duration = caps.default_duration
     reference_image = (
-        bool(parsed.image_list)  # type: ignore[union-attr]
-        if omni
-        else isinstance(parsed, ImageToVideoRequest)
+        bool(cast("OmniVideoRequest", video).image_list) if omni else name == "videos/image2video"
     )
     # Positional: this runs on every estimate, and keywords cost a little more.
     return ValidatedRequest(
