@@ -35,6 +35,7 @@ import httpx
 from klingcost import errors
 from klingcost.api.base import DEFAULT_TIMEOUT, BaseKlingClient, TimeoutArg, http_timeout
 from klingcost.api.envelope import Task
+from klingcost.api.wire import Wire
 from klingcost.deduction import DEFAULT_DEDUCTION_CAP
 from klingcost.polling import PollPolicy
 from klingcost.request import normalize_endpoint
@@ -75,6 +76,7 @@ class KlingClient(BaseKlingClient):
             timeout=http_timeout(timeout),
             transport=transport,
         )
+        self._wire = Wire(self._http, self.base_url)
 
     def submit(self, endpoint: str, body: Mapping[str, Any]) -> Task:
         """Create a task (``POST /v1/{endpoint}``); the answer's task is ``submitted``."""
@@ -123,9 +125,9 @@ class KlingClient(BaseKlingClient):
             headers: Mapping[str, str] | None = None
             cause: BaseException | None = None
             try:
-                response = self._http.request(
-                    method, path, json=None if body is None else dict(body), params=params
-                )
+                json = None if body is None else dict(body)
+                request = self._wire.build(method, path, json=json, params=_pairs(params))
+                response = self._wire.send(request)
             except (httpx.TransportError, httpx.InvalidURL) as exc:
                 error, cause = self._failed(exc, idempotent=idempotent, what=what), exc
             else:
@@ -192,6 +194,7 @@ class AsyncKlingClient(BaseKlingClient):
             timeout=http_timeout(timeout),
             transport=transport,
         )
+        self._wire = Wire(self._http, self.base_url)
 
     async def submit(self, endpoint: str, body: Mapping[str, Any]) -> Task:
         """Create a task (``POST /v1/{endpoint}``); the answer's task is ``submitted``."""
@@ -242,9 +245,9 @@ class AsyncKlingClient(BaseKlingClient):
             headers: Mapping[str, str] | None = None
             cause: BaseException | None = None
             try:
-                response = await self._http.request(
-                    method, path, json=None if body is None else dict(body), params=params
-                )
+                json = None if body is None else dict(body)
+                request = self._wire.build(method, path, json=json, params=_pairs(params))
+                response = await self._wire.asend(request)
             except (httpx.TransportError, httpx.InvalidURL) as exc:
                 error, cause = self._failed(exc, idempotent=idempotent, what=what), exc
             else:
@@ -276,3 +279,7 @@ class AsyncKlingClient(BaseKlingClient):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _pairs(params: Mapping[str, int] | None) -> list[tuple[str, int]] | None:
+    return list(params.items()) if params else None

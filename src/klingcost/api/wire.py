@@ -1,0 +1,106 @@
+"""One request on the wire: built once, handed straight to httpx's transport.
+
+``httpx.Client.request`` runs, on every call, layers the Kling API never uses: it merges the
+request's URL into the base URL (parsing both), merges three sets of headers, steps through an
+auth flow and a redirect loop, and passes every answer through ``http.cookiejar`` (which
+builds a ``urllib`` request, parsing the URL again, to find that there is no cookie). On
+loopback that was about a sixth of a create's round trip (``bench/bench_guard.py`` prints the
+client alone beside a bare ``httpx.Client.post``). :class:`Wire` keeps what matters and skips
+the rest:
+
+* the transport is the one ``httpx.Client`` chooses for the base URL, so ``HTTPS_PROXY``,
+  ``NO_PROXY``, ``SSL_CERT_FILE`` and a test's ``MockTransport`` work as before;
+* the headers are those ``httpx.Client`` sends (its defaults: ``Accept-Encoding``,
+  ``User-Agent``...) with the client's own, fixed once;
+* the body is encoded by ``httpx.Request(json=...)`` as ``httpx.Client`` encodes it;
+* timeouts are the client's, set on each request as ``httpx.Client`` sets them.
+
+What is left out, deliberately: cookies (Kling's API sets none; a cookie it set would not be
+sent back), redirects (never followed by klingcost: a 3xx is an error, as before) and
+``httpx.Client``'s event hooks and auth (klingcost passes neither).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import httpx
+
+#: The absolute URLs of the paths asked for most (one per endpoint's create): built once.
+_URL_CACHE_SIZE: Final = 64
+
+
+class Wire:
+    """Requests to one base URL, sent through ``http``'s transport for that URL.
+
+    ``http`` is the ``httpx.Client`` or ``httpx.AsyncClient`` that owns the transport (and
+    closes it); only its transport, headers and timeout are used here.
+    """
+
+    def __init__(self, http: httpx.Client | httpx.AsyncClient, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        base = httpx.URL(self.base_url + "/")
+        # Private to httpx, but the one place that knows which transport (a proxy's, a mount's)
+        # serves a URL; every request here goes to this base URL.
+        self._transport: Any = http._transport_for_url(base)
+        self.timeout: httpx.Timeout = http.timeout
+        self._extensions = {"timeout": http.timeout.as_dict()}
+        self._headers = list(http.headers.raw)
+        self._urls: dict[str, httpx.URL] = {}
+
+    def url(self, path: str, params: Sequence[tuple[str, str | int]] | None = None) -> httpx.URL:
+        """The absolute URL of ``path`` (already quoted) under the base URL."""
+        if params:
+            return httpx.URL(self.base_url + path, params=list(params))
+        url = self._urls.get(path)
+        if url is None:
+            url = httpx.URL(self.base_url + path)
+            if len(self._urls) < _URL_CACHE_SIZE:
+                self._urls[path] = url
+        return url
+
+    def build(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Mapping[str, Any] | None = None,
+        content: bytes | None = None,
+        params: Sequence[tuple[str, str | int]] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Request:
+        """The request ``httpx.Client`` would build for the same call."""
+        raw = self._headers if not headers else [*self._headers, *_encoded(headers)]
+        return httpx.Request(
+            method,
+            self.url(path, params),
+            headers=raw,
+            json=json,
+            content=content,
+            extensions=self._extensions,
+        )
+
+    def send(self, request: httpx.Request) -> httpx.Response:
+        """Send and read the whole answer (a sync transport)."""
+        response: httpx.Response = self._transport.handle_request(request)
+        response.request = request
+        try:
+            response.read()
+        finally:
+            response.close()
+        return response
+
+    async def asend(self, request: httpx.Request) -> httpx.Response:
+        """Send and read the whole answer (an async transport)."""
+        response: httpx.Response = await self._transport.handle_async_request(request)
+        response.request = request
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response
+
+
+def _encoded(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(name.encode("ascii"), value.encode("ascii")) for name, value in headers.items()]
