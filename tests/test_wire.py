@@ -46,7 +46,7 @@ def test_the_wire_builds_the_request_httpx_client_builds(
     headers = {"Authorization": f"Bearer {KEY}", "Accept": "application/json"}
     base = "https://api.example.com/kling"  # a base URL with a path, as openai-hk's
     with httpx.Client(base_url=base, headers=headers, transport=_seen(requests)) as http:
-        http.request(method, path, json=body, params=params)
+        http.request(method, path, json=body, params=dict(params) if params else None)
         wire = Wire(http, base)
         answer = wire.send(wire.build(method, path, json=body, params=params))
     assert answer.json() == ANSWER and answer.request is requests[1]
