@@ -138,8 +138,9 @@ def _empty_transactions(path: Path, synchronous: str) -> Callable[[], None]:
 def submission_ratio(fake: Server, directory: Path, n: int, rounds: int) -> dict[str, Any]:
     """Median µs of each kind of submission, interleaved in ``rounds``.
 
-    Besides the bare post and the guarded submission, two floors: the bare post after one
-    empty write transaction, and between two (reading the answer's JSON as the guard must).
+    Besides the bare post, klingcost's own client alone and the guarded submission, two
+    floors: the bare post after one empty write transaction, and between two (reading the
+    answer's JSON as the guard must).
     A guard that checks the budget before sending and records the task after the answer
     cannot cost less than the second floor, whatever its ledger holds.
     """
@@ -169,6 +170,9 @@ def submission_ratio(fake: Server, directory: Path, n: int, rounds: int) -> dict
             answer.json()
             write()
 
+        def client() -> None:  # klingcost's own HTTP client, without the guard
+            guard.client.submit(ENDPOINT, BODY)
+
         def guarded() -> None:
             guard.submit(ENDPOINT, BODY)
 
@@ -177,6 +181,7 @@ def submission_ratio(fake: Server, directory: Path, n: int, rounds: int) -> dict
 
         kinds: dict[str, Callable[[], None]] = {
             "bare": bare,
+            "client": client,
             "one_write": one_write,
             "two_writes": two_writes,
             "guarded": guarded,
@@ -317,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"submission, median (p99) of {args.n} each, {args.rounds} interleaved rounds:")
     rows = [
         ("bare httpx.Client.post", "bare", ""),
+        ("KlingClient.submit", "client", "klingcost's HTTP client alone (api/wire.py)"),
         ("GuardedClient.submit", "guarded", "inline checkpoints"),
         ("  in a server", "guarded_bg", "background checkpointer"),
         ("floor: one write, post", "one_write", ""),
