@@ -22,6 +22,7 @@ from klingcost import errors
 from klingcost.api.client import AsyncKlingClient
 from klingcost.api.redact import MIN_RUN, redact, scrub, secret_forms
 from klingcost.api.retry import transport_error
+from klingcost.api.wire import Wire
 
 
 class Upstream:
@@ -47,6 +48,7 @@ class Upstream:
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             transport=transport,
         )
+        self._wire = Wire(self._http, self.base_url)
         self._shows_key = _finder(self._key).search
 
     def __repr__(self) -> str:
@@ -66,9 +68,10 @@ class Upstream:
         headers = {"Content-Type": "application/json"} if content is not None else None
         failure: errors.KlingAPIError | None = None
         try:
-            return await self._http.request(
-                method, path, content=content, params=list(params) or None, headers=headers
+            request = self._wire.build(
+                method, path, content=content, params=params or None, headers=headers
             )
+            return await self._wire.asend(request)
         except (httpx.TransportError, httpx.InvalidURL) as exc:
             what = f"{method} {path}"
             failure = scrub(transport_error(exc, idempotent=idempotent, what=what), self._key)
