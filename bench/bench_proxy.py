@@ -336,8 +336,9 @@ def proxy(
 ) -> Iterator[tuple[str, str, int]]:
     """``klingcost proxy --workers N`` on a fresh SQLite ledger; yields (URL, key, pid).
 
-    ``callbacks=False`` gives the proxy a public URL nothing listens on (the discard port), so
-    the upstream's callbacks never reach it: the request path alone is measured."""
+    ``callbacks=False`` runs ``klingcost proxy --no-callbacks``: the proxy puts no callback
+    URL in the creates, so the upstream makes no callbacks (which, on this one machine, would
+    spend the cores the proxy is measured on): the request path alone is measured."""
     env = {
         **os.environ,
         "KLINGCOST_API_KEY": KEY,
@@ -352,7 +353,7 @@ def proxy(
     # As shipped: the access log on (one JSON line a request, here to /dev/null).
     command += ["--upstream", upstream, "--workers", str(workers), "--settle-interval", "0"]
     if not callbacks:
-        command += ["--public-url", "http://127.0.0.1:9"]
+        command += ["--no-callbacks"]
     with process(command, env) as child:
         url = f"http://127.0.0.1:{port}"
         wait_ready(f"{url}/healthz", child, "klingcost proxy")
@@ -463,7 +464,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-callbacks",
         action="store_true",
-        help="the upstream's callbacks do not reach the proxy: its request path alone",
+        help="run the proxy with --no-callbacks (no callback URL in creates, so the "
+        "upstream makes no callbacks): its request path alone",
     )
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -270,3 +270,21 @@ def test_the_proxy_serves_the_live_page_without_a_key(
     ads = next(b for b in data["budgets"] if b["team"] == "ads")
     assert ads["used"] == str(COST)  # the job the create held (or settled), exactly
     assert team_keys.ads.key not in page.text + json.dumps(data)  # spending, never a key
+
+
+def test_without_callbacks_the_clients_fields_go_unchanged_and_a_query_settles(
+    start_proxy: Callable[..., ProxyServer], fake: FakeKling, ledger: Ledger, team_keys: Keys
+) -> None:
+    # `klingcost proxy --no-callbacks`: for a proxy the upstream cannot reach.
+    proxy = start_proxy(callbacks=False)
+    mine = "https://client.example/hook"
+    fake.configure(done_after=0)
+    answer = post(proxy, team_keys.studio, {**BODY, "notify_hook": mine})
+    assert answer.status_code == 200, answer.text
+    ((_, sent),) = fake.bodies()
+    assert sent["notify_hook"] == mine  # the client's own, not the proxy's
+    (hold,) = ledger.holds()
+    assert hold.state == "submitted" and "client_notify_hook" not in hold.meta
+    task_id = answer.json()["data"]["task_id"]
+    assert get(proxy, team_keys.studio, f"{ENDPOINT}/{task_id}").status_code == 200
+    assert ledger.get_hold(hold.id).state == "settled"  # the task query settled it

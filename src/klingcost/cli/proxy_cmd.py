@@ -58,6 +58,14 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     "(env KLINGCOST_PROXY_URL; default the address it listens on).",
 )
 @click.option(
+    "--callbacks/--no-callbacks",
+    default=True,
+    show_default=True,
+    help="Put the proxy's callback URL in each create and settle on the upstream's callback "
+    "(--no-callbacks: forward the client's callback fields unchanged; holds settle from task "
+    "queries and the background pass; for a proxy the upstream cannot reach).",
+)
+@click.option(
     "--settle-interval",
     metavar="S",
     type=click.FloatRange(0),
@@ -92,6 +100,7 @@ def proxy_command(
     certfile: str | None,
     keyfile: str | None,
     public_url: str | None,
+    callbacks: bool,
     settle_interval: float,
     log_prompts: bool,
     access_log: bool,
@@ -122,6 +131,7 @@ def proxy_command(
         upstream=upstream,
         ledger=ledger_path,
         public_url=public_url,
+        callbacks=callbacks,
         settle_interval=settle_interval,
         log_prompts=log_prompts,
         access_log=access_log,

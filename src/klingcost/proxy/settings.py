@@ -28,10 +28,13 @@ class ProxySettings:
     ``upstream``: the Kling API (or openai-hk) base URL, ``KLINGCOST_BASE_URL`` by default.
     ``ledger``: a SQLite path or a PostgreSQL URL (None: ``KLINGCOST_LEDGER``, then the default).
     ``public_url``: how the upstream reaches this proxy, for the callback URL it puts in each
-    create (None: the address it listens on). ``settle_interval``: seconds between background
-    settlement passes in each worker (0: none). ``forward_retries``: attempts to deliver a
-    callback to the client's own URL. ``external_ids``: send the hold's key as
-    ``external_task_id`` when the client names none (as ``GuardedClient(external_ids=True)``).
+    create (None: the address it listens on). ``callbacks``: put that callback URL in each
+    create (False: the client's own callback fields are forwarded unchanged, and holds settle
+    from task queries and the background pass: for a proxy the upstream cannot reach).
+    ``settle_interval``: seconds between background settlement passes in each worker (0: none).
+    ``forward_retries``: attempts to deliver a callback to the client's own URL.
+    ``external_ids``: send the hold's key as ``external_task_id`` when the client names none
+    (as ``GuardedClient(external_ids=True)``).
     ``log_prompts``: the access log shows prompts; ``access_log``: one line per request;
     ``max_body``: the largest request body, in bytes (:data:`klingcost.proxy.limits.MAX_BODY`).
     """
@@ -39,6 +42,7 @@ class ProxySettings:
     upstream: str | None = None
     ledger: str | None = None
     public_url: str | None = None
+    callbacks: bool = True
     settle_interval: float = 60.0
     forward_retries: int = 3
     upstream_timeout: float = 60.0

@@ -54,7 +54,7 @@ class Proxy:
         self._callback_key = callback_secret.encode("utf-8", "surrogatepass")
         #: How the upstream reaches this proxy (set once the server is bound, if not given).
         self.public_url: str | None = (
-            settings.public_url.rstrip("/") if settings.public_url else None
+            settings.public_url.rstrip("/") if settings.public_url and settings.callbacks else None
         )
         self._cores: dict[str, GuardCore] = {}
         self._cores_lock = threading.Lock()
