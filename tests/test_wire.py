@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import anyio
 import httpx
 import pytest
 
+from fake_fixtures import KEY as FAKE_KEY
+from fake_fixtures import _fake_session, fake_server  # noqa: F401
 from klingcost.api.base import DEFAULT_TIMEOUT
 from klingcost.api.client import AsyncKlingClient, KlingClient
-from klingcost.api.wire import Wire
+from klingcost.api.wire import SHARDS, Wire
+from klingcost.testing import FakeKling
 
 KEY = "hk-wire-0123456789abcdef"
 BODY = {"model_name": "kling-v1-5", "prompt": "海上的船", "duration": "10", "cfg_scale": 0.5}
@@ -84,3 +88,35 @@ def test_the_wire_takes_the_proxy_httpx_would_take(monkeypatch: pytest.MonkeyPat
         direct = Wire(http, "https://direct.test")
         assert proxied._transport is not http._transport  # the proxy's mount
         assert direct._transport is http._transport
+
+
+def test_concurrent_requests_spread_over_pools_and_sequential_ones_reuse_one(
+    fake: FakeKling,
+) -> None:
+    async def run() -> tuple[list[int], list[int]]:
+        async with AsyncKlingClient(FAKE_KEY, base_url=fake.base_url) as kling:
+            task = await kling.submit("text2video", {"prompt": "a ship", "duration": 5})
+            for _ in range(5):  # one after another: the first pool, one connection
+                await kling.get_task("text2video", task.task_id)
+            pools = kling._wire._pools
+            sequential = [len(pool._pool.connections) for pool in pools]
+            await asyncio.gather(*(kling.get_task("text2video", task.task_id) for _ in range(16)))
+            concurrent = [len(pool._pool.connections) for pool in pools]
+            assert kling._wire._busy == [0] * SHARDS  # every request counted out again
+            return sequential, concurrent
+
+    sequential, concurrent = anyio.run(run)
+    assert sequential == [1] + [0] * (SHARDS - 1)
+    assert all(count >= 1 for count in concurrent)  # each pool took its share
+
+
+def test_a_proxy_from_the_environment_keeps_the_one_transport(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+
+    async def run() -> int:
+        async with AsyncKlingClient(KEY, base_url="http://kling.test") as kling:
+            return len(kling._wire._pools)
+
+    assert anyio.run(run) == 1

@@ -35,7 +35,7 @@ import httpx
 from klingcost import errors
 from klingcost.api.base import DEFAULT_TIMEOUT, BaseKlingClient, TimeoutArg, http_timeout
 from klingcost.api.envelope import Task
-from klingcost.api.wire import Wire
+from klingcost.api.wire import SHARDS, Wire
 from klingcost.deduction import DEFAULT_DEDUCTION_CAP
 from klingcost.polling import PollPolicy
 from klingcost.request import normalize_endpoint
@@ -194,7 +194,7 @@ class AsyncKlingClient(BaseKlingClient):
             timeout=http_timeout(timeout),
             transport=transport,
         )
-        self._wire = Wire(self._http, self.base_url)
+        self._wire = Wire(self._http, self.base_url, shards=SHARDS if transport is None else 1)
 
     async def submit(self, endpoint: str, body: Mapping[str, Any]) -> Task:
         """Create a task (``POST /v1/{endpoint}``); the answer's task is ``submitted``."""
@@ -267,6 +267,7 @@ class AsyncKlingClient(BaseKlingClient):
             attempt += 1
 
     async def aclose(self) -> None:
+        await self._wire.aclose()
         await self._http.aclose()
 
     async def __aenter__(self) -> Self:

@@ -22,7 +22,7 @@ from klingcost import errors
 from klingcost.api.client import AsyncKlingClient
 from klingcost.api.redact import MIN_RUN, redact, scrub, secret_forms
 from klingcost.api.retry import transport_error
-from klingcost.api.wire import Wire
+from klingcost.api.wire import SHARDS, Wire
 
 
 class Upstream:
@@ -48,7 +48,7 @@ class Upstream:
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             transport=transport,
         )
-        self._wire = Wire(self._http, self.base_url)
+        self._wire = Wire(self._http, self.base_url, shards=SHARDS if transport is None else 1)
         self._shows_key = _finder(self._key).search
 
     def __repr__(self) -> str:
@@ -89,6 +89,7 @@ class Upstream:
         return content if clean == text else clean.encode("utf-8", "surrogateescape")
 
     async def aclose(self) -> None:
+        await self._wire.aclose()
         await self._http.aclose()
         await self.client.aclose()
 
