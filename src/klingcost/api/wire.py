@@ -20,17 +20,18 @@ sent back), redirects (never followed by klingcost: a 3xx is an error, as before
 ``httpx.Client``'s event hooks and auth (klingcost passes neither).
 
 Many requests at once (the proxy, ``sync``'s concurrent queries) go through several connection
-pools (``shards``), each request through the least busy one. httpcore's pool checks every
-connection against every waiting request whenever a request starts or ends, at a cost that
-grows with the square of the connections: at 16 concurrent requests on loopback one pool cost
-2.8 ms of CPU a request and eight pools 1.1 ms (measured side by side). Each pool is a
-default ``httpx.AsyncHTTPTransport``, as ``httpx.AsyncClient`` makes its own; with a proxy
-from the environment, or a transport given by the caller, the client's one transport is kept.
+pools (:class:`ShardedTransport`), each request through the least busy one. httpcore's pool
+checks every connection against every waiting request whenever a request starts or ends, at a
+cost that grows with the square of the connections: at 16 concurrent requests on loopback one
+pool cost 2.8 ms of CPU a request and eight pools 1.1 ms (measured side by side). The async
+client's extra pools are default ``httpx.AsyncHTTPTransport`` pools, as ``httpx.AsyncClient``
+makes its own; with a proxy from the environment, or a transport given by the caller, the
+client's one transport is kept. The proxy builds its own eight (``klingcost.proxy.app``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Final
 
 import httpx
@@ -56,7 +57,7 @@ class Wire:
         # Private to httpx, but the one place that knows which transport (a proxy's, a mount's)
         # serves a URL; every request here goes to this base URL.
         self._transport: Any = http._transport_for_url(base)
-        self._pools: list[Any] = [self._transport]
+        self._made: list[httpx.AsyncHTTPTransport] = []  # pools made here, closed here
         if (
             shards > 1
             and isinstance(http, httpx.AsyncClient)
@@ -64,8 +65,8 @@ class Wire:
         ):
             # No proxy mount for this URL: more default pools beside the client's own (the
             # caller says the client's transport is a default one by asking for shards).
-            self._pools += [httpx.AsyncHTTPTransport() for _ in range(shards - 1)]
-        self._busy = [0] * len(self._pools)
+            self._made = [httpx.AsyncHTTPTransport() for _ in range(shards - 1)]
+            self._transport = ShardedTransport([self._transport, *self._made])
         self.timeout: httpx.Timeout = http.timeout
         self._extensions = {"timeout": http.timeout.as_dict()}
         self._headers = list(http.headers.raw)
@@ -114,25 +115,64 @@ class Wire:
         return response
 
     async def asend(self, request: httpx.Request) -> httpx.Response:
-        """Send and read the whole answer (an async transport), through the least busy pool."""
-        busy = self._busy
-        shard = busy.index(min(busy))
-        busy[shard] += 1
+        """Send and read the whole answer (an async transport)."""
+        response: httpx.Response = await self._transport.handle_async_request(request)
+        response.request = request
         try:
-            response: httpx.Response = await self._pools[shard].handle_async_request(request)
-            response.request = request
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
+            await response.aread()
         finally:
-            busy[shard] -= 1
+            await response.aclose()
         return response
 
     async def aclose(self) -> None:
         """Close the pools made here (the client closes its own transport)."""
-        for pool in self._pools[1:]:
+        for pool in self._made:
             await pool.aclose()
+
+
+class ShardedTransport(httpx.AsyncBaseTransport):
+    """Several async transports (connection pools) to the same place, each request sent through
+    the one with the fewest requests in flight (until its answer is closed). One after another,
+    requests all go through the first, on one kept-alive connection."""
+
+    def __init__(self, pools: Sequence[httpx.AsyncBaseTransport]) -> None:
+        self.pools = list(pools)
+        self.busy = [0] * len(self.pools)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        busy = self.busy
+        shard = busy.index(min(busy))
+        busy[shard] += 1
+        try:
+            response = await self.pools[shard].handle_async_request(request)
+        except BaseException:
+            busy[shard] -= 1
+            raise
+        response.stream = _Counted(response.stream, busy, shard)
+        return response
+
+    async def aclose(self) -> None:
+        for pool in self.pools:
+            await pool.aclose()
+
+
+class _Counted(httpx.AsyncByteStream):
+    """An answer's body that counts its request out of its pool when it is closed."""
+
+    def __init__(self, stream: Any, busy: list[int], shard: int) -> None:
+        self._stream = stream
+        self._busy = busy
+        self._shard = shard
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._stream:
+            yield chunk
+
+    async def aclose(self) -> None:
+        if self._shard >= 0:
+            self._busy[self._shard] -= 1
+            self._shard = -1
+        await self._stream.aclose()
 
 
 def _encoded(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
