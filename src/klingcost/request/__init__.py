@@ -30,7 +30,7 @@ Sources: the seed (the openai-hk Kling page), Kling's API reference, and the she
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from klingcost.request.catalog import (
     CAMERA_AXES,
@@ -84,39 +84,12 @@ if TYPE_CHECKING:
         Whole,
     )
 
-#: The pydantic models, imported on first use (PEP 562): a process whose bodies are all plain
-#: never imports pydantic (:mod:`~klingcost.request.plain`).
-_MODELS: Final = frozenset(
-    {
-        "Axis",
-        "CameraConfig",
-        "CameraControl",
-        "Count",
-        "DynamicMask",
-        "Flag",
-        "ImageRequest",
-        "ImageToVideoRequest",
-        "MultiImage",
-        "MultiImageToVideoRequest",
-        "OmniElement",
-        "OmniImage",
-        "OmniVideo",
-        "OmniVideoRequest",
-        "OnOff",
-        "Point",
-        "RequestModel",
-        "Shot",
-        "TextToVideoRequest",
-        "Unit",
-        "Voice",
-        "WatermarkInfo",
-        "Whole",
-    }
-)
-
 
 def __getattr__(name: str) -> Any:
-    if name in _MODELS:
+    """The pydantic models (every public name not imported above), imported on first use
+    (PEP 562): a process whose bodies are all plain never imports pydantic
+    (:mod:`~klingcost.request.plain`)."""
+    if name in __all__:
         from klingcost.request import models
 
         return getattr(models, name)
