@@ -43,6 +43,7 @@ from klingcost.fake_server import FakeKling
 from klingcost.guard import GuardedClient
 from klingcost.ledger import Ledger
 from klingcost.money import MAX_DIGITS, exact, json_decimal, json_int
+from klingcost.pricing import estimate
 
 ENDPOINT = "videos/text2video"
 BODY = BODIES[ENDPOINT]
@@ -565,3 +566,13 @@ def test_the_hook_server_answers_a_hostile_body_400(hook_url: str, name: str) ->
     answer = httpx.post(hook_url, content=HOOK_BODIES[name], timeout=PROMPTLY)
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"].startswith("the body is not JSON klingcost reads: ")
+
+
+@pytest.mark.parametrize("field", ["cfg_scale", "duration"])
+def test_a_number_too_long_to_print_is_a_clear_error_from_the_python_api(field: str) -> None:
+    # JSON input is cut at its digit limit before this; a Python caller can pass any int, and
+    # the message must still print (Python refuses to turn a 4300-digit int into text).
+    with pytest.raises(errors.RequestValidationError) as refused:
+        estimate("text2video", {"prompt": "a ship", field: 10**5000})
+    text = str(refused.value)
+    assert f"{field}:" in text and "a whole number of about 5001 digits" in text

@@ -124,7 +124,12 @@ _MISSING = object()
 def _show(value: Any) -> str:
     if value is _MISSING:
         return "nothing"
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an int past Python's 4300-digit limit for text (or one inside value)
+        if isinstance(value, int):
+            return f"a whole number of about {value.bit_length() * 30103 // 100000 + 1} digits"
+        return f"a {type(value).__name__} too large to show"
     return text if len(text) <= 80 else text[:77] + "..."
 
 
