@@ -106,8 +106,8 @@ def test_concurrent_requests_spread_over_pools_and_sequential_ones_reuse_one(
             return sequential, concurrent
 
     sequential, concurrent = anyio.run(run)
-    assert sequential == [1] + [0] * (SHARDS - 1)
-    assert all(count >= 1 for count in concurrent)  # each pool took its share
+    assert sequential == [1]  # no other pool was made while requests did not overlap
+    assert len(concurrent) == SHARDS and all(count >= 1 for count in concurrent)
 
 
 def test_a_proxy_from_the_environment_keeps_the_one_transport(

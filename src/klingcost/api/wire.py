@@ -23,15 +23,18 @@ Many requests at once (the proxy, ``sync``'s concurrent queries) go through seve
 pools (:class:`ShardedTransport`), each request through the least busy one. httpcore's pool
 checks every connection against every waiting request whenever a request starts or ends, at a
 cost that grows with the square of the connections: at 16 concurrent requests on loopback one
-pool cost 2.8 ms of CPU a request and eight pools 1.1 ms (measured side by side). The async
-client's extra pools are default ``httpx.AsyncHTTPTransport`` pools, as ``httpx.AsyncClient``
-makes its own; with a proxy from the environment, or a transport given by the caller, the
-client's one transport is kept. The proxy builds its own eight (``klingcost.proxy.app``).
+pool cost 2.8 ms of CPU a request and eight pools 1.1 ms (measured side by side). The extra
+pools are made only when requests overlap (a client used one request at a time keeps one
+pool), as ``httpx.AsyncClient`` makes its own but sharing one TLS context (building one costs
+~57 ms). With a proxy from the environment, or a transport given by the caller, the client's
+one transport is kept. The proxy grows its own up to eight (``klingcost.proxy.app``).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+import functools
+import ssl
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Final
 
 import httpx
@@ -57,16 +60,17 @@ class Wire:
         # Private to httpx, but the one place that knows which transport (a proxy's, a mount's)
         # serves a URL; every request here goes to this base URL.
         self._transport: Any = http._transport_for_url(base)
-        self._made: list[httpx.AsyncHTTPTransport] = []  # pools made here, closed here
+        self._sharded: ShardedTransport | None = None
         if (
             shards > 1
             and isinstance(http, httpx.AsyncClient)
             and self._transport is http._transport
         ):
-            # No proxy mount for this URL: more default pools beside the client's own (the
-            # caller says the client's transport is a default one by asking for shards).
-            self._made = [httpx.AsyncHTTPTransport() for _ in range(shards - 1)]
-            self._transport = ShardedTransport([self._transport, *self._made])
+            # No proxy mount for this URL: more default pools beside the client's own, made
+            # when requests first overlap (the caller says the client's transport is a default
+            # one by asking for shards).
+            self._sharded = ShardedTransport([self._transport], grow=default_pool, most=shards)
+            self._transport = self._sharded
         self.timeout: httpx.Timeout = http.timeout
         self._extensions = {"timeout": http.timeout.as_dict()}
         self._headers = list(http.headers.raw)
@@ -126,22 +130,37 @@ class Wire:
 
     async def aclose(self) -> None:
         """Close the pools made here (the client closes its own transport)."""
-        for pool in self._made:
-            await pool.aclose()
+        if self._sharded is not None:
+            for pool in self._sharded.pools[1:]:
+                await pool.aclose()
 
 
 class ShardedTransport(httpx.AsyncBaseTransport):
     """Several async transports (connection pools) to the same place, each request sent through
     the one with the fewest requests in flight (until its answer is closed). One after another,
-    requests all go through the first, on one kept-alive connection."""
+    requests all go through the first, on one kept-alive connection; a new pool is made by
+    ``grow`` only when a request finds every pool busy, up to ``most``."""
 
-    def __init__(self, pools: Sequence[httpx.AsyncBaseTransport]) -> None:
+    def __init__(
+        self,
+        pools: Sequence[httpx.AsyncBaseTransport],
+        *,
+        grow: Callable[[], httpx.AsyncBaseTransport] | None = None,
+        most: int = 1,
+    ) -> None:
         self.pools = list(pools)
         self.busy = [0] * len(self.pools)
+        self._grow = grow
+        self._most = most
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         busy = self.busy
-        shard = busy.index(min(busy))
+        least = min(busy)
+        if least and self._grow is not None and len(self.pools) < self._most:
+            self.pools.append(self._grow())
+            busy.append(0)
+            least = 0
+        shard = busy.index(least)
         busy[shard] += 1
         try:
             response = await self.pools[shard].handle_async_request(request)
@@ -154,6 +173,19 @@ class ShardedTransport(httpx.AsyncBaseTransport):
     async def aclose(self) -> None:
         for pool in self.pools:
             await pool.aclose()
+
+
+def default_pool() -> httpx.AsyncHTTPTransport:
+    """A pool as ``httpx.AsyncClient`` makes its own, sharing one TLS context (building one
+    reads the system's certificates: ~57 ms each, paid once per process here)."""
+    return httpx.AsyncHTTPTransport(verify=tls_context())
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """httpx's default TLS context (certificates from the environment, else certifi's), built
+    once per process and shared by the pools made here."""
+    return httpx.create_ssl_context()
 
 
 class _Counted(httpx.AsyncByteStream):
