@@ -174,11 +174,6 @@ class PlainBody:
         # Reached only for a name that is no field of the endpoint's model.
         raise AttributeError(f"{self.endpoint} has no field {name!r}")
 
-    @property
-    def given(self) -> dict[str, Any]:
-        """The fields the body gave, as read."""
-        return dict(self.__dict__)
-
     def to_model(self) -> RequestModel:
         """The same body as its endpoint's pydantic model."""
         from klingcost.request.models import MODEL_FOR
