@@ -60,6 +60,8 @@ BODY: dict[str, Any] = {
 }
 BIG = 10**15
 HERE = Path(__file__).resolve().parent
+#: The bare pass-through's callback route (``--bare-callbacks``).
+CALLBACK = "/_bare/callback"
 CLI = "from klingcost.cli import main; main(prog_name='klingcost')"
 
 # --- the bare pass-through ----------------------------------------------------------------
@@ -70,26 +72,46 @@ def bare_app() -> Starlette:
 
     What any proxy must do at least: read the request, send it on a kept-alive connection,
     read the answer, send it back. uvicorn serves it (``--factory bench_proxy:bare_app``).
+
+    With ``BARE_CALLBACKS`` (its own URL; ``--bare-callbacks``) it also does what any proxy
+    that settles on callbacks must do at least, as the issue asks of klingcost's: put its
+    own callback URL in each create, and confirm each callback of a finished task with a task
+    query upstream. Then the fake makes the same callbacks for both pass-throughs.
     """
     upstream = os.environ["BARE_UPSTREAM"]
+    own_url = os.environ.get("BARE_CALLBACKS")
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     client = httpx.AsyncClient(base_url=upstream, limits=limits, timeout=30)
     passed = ("authorization", "content-type")
 
     async def forward(request: Request) -> Response:
         headers = {k: v for k, v in request.headers.items() if k in passed}
+        content = await request.body()
+        if own_url and request.method == "POST":
+            body = json.loads(content)
+            body["notify_hook"] = f"{own_url}{CALLBACK}{request.url.path}"
+            content = json.dumps(body).encode()
         answer = await client.request(
             request.method,
             request.url.path,
             params=request.query_params,
-            content=await request.body(),
+            content=content,
             headers=headers,
         )
         media = answer.headers.get("content-type")
         return Response(answer.content, answer.status_code, media_type=media)
 
+    async def callback(request: Request) -> Response:
+        task = json.loads(await request.body())
+        task = task.get("data", task)
+        if task.get("task_status") in ("succeed", "failed"):
+            path = f"/{request.path_params['path']}/{task['task_id']}"
+            await client.get(path, headers={"Authorization": f"Bearer {KEY}"})
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
     methods = ["GET", "POST"]
-    return Starlette(routes=[Route("/{path:path}", forward, methods=methods)])
+    routes = [Route(CALLBACK + "/{path:path}", callback, methods=["POST"])]
+    return Starlette(routes=[*routes, Route("/{path:path}", forward, methods=methods)])
 
 
 # --- the load generator -------------------------------------------------------------------
@@ -311,12 +333,15 @@ def serve_bare(port: int, workers: int) -> None:
 
 
 @contextlib.contextmanager
-def bare(upstream: str, workers: int) -> Iterator[tuple[str, int]]:
+def bare(upstream: str, workers: int, *, callbacks: bool = False) -> Iterator[tuple[str, int]]:
     port = free_port()
+    url = f"http://127.0.0.1:{port}"
     command = [sys.executable, str(HERE / "bench_proxy.py"), "--serve-bare", str(port)]
     command += ["--workers", str(workers)]
-    with process(command, {**os.environ, "BARE_UPSTREAM": upstream}) as child:
-        url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "BARE_UPSTREAM": upstream}
+    if callbacks:
+        env["BARE_CALLBACKS"] = url
+    with process(command, env) as child:
         wait_ready(f"{url}/_fake/requests", child, "the bare pass-through")
         yield url, child.pid
 
@@ -467,16 +492,26 @@ def main(argv: list[str] | None = None) -> int:
         help="run the proxy with --no-callbacks (no callback URL in creates, so the "
         "upstream makes no callbacks): its request path alone",
     )
+    parser.add_argument(
+        "--bare-callbacks",
+        action="store_true",
+        help="the bare pass-through takes callbacks too (its own URL in each create, each "
+        "final callback confirmed by a task query): like for like with the proxy as shipped",
+    )
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_bare is not None:
         serve_bare(args.serve_bare, args.workers)
         return 0
-    figures: dict[str, Any] = {"load_before": load()}
+    callbacks = "off (proxy --no-callbacks)" if args.no_callbacks else "on for the proxy"
+    if args.bare_callbacks:
+        callbacks += " and for the bare pass-through"
+    figures: dict[str, Any] = {"load_before": load(), "callbacks": callbacks}
     with contextlib.ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kc-bench-")))
         fake, fake_pid = (args.upstream, None) if args.upstream else stack.enter_context(fake_api())
-        bare_url, bare_pid = stack.enter_context(bare(fake, args.workers))
+        served_bare = bare(fake, args.workers, callbacks=args.bare_callbacks)
+        bare_url, bare_pid = stack.enter_context(served_bare)
         targets = [Target("direct", fake, KEY, fake_pid), Target("bare", bare_url, KEY, bare_pid)]
         if args.proxy_url:
             targets.append(Target("proxy", args.proxy_url, args.key))
@@ -500,6 +535,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def report(figures: dict[str, Any], workers: int) -> None:
     print(f"load before: {figures['load_before']}")
+    print(f"callbacks: {figures['callbacks']}")
     for clients in (1, 16):
         table = figures[f"latency_{clients}"]
         print(f"\ncreate latency, {clients} concurrent client(s) (ms):")

@@ -35,7 +35,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import httpx
@@ -49,6 +49,7 @@ from klingcost.api.redact import redact
 from klingcost.money import format_amount
 from klingcost.testing.faults import Fault
 from klingcost.testing.media import mp4, png
+from klingcost.testing.postman import Postman
 from klingcost.testing.prices import GROUP_OF
 from klingcost.testing.rules import Refused, read_job
 from klingcost.testing.state import FakeKlingState, Task
@@ -280,9 +281,10 @@ def create_app(state: FakeKlingState | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            app.state.hook_clients = _HookClients(
-                [await stack.enter_async_context(httpx.AsyncClient(timeout=2.0)) for _ in range(8)]
-            )
+            fallback = await stack.enter_async_context(httpx.AsyncClient(timeout=2.0))
+            postman = Postman(fallback, timeout=2.0)
+            stack.push_async_callback(postman.aclose)
+            app.state.postman = postman
             yield
             pending = fake.deliveries()
             for delivery in pending:
@@ -324,7 +326,7 @@ def _wrong_method(method: str, path: str) -> Response:
 async def _deliver(app: Starlette, task: Task, url: str, field: str) -> None:
     """POST the task to a callback URL on each state change after creation; best effort."""
     fake: FakeKlingState = app.state.fake
-    clients: _HookClients = app.state.hook_clients
+    postman: Postman = app.state.postman
     final = "failed" if task.failed else "succeed"
     for status, after in (("processing", task.processing_after), (final, task.done_after)):
         await asyncio.sleep(max(0.0, task.started + after - time.monotonic()))
@@ -335,33 +337,7 @@ async def _deliver(app: Starlette, task: Task, url: str, field: str) -> None:
             "task_status": status,
         }
         try:
-            with clients.least_busy() as client:
-                response = await client.post(url, json=task.view(status))
-            record["status"] = response.status_code
-        except httpx.HTTPError as exc:
+            record["status"] = await postman.post(url, task.view(status))
+        except (httpx.HTTPError, OSError, ValueError, asyncio.IncompleteReadError) as exc:
             record["error"] = f"{type(exc).__name__}: {exc}"
         fake.hooks.append(record)
-
-
-class _HookClients:
-    """Several HTTP clients for the callbacks, each delivery through the least busy one.
-
-    One client's connection pool checks every connection against every waiting request each
-    time a request starts or ends: with hundreds of callbacks in flight (a load test) that
-    cost the fake tens of milliseconds of CPU per task, on the cores it shares with what is
-    measured. Eight pools keep each one small. (klingcost's ``api.wire.ShardedTransport`` does
-    the same for the clients; the oracle does not borrow code it is used to test.)"""
-
-    def __init__(self, clients: list[httpx.AsyncClient]) -> None:
-        self._clients = clients
-        self._busy = [0] * len(clients)
-
-    @contextlib.contextmanager
-    def least_busy(self) -> Iterator[httpx.AsyncClient]:
-        busy = self._busy
-        index = busy.index(min(busy))
-        busy[index] += 1
-        try:
-            yield self._clients[index]
-        finally:
-            busy[index] -= 1
