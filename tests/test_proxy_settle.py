@@ -122,3 +122,34 @@ def test_callbacks_that_cannot_move_the_hold_cost_no_upstream_query(
     assert ended.json()["status"] == "unchanged"
     assert len(slow_fake.requests("GET")) == queries  # neither asked the upstream
     assert ledger.get_hold(hold.id).state == "voided"
+
+
+def test_a_client_without_its_own_url_gets_a_quiet_url_whose_states_on_the_way_read_nothing(
+    slow_fake: FakeKling,
+    proxy: ProxyServer,
+    ledger: Ledger,
+    team_keys: Keys,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    slow_fake.configure(done_after=60)
+    post(proxy, team_keys.ads, BODY)  # no callback URL of the client's own
+    (hold,) = ledger.holds()
+    state = proxy_of(proxy.app)
+    (create,) = slow_fake.requests("POST")
+    url = create["body"]["notify_hook"]
+    assert url == state.callback_url(hold.key, quiet=True) != state.callback_url(hold.key)
+
+    def no_reading(key: str) -> None:
+        raise AssertionError(f"the ledger was read for {key}")
+
+    monkeypatch.setattr(state.ledger, "hold_for_key", no_reading)
+    on_the_way = httpx.post(url, json={"task_id": hold.task_id, "task_status": "processing"})
+    assert on_the_way.status_code == 200 and on_the_way.json()["status"] == "ignored"
+    monkeypatch.undo()
+    # An end is still confirmed upstream (which says: processing), whichever the signature.
+    ended = httpx.post(url, json={"task_id": hold.task_id, "task_status": "succeed"})
+    assert ended.status_code == 200 and ended.json()["status"] == "pending"
+    assert ledger.get_hold(hold.id).state == "submitted"
+    # The quiet signature is the proxy's own: another hold's does not open this one.
+    other = url.replace(hold.key, "0" * len(hold.key))
+    assert httpx.post(other, json={"task_id": hold.task_id}).status_code == 404

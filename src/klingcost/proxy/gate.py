@@ -139,10 +139,10 @@ def _callbacks(
 ) -> tuple[dict[str, Any], dict[str, str | int | None]]:
     """The body with the proxy's callback URL in place of the client's, and the client's own
     URLs to keep on the hold (``client_callback_url``, ``client_notify_hook``)."""
-    ours = proxy.callback_url(hold_key)
+    given = {f: body[f] for f in CALLBACK_FIELDS if isinstance(body.get(f), str) and body[f]}
+    ours = proxy.callback_url(hold_key, quiet=not given)
     if ours is None:  # no public URL: callbacks go where the client said, unsettled by us
         return body, {}
-    given = {f: body[f] for f in CALLBACK_FIELDS if isinstance(body.get(f), str) and body[f]}
     outgoing = dict(body)
     for name in given or (_default_field(proxy.upstream.base_url),):
         outgoing[name] = ours

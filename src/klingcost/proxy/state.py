@@ -14,7 +14,7 @@ import hmac
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import httpx
 
@@ -86,18 +86,30 @@ class Proxy:
 
     # --- callback URLs ----------------------------------------------------------------------
 
-    def signature(self, hold_key: str) -> str:
-        """The callback URL's proof that the proxy made it, for this hold only."""
-        mac = hmac.new(self._callback_key, hold_key.encode("utf-8"), hashlib.sha256)
+    def signature(self, hold_key: str, *, quiet: bool = False) -> str:
+        """The callback URL's proof that the proxy made it, for this hold only.
+
+        The URL of a hold whose client gave no callback URL is signed apart (``quiet``): its
+        callbacks on the way (submitted, processing) have nowhere to go and move nothing, so
+        the signature alone lets them be answered without reading the ledger."""
+        message = f"quiet\0{hold_key}" if quiet else hold_key
+        mac = hmac.new(self._callback_key, message.encode("utf-8"), hashlib.sha256)
         return mac.hexdigest()[:40]
 
-    def signed(self, hold_key: str, signature: str) -> bool:
-        return hmac.compare_digest(self.signature(hold_key).encode(), signature.encode())
+    def signed(self, hold_key: str, signature: str) -> Literal["forwarding", "quiet"] | None:
+        """How the callback URL was signed for this hold; None if not by this proxy."""
+        given = signature.encode()
+        if hmac.compare_digest(self.signature(hold_key, quiet=True).encode(), given):
+            return "quiet"
+        if hmac.compare_digest(self.signature(hold_key).encode(), given):
+            return "forwarding"  # also every URL made before quiet ones were
+        return None
 
-    def callback_url(self, hold_key: str) -> str | None:
+    def callback_url(self, hold_key: str, *, quiet: bool = False) -> str | None:
         if self.public_url is None:
             return None
-        return f"{self.public_url}{CALLBACK_PREFIX}/{hold_key}/{self.signature(hold_key)}"
+        signature = self.signature(hold_key, quiet=quiet)
+        return f"{self.public_url}{CALLBACK_PREFIX}/{hold_key}/{signature}"
 
     # --- which hold a team may see -------------------------------------------------------------
 

@@ -10,8 +10,9 @@
   with the server's secret for that hold only, proves the URL came from this proxy. A callback
   saying the task ended is confirmed with a query before an open hold moves, as ``hooks
   serve`` does; one saying it is on its way, or about a hold already closed, moves nothing and
-  costs no query. Each is then passed on
-  to the client's own URL(s), with bounded retries, in the background.
+  costs no query. Each is then passed on to the client's own URL(s), with bounded retries, in
+  the background. A hold whose client gave no URL has its callback URL signed as "quiet": its
+  callbacks on the way are answered from the signature alone, without reading the ledger.
 * The **background pass** is ``klingcost sync`` (:func:`klingcost.sync.sync_holds`) every
   ``settle_interval`` seconds, for tasks nobody polls. Every worker runs it, at a random phase:
   settling is idempotent in the ledger, so two workers meeting on one hold change it once.
@@ -192,7 +193,8 @@ def _dumps(value: Any) -> bytes:
 async def callback(proxy: Proxy, request: Request) -> Response:
     """A callback from the upstream, on the URL the proxy put in the hold's create."""
     hold_key = request.path_params["key"]
-    if not proxy.signed(hold_key, request.path_params["signature"]):
+    signed = proxy.signed(hold_key, request.path_params["signature"])
+    if signed is None:
         return kling.kling_error(404, kling.NO_ROUTE, "no such callback")
     try:
         payload: Any = loads(
@@ -206,12 +208,15 @@ async def callback(proxy: Proxy, request: Request) -> Response:
     task_id = data.get("task_id")
     if isinstance(task_id, bool) or not isinstance(task_id, str | int) or task_id == "":
         return kling.kling_error(400, kling.MALFORMED, "no task_id in the callback")
+    final = data.get("task_status") in ("succeed", "failed")
+    if signed == "quiet" and not final:  # no client URL to pass it to, nothing to move
+        return JSONResponse({"status": "ignored", "reason": "a state on the way"})
     hold = proxy.ledger.hold_for_key(hold_key)
     if hold is None:
         return JSONResponse({"status": "ignored", "reason": "unknown hold"})
     note(request, team=hold.team, hold_id=hold.id)
     action = "passed on" if hold.is_open else "unchanged"
-    if data.get("task_status") in ("succeed", "failed") and hold.is_open:
+    if final and hold.is_open:
         # An end moves an open hold: the task as the API reports it decides (the callback is
         # a hint), once the create's answer has attached the task id. A hold already closed
         # (by a poll) is not asked about again: resolve would change nothing.
