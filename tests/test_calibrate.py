@@ -3,6 +3,7 @@ overlay it writes makes ``estimate`` and the guard price what Kling charged."""
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Iterator
 from fractions import Fraction
@@ -262,6 +263,33 @@ def test_import_usage_learns_credits_per_unit(ledger: Ledger, tmp_path: Path) ->
     assert sheet.providers["openai-hk"].per_unit["video"].source == "observed"
     again = import_usage(ledger, log)
     assert (again.new, again.matched_by_id) == (0, len(rows))
+
+
+@pytest.mark.parametrize(
+    ("encoding", "bom"),
+    [("utf-8", codecs.BOM_UTF8), ("utf-16-le", codecs.BOM_UTF16_LE), ("utf-16-le", b"")],
+)
+def test_import_usage_reads_the_log_as_saved_by_windows_tools(
+    ledger: Ledger, tmp_path: Path, encoding: str, bom: bytes
+) -> None:
+    rows = [r for r in usage_rows(ledger, 18_000) if r["model"] != "kling-v1-5"]
+    log = tmp_path / "log.json"
+    log.write_bytes(bom + json.dumps({"data": rows}, ensure_ascii=False).encode(encoding))
+    result = import_usage(ledger, log)
+    assert (result.new, result.matched_by_id) == (len(rows), len(rows))
+    assert [rate.per_unit for rate in result.rates] == [18_000]
+
+
+def test_a_usage_log_that_is_not_text_is_refused_in_one_line(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    log = tmp_path / "log.json"
+    log.write_bytes('{"data": [{"reqid": "caf\u00e9"}]}'.encode("latin-1"))
+    with pytest.raises(CalibrationError) as info:
+        import_usage(ledger, log)
+    assert str(info.value) == (
+        f"the usage log {log} is not UTF-8 text (byte 0xe9 at position 23): export it as UTF-8 JSON"
+    )
 
 
 def test_import_usage_reads_json_lines_and_matches_by_model_and_order(

@@ -13,6 +13,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Final
 
+from klingcost import _text
 from klingcost._json import JSONInputError, loads
 from klingcost.calibration.overlay import (
     OBSERVED_SOURCE,
@@ -206,13 +207,12 @@ def import_usage(
     target = None if write is None else check_write_target(write)  # before any work
     source = Path(path)
     try:
-        text = source.read_text(encoding="utf-8")
+        text = _text.decode(source.read_bytes())  # a byte-order mark, else UTF-8 (or UTF-16)
     except OSError as exc:
         raise CalibrationError(f"cannot read the usage log {source}: {exc}") from None
-    except UnicodeDecodeError as exc:
+    except _text.TextDecodeError as exc:
         raise CalibrationError(
-            f"the usage log {source} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
-            f"position {exc.start}): export it as UTF-8 JSON"
+            f"the usage log {source} is {exc}: export it as UTF-8 JSON"
         ) from None
     rows = parse_usage(text, origin=str(source))
     if any(r.at for r in rows) and all(r.at for r in rows):

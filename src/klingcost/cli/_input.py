@@ -1,10 +1,8 @@
 """Reading a body file as people save it: the one decoding and detection step of every FILE|-
 that holds request bodies (``estimate``, ``submit``).
 
-Decoding (:func:`decode`): a byte-order mark says the encoding (UTF-8 from Notepad, UTF-16
-from Windows PowerShell's ``>``, UTF-32) and is dropped; without one the bytes must be UTF-8,
-or UTF-16 whose every other byte is zero (PowerShell without a mark). Anything else is one
-error naming the byte and what to do.
+Decoding (:func:`decode`): :mod:`klingcost._text`'s (a byte-order mark, else UTF-8, else
+mark-less UTF-16); anything else is one error naming the byte and what to do.
 
 Detection (:func:`single_document`): a file is one JSON body when it parses as one, and a JSON
 Lines batch when its first line is a JSON value on its own. A file that is neither is a body
@@ -14,22 +12,13 @@ the line and column, never one per line of a batch it is not.
 
 from __future__ import annotations
 
-import codecs
 import json
-from typing import IO, Any, Final, NoReturn
+from typing import IO, Any, Final
 
 import click
 
+from klingcost import _text
 from klingcost._json import JSONInputError, loads
-
-#: Byte-order marks, longest first (UTF-32 LE starts with UTF-16 LE's mark).
-_BOMS: tuple[tuple[bytes, str], ...] = (
-    (codecs.BOM_UTF32_LE, "utf-32-le"),
-    (codecs.BOM_UTF32_BE, "utf-32-be"),
-    (codecs.BOM_UTF8, "utf-8"),
-    (codecs.BOM_UTF16_LE, "utf-16-le"),
-    (codecs.BOM_UTF16_BE, "utf-16-be"),
-)
 
 
 def read_source(source: IO[Any], param_hint: str = "FILE") -> str:
@@ -43,42 +32,14 @@ def read_source(source: IO[Any], param_hint: str = "FILE") -> str:
 
 
 def decode(data: bytes, param_hint: str = "FILE") -> str:
-    """``data`` as text: by its byte-order mark, else UTF-8, else mark-less UTF-16."""
-    for bom, encoding in _BOMS:
-        if data.startswith(bom):
-            try:
-                return data[len(bom) :].decode(encoding)
-            except UnicodeDecodeError as exc:
-                _bad(exc, encoding.upper(), param_hint, offset=len(bom))
-    utf16 = _markless_utf16(data)  # before UTF-8, which takes its zero bytes for text
-    if utf16 is not None:
-        return utf16
+    """``data`` as text (:func:`klingcost._text.decode`), or one error saying what to do."""
     try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        _bad(exc, "UTF-8", param_hint)
-
-
-def _markless_utf16(data: bytes) -> str | None:
-    """UTF-16 without a mark, as ASCII-heavy JSON shows it: zeros in every other byte."""
-    if len(data) < 2 or len(data) % 2:
-        return None
-    for encoding, zeros in (("utf-16-le", data[1::2]), ("utf-16-be", data[0::2])):
-        if zeros.count(0) >= len(zeros) * 3 // 4:
-            try:
-                return data.decode(encoding)
-            except UnicodeDecodeError:
-                return None
-    return None
-
-
-def _bad(exc: UnicodeDecodeError, encoding: str, param_hint: str, offset: int = 0) -> NoReturn:
-    byte = exc.object[exc.start]
-    raise click.BadParameter(
-        f"not {encoding} text (byte {byte:#04x} at position {exc.start + offset}): save the "
-        "file as UTF-8 (with or without a byte-order mark) or UTF-16",
-        param_hint=param_hint,
-    ) from None
+        return _text.decode(data)
+    except _text.TextDecodeError as exc:
+        raise click.BadParameter(
+            f"{exc}: save the file as UTF-8 (with or without a byte-order mark) or UTF-16",
+            param_hint=param_hint,
+        ) from None
 
 
 class _Batch:
