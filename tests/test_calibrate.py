@@ -288,7 +288,7 @@ def test_a_usage_log_that_is_not_text_is_refused_in_one_line(
     with pytest.raises(CalibrationError) as info:
         import_usage(ledger, log)
     assert str(info.value) == (
-        f"the usage log {log} is not UTF-8 text (byte 0xe9 at position 23): export it as UTF-8 JSON"
+        f"the usage log {log} is not UTF-8 text (byte 0xe9 at position 24): export it as UTF-8 JSON"
     )
 
 
