@@ -200,3 +200,27 @@ def test_set_asks_on_a_terminal(tmp_path: Path) -> None:
         json.loads(run("budget", "show", "acme", "--json", "--ledger", db).output)["limit"]
         == "1000"
     )
+
+
+def test_delete_asks_on_a_terminal_and_keeps_the_budget_on_no(tmp_path: Path) -> None:
+    db = str(tmp_path / "l.db")
+    assert run("budget", "set", "acme", "--limit", "1000", "--ledger", db).exit_code == 0
+    for answer, code in ((b"n\n", 1), (b"y\n", 0)):
+        primary, secondary = pty.openpty()
+        process = subprocess.Popen(
+            [*CLI, "budget", "delete", "acme", "--ledger", db],
+            stdin=secondary,
+            stdout=subprocess.DEVNULL,
+            stderr=secondary,
+        )
+        os.close(secondary)
+        seen = b""
+        while b"Delete budget acme?" not in seen:
+            chunk = os.read(primary, 1024)
+            assert chunk, seen
+            seen += chunk
+        os.write(primary, answer)
+        assert process.wait(timeout=30) == code
+        os.close(primary)
+        shown = run("budget", "show", "acme", "--ledger", db)
+        assert shown.exit_code == (0 if answer == b"n\n" else 2), shown.output

@@ -263,20 +263,28 @@ def budget_list(ledger_path: str | None, fmt: str) -> None:
     help="Delete it even with open holds: they stay open under the archived budget, keep "
     "counting against its parents, and `klingcost sync` still settles them.",
 )
+@click.option("--yes", "-y", is_flag=True, help="Delete without asking (asked on a terminal).")
 @ledger_option
 @json_option
-def budget_delete(team: str, force: bool, ledger_path: str | None, as_json: bool) -> None:
+def budget_delete(
+    team: str, force: bool, yes: bool, ledger_path: str | None, as_json: bool
+) -> None:
     """Delete TEAM's budget; refused while it has open holds (unless --force) or budgets below.
 
     A budget that held nothing is removed. One with history is archived as TEAM~deleted-N:
     hidden from `budget list`, its holds kept for reports and audits, its name free again.
-    What it spent still counts in its parents. A budget_deleted event is recorded.
+    What it spent still counts in its parents. A budget_deleted event is recorded. On a
+    terminal it asks first (--yes does not); elsewhere (a script) it does not ask.
 
     \b
       klingcost budget delete old-team
-      klingcost budget delete old-team --force
+      klingcost budget delete old-team --force --yes
     """
     with _open(ledger_path) as ledger:
+        if not yes and sys.stdin.isatty():
+            ledger.get_budget(team)  # a budget that is not there is refused before asking
+            if not click.confirm(f"Delete budget {team}?", default=False, err=True):
+                fail(f"budget {team} not deleted", EXIT_ERROR)
         done = ledger.delete_budget(team, force=force)
     if as_json:
         echo_json(
