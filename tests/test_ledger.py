@@ -367,8 +367,15 @@ def test_void_unless_task_decides_inside_the_transaction(ledger: Ledger) -> None
     assert ledger.budget_status("a").held == 100
 
 
+def _undo_0007(conn: sqlite3.Connection) -> None:
+    """Take a ledger file back to before 0007_sheets_truncate (nothing to undo in SQLite)."""
+    conn.execute("DELETE FROM _klingcost_migrations WHERE name = '0007_sheets_truncate'")
+    conn.execute("PRAGMA user_version = 6")
+
+
 def _undo_0006(conn: sqlite3.Connection) -> None:
     """Take a ledger file back to before 0006_alerts (as an older klingcost left it)."""
+    _undo_0007(conn)
     for table in ("alert_outbox", "alert_marks", "alert_rules"):
         conn.execute(f"DROP TABLE {table}")
     conn.execute("DELETE FROM _klingcost_migrations WHERE name = '0006_alerts'")

@@ -25,6 +25,7 @@ from klingcost.cli import main
 from klingcost.errors import LedgerError, LedgerSchemaError
 from klingcost.ledger import Ledger, default_ledger_path, migrations
 from klingcost.ledger.pgurl import is_postgres_url, redact
+from klingcost.sheet import load_sheet
 
 COST = 7
 AMOUNTS = HoldAmounts(units_milli=1000, pack="video", cost_minor=COST, currency="credits")
@@ -122,6 +123,14 @@ def test_the_event_log_cannot_be_truncated(url: str) -> None:
         with pytest.raises(LedgerError, match="append-only"):
             ledger.execute("TRUNCATE events")
         assert len(ledger.events()) == 1
+
+
+def test_the_published_sheets_cannot_be_truncated(url: str) -> None:
+    with Ledger.open(url) as ledger:
+        published = ledger.publish_sheet(load_sheet())
+        with pytest.raises(LedgerError, match="published price sheets are append-only"):
+            ledger.execute("TRUNCATE pricing_sheets")
+        assert ledger.published_sheet() == published
 
 
 # --- concurrency --------------------------------------------------------------------------

@@ -35,6 +35,7 @@ SHIPPED: dict[str, dict[str, str]] = {
         "0004_published_sheets": "93cfa819fa5211bf",
         "0005_api_keys": "5dd52840e18fd55a",
         "0006_alerts": "bfc1b792bbb0ba1e",
+        "0007_sheets_truncate": "e3b0c44298fc1c14",
     },
     "postgres": {
         "0001_initial": "35ffb623cb40b728",
@@ -43,6 +44,7 @@ SHIPPED: dict[str, dict[str, str]] = {
         "0004_published_sheets": "5575fe63e7b68d8b",
         "0005_api_keys": "eb9022f082c7266d",
         "0006_alerts": "8d36207209d3efc3",
+        "0007_sheets_truncate": "9fc7df190e6e5f92",
     },
 }
 #: ... and of the rollup tables and triggers 0002's backfill creates (klingcost.ledger.rollups).

@@ -393,6 +393,10 @@ ALERTS_0006 = (
     """,
 )
 
+#: PostgreSQL's ``TRUNCATE pricing_sheets`` is refused from 0007 on (0004 refused only UPDATE
+#: and DELETE). SQLite has no TRUNCATE, so its step is empty: the version still counts it.
+SHEETS_TRUNCATE_0007: Final[tuple[str, ...]] = ()
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration("0001_initial", _INITIAL),
     Migration("0002_rollups", _ROLLUPS_0002, _backfill_0002),
@@ -400,6 +404,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration("0004_published_sheets", PUBLISHED_SHEETS_0004),
     Migration("0005_api_keys", API_KEYS_0005),
     Migration("0006_alerts", ALERTS_0006),
+    Migration("0007_sheets_truncate", SHEETS_TRUNCATE_0007),
 )
 
 

@@ -300,6 +300,13 @@ def _backfill_0002(db: DB) -> None:
     rebuild_rollups(db, "postgres")
 
 
+#: See migrations.SHEETS_TRUNCATE_0007: the published sheets refuse TRUNCATE too, as events do.
+_SHEETS_TRUNCATE_0007: Final[tuple[str, ...]] = (
+    "CREATE TRIGGER pricing_sheets_append_only_truncate BEFORE TRUNCATE ON pricing_sheets"
+    " FOR EACH STATEMENT EXECUTE FUNCTION klingcost_sheets_append_only()",
+)
+
+
 #: The same migrations as SQLite's, by name, in PostgreSQL's SQL.
 MIGRATIONS: Final[tuple[tuple[str, tuple[str, ...], Callable[[DB], None] | None], ...]] = (
     ("0001_initial", _INITIAL, None),
@@ -308,6 +315,7 @@ MIGRATIONS: Final[tuple[tuple[str, tuple[str, ...], Callable[[DB], None] | None]
     ("0004_published_sheets", _PUBLISHED_SHEETS_0004, None),
     ("0005_api_keys", _API_KEYS_0005, None),
     ("0006_alerts", tuple(render_0006(s) for s in migrations.ALERTS_0006), None),
+    ("0007_sheets_truncate", _SHEETS_TRUNCATE_0007, None),
 )
 if [m[0] for m in MIGRATIONS] != [m.name for m in migrations.MIGRATIONS]:  # not an assert: -O
     raise ImportError(

@@ -386,12 +386,11 @@ VIEWS: Final[tuple[View, ...]] = (
 
 APPEND_ONLY: Final[tuple[AppendOnly, ...]] = (
     AppendOnly("events", "the klingcost event log is append-only", "klingcost_append_only", True),
-    # TRUNCATE of the sheets is not refused on PostgreSQL: 0004 shipped without that trigger.
-    AppendOnly(
+    AppendOnly(  # TRUNCATE refused on PostgreSQL since 0007
         "pricing_sheets",
         "published price sheets are append-only",
         "klingcost_sheets_append_only",
-        False,
+        True,
     ),
 )
 
