@@ -99,6 +99,7 @@ def test_a_post_carries_the_json_and_posts_in_turn_share_one_connection() -> Non
             503,
         ),
         (b"HTTP/1.1 404 Not Found\r\ncontent-length: 5\r\n\r\nnope!", 404),
+        (b"HTTP/1.1 100 Continue\r\n\r\n" + OK, 200),
     ],
 )
 def test_each_kind_of_answer_is_read_whole_and_the_connection_kept(

@@ -119,8 +119,10 @@ async def _answer(reader: asyncio.StreamReader) -> tuple[int, bool]:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip().lower()
     keep = version == "HTTP/1.1" and "close" not in headers.get("connection", "")
-    if 100 <= status < 200 or status in (204, 304):
-        return status, keep  # no body
+    if 100 <= status < 200 and status != 101:
+        return await _answer(reader)  # an interim answer: the final one follows
+    if status in (101, 204, 304):
+        return status, keep and status != 101  # no body
     if "chunked" in headers.get("transfer-encoding", ""):
         await _chunks(reader)
     elif (length := headers.get("content-length", "")).isdigit():
