@@ -175,26 +175,33 @@ def test_rename_refuses_a_taken_or_invalid_name(db: str) -> None:
 CLI = [sys.executable, "-c", "from klingcost.cli import main; main()"]
 
 
+def on_a_terminal(args: list[str], question: bytes, answer: bytes) -> tuple[int, bytes]:
+    """Run ``klingcost ARGS`` with stdin and stderr on a terminal, wait for ``question`` there,
+    answer it; (the exit code, what the terminal showed)."""
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen(
+        [*CLI, *args], stdin=secondary, stdout=subprocess.DEVNULL, stderr=secondary
+    )
+    os.close(secondary)
+    seen = b""
+    try:
+        while question not in seen:
+            chunk = os.read(primary, 1024)  # warnings, then the question
+            assert chunk, seen
+            seen += chunk
+        os.write(primary, answer)
+        return process.wait(timeout=30), seen
+    finally:
+        os.close(primary)
+
+
 def test_set_asks_on_a_terminal(tmp_path: Path) -> None:
     db = str(tmp_path / "l.db")
     assert run("budget", "set", "acme", "--limit", "1000", "--ledger", db).exit_code == 0
     spend(db, "acme", 600, settle=True)
-    primary, secondary = pty.openpty()
-    process = subprocess.Popen(
-        [*CLI, "budget", "set", "acme", "--limit", "100", "--ledger", db],
-        stdin=secondary,
-        stdout=subprocess.DEVNULL,
-        stderr=secondary,
-    )
-    os.close(secondary)
-    seen = b""
-    while b"Apply this change?" not in seen:
-        chunk = os.read(primary, 1024)  # the warning, then the question, on the terminal
-        assert chunk, seen
-        seen += chunk
-    os.write(primary, b"n\n")
-    assert process.wait(timeout=30) == 1
-    os.close(primary)
+    args = ["budget", "set", "acme", "--limit", "100", "--ledger", db]
+    code, seen = on_a_terminal(args, b"Apply this change?", b"n\n")
+    assert code == 1
     assert b"the new limit 100 credits is below" in seen
     assert (
         json.loads(run("budget", "show", "acme", "--json", "--ledger", db).output)["limit"]
@@ -205,22 +212,8 @@ def test_set_asks_on_a_terminal(tmp_path: Path) -> None:
 def test_delete_asks_on_a_terminal_and_keeps_the_budget_on_no(tmp_path: Path) -> None:
     db = str(tmp_path / "l.db")
     assert run("budget", "set", "acme", "--limit", "1000", "--ledger", db).exit_code == 0
-    for answer, code in ((b"n\n", 1), (b"y\n", 0)):
-        primary, secondary = pty.openpty()
-        process = subprocess.Popen(
-            [*CLI, "budget", "delete", "acme", "--ledger", db],
-            stdin=secondary,
-            stdout=subprocess.DEVNULL,
-            stderr=secondary,
-        )
-        os.close(secondary)
-        seen = b""
-        while b"Delete budget acme?" not in seen:
-            chunk = os.read(primary, 1024)
-            assert chunk, seen
-            seen += chunk
-        os.write(primary, answer)
-        assert process.wait(timeout=30) == code
-        os.close(primary)
-        shown = run("budget", "show", "acme", "--ledger", db)
-        assert shown.exit_code == (0 if answer == b"n\n" else 2), shown.output
+    args = ["budget", "delete", "acme", "--ledger", db]
+    assert on_a_terminal(args, b"Delete budget acme?", b"n\n")[0] == 1
+    assert run("budget", "show", "acme", "--ledger", db).exit_code == 0  # still there
+    assert on_a_terminal(args, b"Delete budget acme?", b"y\n")[0] == 0
+    assert run("budget", "show", "acme", "--ledger", db).exit_code == 2  # gone
