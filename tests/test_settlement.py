@@ -15,7 +15,7 @@ from klingcost.deduction import parse_deduction
 from klingcost.errors import BudgetExceeded, HoldStateError
 from klingcost.ledger import Hold, Ledger
 from klingcost.request import Endpoint
-from klingcost.settlement import charge_for, decide, posting, resolve
+from klingcost.settlement import Resolution, charge_for, decide, kling_list, posting, resolve
 from klingcost.sheet import load_sheet, parse_sheet
 
 ENDPOINT: Endpoint = "videos/text2video"
@@ -250,6 +250,38 @@ def test_a_stale_open_hold_cannot_settle_a_voided_one(ledger: Ledger) -> None:
         resolve(ledger, hold, task("succeed", "7"))
     assert ledger.get_hold(hold.id).state == "voided"
     assert balances(ledger)["team"] == (0, 0)
+
+
+def test_each_resolution_names_the_hold_after_it_the_action_the_note_and_the_verdict(
+    ledger: Ledger,
+) -> None:
+    voided = resolve(ledger, held(ledger), task("failed", msg="content refused"))
+    after = ledger.get_hold(voided.hold.id)
+    assert voided == Resolution(after, "voided", "task failed: content refused", "void")
+    hold = held(ledger, task_id="t-2")
+    pending = resolve(ledger, hold, task("processing", task_id="t-2"))
+    assert pending == Resolution(ledger.get_hold(hold.id), "pending", "task processing", "pending")
+    settled = resolve(ledger, held(ledger, task_id="t-3"), task("succeed", "7", task_id="t-3"))
+    after = ledger.get_hold(settled.hold.id)
+    assert settled == Resolution(after, "settled", "settled at final_unit_deduction 7", "ok")
+    again = resolve(ledger, after, task("succeed", "7", task_id="t-3"))
+    assert again == Resolution(after, "unchanged", "hold already settled", "")  # nothing decided
+
+
+@pytest.mark.parametrize(("status", "deduction"), [("succeed", "7"), ("failed", "2")])
+def test_a_settlement_keeps_the_tasks_final_status(
+    ledger: Ledger, status: TaskStatus, deduction: str
+) -> None:
+    result = resolve(ledger, held(ledger), task(status, deduction))
+    assert result.action == "settled"
+    assert result.hold.task_status == status == ledger.get_hold(result.hold.id).task_status
+
+
+def test_a_published_sheet_is_parsed_once_per_version(ledger: Ledger) -> None:
+    assert len(kling_list(ledger)) == 1  # none published: Kling's list alone
+    ledger.publish_sheet(load_sheet())
+    first, second = kling_list(ledger), kling_list(ledger)
+    assert len(first) == 2 and first[1] is second[1]
 
 
 # --- issue 13 item 4: settlement trusts the figure Kling lists, not the estimate -------------
