@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/bench_proxy.py                 # about 2 minutes
     .venv/bin/python bench/bench_proxy.py --seconds 5 --latency-n 300
+    .venv/bin/python bench/bench_proxy.py --no-callbacks     # the proxy's request path alone
+    .venv/bin/python bench/bench_proxy.py --bare-callbacks   # like for like, callbacks on
 
 Three servers, each its own process(es), as in production: the fake Kling API
 (``klingcost fake-server``, one process), a **bare pass-through** (Starlette + httpx forwarding
@@ -16,7 +18,8 @@ Measured, each against the fake called directly in the same run:
 * **added latency of a create** (text2video, priced and held by the proxy), with 1 and with
   16 concurrent clients, median and p99: the target's latency minus the direct call's, the
   three targets interleaved in rounds so that a change of the machine's load hits all alike.
-  Reach: the proxy adds at most 1.5x the bare pass-through's added median;
+  Reach: the proxy adds at most 1.5x the bare pass-through's added median (the added mean
+  is printed beside it);
 * **creates per second** through ``--workers 2`` (16 clients for ``--seconds``). Reach: 300/s,
   with the fake, the generator and the proxy on this 2-core machine;
 * **task polls per second** (GET of tasks the proxy created, which the first poll settles).
