@@ -11,11 +11,19 @@ import pytest
 
 from klingcost.api.envelope import Task, TaskStatus
 from klingcost.budgets import HoldAmounts
-from klingcost.deduction import parse_deduction
+from klingcost.deduction import Decision, Shape, listed_range, parse_deduction
 from klingcost.errors import BudgetExceeded, HoldStateError
 from klingcost.ledger import Hold, Ledger
 from klingcost.request import Endpoint
-from klingcost.settlement import Resolution, charge_for, decide, kling_list, posting, resolve
+from klingcost.settlement import (
+    Resolution,
+    charge_for,
+    decide,
+    kling_list,
+    listed_for,
+    posting,
+    resolve,
+)
 from klingcost.sheet import load_sheet, parse_sheet
 
 ENDPOINT: Endpoint = "videos/text2video"
@@ -455,6 +463,27 @@ def test_a_settlement_at_the_estimate_books_the_holds_own_amounts(ledger: Ledger
     decision = decide(hold, task("succeed", None), [load_sheet()])  # absent: at the estimate
     assert decision.basis == "estimate"
     assert posting(hold, decision) == (7000, 105_001)  # not re-derived from a rate
+
+
+def test_only_a_settlement_at_the_estimate_books_a_zero_unit_holds_own_cost(
+    ledger: Ledger,
+) -> None:
+    # A hold of 0 units that costs something (an overlay's flat fee): no rate turns its units
+    # into its cost, so only the shortcut for a settlement at the estimate books the cost.
+    free = HoldAmounts(units_milli=0, pack="video", cost_minor=100, currency="credits")
+    hold = held(ledger, free)
+    at_estimate = Decision("settle", "estimate", "ok", units=Fraction(0))
+    assert posting(hold, at_estimate) == (0, 100)
+    booked = Decision("settle", "booked", "ok", units=Fraction(0))  # the API's own figure, 0
+    assert posting(hold, booked) == (0, 0)
+
+
+def test_a_hold_without_its_endpoint_is_judged_against_its_packs_list(ledger: Ledger) -> None:
+    image = HoldAmounts(units_milli=1000, pack="image", cost_minor=15_000, currency="credits")
+    hold = ledger.reserve("team", image, meta={"n": 1})  # an older hold: no endpoint recorded
+    sheets = [load_sheet()]
+    images = listed_range(Shape(n=1, pack="image"), sheets)
+    assert listed_for(hold, sheets) == images != listed_range(Shape(n=1), sheets)
 
 
 def test_the_settlement_module_imports_no_io() -> None:
