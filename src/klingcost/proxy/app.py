@@ -21,6 +21,7 @@ Each request's ledger work runs in a worker thread; the event loop only waits on
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import AsyncIterator, Sequence
@@ -35,7 +36,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from klingcost import errors
-from klingcost.api.wire import SHARDS, ShardedTransport, tls_context
+from klingcost.api.wire import SHARDS, ShardedTransport, default_pool
 from klingcost.ledger import Ledger
 from klingcost.proxy import envelope as kling
 from klingcost.proxy import gate, traffic
@@ -92,15 +93,10 @@ def create_app(
     opened = ledger if ledger is not None else Ledger.open(settings.ledger)
     try:
         metrics = Metrics(lambda: opened.holds("open"))
-
         # Pooled connections expire before any server's usual 5 s keep-alive: a connection the
         # upstream is closing must not be reused for a create (its outcome would be unknown).
         # Several pools: see klingcost.api.wire (one pool's cost grows with its connections).
-        def pool() -> httpx.AsyncHTTPTransport:
-            return httpx.AsyncHTTPTransport(
-                verify=tls_context(), limits=httpx.Limits(keepalive_expiry=2.0)
-            )
-
+        pool = functools.partial(default_pool, httpx.Limits(keepalive_expiry=2.0))
         inner = transport or ShardedTransport([pool()], grow=pool, most=SHARDS)
         upstream = Upstream(
             settings.upstream_url(),
