@@ -21,7 +21,6 @@ Each request's ledger work runs in a worker thread; the event loop only waits on
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 from collections.abc import AsyncIterator, Sequence
@@ -36,7 +35,8 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from klingcost import errors
-from klingcost.api.wire import SHARDS, ShardedTransport, default_pool
+from klingcost.api.http11 import HTTP11Transport
+from klingcost.api.wire import tls_context
 from klingcost.ledger import Ledger
 from klingcost.proxy import envelope as kling
 from klingcost.proxy import gate, traffic
@@ -93,11 +93,10 @@ def create_app(
     opened = ledger if ledger is not None else Ledger.open(settings.ledger)
     try:
         metrics = Metrics(lambda: opened.holds("open"))
-        # Pooled connections expire before any server's usual 5 s keep-alive: a connection the
+        # Kept connections expire before any server's usual 5 s keep-alive: a connection the
         # upstream is closing must not be reused for a create (its outcome would be unknown).
-        # Several pools: see klingcost.api.wire (one pool's cost grows with its connections).
-        pool = functools.partial(default_pool, httpx.Limits(keepalive_expiry=2.0))
-        inner = transport or ShardedTransport([pool()], grow=pool, most=SHARDS)
+        limits = httpx.Limits(keepalive_expiry=2.0)  # no cap on connections, as before
+        inner = transport or HTTP11Transport(ssl_context=tls_context(), limits=limits)
         upstream = Upstream(
             settings.upstream_url(),
             api_key,
