@@ -27,7 +27,8 @@ pool cost 2.8 ms of CPU a request and eight pools 1.1 ms (measured side by side)
 pools are made only when requests overlap (a client used one request at a time keeps one
 pool), as ``httpx.AsyncClient`` makes its own but sharing one TLS context (building one costs
 ~57 ms). With a proxy from the environment, or a transport given by the caller, the client's
-one transport is kept. The proxy grows its own up to eight (``klingcost.proxy.app``).
+one transport is kept. The proxy does without httpcore's pools altogether: its upstream
+transport is :class:`klingcost.api.http11.HTTP11Transport`.
 """
 
 from __future__ import annotations
