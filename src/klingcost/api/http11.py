@@ -41,7 +41,9 @@ one (``HTTPS_PROXY``, ``NO_PROXY``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import socket
 import ssl
 import time
 from typing import Final
@@ -69,6 +71,10 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
 
     ``ssl_context``: for ``https://`` URLs (httpx's default context when not given).
     ``limits``: httpx's, read as the module docstring says.
+
+    Like ``httpx.AsyncClient``, it belongs to one event loop at a time: close it with
+    ``aclose()`` on the loop that used it. Used from a new loop, it starts a new pool and ends
+    the old loop's connections on the wire (see :meth:`_Connection.end_on_the_wire`).
     """
 
     def __init__(
@@ -89,14 +95,14 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
         if not isinstance(request.stream, httpx.ByteStream):
             return await self._for_streams().handle_async_request(request)
         url = request.url
-        port = url.port or _DEFAULT_PORTS.get(url.scheme)
-        if port is None:
+        default_port = _DEFAULT_PORTS.get(url.scheme)
+        if default_port is None:
             raise httpx.UnsupportedProtocol(
                 f"Request URL has an unsupported protocol '{url.scheme}://'.", request=request
             )
         if not url.raw_host:
             raise httpx.UnsupportedProtocol("Request URL is missing a host.", request=request)
-        origin = (url.scheme, url.raw_host.decode("ascii"), port)
+        origin = (url.scheme, url.raw_host.decode("ascii"), url.port or default_port)
         message = _request_bytes(request)
         timeouts = request.extensions.get("timeout", {})
         slots = self._pool_slots()
@@ -116,7 +122,9 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
                 await connection.send(message, timeouts.get("write"), request)
                 answer = await _read_answer(connection, request, timeouts.get("read"))
             except BaseException:
-                connection.close()  # a request cut short leaves the connection in no known state
+                # Cut short, the connection is in no known state: dropped at once, with what
+                # is still unsent (close() would go on sending it, a create included).
+                connection.abort()
                 raise
             if answer.keep_alive and "close" not in request.headers.get("connection", "").lower():
                 self._keep(origin, connection)
@@ -132,11 +140,7 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
         )
 
     async def aclose(self) -> None:
-        for connections in self._idle.values():
-            for connection in connections:
-                connection.close()
-        self._idle.clear()
-        self._idle_count = 0
+        self._drop_idle(same_loop=self._loop is asyncio.get_running_loop())
         if self._streaming is not None:
             await self._streaming.aclose()
 
@@ -147,12 +151,21 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
         if self._slots is None or loop is not self._loop:
             # A new event loop (a test's second anyio.run): connections of the old one are
             # unusable here, and so is its semaphore.
-            self._idle.clear()
-            self._idle_count = 0
+            self._drop_idle(same_loop=False)
             self._loop = loop
             most = self._limits.max_connections
             self._slots = asyncio.Semaphore(most if most is not None else 1 << 30)
         return self._slots
+
+    def _drop_idle(self, *, same_loop: bool) -> None:
+        for connections in self._idle.values():
+            for connection in connections:
+                if same_loop:
+                    connection.close()
+                else:
+                    connection.end_on_the_wire()
+        self._idle.clear()
+        self._idle_count = 0
 
     def _kept(self, origin: _Origin) -> _Connection | None:
         idle = self._idle.get(origin)
@@ -385,6 +398,19 @@ class _Connection(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def end_on_the_wire(self) -> None:
+        """For a connection of another event loop (closed, or not running here): asyncio can
+        close it only on its own loop, so the socket is shut down for the server to see, and
+        its file is closed when the connection is collected (with asyncio's ResourceWarning:
+        close a transport with ``aclose()`` on the loop that used it)."""
+        if self.transport is not None:
+            with contextlib.suppress(OSError):
+                self.transport.get_extra_info("socket").shutdown(socket.SHUT_RDWR)
 
     async def send(self, message: bytes, timeout: float | None, request: httpx.Request) -> None:
         transport = self.transport
