@@ -46,6 +46,7 @@ import re
 import socket
 import ssl
 import time
+from dataclasses import dataclass
 from typing import Final
 
 import httpx
@@ -238,24 +239,14 @@ def _request_bytes(request: httpx.Request) -> bytes:
     return b"\r\n".join(lines) + request.content
 
 
+@dataclass(slots=True)
 class _Answer:
-    __slots__ = ("body", "headers", "keep_alive", "reason", "status", "version")
-
-    def __init__(
-        self,
-        status: int,
-        reason: bytes,
-        version: bytes,
-        headers: list[tuple[bytes, bytes]],
-        body: bytes,
-        keep_alive: bool,
-    ) -> None:
-        self.status = status
-        self.reason = reason
-        self.version = version
-        self.headers = headers
-        self.body = body
-        self.keep_alive = keep_alive
+    status: int
+    reason: bytes
+    version: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    keep_alive: bool
 
 
 async def _read_answer(
