@@ -7,6 +7,7 @@ socket; the upstream is the fake Kling API; the open holds come from a real SQLi
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -18,7 +19,9 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import pytest
@@ -30,6 +33,7 @@ from starlette.routing import Route
 
 from fake_fixtures import BODIES, KEY, _fake_session, fake_server  # noqa: F401
 from klingcost._listen import listening_socket
+from klingcost.api.http11 import HTTP11Transport
 from klingcost.budgets import HoldAmounts
 from klingcost.fake_server import FakeKling
 from klingcost.ledger import Ledger
@@ -45,6 +49,7 @@ from klingcost.proxy.limits import (
 )
 from klingcost.proxy.metrics import Metrics
 from klingcost.proxy.operate import operated
+from klingcost.proxy.upstream import upstream_transport
 
 SECRET = "cb-secret-0123456789abcdef"
 PROMPT = "a lighthouse at dusk, private"
@@ -355,3 +360,58 @@ def test_workers_counters_add_up_in_every_scrape(tmp_path: Path) -> None:
     assert first[label] == 5.0  # the first worker alone so far
     assert second[label] == 12.0  # the second sees both, the first one exited
     assert samples(outputs[1], "klingcost_proxy_refusals_total") == {'{reason="budget"}': 2.0}
+
+
+# --- the way to the upstream ------------------------------------------------------------------
+
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+class ForwardProxy(BaseHTTPRequestHandler):
+    """Stands in for an operator's forward proxy: records each request line, answers a task."""
+
+    lines: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        ForwardProxy.lines.append(self.requestline)
+        body = json.dumps({"code": 0, "message": "SUCCEED", "data": {"task_id": "t1"}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet
+        pass
+
+
+def test_the_upstream_is_reached_through_the_proxy_the_environment_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    assert isinstance(upstream_transport("https://api.openai-hk.com/kling"), HTTP11Transport)
+    ForwardProxy.lines = []
+    with ThreadingHTTPServer(("127.0.0.1", 0), ForwardProxy) as forward:
+        threading.Thread(target=forward.serve_forever, daemon=True).start()
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{forward.server_address[1]}")
+        task = "http://kling.invalid/kling/v1/videos/text2video/t1"
+
+        async def query() -> httpx.Response:
+            transport = upstream_transport("http://kling.invalid/kling")
+            try:
+                answer = await transport.handle_async_request(httpx.Request("GET", task))
+                await answer.aread()
+                return answer
+            finally:
+                await transport.aclose()
+
+        try:
+            answer = asyncio.run(query())
+        finally:
+            forward.shutdown()
+    # Absolute-form, as a client speaks to a forward proxy; the upstream's name never resolved.
+    assert ForwardProxy.lines == [f"GET {task} HTTP/1.1"]
+    assert answer.json()["data"] == {"task_id": "t1"}
+    monkeypatch.setenv("NO_PROXY", "kling.invalid")
+    assert isinstance(upstream_transport("http://kling.invalid/kling"), HTTP11Transport)

@@ -26,6 +26,8 @@ What :class:`HTTP11Transport` does, for ``http://`` and ``https://`` URLs:
 * **The request** is written as httpx built it (its headers, ``Host`` and ``Content-Length``
   included) under the ``write`` timeout. A header that cannot be sent (a CR, LF or NUL in a
   value, a name that is no token) is ``httpx.LocalProtocolError`` before any byte is written.
+* **A request cut short** (a timeout, a cancellation) drops its connection at once, with what
+  was not yet sent: closing it would go on sending the rest, a create included.
 * **The answer** is read whole, under the ``read`` timeout for each wait for more bytes: its
   body by ``Content-Length``, by chunks (trailers skipped) or to the end of the stream; none
   for ``HEAD``, 204 and 304; interim ``1xx`` answers are skipped. The answer is handed to httpx
@@ -34,8 +36,9 @@ What :class:`HTTP11Transport` does, for ``http://`` and ``https://`` URLs:
   reading, ``httpx.ReadError``.
 
 A request whose body is a stream (not bytes already in memory) goes to httpx's own transport.
-Proxies from the environment are unaffected: httpx mounts its proxy transports in front of this
-one (``HTTPS_PROXY``, ``NO_PROXY``).
+It speaks to the origin only: an ``httpx.AsyncClient`` given a transport no longer reads
+``HTTPS_PROXY``, so the proxy chooses (:func:`klingcost.proxy.upstream.upstream_transport`):
+this transport, or httpx's own through the forward proxy the environment names.
 """
 
 from __future__ import annotations

@@ -176,13 +176,10 @@ class ShardedTransport(httpx.AsyncBaseTransport):
             await pool.aclose()
 
 
-def default_pool(limits: httpx.Limits | None = None) -> httpx.AsyncHTTPTransport:
-    """A pool as ``httpx.AsyncClient`` makes its own (httpx's default ``limits`` unless given),
-    sharing one TLS context (building one reads the system's certificates: ~57 ms each, paid
-    once per process here)."""
-    if limits is None:
-        return httpx.AsyncHTTPTransport(verify=tls_context())
-    return httpx.AsyncHTTPTransport(verify=tls_context(), limits=limits)
+def default_pool() -> httpx.AsyncHTTPTransport:
+    """A pool as ``httpx.AsyncClient`` makes its own, sharing one TLS context (building one
+    reads the system's certificates: ~57 ms each, paid once per process here)."""
+    return httpx.AsyncHTTPTransport(verify=tls_context())
 
 
 @functools.cache

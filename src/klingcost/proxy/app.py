@@ -14,7 +14,8 @@ Routes (``{endpoint}`` is one the sheet prices: ``images/generations``,
     GET  /metrics                        Prometheus (klingcost.proxy.metrics)
 
 As Kling orders it, the key is checked before the route: an unknown route with no key is 401.
-Each request's ledger work runs in a worker thread; the event loop only waits on the network.
+The ledger is used on the event loop's thread, one short transaction at a time (why: see
+:func:`klingcost.proxy.gate.create`); ``/healthz`` and ``/metrics`` read it in a worker thread.
 :func:`app_from_env` is the factory each ``--workers`` process calls (uvicorn imports it).
 """
 
@@ -35,8 +36,6 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from klingcost import errors
-from klingcost.api.http11 import HTTP11Transport
-from klingcost.api.wire import tls_context
 from klingcost.ledger import Ledger
 from klingcost.proxy import envelope as kling
 from klingcost.proxy import gate, traffic
@@ -45,7 +44,7 @@ from klingcost.proxy.metrics import Metrics
 from klingcost.proxy.operate import operated
 from klingcost.proxy.settings import ProxySettings, callback_secret
 from klingcost.proxy.state import CALLBACK_PREFIX, Authenticate, Proxy
-from klingcost.proxy.upstream import Upstream
+from klingcost.proxy.upstream import Upstream, upstream_transport
 from klingcost.request import ENDPOINTS, Endpoint
 from klingcost.ui import ui_routes
 
@@ -93,12 +92,10 @@ def create_app(
     opened = ledger if ledger is not None else Ledger.open(settings.ledger)
     try:
         metrics = Metrics(lambda: opened.holds("open"))
-        # Kept connections expire before any server's usual 5 s keep-alive: a connection the
-        # upstream is closing must not be reused for a create (its outcome would be unknown).
-        limits = httpx.Limits(keepalive_expiry=2.0)  # no cap on connections, as before
-        inner = transport or HTTP11Transport(ssl_context=tls_context(), limits=limits)
+        upstream_url = settings.upstream_url()
+        inner = transport or upstream_transport(upstream_url)
         upstream = Upstream(
-            settings.upstream_url(),
+            upstream_url,
             api_key,
             timeout=settings.upstream_timeout,
             transport=metrics.upstream_transport(inner),

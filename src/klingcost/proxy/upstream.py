@@ -14,15 +14,17 @@ which also catches it cut short, re-cased or escaped), and so is every error.
 from __future__ import annotations
 
 import re
+import urllib.request
 from collections.abc import Sequence
 
 import httpx
 
 from klingcost import errors
 from klingcost.api.client import AsyncKlingClient
+from klingcost.api.http11 import HTTP11Transport
 from klingcost.api.redact import MIN_RUN, redact, scrub, secret_forms
 from klingcost.api.retry import transport_error
-from klingcost.api.wire import SHARDS, Wire
+from klingcost.api.wire import SHARDS, Wire, tls_context
 
 
 class Upstream:
@@ -94,6 +96,25 @@ class Upstream:
         await self.client.aclose()
 
 
+def upstream_transport(base_url: str) -> httpx.AsyncBaseTransport:
+    """How the proxy reaches ``base_url``: :class:`~klingcost.api.http11.HTTP11Transport`, or
+    through the proxy the environment names for it (``HTTPS_PROXY``, ``HTTP_PROXY``,
+    ``ALL_PROXY``, lower case too; not for a host in ``NO_PROXY``), as httpx itself would.
+
+    Kept connections expire before any server's usual 5 s keep-alive: a connection the upstream
+    is closing must not be reused for a create (its outcome would be unknown). The number of
+    connections has no cap, as a client's own connections to the proxy have none.
+    """
+    limits = httpx.Limits(keepalive_expiry=2.0)
+    url = httpx.URL(base_url)
+    proxies = urllib.request.getproxies_environment()
+    through = proxies.get(url.scheme) or proxies.get("all")
+    if through and not urllib.request.proxy_bypass(url.host):
+        # httpx's own transport, which speaks to HTTP and SOCKS proxies (CONNECT for https).
+        return httpx.AsyncHTTPTransport(proxy=through, verify=tls_context(), limits=limits)
+    return HTTP11Transport(ssl_context=tls_context(), limits=limits)
+
+
 def _finder(key: str) -> re.Pattern[str]:
     """What :func:`klingcost.api.redact.redact` looks for, as one pattern over lower-cased
     ASCII text: every run of ``MIN_RUN`` characters of every form of ``key`` (an ASCII key:
@@ -106,4 +127,4 @@ def _finder(key: str) -> re.Pattern[str]:
     return re.compile("|".join(re.escape(run) for run in sorted(runs)))
 
 
-__all__ = ["Upstream"]
+__all__ = ["Upstream", "upstream_transport"]
