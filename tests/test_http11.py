@@ -352,6 +352,22 @@ def test_an_expired_connection_is_not_reused() -> None:
     assert server.connections == 2
 
 
+def test_connections_left_idle_past_their_expiry_are_closed_while_another_is_in_use() -> None:
+    """Three kept after a burst; then one at a time, the last kept serves and the other two
+    pass their expiry: they are closed by the client, not left open for the server to end."""
+    server = Server([OK], gather=3)
+
+    async def main(client: httpx.AsyncClient) -> int:
+        await asyncio.gather(*(client.get("/") for _ in range(3)))
+        for _ in range(8):
+            await asyncio.sleep(0.05)
+            await client.get("/")
+        return server.closed_by_client
+
+    assert run(main, server, limits=httpx.Limits(keepalive_expiry=0.2)) == 2
+    assert server.connections == 3
+
+
 @pytest.mark.parametrize(
     ("answers", "close_after"),
     [

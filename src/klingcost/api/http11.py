@@ -49,6 +49,7 @@ import re
 import socket
 import ssl
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Final
 
@@ -89,7 +90,7 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
         self._limits = limits
         self._most_idle = limits.max_keepalive_connections
         self._expiry = limits.keepalive_expiry
-        self._idle: dict[_Origin, list[_Connection]] = {}
+        self._idle: dict[_Origin, deque[_Connection]] = {}
         self._idle_count = 0
         self._slots: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -183,12 +184,19 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
         return None
 
     def _keep(self, origin: _Origin, connection: _Connection) -> None:
+        idle = self._idle.setdefault(origin, deque())
+        now = time.monotonic()
+        # The last kept is used first, so the oldest wait at the other end: past their expiry
+        # (or closed by the server) they are closed here, not left to hold places.
+        while idle and not idle[0].reusable(now, self._expiry):
+            idle.popleft().close()
+            self._idle_count -= 1
         most = self._most_idle
         if most is not None and self._idle_count >= most:
             connection.close()
             return
-        connection.idle_since = time.monotonic()
-        self._idle.setdefault(origin, []).append(connection)
+        connection.idle_since = now
+        idle.append(connection)
         self._idle_count += 1
 
     async def _connect(
