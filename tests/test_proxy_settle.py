@@ -4,6 +4,7 @@ background pass for tasks nobody polls."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 
@@ -12,12 +13,16 @@ import pytest
 
 from fake_fixtures import KEY, _fake_session, fake_server  # noqa: F401
 from klingcost.ledger import Ledger
-from klingcost.proxy.app import proxy_of
+from klingcost.proxy.app import create_app, proxy_of
 from klingcost.proxy.server import ProxyServer
+from klingcost.proxy.settings import ProxySettings
+from klingcost.proxy.traffic import SETTLE_TURN, settle_turn
+from klingcost.sync import SyncReport
 from klingcost.testing import FakeKling
 from proxy_fixtures import (  # noqa: F401
     BODY,
     COST,
+    ENDPOINT,
     Keys,
     Receiver,
     ledger_fixture,
@@ -153,3 +158,40 @@ def test_a_client_without_its_own_url_gets_a_quiet_url_whose_states_on_the_way_r
     # The quiet signature is the proxy's own: another hold's does not open this one.
     other = url.replace(hold.key, "0" * len(hold.key))
     assert httpx.post(other, json={"task_id": hold.task_id}).status_code == 404
+
+
+Report = SyncReport | None
+
+
+def test_one_background_pass_per_interval_whichever_worker_takes_the_turn(
+    slow_fake: FakeKling, proxy: ProxyServer, ledger_url: str, ledger: Ledger, team_keys: Keys
+) -> None:
+    """Two workers (two apps, each its own ledger connection) ask for the pass at once: one
+    queries the open hold's task, the other nothing; after the interval, the turn is free."""
+    slow_fake.configure(done_after=60)  # the task stays open through the test
+    post(proxy, team_keys.ads, BODY)
+    (hold,) = ledger.holds()
+    settings = ProxySettings(ledger=ledger_url, upstream=slow_fake.base_url, settle_interval=0)
+    one, two = (proxy_of(create_app(settings, api_key=KEY, access_log=False)) for _ in "12")
+    task_queries = f"{ENDPOINT}/{hold.task_id}"
+
+    async def turns() -> tuple[Report, Report, int, Report]:
+        try:
+            first = await settle_turn(one, "host:1", 0.3)
+            second = await settle_turn(two, "host:2", 0.3)
+            queried = len(slow_fake.requests("GET", task_queries))
+            await asyncio.sleep(0.35)  # the interval passes: the turn is free again
+            return first, second, queried, await settle_turn(two, "host:2", 0.3)
+        finally:
+            for worker in (one, two):
+                await worker.upstream.aclose()
+                worker.ledger.close()
+
+    first, second, queried, later = asyncio.run(turns())
+    assert first is not None and (first.examined, first.pending) == (1, 1)
+    assert second is None  # no pass, no query: the turn was host:1's
+    assert queried == 1
+    assert later is not None and later.examined == 1
+    assert len(slow_fake.requests("GET", task_queries)) == 2
+    last = ledger.last_turn(SETTLE_TURN)
+    assert last is not None and last[0] == "host:2"

@@ -72,7 +72,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     default=60.0,
     show_default=True,
     help="Seconds between background settlement passes (as `klingcost sync`) for tasks "
-    "nobody polls; 0: none.",
+    "nobody polls, each made by one worker of all sharing the ledger; 0: none.",
 )
 @click.option("--log-prompts", is_flag=True, help="Show prompts in the access log.")
 @click.option(

@@ -53,6 +53,7 @@ from klingcost.ledger.keys import KeysPart
 from klingcost.ledger.published import LOCAL_OVERLAYS
 from klingcost.ledger.reserve import RELEASED_KEY, ReservePart
 from klingcost.ledger.settle import SettlePart
+from klingcost.ledger.turns import TurnsPart
 from klingcost.ledger.types import (
     HOLD_STATES,
     KEEP,
@@ -80,6 +81,7 @@ class Ledger(
     AuditPart,
     KeysPart,
     AlertsPart,
+    TurnsPart,
 ):
     """One ledger. Open with :meth:`open`; use as a context manager to close it."""
 

@@ -14,8 +14,9 @@
   the background. A hold whose client gave no URL has its callback URL signed as "quiet": its
   callbacks on the way are answered from the signature alone, without reading the ledger.
 * The **background pass** is ``klingcost sync`` (:func:`klingcost.sync.sync_holds`) every
-  ``settle_interval`` seconds, for tasks nobody polls. Every worker runs it, at a random phase:
-  settling is idempotent in the ledger, so two workers meeting on one hold change it once.
+  ``settle_interval`` seconds, for tasks nobody polls, made by one worker of all those (and all
+  hosts) sharing the ledger: whichever takes the turn (:mod:`klingcost.ledger.turns`). Each pass
+  queries every open hold's task upstream; N workers each making it would multiply that by N.
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ import asyncio
 import json
 import logging
 import math
+import os
 import random
 import secrets
+import socket
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any, Final
 from urllib.parse import quote
@@ -55,7 +59,7 @@ from klingcost.proxy.gate import (
 from klingcost.proxy.state import Proxy
 from klingcost.request import Endpoint
 from klingcost.settlement import resolve
-from klingcost.sync import sync_holds
+from klingcost.sync import SyncReport, sync_holds
 
 logger = logging.getLogger("klingcost.proxy")
 
@@ -290,24 +294,41 @@ async def _forward(proxy: Proxy, url: str, body: bytes) -> None:
 # --- the background pass -----------------------------------------------------------------------
 
 
+#: The background pass's turn in the ledger, shared by every worker and host.
+SETTLE_TURN: Final = "proxy.settle"
+
+
 async def settle_loop(proxy: Proxy, interval: float) -> None:
-    """``sync`` every ``interval`` seconds (with jitter), until cancelled."""
-    policy = PollPolicy(interval, math.inf, jitter=0.2)  # the one poll policy, no deadline
+    """A pass every ``interval`` seconds, by whichever worker takes the turn, until cancelled.
+
+    Each worker asks for the turn four times an interval (with jitter): the pass comes at most
+    a quarter interval late, and the ask is one short ledger write."""
+    policy = PollPolicy(interval / 4, math.inf, jitter=0.2)  # the one poll policy, no deadline
+    holder = f"{socket.gethostname()}:{os.getpid()}"
     await anyio.sleep(policy.phase(random.random()))  # a phase, not a secret
     while True:
         try:
-            report = await sync_holds(proxy.ledger, proxy.upstream.client, concurrency=4)
-            if report.examined:
-                logger.info(
-                    "settlement pass: %d settled, %d voided, %d pending, %d unresolved",
-                    report.settled,
-                    report.voided,
-                    report.pending,
-                    len(report.unresolved),
-                )
-        except Exception as exc:  # the next pass tries again
+            await settle_turn(proxy, holder, interval)
+        except Exception as exc:  # the next turn tries again
             logger.warning("settlement pass failed: %s", proxy.upstream.redact(str(exc)))
         await anyio.sleep(policy.delay(random.random()))
 
 
-__all__ = ["callback", "list_tasks", "query", "settle_loop"]
+async def settle_turn(proxy: Proxy, holder: str, interval: float) -> SyncReport | None:
+    """``sync`` once, if the turn is ``holder``'s (None: another process had it within
+    ``interval`` seconds)."""
+    if not proxy.ledger.take_turn(SETTLE_TURN, holder, timedelta(seconds=interval)):
+        return None
+    report = await sync_holds(proxy.ledger, proxy.upstream.client, concurrency=4)
+    if report.examined:
+        logger.info(
+            "settlement pass: %d settled, %d voided, %d pending, %d unresolved",
+            report.settled,
+            report.voided,
+            report.pending,
+            len(report.unresolved),
+        )
+    return report
+
+
+__all__ = ["SETTLE_TURN", "callback", "list_tasks", "query", "settle_loop", "settle_turn"]
