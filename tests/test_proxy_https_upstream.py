@@ -4,8 +4,10 @@ fake Kling API serving TLS with a certificate of its own, which the operator tru
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -13,7 +15,7 @@ import pytest
 
 from fake_fixtures import KEY
 from klingcost import keys
-from klingcost.ledger import Ledger
+from klingcost.ledger import Hold, Ledger
 from klingcost.testing import FakeKling
 from proxy_fixtures import BODY, COST, ENDPOINT, Keys
 from proxy_processes import proxy_env, running_proxy
@@ -26,32 +28,42 @@ def https_fake() -> Iterator[FakeKling]:
         yield fake
 
 
-def started(ledger_path: Path, home: Path, fake: FakeKling, *, trusted: bool) -> dict[str, str]:
-    """The proxy's environment, its ledger holding a budget for one job and a key for it."""
-    env = proxy_env(home, str(ledger_path), fake.base_url)
+@contextlib.contextmanager
+def proxied(fake: FakeKling, directory: Path, *, trusted: bool) -> Iterator[Proxied]:
+    """``klingcost proxy --no-callbacks`` in front of ``fake``, trusting its certificate through
+    ``SSL_CERT_FILE`` or not; its ledger (``directory/ledger.db``) holds a budget for one job
+    and a key for it."""
+    fake.reset()
+    ledger_path = directory / "ledger.db"
+    env = proxy_env(directory / "home", str(ledger_path), fake.base_url)
     env = {k: v for k, v in env.items() if k not in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
     if trusted:
         env["SSL_CERT_FILE"] = str(fake.cert)
-    with Ledger.open(str(ledger_path)) as ledger:
-        ledger.set_budget("studio", limit=COST, period="month")
-    return env
-
-
-def make_key(ledger_path: Path, env: dict[str, str]) -> keys.NewKey:
     with Ledger.open(str(ledger_path)) as ledger:  # the server secret: under env's home
-        return keys.create_key(ledger, "studio", secret=keys.server_secret(env))
+        ledger.set_budget("studio", limit=COST, period="month")
+        new = keys.create_key(ledger, "studio", secret=keys.server_secret(env))
+    with running_proxy(env, directory, extra=("--no-callbacks",)) as proxy:
+        yield Proxied(proxy.base_url, Keys.auth(new), ledger_path)
+
+
+@dataclass(frozen=True)
+class Proxied:
+    base_url: str
+    auth: dict[str, str]
+    ledger_path: Path
+
+    def only_hold(self) -> Hold:
+        with Ledger.open(str(self.ledger_path)) as ledger:
+            (hold,) = ledger.holds()
+        return hold
 
 
 @pytest.mark.slow
 def test_a_job_through_an_https_upstream_is_held_forwarded_and_settled(
     https_fake: FakeKling, tmp_path: Path
 ) -> None:
-    https_fake.reset()
-    ledger_path = tmp_path / "ledger.db"
-    env = started(ledger_path, tmp_path / "home", https_fake, trusted=True)
-    new = make_key(ledger_path, env)
-    with running_proxy(env, tmp_path, extra=("--no-callbacks",)) as proxy:
-        auth = Keys.auth(new)
+    with proxied(https_fake, tmp_path, trusted=True) as proxy:
+        auth = proxy.auth
         made = httpx.post(f"{proxy.base_url}/v1/{ENDPOINT}", json=BODY, headers=auth, timeout=30)
         assert made.status_code == 200, made.text
         task_id = made.json()["data"]["task_id"]
@@ -65,8 +77,7 @@ def test_a_job_through_an_https_upstream_is_held_forwarded_and_settled(
             time.sleep(0.05)
         assert status == "succeed"
     assert len(https_fake.requests("POST", ENDPOINT)) == 1
-    with Ledger.open(str(ledger_path)) as ledger:
-        (hold,) = ledger.holds()
+    hold = proxy.only_hold()
     assert (hold.task_id, hold.state, hold.cost_minor) == (task_id, "settled", COST)
 
 
@@ -74,16 +85,10 @@ def test_a_job_through_an_https_upstream_is_held_forwarded_and_settled(
 def test_an_upstream_certificate_not_trusted_refuses_the_create_before_it_is_sent(
     https_fake: FakeKling, tmp_path: Path
 ) -> None:
-    https_fake.reset()
-    ledger_path = tmp_path / "ledger.db"
-    env = started(ledger_path, tmp_path / "home", https_fake, trusted=False)
-    new = make_key(ledger_path, env)
-    with running_proxy(env, tmp_path, extra=("--no-callbacks",)) as proxy:
+    with proxied(https_fake, tmp_path, trusted=False) as proxy:
         url = f"{proxy.base_url}/v1/{ENDPOINT}"
-        answer = httpx.post(url, json=BODY, headers=Keys.auth(new), timeout=30)
+        answer = httpx.post(url, json=BODY, headers=proxy.auth, timeout=30)
     assert (answer.status_code, answer.json()["code"]) == (502, 5001), answer.text
     assert "nothing was sent" in answer.json()["message"]
     assert https_fake.requests("POST", ENDPOINT) == []
-    with Ledger.open(str(ledger_path)) as ledger:
-        (hold,) = ledger.holds()
-    assert hold.state == "voided"  # the budget is whole again
+    assert proxy.only_hold().state == "voided"  # the budget is whole again

@@ -55,6 +55,8 @@ from typing import Final
 
 import httpx
 
+from klingcost.api.wire import tls_context
+
 __all__ = ["DEFAULT_LIMITS", "MAX_HEAD", "HTTP11Transport"]
 
 #: The longest answer head read (status line and headers), as h11's default.
@@ -86,7 +88,9 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
         self, *, ssl_context: ssl.SSLContext | None = None, limits: httpx.Limits | None = None
     ) -> None:
         limits = limits or DEFAULT_LIMITS
-        self._ssl = ssl_context
+        # httpx's default context is built once per process (reading the system's certificates
+        # costs ~57 ms), not once per connection.
+        self._ssl = ssl_context if ssl_context is not None else tls_context()
         self._limits = limits
         self._most_idle = limits.max_keepalive_connections
         self._expiry = limits.keepalive_expiry
@@ -203,9 +207,7 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
         self, origin: _Origin, timeouts: dict[str, float | None], request: httpx.Request
     ) -> _Connection:
         scheme, host, port = origin
-        context = None
-        if scheme == "https":
-            context = self._ssl if self._ssl is not None else httpx.create_ssl_context()
+        context = self._ssl if scheme == "https" else None
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeouts.get("connect")):
@@ -226,9 +228,7 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
 
     def _for_streams(self) -> httpx.AsyncHTTPTransport:
         if self._streaming is None:
-            self._streaming = httpx.AsyncHTTPTransport(
-                verify=self._ssl if self._ssl is not None else True, limits=self._limits
-            )
+            self._streaming = httpx.AsyncHTTPTransport(verify=self._ssl, limits=self._limits)
         return self._streaming
 
 
